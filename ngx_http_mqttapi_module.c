@@ -1,0 +1,315 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+/*
+ * ngx_http_mqttapi_module: an edge gateway for the ApsaraMQ for MQTT
+ * OpenAPI.  This file holds the module definition, the directives and the
+ * configuration; the work is done in src/:
+ *
+ *   ngx_http_mqttapi_catalog.c    the error catalog (knowing)
+ *   ngx_http_mqttapi_error.c      resolving an error against it
+ *   ngx_http_mqttapi_lang.c       Accept-Language negotiation
+ *   ngx_http_mqttapi_filter.c     header and body filters (deciding)
+ *   ngx_http_mqttapi_render.c     headers and bodies (writing)
+ *   ngx_http_mqttapi_variables.c  $mqttapi_* variables
+ *   ngx_http_mqttapi_ctx.c        the request context
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_filter.h"
+#include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_variables.h"
+
+
+static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_conf_enum_t  ngx_http_mqttapi_body_modes[] = {
+    { ngx_string("off"), NGX_HTTP_MQTTAPI_BODY_OFF },
+    { ngx_string("augment"), NGX_HTTP_MQTTAPI_BODY_AUGMENT },
+    { ngx_string("problem"), NGX_HTTP_MQTTAPI_BODY_PROBLEM },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_post_handler_pt  ngx_http_mqttapi_problem_base_uri_p =
+    ngx_http_mqttapi_problem_base_uri;
+
+
+static ngx_command_t  ngx_http_mqttapi_commands[] = {
+
+    { ngx_string("mqttapi"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("mqttapi_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, body),
+      &ngx_http_mqttapi_body_modes },
+
+    { ngx_string("mqttapi_normalize_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, normalize_status),
+      NULL },
+
+    { ngx_string("mqttapi_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("mqttapi_problem_base_uri"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, problem_base_uri),
+      &ngx_http_mqttapi_problem_base_uri_p },
+
+    { ngx_string("mqttapi_host_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, host_id),
+      NULL },
+
+    { ngx_string("mqttapi_catalog"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mqttapi_catalog,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_mqttapi_module_ctx = {
+    ngx_http_mqttapi_preconfiguration,     /* preconfiguration */
+    ngx_http_mqttapi_postconfiguration,    /* postconfiguration */
+
+    ngx_http_mqttapi_create_main_conf,     /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_mqttapi_create_loc_conf,      /* create location configuration */
+    ngx_http_mqttapi_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_mqttapi_module = {
+    NGX_MODULE_V1,
+    &ngx_http_mqttapi_module_ctx,          /* module context */
+    ngx_http_mqttapi_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_mqttapi_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_mqttapi_render_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mqttapi_filter_init(cf);
+}
+
+
+static void *
+ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /* the built-in catalog, compiled in from conf/mqttapi_catalog.json */
+
+    mcf->catalog = ngx_http_mqttapi_catalog_builtin(cf);
+    if (mcf->catalog == NULL) {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static void *
+ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_mqttapi_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->problem_base_uri = { 0, NULL };
+     *     conf->catalog_files = NULL;
+     *     conf->catalog = NULL;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->body = NGX_CONF_UNSET_UINT;
+    conf->normalize_status = NGX_CONF_UNSET;
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->host_id = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mqttapi_loc_conf_t *prev = parent;
+    ngx_http_mqttapi_loc_conf_t *conf = child;
+
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->body, prev->body,
+                              NGX_HTTP_MQTTAPI_BODY_AUGMENT);
+    ngx_conf_merge_value(conf->normalize_status, prev->normalize_status, 0);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              64 * 1024);
+    ngx_conf_merge_str_value(conf->problem_base_uri, prev->problem_base_uri,
+                             "urn:mqttapi:error:");
+    ngx_conf_merge_ptr_value(conf->host_id, prev->host_id, NULL);
+
+    /* catalogs: those of this level, else the inherited ones */
+
+    if (conf->catalog_files == NULL) {
+        conf->catalog_files = prev->catalog_files;
+        conf->catalog = prev->catalog;
+    }
+
+    if (conf->catalog == NULL) {
+        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+        conf->catalog = mcf->catalog;
+    }
+
+    if (conf->max_body_size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mqttapi_max_body_size\" must not be zero");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mqttapi_loc_conf_t *lcf = conf;
+
+    ngx_str_t                     *value, *file;
+    ngx_http_mqttapi_catalog_t    *base;
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    value = cf->args->elts;
+
+    if (lcf->catalog_files == NULL) {
+        lcf->catalog_files = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        if (lcf->catalog_files == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    file = ngx_array_push(lcf->catalog_files);
+    if (file == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Each file is applied on top of the built-in catalog and the files
+     * before it on this level, here, so that a broken file is reported at
+     * its directive's line.
+     */
+
+    base = lcf->catalog;
+
+    if (base == NULL) {
+        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+        base = mcf->catalog;
+    }
+
+    lcf->catalog = ngx_http_mqttapi_catalog_load(cf, base, file);
+    if (lcf->catalog == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *uri = data;
+
+    size_t  i;
+
+    /* it becomes part of a JSON string: no quotes, controls, backslashes */
+
+    for (i = 0; i < uri->len; i++) {
+        if (uri->data[i] <= 0x20 || uri->data[i] >= 0x7f
+            || uri->data[i] == '"' || uri->data[i] == '\\')
+        {
+            return "must be a URI without spaces, quotes or backslashes";
+        }
+    }
+
+    return NGX_CONF_OK;
+}

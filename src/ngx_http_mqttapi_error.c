@@ -1,0 +1,201 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_error.h"
+#include "ngx_http_mqttapi_lang.h"
+
+
+/*
+ * Resolving an error: from the code the upstream sent (or a gateway code)
+ * and the request, what the gateway says about it: catalog entry, pattern
+ * capture, category, retryability, delay and language.  Nothing here
+ * trusts the code: it is copied only once it passed the character check.
+ */
+
+
+static ngx_str_t  ngx_http_mqttapi_gateway = ngx_string("gateway");
+static ngx_str_t  ngx_http_mqttapi_unknown = ngx_string("unknown");
+
+
+static ngx_int_t ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
+    ngx_http_mqttapi_catalog_t *catalog, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *code, ngx_http_mqttapi_entry_t *entry)
+{
+    ngx_int_t                   delay;
+    ngx_str_t                   name;
+    ngx_http_mqttapi_action_t  *action;
+
+    err->entry = entry;
+    err->category = ngx_http_mqttapi_unknown;
+    err->retry_after = -1;
+    ngx_str_null(&err->code);
+    ngx_str_null(&err->param);
+
+    if (entry) {
+        err->code = entry->code;
+        err->gateway = 1;
+
+    } else if (code
+               && ngx_http_mqttapi_valid_code(code->data, code->len) == NGX_OK)
+    {
+        err->code.len = code->len;
+        err->code.data = ngx_pstrdup(r->pool, code);
+        if (err->code.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        err->entry = ngx_http_mqttapi_catalog_find(catalog, &err->code,
+                                                   &err->param, r->pool);
+    }
+
+    entry = err->entry;
+
+    if (err->gateway) {
+        err->category = ngx_http_mqttapi_gateway;
+
+    } else {
+        action = NULL;
+
+        if (ngx_http_mqttapi_action(r, &name) == NGX_OK) {
+            action = ngx_http_mqttapi_catalog_action(catalog, &name);
+        }
+
+        if (action && action->category.len) {
+            err->category = action->category;
+
+        } else if (entry && entry->categories
+                   && entry->categories->nelts == 1)
+        {
+            err->category = *(ngx_str_t *) entry->categories->elts;
+        }
+    }
+
+    if (entry && entry->retryable) {
+        err->retryable = 1;
+        err->throttle = entry->throttle;
+        err->retry_after = entry->retry_after;
+
+        delay = ngx_http_mqttapi_upstream_retry_after(r);
+
+        if (delay >= 0) {
+            err->retry_after = delay;
+        }
+
+        if (delay != NGX_DECLINED) {
+            err->upstream_retry_after = 1;
+        }
+    }
+
+    err->lang = ngx_http_mqttapi_negotiate_lang(r, catalog);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
+{
+    size_t            j;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(action);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("x-acs-action") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "x-acs-action",
+                               sizeof("x-acs-action") - 1)
+               == 0)
+        {
+            *action = h[i].value;
+            break;
+        }
+    }
+
+    if (action->len == 0
+        && ngx_http_arg(r, (u_char *) "Action", 6, action) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (action->len == 0 || action->len > 64) {
+        return NGX_DECLINED;
+    }
+
+    for (j = 0; j < action->len; j++) {
+        if (!((action->data[j] >= 'A' && action->data[j] <= 'Z')
+              || (action->data[j] >= 'a' && action->data[j] <= 'z')
+              || (action->data[j] >= '0' && action->data[j] <= '9')))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r)
+{
+    ngx_int_t         n;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len != sizeof("Retry-After") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               sizeof("Retry-After") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        /* delay-seconds only; an HTTP-date is kept but not interpreted */
+
+        n = ngx_atoi(h[i].value.data, h[i].value.len);
+
+        return (n >= 0 && n <= 86400) ? n : NGX_ERROR;
+    }
+
+    return NGX_DECLINED;
+}

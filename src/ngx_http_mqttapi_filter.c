@@ -1,0 +1,522 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_error.h"
+#include "ngx_http_mqttapi_filter.h"
+#include "ngx_http_mqttapi_render.h"
+
+
+/*
+ * Deciding: the header and body filters.  An error response of the main
+ * request (status 400-599, not HEAD, not encoded, not known to be over
+ * mqttapi_max_body_size) has its header held back and its body copied
+ * until the last buffer; then it is annotated (JSON with a string "Code"),
+ * normalized into the envelope (anything else that is not JSON), or sent
+ * on unchanged (unparsable JSON, or over the limit mid-stream).  Nothing
+ * else is touched: success responses never reach the body collection.
+ */
+
+
+static ngx_int_t ngx_http_mqttapi_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mqttapi_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_mqttapi_collect(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_buf_t *b);
+static ngx_int_t ngx_http_mqttapi_finish(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_uint_t aborted);
+static ngx_int_t ngx_http_mqttapi_pass(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_chain_t *rest, const char *reason);
+static ngx_int_t ngx_http_mqttapi_send(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_uint_t ngx_http_mqttapi_json_content_type(ngx_http_request_t *r);
+static void ngx_http_mqttapi_json_cleanup(void *data);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_mqttapi_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_mqttapi_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_mqttapi_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_mqttapi_ctx_t       *ctx;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    if (r != r->main
+        || r->headers_out.status < NGX_HTTP_BAD_REQUEST
+        || r->headers_out.status > 599)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    if (!lcf->enable) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_mqttapi_get_ctx(r);
+
+    if (ctx && ctx->state != NGX_HTTP_MQTTAPI_STATE_NONE) {
+        /* answered locally, or already seen before an internal redirect */
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->method == NGX_HTTP_HEAD) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: HEAD response passed through");
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.content_encoding
+        && r->headers_out.content_encoding->value.len)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mqttapi: passing through an encoded error body");
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.content_length_n > (off_t) lcf->max_body_size) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mqttapi: passing through an error body of %O bytes, "
+                      "over mqttapi_max_body_size",
+                      r->headers_out.content_length_n);
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_mqttapi_create_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->state = NGX_HTTP_MQTTAPI_STATE_COLLECT;
+    ctx->json = ngx_http_mqttapi_json_content_type(r);
+
+    /* err_status is set when nginx itself made the response */
+
+    if (r->err_status == 0 && r->upstream
+        && r->upstream->headers_in.status_n)
+    {
+        ctx->origin = NGX_HTTP_MQTTAPI_GW_UPSTREAM;
+        ctx->error.upstream_status = r->headers_out.status;
+
+    } else {
+        ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
+    }
+
+    r->main_filter_need_in_memory = 1;
+    r->allow_ranges = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t                     rc;
+    ngx_buf_t                    *b;
+    ngx_chain_t                  *cl;
+    ngx_http_mqttapi_ctx_t       *ctx;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    if (r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mqttapi_module);
+
+    if (ctx == NULL || ctx->state != NGX_HTTP_MQTTAPI_STATE_COLLECT) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        rc = ngx_http_mqttapi_collect(r, ctx, lcf, b);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_mqttapi_pass(r, ctx, cl,
+                                         ngx_buf_in_memory(b)
+                                         ? "the body is over "
+                                           "mqttapi_max_body_size"
+                                         : "the body is not in memory");
+        }
+
+        if (b->last_buf || b->last_in_chain) {
+            return ngx_http_mqttapi_finish(r, ctx, 0);
+        }
+
+        /*
+         * An empty flush after the upstream connection is gone: the
+         * upstream failed mid-body (closed, reset, timed out), and the
+         * request is about to be terminated.
+         */
+
+        if (b->flush && ngx_buf_size(b) == 0
+            && r->upstream && r->upstream->peer.connection == NULL)
+        {
+            return ngx_http_mqttapi_finish(r, ctx, 1);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_collect(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_buf_t *b)
+{
+    u_char  *p;
+    size_t   size, want;
+
+    if (!ngx_buf_in_memory(b)) {
+        return ngx_buf_size(b) ? NGX_DECLINED : NGX_OK;
+    }
+
+    size = b->last - b->pos;
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    if (ctx->len + size > lcf->max_body_size) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->len + size > ctx->size) {
+
+        if (r->headers_out.content_length_n > 0 && ctx->size == 0) {
+            want = (size_t) r->headers_out.content_length_n;
+
+        } else {
+            want = ngx_max(ctx->size * 2, 4096);
+        }
+
+        want = ngx_max(want, ctx->len + size);
+        want = ngx_min(want, lcf->max_body_size);
+
+        p = ngx_pnalloc(r->pool, want);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->len) {
+            ngx_memcpy(p, ctx->buf, ctx->len);
+        }
+
+        ctx->buf = p;
+        ctx->size = want;
+    }
+
+    ngx_memcpy(ctx->buf + ctx->len, b->pos, size);
+    ctx->len += size;
+
+    /* the copy is ours: the buffer goes back to its owner as consumed */
+
+    b->pos = b->last;
+
+    if (b->in_file) {
+        b->file_pos = b->file_last;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_uint_t aborted)
+{
+    ngx_str_t                     body, code;
+    json_t                       *obj, *v;
+    json_error_t                  jerr;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_mqttapi_entry_t     *gateway;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    body.data = ctx->buf;
+    body.len = ctx->len;
+
+    obj = NULL;
+    gateway = NULL;
+
+    if (aborted) {
+        /* what came so far is not an answer: the gateway reports it */
+
+        r->keepalive = 0;
+        r->headers_out.status = NGX_HTTP_BAD_GATEWAY;
+        r->headers_out.status_line.len = 0;
+
+        ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
+        ctx->json = 0;
+    }
+
+    if (ctx->json) {
+        obj = json_loadb((char *) body.data, body.len,
+                         JSON_REJECT_DUPLICATES, &jerr);
+
+        if (obj == NULL) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "mqttapi: passing through an unparsable error "
+                          "body: %s at byte %d", jerr.text, jerr.position);
+            return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            json_decref(obj);
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_mqttapi_json_cleanup;
+        cln->data = obj;
+
+        v = json_object_get(obj, "Code");
+
+        if (!json_is_string(v)) {
+            return ngx_http_mqttapi_pass(r, ctx, NULL,
+                                         "the error body is not an object "
+                                         "with a string \"Code\"");
+        }
+
+        code.data = (u_char *) json_string_value(v);
+        code.len = json_string_length(v);
+
+        if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, &ctx->error,
+                                           &code, NULL)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        gateway = ngx_http_mqttapi_catalog_gateway(lcf->catalog, ctx->origin,
+                                                   r->headers_out.status);
+        if (gateway == NULL) {
+            return ngx_http_mqttapi_pass(r, ctx, NULL,
+                                         "no gateway code for the status");
+        }
+
+        if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, &ctx->error,
+                                           NULL, gateway)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->error.status = r->headers_out.status;
+
+    if (lcf->normalize_status && ctx->error.entry
+        && ctx->error.entry->mapped_status)
+    {
+        ctx->error.status = ctx->error.entry->mapped_status;
+    }
+
+    if (lcf->body != NGX_HTTP_MQTTAPI_BODY_OFF) {
+
+        if (gateway) {
+            if (ngx_http_mqttapi_render_envelope(r, lcf, &ctx->error, &body)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_http_mqttapi_render_body(r, lcf, &ctx->error, obj,
+                                                &body)
+                   != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_mqttapi_set_body_headers(r, lcf, body.len, ctx->json)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_mqttapi_render_headers(r, lcf, &ctx->error) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
+    ctx->annotated = 1;
+
+    return ngx_http_mqttapi_send(r, &body);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_pass(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_chain_t *rest, const char *reason)
+{
+    ngx_int_t     rc;
+    ngx_str_t     body;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (reason) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mqttapi: passing through an error response: %s",
+                      reason);
+    }
+
+    ctx->state = NGX_HTTP_MQTTAPI_STATE_PASS;
+
+    body.data = ctx->buf;
+    body.len = ctx->len;
+
+    if (rest == NULL) {
+        return ngx_http_mqttapi_send(r, &body);
+    }
+
+    /* over the limit mid-stream: what was copied, then the rest */
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    if (body.len == 0) {
+        return ngx_http_next_body_filter(r, rest);
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body.data;
+    b->last = body.data + body.len;
+    b->memory = 1;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = rest;
+
+    return ngx_http_next_body_filter(r, cl);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_send(ngx_http_request_t *r, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = body->len ? 1 : 0;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_uint_t
+ngx_http_mqttapi_json_content_type(ngx_http_request_t *r)
+{
+    u_char  *p, *last;
+    size_t   len;
+
+    /* application/json, text/json, anything/x+json; parameters allowed */
+
+    p = r->headers_out.content_type.data;
+    len = r->headers_out.content_type.len;
+
+    if (p == NULL || len == 0) {
+        return 0;
+    }
+
+    last = ngx_strlchr(p, p + len, ';');
+    if (last == NULL) {
+        last = p + len;
+    }
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    len = last - p;
+
+    if (len == sizeof("application/json") - 1
+        && ngx_strncasecmp(p, (u_char *) "application/json", len) == 0)
+    {
+        return 1;
+    }
+
+    if (len == sizeof("text/json") - 1
+        && ngx_strncasecmp(p, (u_char *) "text/json", len) == 0)
+    {
+        return 1;
+    }
+
+    if (len > sizeof("+json") - 1
+        && ngx_strncasecmp(last - (sizeof("+json") - 1), (u_char *) "+json",
+                           sizeof("+json") - 1)
+           == 0
+        && ngx_strlchr(p, last, '/'))
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_mqttapi_json_cleanup(void *data)
+{
+    json_decref(data);
+}

@@ -1,0 +1,256 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_lang.h"
+
+
+/*
+ * Accept-Language negotiation (RFC 9110 12.5.4, RFC 4647 3.4 lookup):
+ * each language range is matched against the aliases of every catalog
+ * language, dropping subtags from the end ("zh-Hant-TW" -> "zh-Hant") until
+ * one matches; the range with the highest q-value wins, the first one on a
+ * tie; "q=0" excludes a language, "*" stands for the default language.
+ */
+
+
+#define NGX_HTTP_MQTTAPI_LANG_MAX_RANGES  32
+#define NGX_HTTP_MQTTAPI_LANG_MAX_LEN     64
+
+
+static ngx_int_t ngx_http_mqttapi_lang_lookup(
+    ngx_http_mqttapi_catalog_t *catalog, u_char *range, size_t len);
+static ngx_uint_t ngx_http_mqttapi_lang_qvalue(u_char *p, u_char *last);
+
+
+ngx_uint_t
+ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
+    ngx_http_mqttapi_catalog_t *catalog)
+{
+    u_char           *p, *last, *start, *end, *semi;
+    uint64_t          excluded;
+    ngx_int_t         lang, best;
+    ngx_uint_t        i, q, best_q, ranges, wildcard_q;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    best = -1;
+    best_q = 0;
+    wildcard_q = 0;
+    excluded = 0;
+    ranges = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Accept-Language") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Language",
+                               sizeof("Accept-Language") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last && ranges++ < NGX_HTTP_MQTTAPI_LANG_MAX_RANGES) {
+
+            start = p;
+            end = ngx_strlchr(p, last, ',');
+            if (end == NULL) {
+                end = last;
+            }
+
+            p = end + 1;
+
+            semi = ngx_strlchr(start, end, ';');
+
+            q = (semi == NULL) ? 1000
+                               : ngx_http_mqttapi_lang_qvalue(semi + 1, end);
+
+            if (semi) {
+                end = semi;
+            }
+
+            while (start < end && (*start == ' ' || *start == '\t')) {
+                start++;
+            }
+
+            while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+                end--;
+            }
+
+            if (start == end) {
+                continue;
+            }
+
+            if (end - start == 1 && *start == '*') {
+                if (q > wildcard_q) {
+                    wildcard_q = q;
+                }
+
+                continue;
+            }
+
+            lang = ngx_http_mqttapi_lang_lookup(catalog, start, end - start);
+            if (lang < 0) {
+                continue;
+            }
+
+            if (q == 0) {
+                if (lang < 64) {
+                    excluded |= (uint64_t) 1 << lang;
+                }
+
+                if (best == lang) {
+                    best = -1;
+                    best_q = 0;
+                }
+
+                continue;
+            }
+
+            if (lang < 64 && (excluded & ((uint64_t) 1 << lang))) {
+                continue;
+            }
+
+            if (q > best_q) {
+                best = lang;
+                best_q = q;
+            }
+        }
+    }
+
+    if (best >= 0 && best_q >= wildcard_q) {
+        return best;
+    }
+
+    /* "*", or nothing acceptable: the default language unless excluded */
+
+    lang = catalog->default_lang;
+
+    if (lang >= 64 || !(excluded & ((uint64_t) 1 << lang))) {
+        return lang;
+    }
+
+    for (i = 0; i < catalog->langs.nelts && i < 64; i++) {
+        if (!(excluded & ((uint64_t) 1 << i))) {
+            return i;
+        }
+    }
+
+    return lang;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_lang_lookup(ngx_http_mqttapi_catalog_t *catalog,
+    u_char *range, size_t len)
+{
+    u_char                   *dash;
+    ngx_str_t                *alias;
+    ngx_uint_t                i, j;
+    ngx_http_mqttapi_lang_t  *lang;
+
+    if (len > NGX_HTTP_MQTTAPI_LANG_MAX_LEN) {
+        return -1;
+    }
+
+    lang = catalog->langs.elts;
+
+    for ( ;; ) {
+
+        for (i = 0; i < catalog->langs.nelts; i++) {
+            alias = lang[i].aliases->elts;
+
+            for (j = 0; j < lang[i].aliases->nelts; j++) {
+                if (alias[j].len == len
+                    && ngx_strncasecmp(alias[j].data, range, len) == 0)
+                {
+                    return i;
+                }
+            }
+        }
+
+        /* RFC 4647 lookup: drop the last subtag, and a singleton before it */
+
+        dash = NULL;
+
+        for (i = len; i > 0; i--) {
+            if (range[i - 1] == '-') {
+                dash = &range[i - 1];
+                break;
+            }
+        }
+
+        if (dash == NULL) {
+            return -1;
+        }
+
+        len = dash - range;
+
+        if (len >= 2 && range[len - 2] == '-') {
+            len -= 2;
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_mqttapi_lang_qvalue(u_char *p, u_char *last)
+{
+    ngx_uint_t  q, scale;
+
+    /* ";q=0.5"; other parameters are ignored, a malformed q counts as 0 */
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    if (last - p < 3 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=') {
+        return 1000;
+    }
+
+    p += 2;
+
+    if (*p == '1') {
+        return 1000;
+    }
+
+    if (*p != '0') {
+        return 0;
+    }
+
+    p++;
+    q = 0;
+
+    if (p < last && *p == '.') {
+        p++;
+
+        for (scale = 100; p < last && scale; p++, scale /= 10) {
+            if (*p < '0' || *p > '9') {
+                break;
+            }
+
+            q += (*p - '0') * scale;
+        }
+    }
+
+    return q;
+}

@@ -1,0 +1,777 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_render.h"
+
+
+/*
+ * Writing: headers and bodies for a resolved error.  Bodies are spliced,
+ * never re-serialized: the upstream's bytes stay as they were, the
+ * annotation members are inserted before its closing brace (and, for
+ * "problem", the RFC 9457 members after its opening one).  Catalog texts
+ * are JSON string literals prepared at configuration time; everything
+ * that reaches a header is either catalog text checked at load time or a
+ * code that passed ngx_http_mqttapi_valid_code().
+ */
+
+
+#define NGX_HTTP_MQTTAPI_MAX_MEMBERS  16
+
+
+typedef struct {
+    ngx_str_t       key;           /* "\"Cause\":" */
+    ngx_str_t       value;         /* JSON text */
+    ngx_uint_t      quote;         /* value needs quotes, no escaping */
+} ngx_http_mqttapi_member_t;
+
+
+typedef struct {
+    ngx_uint_t                  n;
+    ngx_http_mqttapi_member_t   m[NGX_HTTP_MQTTAPI_MAX_MEMBERS];
+} ngx_http_mqttapi_members_t;
+
+
+static void ngx_http_mqttapi_add_member(ngx_http_mqttapi_members_t *ms,
+    json_t *obj, char *key, size_t klen, ngx_str_t *value, ngx_uint_t quote);
+static size_t ngx_http_mqttapi_members_len(ngx_http_mqttapi_members_t *ms);
+static u_char *ngx_http_mqttapi_members_write(u_char *p,
+    ngx_http_mqttapi_members_t *ms, ngx_uint_t comma);
+static void ngx_http_mqttapi_annotations(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    json_t *obj, ngx_http_mqttapi_members_t *ms);
+static ngx_int_t ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    json_t *obj, ngx_http_mqttapi_members_t *ms);
+static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_int_t n);
+static ngx_table_elt_t *ngx_http_mqttapi_find_header(ngx_http_request_t *r,
+    ngx_str_t *key);
+static void ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mqttapi_request_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+
+
+#define ngx_http_mqttapi_member(ms, obj, key, value, quote)                   \
+    ngx_http_mqttapi_add_member(ms, obj, "\"" key "\":",                      \
+                                sizeof("\"" key "\":") - 1, value, quote)
+
+
+static ngx_str_t  ngx_http_mqttapi_h_code = ngx_string("X-MQTTAPI-Error-Code");
+static ngx_str_t  ngx_http_mqttapi_h_category =
+    ngx_string("X-MQTTAPI-Error-Category");
+static ngx_str_t  ngx_http_mqttapi_h_cause =
+    ngx_string("X-MQTTAPI-Error-Cause");
+static ngx_str_t  ngx_http_mqttapi_h_solution =
+    ngx_string("X-MQTTAPI-Error-Solution");
+static ngx_str_t  ngx_http_mqttapi_h_retryable =
+    ngx_string("X-MQTTAPI-Retryable");
+static ngx_str_t  ngx_http_mqttapi_h_param =
+    ngx_string("X-MQTTAPI-Invalid-Parameter");
+static ngx_str_t  ngx_http_mqttapi_h_upstream_status =
+    ngx_string("X-MQTTAPI-Upstream-Status");
+static ngx_str_t  ngx_http_mqttapi_h_retry_after = ngx_string("Retry-After");
+static ngx_str_t  ngx_http_mqttapi_h_acs_retry_after =
+    ngx_string("x-acs-retry-after");
+static ngx_str_t  ngx_http_mqttapi_h_content_language =
+    ngx_string("Content-Language");
+static ngx_str_t  ngx_http_mqttapi_h_vary = ngx_string("Vary");
+static ngx_str_t  ngx_http_mqttapi_accept_language =
+    ngx_string("Accept-Language");
+
+static ngx_str_t  ngx_http_mqttapi_true = ngx_string("true");
+static ngx_str_t  ngx_http_mqttapi_false = ngx_string("false");
+
+static ngx_str_t  ngx_http_mqttapi_problem_type =
+    ngx_string("application/problem+json");
+static ngx_str_t  ngx_http_mqttapi_json_type =
+    ngx_string("application/json;charset=utf-8");
+
+static ngx_int_t  ngx_http_mqttapi_request_id_index = NGX_ERROR;
+
+
+ngx_int_t
+ngx_http_mqttapi_render_init(ngx_conf_t *cf)
+{
+    static ngx_str_t  name = ngx_string("request_id");
+
+    ngx_http_mqttapi_request_id_index = ngx_http_get_variable_index(cf,
+                                                                    &name);
+    if (ngx_http_mqttapi_request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
+{
+    ngx_http_mqttapi_text_t  *t;
+
+    ngx_http_mqttapi_hide_spoofed(r);
+
+    if (lcf->normalize_status && err->upstream_status) {
+        if (ngx_http_mqttapi_push_number(r,
+                                         &ngx_http_mqttapi_h_upstream_status,
+                                         err->upstream_status)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (err->status != r->headers_out.status) {
+        r->headers_out.status = err->status;
+        r->headers_out.status_line.len = 0;
+    }
+
+    if (err->code.len
+        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_code,
+                                        &err->code)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_category,
+                                     &err->category)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
+                                      lcf->catalog->default_lang);
+
+    if (t && t->cause.len
+        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_cause,
+                                        &t->cause)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (t && t->solution.len
+        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_solution,
+                                        &t->solution)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_retryable,
+                                     err->retryable ? &ngx_http_mqttapi_true
+                                                    : &ngx_http_mqttapi_false)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (err->param.len
+        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_param,
+                                        &err->param)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (err->retryable && err->retry_after >= 0 && !err->upstream_retry_after
+        && ngx_http_mqttapi_push_number(r, &ngx_http_mqttapi_h_retry_after,
+                                        err->retry_after)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (err->throttle && err->retry_after >= 0
+        && ngx_http_mqttapi_find_header(r, &ngx_http_mqttapi_h_acs_retry_after)
+           == NULL
+        && ngx_http_mqttapi_push_number(r, &ngx_http_mqttapi_h_acs_retry_after,
+                                        err->retry_after * 1000)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_render_body(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    json_t *obj, ngx_str_t *body)
+{
+    u_char                      *p, *start, *open, *close, *last;
+    size_t                       len;
+    ngx_uint_t                   empty;
+    ngx_http_mqttapi_members_t   head, tail;
+
+    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_OFF) {
+        return NGX_OK;
+    }
+
+    /* the body is a valid JSON object: find its braces */
+
+    open = body->data;
+    last = body->data + body->len;
+
+    while (open < last && *open != '{') {
+        open++;
+    }
+
+    close = last;
+
+    while (close > open && close[-1] != '}') {
+        close--;
+    }
+
+    if (open == last || close - open < 2) {
+        return NGX_DECLINED;
+    }
+
+    close--;
+
+    for (p = open + 1; p < close; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            break;
+        }
+    }
+
+    empty = (p == close);
+
+    head.n = 0;
+    tail.n = 0;
+
+    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_PROBLEM
+        && ngx_http_mqttapi_problem_members(r, lcf, err, obj, &head)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_mqttapi_annotations(r, lcf, err, obj, &tail);
+
+    len = body->len + ngx_http_mqttapi_members_len(&head)
+          + ngx_http_mqttapi_members_len(&tail) + 2;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* "{" head [","] original [","] tail "}" */
+
+    start = body->data;
+
+    body->data = p;
+
+    p = ngx_cpymem(p, start, open + 1 - start);
+
+    if (head.n) {
+        p = ngx_http_mqttapi_members_write(p, &head, 0);
+
+        if (!empty) {
+            *p++ = ',';
+        }
+    }
+
+    p = ngx_cpymem(p, open + 1, close - (open + 1));
+
+    p = ngx_http_mqttapi_members_write(p, &tail, head.n || !empty);
+
+    p = ngx_cpymem(p, close, last - close);
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *body)
+{
+    u_char                    *p;
+    size_t                     len;
+    uintptr_t                  escape;
+    ngx_str_t                  id, host, message;
+    ngx_http_core_srv_conf_t  *cscf;
+
+    /*
+     * {"RequestId":"...","HostId":"...","Code":"...","Message":"..."};
+     * the annotations are added by ngx_http_mqttapi_render_body()
+     */
+
+    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (lcf->host_id) {
+        if (ngx_http_complex_value(r, lcf->host_id, &host) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        host = cscf->server_name.len ? cscf->server_name
+                                     : ngx_cycle->hostname;
+    }
+
+    if (err->entry && err->entry->message_json.len) {
+        message = err->entry->message_json;
+
+    } else {
+        ngx_str_set(&message, "\"An error occurred.\"");
+    }
+
+    escape = ngx_escape_json(NULL, host.data, host.len);
+
+    len = sizeof("{\"RequestId\":\"\",\"HostId\":\"\",\"Code\":\"\","
+                 "\"Message\":}") - 1
+          + id.len + host.len + escape + err->code.len + message.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    p = ngx_cpymem(p, "{\"RequestId\":\"", sizeof("{\"RequestId\":\"") - 1);
+    p = ngx_cpymem(p, id.data, id.len);
+    p = ngx_cpymem(p, "\",\"HostId\":\"", sizeof("\",\"HostId\":\"") - 1);
+
+    if (escape) {
+        p = (u_char *) ngx_escape_json(p, host.data, host.len);
+
+    } else {
+        p = ngx_cpymem(p, host.data, host.len);
+    }
+
+    p = ngx_cpymem(p, "\",\"Code\":\"", sizeof("\",\"Code\":\"") - 1);
+    p = ngx_cpymem(p, err->code.data, err->code.len);
+    p = ngx_cpymem(p, "\",\"Message\":", sizeof("\",\"Message\":") - 1);
+    p = ngx_cpymem(p, message.data, message.len);
+    *p++ = '}';
+
+    body->len = p - body->data;
+
+    return ngx_http_mqttapi_render_body(r, lcf, err, NULL, body);
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_set_body_headers(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, size_t len, ngx_uint_t json)
+{
+    ngx_str_t  *type;
+
+    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_PROBLEM) {
+        type = &ngx_http_mqttapi_problem_type;
+
+    } else {
+        type = &ngx_http_mqttapi_json_type;
+    }
+
+    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_PROBLEM || !json) {
+        r->headers_out.content_type = *type;
+        r->headers_out.content_type_len = type->len;
+        r->headers_out.content_type_lowcase = NULL;
+        ngx_str_null(&r->headers_out.charset);
+    }
+
+    r->headers_out.content_length_n = len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mqttapi_annotations(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    json_t *obj, ngx_http_mqttapi_members_t *ms)
+{
+    u_char                   *p;
+    ngx_str_t                *cause, *solution, retry;
+    ngx_http_mqttapi_lang_t  *lang;
+    ngx_http_mqttapi_text_t  *t, *dt;
+
+    t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry, err->lang);
+    dt = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
+                                       lcf->catalog->default_lang);
+
+    cause = (t && t->cause_json.len) ? &t->cause_json
+            : (dt && dt->cause_json.len) ? &dt->cause_json : NULL;
+    solution = (t && t->solution_json.len) ? &t->solution_json
+               : (dt && dt->solution_json.len) ? &dt->solution_json : NULL;
+
+    if (cause) {
+        ngx_http_mqttapi_member(ms, obj, "Cause", cause, 0);
+    }
+
+    if (solution) {
+        ngx_http_mqttapi_member(ms, obj, "Solution", solution, 0);
+    }
+
+    ngx_http_mqttapi_member(ms, obj, "Category", &err->category, 1);
+    ngx_http_mqttapi_member(ms, obj, "Retryable",
+                            err->retryable ? &ngx_http_mqttapi_true
+                                           : &ngx_http_mqttapi_false, 0);
+
+    if (err->retryable && err->retry_after >= 0) {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p) {
+            retry.data = p;
+            retry.len = ngx_sprintf(p, "%i", err->retry_after) - p;
+            ngx_http_mqttapi_member(ms, obj, "RetryAfter", &retry, 0);
+        }
+    }
+
+    if (err->param.len) {
+        ngx_http_mqttapi_member(ms, obj, "InvalidParameter", &err->param, 1);
+    }
+
+    if (t && t->description_json.len) {
+        ngx_http_mqttapi_member(ms, obj, "Description", &t->description_json,
+                                0);
+    }
+
+    /* Content-Language: the language whose text the body carries */
+
+    if (err->entry) {
+        lang = lcf->catalog->langs.elts;
+
+        if (t && (t->description.len || t->cause.len)) {
+            lang = &lang[err->lang];
+
+        } else {
+            lang = &lang[lcf->catalog->default_lang];
+        }
+
+        (void) ngx_http_mqttapi_push_header(r,
+                                      &ngx_http_mqttapi_h_content_language,
+                                      &lang->tag);
+        (void) ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_vary,
+                                      &ngx_http_mqttapi_accept_language);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    json_t *obj, ngx_http_mqttapi_members_t *ms)
+{
+    u_char                   *p;
+    size_t                    len;
+    uintptr_t                 escape;
+    ngx_str_t                 id, *v;
+    ngx_http_mqttapi_text_t  *t;
+
+    static ngx_str_t          generic = ngx_string("\"An error occurred.\"");
+
+    /* "type": the base URI and the code, escaped as a URI component */
+
+    escape = ngx_escape_uri(NULL, err->code.data, err->code.len,
+                            NGX_ESCAPE_URI_COMPONENT);
+
+    len = lcf->problem_base_uri.len + err->code.len + 2 * escape;
+    if (err->code.len == 0) {
+        len += sizeof("Unknown") - 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_palloc(r->pool, 4 * sizeof(ngx_str_t));
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v[0].data = p;
+    p = ngx_cpymem(p, lcf->problem_base_uri.data, lcf->problem_base_uri.len);
+
+    if (err->code.len == 0) {
+        p = ngx_cpymem(p, "Unknown", sizeof("Unknown") - 1);
+
+    } else if (escape) {
+        p = (u_char *) ngx_escape_uri(p, err->code.data, err->code.len,
+                                      NGX_ESCAPE_URI_COMPONENT);
+
+    } else {
+        p = ngx_cpymem(p, err->code.data, err->code.len);
+    }
+
+    v[0].len = p - v[0].data;
+
+    ngx_http_mqttapi_member(ms, obj, "type", &v[0], 1);
+
+    /* "title": the catalog message, "detail": the localized cause */
+
+    ngx_http_mqttapi_member(ms, obj, "title",
+                            (err->entry && err->entry->message_json.len)
+                            ? &err->entry->message_json : &generic, 0);
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v[1].data = p;
+    v[1].len = ngx_sprintf(p, "%ui", err->status) - p;
+
+    ngx_http_mqttapi_member(ms, obj, "status", &v[1], 0);
+
+    t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry, err->lang);
+
+    if (t == NULL || t->cause_json.len == 0) {
+        t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
+                                          lcf->catalog->default_lang);
+    }
+
+    if (t && t->cause_json.len) {
+        ngx_http_mqttapi_member(ms, obj, "detail", &t->cause_json, 0);
+    }
+
+    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v[2].len = sizeof("urn:mqttapi:request:") - 1 + id.len;
+    v[2].data = ngx_pnalloc(r->pool, v[2].len);
+    if (v[2].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(v[2].data, "urn:mqttapi:request:",
+                   sizeof("urn:mqttapi:request:") - 1);
+    ngx_memcpy(p, id.data, id.len);
+
+    ngx_http_mqttapi_member(ms, obj, "instance", &v[2], 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mqttapi_add_member(ngx_http_mqttapi_members_t *ms, json_t *obj,
+    char *key, size_t klen, ngx_str_t *value, ngx_uint_t quote)
+{
+    char  name[32];
+
+    if (ms->n == NGX_HTTP_MQTTAPI_MAX_MEMBERS) {
+        return;
+    }
+
+    /* an upstream member is never overwritten nor duplicated */
+
+    if (obj) {
+        ngx_memcpy(name, key + 1, klen - 3);
+        name[klen - 3] = '\0';
+
+        if (json_object_get(obj, name)) {
+            return;
+        }
+    }
+
+    ms->m[ms->n].key.data = (u_char *) key;
+    ms->m[ms->n].key.len = klen;
+    ms->m[ms->n].value = *value;
+    ms->m[ms->n].quote = quote;
+    ms->n++;
+}
+
+
+static size_t
+ngx_http_mqttapi_members_len(ngx_http_mqttapi_members_t *ms)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    len = 0;
+
+    for (i = 0; i < ms->n; i++) {
+        len += 1 + ms->m[i].key.len + ms->m[i].value.len
+               + (ms->m[i].quote ? 2 : 0);
+    }
+
+    return len;
+}
+
+
+static u_char *
+ngx_http_mqttapi_members_write(u_char *p, ngx_http_mqttapi_members_t *ms,
+    ngx_uint_t comma)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ms->n; i++) {
+        if (i || comma) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, ms->m[i].key.data, ms->m[i].key.len);
+
+        if (ms->m[i].quote) {
+            *p++ = '"';
+        }
+
+        p = ngx_cpymem(p, ms->m[i].value.data, ms->m[i].value.len);
+
+        if (ms->m[i].quote) {
+            *p++ = '"';
+        }
+    }
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_push_header(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = *key;
+    h->value = *value;
+    h->lowcase_key = NULL;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_push_number(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_int_t n)
+{
+    u_char     *p;
+    ngx_str_t   value;
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.data = p;
+    value.len = ngx_sprintf(p, "%i", n) - p;
+
+    return ngx_http_mqttapi_push_header(r, key, &value);
+}
+
+
+static ngx_table_elt_t *
+ngx_http_mqttapi_find_header(ngx_http_request_t *r, ngx_str_t *key)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && h[i].key.len == key->len
+            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /* only the gateway speaks X-MQTTAPI-*: drop what the upstream sent */
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len >= sizeof("X-MQTTAPI-") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-MQTTAPI-",
+                               sizeof("X-MQTTAPI-") - 1)
+               == 0)
+        {
+            h[i].hash = 0;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_http_variable_value_t  *vv;
+
+    vv = ngx_http_get_indexed_variable(r, ngx_http_mqttapi_request_id_index);
+
+    if (vv == NULL || vv->not_found) {
+        return NGX_ERROR;
+    }
+
+    id->data = vv->data;
+    id->len = vv->len;
+
+    return NGX_OK;
+}

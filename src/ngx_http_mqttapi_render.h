@@ -1,0 +1,29 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_RENDER_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_RENDER_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_catalog.h"
+
+
+ngx_int_t ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
+ngx_int_t ngx_http_mqttapi_render_body(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    json_t *obj, ngx_str_t *body);
+ngx_int_t ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *body);
+ngx_int_t ngx_http_mqttapi_set_body_headers(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, size_t len, ngx_uint_t json);
+
+ngx_int_t ngx_http_mqttapi_render_init(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_MQTTAPI_RENDER_H_INCLUDED_ */

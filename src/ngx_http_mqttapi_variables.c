@@ -1,0 +1,146 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_variables.h"
+
+
+/*
+ * $mqttapi_error_code, $mqttapi_error_category, $mqttapi_retryable,
+ * $mqttapi_retry_after and $mqttapi_error_parameter: what the gateway
+ * said about the error of this request, empty ("not found") for responses
+ * it did not annotate.  They are evaluated from the context kept in a pool
+ * cleanup, so they work in the log phase and after error_page.
+ */
+
+
+#define NGX_HTTP_MQTTAPI_VAR_CODE         0
+#define NGX_HTTP_MQTTAPI_VAR_CATEGORY     1
+#define NGX_HTTP_MQTTAPI_VAR_RETRYABLE    2
+#define NGX_HTTP_MQTTAPI_VAR_RETRY_AFTER  3
+#define NGX_HTTP_MQTTAPI_VAR_PARAMETER    4
+
+
+static ngx_int_t ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
+
+    { ngx_string("mqttapi_error_code"), NULL,
+      ngx_http_mqttapi_error_variable, NGX_HTTP_MQTTAPI_VAR_CODE,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mqttapi_error_category"), NULL,
+      ngx_http_mqttapi_error_variable, NGX_HTTP_MQTTAPI_VAR_CATEGORY,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mqttapi_retryable"), NULL,
+      ngx_http_mqttapi_error_variable, NGX_HTTP_MQTTAPI_VAR_RETRYABLE,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mqttapi_retry_after"), NULL,
+      ngx_http_mqttapi_error_variable, NGX_HTTP_MQTTAPI_VAR_RETRY_AFTER,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mqttapi_error_parameter"), NULL,
+      ngx_http_mqttapi_error_variable, NGX_HTTP_MQTTAPI_VAR_PARAMETER,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_mqttapi_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_mqttapi_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                    *p;
+    ngx_str_t                  value;
+    ngx_http_mqttapi_ctx_t    *ctx;
+    ngx_http_mqttapi_error_t  *err;
+
+    ctx = ngx_http_mqttapi_get_ctx(r);
+
+    if (ctx == NULL || !ctx->annotated) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    err = &ctx->error;
+
+    switch (data) {
+
+    case NGX_HTTP_MQTTAPI_VAR_CODE:
+        value = err->code;
+        break;
+
+    case NGX_HTTP_MQTTAPI_VAR_CATEGORY:
+        value = err->category;
+        break;
+
+    case NGX_HTTP_MQTTAPI_VAR_RETRYABLE:
+        if (err->retryable) {
+            ngx_str_set(&value, "true");
+
+        } else {
+            ngx_str_set(&value, "false");
+        }
+
+        break;
+
+    case NGX_HTTP_MQTTAPI_VAR_RETRY_AFTER:
+        if (!err->retryable || err->retry_after < 0) {
+            ngx_str_null(&value);
+            break;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        value.data = p;
+        value.len = ngx_sprintf(p, "%i", err->retry_after) - p;
+        break;
+
+    default: /* NGX_HTTP_MQTTAPI_VAR_PARAMETER */
+        value = err->param;
+        break;
+    }
+
+    if (value.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = value.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = value.data;
+
+    return NGX_OK;
+}
