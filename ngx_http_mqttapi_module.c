@@ -16,6 +16,9 @@
  *   ngx_http_mqttapi_render.c     headers and bodies (writing)
  *   ngx_http_mqttapi_variables.c  $mqttapi_* variables
  *   ngx_http_mqttapi_ctx.c        the request context
+ *   ngx_http_mqttapi_zone.c       the shared zone of rate limiting
+ *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
+ *   ngx_http_mqttapi_quota.c      proactive quotas
  */
 
 
@@ -23,7 +26,9 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_variables.h"
+#include "ngx_http_mqttapi_zone.h"
 
 
 static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
@@ -36,6 +41,8 @@ static char *ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 
 static ngx_conf_enum_t  ngx_http_mqttapi_body_modes[] = {
@@ -48,6 +55,20 @@ static ngx_conf_enum_t  ngx_http_mqttapi_body_modes[] = {
 
 static ngx_conf_post_handler_pt  ngx_http_mqttapi_problem_base_uri_p =
     ngx_http_mqttapi_problem_base_uri;
+
+
+static ngx_conf_num_bounds_t  ngx_http_mqttapi_throttle_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_conf_enum_t  ngx_http_mqttapi_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_mqttapi_commands[] = {
@@ -101,6 +122,55 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mqttapi_throttle_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mqttapi_zone_directive,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("mqttapi_throttle"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mqttapi_zone_ref,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, throttle_zone),
+      NULL },
+
+    { ngx_string("mqttapi_quota"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mqttapi_zone_ref,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, quota_zone),
+      NULL },
+
+    { ngx_string("mqttapi_throttle_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, throttle_status),
+      &ngx_http_mqttapi_throttle_status_bounds },
+
+    { ngx_string("mqttapi_throttle_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, throttle_dry_run),
+      NULL },
+
+    { ngx_string("mqttapi_throttle_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, throttle_log_level),
+      &ngx_http_mqttapi_log_levels },
+
+    { ngx_string("mqttapi_throttle_codes"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mqttapi_throttle_codes,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_loc_conf_t, throttle_codes),
+      NULL },
+
       ngx_null_command
 };
 
@@ -147,6 +217,10 @@ static ngx_int_t
 ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_http_mqttapi_render_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_throttle_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -199,6 +273,13 @@ ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf)
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->host_id = NGX_CONF_UNSET_PTR;
 
+    conf->throttle_zone = NGX_CONF_UNSET_PTR;
+    conf->quota_zone = NGX_CONF_UNSET_PTR;
+    conf->throttle_status = NGX_CONF_UNSET_UINT;
+    conf->throttle_dry_run = NGX_CONF_UNSET;
+    conf->throttle_log_level = NGX_CONF_UNSET_UINT;
+    conf->throttle_codes = NGX_CONF_UNSET_PTR;
+
     return conf;
 }
 
@@ -221,6 +302,15 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "urn:mqttapi:error:");
     ngx_conf_merge_ptr_value(conf->host_id, prev->host_id, NULL);
 
+    ngx_conf_merge_ptr_value(conf->throttle_zone, prev->throttle_zone, NULL);
+    ngx_conf_merge_ptr_value(conf->quota_zone, prev->quota_zone, NULL);
+    ngx_conf_merge_uint_value(conf->throttle_status, prev->throttle_status,
+                              NGX_HTTP_TOO_MANY_REQUESTS);
+    ngx_conf_merge_value(conf->throttle_dry_run, prev->throttle_dry_run, 0);
+    ngx_conf_merge_uint_value(conf->throttle_log_level,
+                              prev->throttle_log_level, NGX_LOG_WARN);
+    ngx_conf_merge_ptr_value(conf->throttle_codes, prev->throttle_codes, NULL);
+
     /* catalogs: those of this level, else the inherited ones */
 
     if (conf->catalog_files == NULL) {
@@ -231,6 +321,20 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->catalog == NULL) {
         mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
         conf->catalog = mcf->catalog;
+    }
+
+    if (conf->throttle_zone && conf->throttle_zone->data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown mqttapi_throttle_zone \"%V\"",
+                           &conf->throttle_zone->shm.name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->quota_zone && conf->quota_zone->data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown mqttapi_throttle_zone \"%V\"",
+                           &conf->quota_zone->shm.name);
+        return NGX_CONF_ERROR;
     }
 
     if (conf->max_body_size == 0) {
@@ -309,6 +413,49 @@ ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post, void *data)
         {
             return "must be a URI without spaces, quotes or backslashes";
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_mqttapi_loc_conf_t *lcf = conf;
+
+    ngx_str_t   *value, *code;
+    ngx_uint_t   i;
+
+    if (lcf->throttle_codes != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    lcf->throttle_codes = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                           sizeof(ngx_str_t));
+    if (lcf->throttle_codes == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_mqttapi_valid_code(value[i].data, value[i].len)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid code \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        code = ngx_array_push(lcf->throttle_codes);
+        if (code == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *code = value[i];
     }
 
     return NGX_CONF_OK;

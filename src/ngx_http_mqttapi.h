@@ -42,6 +42,13 @@ typedef struct {
 
     ngx_array_t                 *catalog_files;  /* of ngx_str_t */
     ngx_http_mqttapi_catalog_t  *catalog;
+
+    ngx_shm_zone_t              *throttle_zone;
+    ngx_shm_zone_t              *quota_zone;
+    ngx_uint_t                   throttle_status;
+    ngx_flag_t                   throttle_dry_run;
+    ngx_uint_t                   throttle_log_level;
+    ngx_array_t                 *throttle_codes;  /* NULL: the catalog's */
 } ngx_http_mqttapi_loc_conf_t;
 
 
@@ -55,11 +62,13 @@ typedef struct {
     ngx_uint_t                   status;      /* sent status */
     ngx_uint_t                   upstream_status;
     ngx_int_t                    retry_after; /* seconds, -1: none */
+    ngx_msec_t                   retry_after_ms;  /* local rejects */
     ngx_uint_t                   lang;        /* catalog language index */
     unsigned                     retryable:1;
     unsigned                     throttle:1;
     unsigned                     gateway:1;
     unsigned                     upstream_retry_after:1;
+    unsigned                     local:1;     /* answered by the gateway */
 } ngx_http_mqttapi_error_t;
 
 
@@ -67,6 +76,16 @@ typedef struct {
 #define NGX_HTTP_MQTTAPI_STATE_COLLECT  1    /* buffering an error body */
 #define NGX_HTTP_MQTTAPI_STATE_PASS     2    /* passed through unchanged */
 #define NGX_HTTP_MQTTAPI_STATE_DONE     3    /* annotated or answered */
+
+
+#define NGX_HTTP_MQTTAPI_THROTTLE_NONE     0
+#define NGX_HTTP_MQTTAPI_THROTTLE_PASS     1
+#define NGX_HTTP_MQTTAPI_THROTTLE_REJECTED 2
+#define NGX_HTTP_MQTTAPI_THROTTLE_DRY_RUN  3
+#define NGX_HTTP_MQTTAPI_THROTTLE_PROBE    4
+
+
+typedef struct ngx_http_mqttapi_zone_s  ngx_http_mqttapi_zone_t;
 
 
 typedef struct {
@@ -80,6 +99,16 @@ typedef struct {
     ngx_uint_t                   origin;      /* NGX_HTTP_MQTTAPI_GW_* */
     unsigned                     json:1;      /* JSON content type */
     unsigned                     annotated:1;
+
+    /* client-side rate limiting */
+
+    ngx_http_mqttapi_zone_t     *zone;
+    ngx_str_t                    key;         /* back-off node key */
+    uint32_t                     hash;
+    ngx_msec_t                   probe;       /* probe stamp, 0: none */
+    ngx_uint_t                   throttle;    /* NGX_HTTP_MQTTAPI_THROTTLE_* */
+    unsigned                     checked:1;
+    unsigned                     observed:1;
 } ngx_http_mqttapi_ctx_t;
 
 

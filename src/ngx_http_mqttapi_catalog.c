@@ -207,6 +207,7 @@ ngx_http_mqttapi_catalog_copy(ngx_conf_t *cf, ngx_http_mqttapi_catalog_t *base)
     if (base == NULL) {
         catalog->default_quota = 500;
         catalog->api_ceiling = 300;
+        ngx_str_set(&catalog->quota_code, "SystemOverFlow");
         return catalog;
     }
 
@@ -230,6 +231,7 @@ ngx_http_mqttapi_catalog_copy(ngx_conf_t *cf, ngx_http_mqttapi_catalog_t *base)
     catalog->default_lang = base->default_lang;
     catalog->default_quota = base->default_quota;
     catalog->api_ceiling = base->api_ceiling;
+    catalog->quota_code = base->quota_code;
 
     return catalog;
 }
@@ -519,6 +521,26 @@ ngx_http_mqttapi_load_actions(ngx_http_mqttapi_loader_t *ld, json_t *actions)
                     return NGX_ERROR;
                 }
 
+            } else if (ngx_strcmp(k, "throttle_code") == 0) {
+                if (!json_is_string(f)
+                    || ngx_http_mqttapi_valid_code((u_char *)
+                                                   json_string_value(f),
+                                                   json_string_length(f))
+                       != NGX_OK)
+                {
+                    goto invalid;
+                }
+
+                act->throttle_code.len = json_string_length(f);
+                act->throttle_code.data = ngx_pnalloc(ld->cf->pool,
+                                                      act->throttle_code.len);
+                if (act->throttle_code.data == NULL) {
+                    return NGX_ERROR;
+                }
+
+                ngx_memcpy(act->throttle_code.data, json_string_value(f),
+                           act->throttle_code.len);
+
             } else if (ngx_strcmp(k, "quota") == 0) {
                 if (!json_is_integer(f)) {
                     goto invalid;
@@ -564,6 +586,29 @@ ngx_http_mqttapi_load_quota(ngx_http_mqttapi_loader_t *ld, json_t *quota)
     }
 
     json_object_foreach(quota, key, v) {
+
+        if (ngx_strcmp(key, "code") == 0) {
+            if (!json_is_string(v)
+                || ngx_http_mqttapi_valid_code((u_char *) json_string_value(v),
+                                               json_string_length(v))
+                   != NGX_OK)
+            {
+                ngx_http_mqttapi_loader_error(ld, "quota \"code\" is not "
+                                              "a valid code");
+                return NGX_ERROR;
+            }
+
+            ld->catalog->quota_code.len = json_string_length(v);
+            ld->catalog->quota_code.data = ngx_pnalloc(ld->cf->pool,
+                                               ld->catalog->quota_code.len);
+            if (ld->catalog->quota_code.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(ld->catalog->quota_code.data, json_string_value(v),
+                       ld->catalog->quota_code.len);
+            continue;
+        }
 
         if (!json_is_integer(v)
             || (q = json_integer_value(v)) < 1 || q > 1000000)

@@ -56,6 +56,7 @@ typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    category;
     ngx_uint_t                   quota;        /* requests/s, 0: default */
+    ngx_str_t                    throttle_code;   /* for quota rejects */
 } ngx_http_mqttapi_action_t;
 
 
@@ -82,6 +83,7 @@ struct ngx_http_mqttapi_catalog_s {
     ngx_uint_t                   default_lang;
     ngx_uint_t                   default_quota;
     ngx_uint_t                   api_ceiling;
+    ngx_str_t                    quota_code;      /* for quota rejects */
 
     ngx_hash_t                   codes_hash;
     ngx_hash_t                   actions_hash;

@@ -9,6 +9,7 @@
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_throttle.h"
 
 
 /*
@@ -58,13 +59,11 @@ ngx_http_mqttapi_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
 {
+    const char                   *reason;
     ngx_http_mqttapi_ctx_t       *ctx;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
-    if (r != r->main
-        || r->headers_out.status < NGX_HTTP_BAD_REQUEST
-        || r->headers_out.status > 599)
-    {
+    if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -81,25 +80,36 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (r->method == NGX_HTTP_HEAD) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "mqttapi: HEAD response passed through");
-        return ngx_http_next_header_filter(r);
-    }
+    reason = NULL;
 
-    if (r->headers_out.content_encoding
-        && r->headers_out.content_encoding->value.len)
+    if (r->headers_out.status < NGX_HTTP_BAD_REQUEST
+        || r->headers_out.status > 599)
     {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "mqttapi: passing through an encoded error body");
-        return ngx_http_next_header_filter(r);
+        reason = "";
+
+    } else if (r->method == NGX_HTTP_HEAD) {
+        reason = "a HEAD response";
+
+    } else if (r->headers_out.content_encoding
+               && r->headers_out.content_encoding->value.len)
+    {
+        reason = "an encoded body";
+
+    } else if (r->headers_out.content_length_n > (off_t) lcf->max_body_size) {
+        reason = "a body over mqttapi_max_body_size";
     }
 
-    if (r->headers_out.content_length_n > (off_t) lcf->max_body_size) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "mqttapi: passing through an error body of %O bytes, "
-                      "over mqttapi_max_body_size",
-                      r->headers_out.content_length_n);
+    if (reason) {
+        /* not inspected: for the back-off, a clean answer */
+
+        ngx_http_mqttapi_throttle_observe(r, ctx, NULL);
+
+        if (reason[0]) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "mqttapi: passing through an error response: %s",
+                          reason);
+        }
+
         return ngx_http_next_header_filter(r);
     }
 
@@ -334,6 +344,8 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         }
     }
 
+    ngx_http_mqttapi_throttle_observe(r, ctx, &ctx->error);
+
     ctx->error.status = r->headers_out.status;
 
     if (lcf->normalize_status && ctx->error.entry
@@ -392,6 +404,8 @@ ngx_http_mqttapi_pass(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     }
 
     ctx->state = NGX_HTTP_MQTTAPI_STATE_PASS;
+
+    ngx_http_mqttapi_throttle_observe(r, ctx, NULL);
 
     body.data = ctx->buf;
     body.len = ctx->len;

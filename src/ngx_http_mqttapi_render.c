@@ -195,7 +195,9 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
         && ngx_http_mqttapi_find_header(r, &ngx_http_mqttapi_h_acs_retry_after)
            == NULL
         && ngx_http_mqttapi_push_number(r, &ngx_http_mqttapi_h_acs_retry_after,
-                                        err->retry_after * 1000)
+                                        err->retry_after_ms
+                                        ? (ngx_int_t) err->retry_after_ms
+                                        : err->retry_after * 1000)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -774,4 +776,35 @@ ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
     id->len = vv->len;
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_send_local(ngx_http_request_t *r, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }

@@ -12,7 +12,7 @@
  * $mqttapi_error_code, $mqttapi_error_category, $mqttapi_retryable,
  * $mqttapi_retry_after and $mqttapi_error_parameter: what the gateway
  * said about the error of this request, empty ("not found") for responses
- * it did not annotate.  They are evaluated from the context kept in a pool
+ * it did not annotate; $mqttapi_throttle: the rate limiting verdict.  They are evaluated from the context kept in a pool
  * cleanup, so they work in the log phase and after error_page.
  */
 
@@ -25,6 +25,8 @@
 
 
 static ngx_int_t ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -50,7 +52,20 @@ static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
       ngx_http_mqttapi_error_variable, NGX_HTTP_MQTTAPI_VAR_PARAMETER,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("mqttapi_throttle"), NULL,
+      ngx_http_mqttapi_throttle_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_mqttapi_throttle_states[] = {
+    ngx_null_string,
+    ngx_string("pass"),
+    ngx_string("rejected"),
+    ngx_string("dry_run"),
+    ngx_string("probe")
 };
 
 
@@ -141,6 +156,32 @@ ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
     v->data = value.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t               *state;
+    ngx_http_mqttapi_ctx_t  *ctx;
+
+    ctx = ngx_http_mqttapi_get_ctx(r);
+
+    if (ctx == NULL || ctx->throttle == NGX_HTTP_MQTTAPI_THROTTLE_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    state = &ngx_http_mqttapi_throttle_states[ctx->throttle];
+
+    v->len = state->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = state->data;
 
     return NGX_OK;
 }

@@ -1,0 +1,475 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_error.h"
+#include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_throttle.h"
+#include "ngx_http_mqttapi_zone.h"
+
+
+/*
+ * Back-off.  A throttle code in an upstream answer opens a back-off for
+ * the request's key: the delay doubles with each consecutive throttle from
+ * "backoff" to "max_backoff", minus up to 10% of jitter, and is never less
+ * than the upstream's Retry-After.  Until it ends, the preaccess handler
+ * answers that key locally.  Then one request is let through as a probe
+ * while the others are still answered locally: a clean answer removes the
+ * node, a throttled one reopens the back-off longer.  A probe that ends
+ * without an answer (client gone) gives its turn back; one that hangs
+ * loses it after NGX_HTTP_MQTTAPI_PROBE_TIMEOUT.  Nothing ever waits.
+ */
+
+
+#define NGX_HTTP_MQTTAPI_PROBE_TIMEOUT  5000
+
+
+static ngx_int_t ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_str_t *code, ngx_msec_t *left);
+static ngx_uint_t ngx_http_mqttapi_throttle_code(
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
+static void ngx_http_mqttapi_probe_cleanup(void *data);
+
+
+static ngx_str_t  ngx_http_mqttapi_throttled = ngx_string("gateway");
+
+
+ngx_int_t
+ngx_http_mqttapi_throttle_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mqttapi_throttle_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     code;
+    ngx_msec_t                    left;
+    ngx_http_mqttapi_ctx_t       *ctx;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    if (!lcf->enable
+        || (lcf->throttle_zone == NULL && lcf->quota_zone == NULL))
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_mqttapi_create_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->checked) {
+        /* an internal redirect: the request was judged already */
+        return NGX_DECLINED;
+    }
+
+    ctx->checked = 1;
+    ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PASS;
+
+    rc = NGX_DECLINED;
+
+    if (lcf->throttle_zone) {
+        rc = ngx_http_mqttapi_backoff_check(r, lcf, ctx, &code, &left);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (rc != NGX_BUSY && lcf->quota_zone) {
+        rc = ngx_http_mqttapi_quota_check(r, lcf, &code, &left);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (rc != NGX_BUSY) {
+        return NGX_DECLINED;
+    }
+
+    if (lcf->throttle_dry_run) {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: dry run, would answer \"%V\" locally for "
+                      "%M ms more", &code, left);
+
+        if (ctx->throttle == NGX_HTTP_MQTTAPI_THROTTLE_PASS) {
+            ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_DRY_RUN;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                  "mqttapi: answering \"%V\" locally, %M ms left",
+                  &code, left);
+
+    ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_REJECTED;
+
+    rc = ngx_http_mqttapi_throttle_reject(r, ctx, &code, left);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_str_t *code, ngx_msec_t *left)
+{
+    ngx_int_t                 rc;
+    ngx_msec_t                now;
+    ngx_str_t                 c;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_mqttapi_node_t  *node;
+    ngx_http_mqttapi_zone_t  *zone;
+
+    zone = lcf->throttle_zone->data;
+
+    rc = ngx_http_mqttapi_zone_key(r, zone, "b:", NULL, &ctx->key,
+                                   &ctx->hash);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* an empty key is not limited */
+        ctx->key.len = 0;
+        return NGX_DECLINED;
+    }
+
+    ctx->zone = zone;
+
+    cln = NULL;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+
+    if (node == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_http_mqttapi_zone_code(zone, node->code, &c);
+
+    code->len = c.len;
+    code->data = ngx_pnalloc(r->pool, c.len);
+
+    if (code->data == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(code->data, c.data, c.len);
+
+    if ((ngx_msec_int_t) (node->until - now) > 0) {
+        *left = node->until - now;
+        rc = NGX_BUSY;
+
+    } else if (node->probe
+               && (ngx_msec_int_t) (now - node->probe)
+                  < NGX_HTTP_MQTTAPI_PROBE_TIMEOUT)
+    {
+        /* a probe is out: wait for its answer */
+        *left = 1000;
+        rc = NGX_BUSY;
+
+    } else if (lcf->throttle_dry_run) {
+        rc = NGX_DECLINED;
+
+    } else {
+        /* the back-off is over: this request is the probe */
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+
+        if (cln) {
+            node->probe = now ? now : 1;
+            ctx->probe = node->probe;
+            ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PROBE;
+        }
+
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (cln) {
+        cln->handler = ngx_http_mqttapi_probe_cleanup;
+        cln->data = ctx;
+
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: back-off after \"%V\" is over, probing",
+                      code);
+    }
+
+    return rc;
+}
+
+
+void
+ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_error_t *err)
+{
+    uint32_t                      count;
+    ngx_msec_t                    now, delay, floor;
+    ngx_http_mqttapi_node_t      *node;
+    ngx_http_mqttapi_zone_t      *zone;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    if (ctx == NULL || ctx->zone == NULL || ctx->key.len == 0
+        || ctx->observed
+        || ctx->throttle == NGX_HTTP_MQTTAPI_THROTTLE_REJECTED)
+    {
+        return;
+    }
+
+    ctx->observed = 1;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+    zone = ctx->zone;
+    now = ngx_current_msec;
+
+    if (err && ngx_http_mqttapi_throttle_code(lcf, err)) {
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+
+        if (node == NULL) {
+            node = ngx_http_mqttapi_zone_alloc(zone,
+                                               NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                               &ctx->key, ctx->hash,
+                                               r->connection->log);
+            if (node == NULL) {
+                ngx_shmtx_unlock(&zone->shpool->mutex);
+                return;
+            }
+        }
+
+        if ((ngx_msec_int_t) (node->until - now) > 0 && ctx->probe == 0) {
+            /*
+             * a request that was under way when the back-off opened:
+             * the back-off already counts this throttle
+             */
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return;
+        }
+
+        count = (node->count < 31) ? node->count + 1 : 31;
+
+        delay = zone->backoff;
+
+        while (--count && delay < zone->max_backoff) {
+            delay *= 2;
+        }
+
+        delay = ngx_min(delay, zone->max_backoff);
+
+        /* up to 10% of jitter, so that clients do not come back together */
+
+        delay -= ngx_random() % (delay / 10 + 1);
+
+        if (err->upstream_retry_after && err->retry_after > 0) {
+            floor = (ngx_msec_t) err->retry_after * 1000;
+            delay = ngx_max(delay, floor);
+        }
+
+        node->count = (node->count < 31) ? node->count + 1 : 31;
+        node->delay = (uint32_t) delay;
+        node->until = now + delay;
+        node->probe = 0;
+        node->code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
+
+        count = node->count;
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: \"%V\" from the upstream, backing off for "
+                      "%M ms (throttle #%uD)", &err->code, delay, count);
+
+        return;
+    }
+
+    /* a clean answer: a back-off that is over (probed) is closed */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+
+    if (node && (ngx_msec_int_t) (node->until - now) <= 0
+        && (ctx->probe || node->probe == 0 || lcf->throttle_dry_run))
+    {
+        ngx_http_mqttapi_zone_free(zone, node);
+        node = NULL;
+
+        if (ctx->probe) {
+            ctx->probe = 0;
+
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: the probe was answered, back-off "
+                          "closed");
+            return;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_str_t *code, ngx_msec_t left)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     body;
+    ngx_table_elt_t              *h;
+    ngx_http_mqttapi_error_t     *err;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    err = &ctx->error;
+
+    if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, err, code, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    err->local = 1;
+    err->retryable = 1;
+    err->throttle = 1;
+    err->upstream_retry_after = 0;
+    err->retry_after = (left + 999) / 1000;
+    err->retry_after_ms = left;
+    err->status = lcf->throttle_status;
+
+    r->headers_out.status = lcf->throttle_status;
+
+    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_mqttapi_set_body_headers(r, lcf, body.len, 0) != NGX_OK
+        || ngx_http_mqttapi_render_headers(r, lcf, err) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-MQTTAPI-Throttled");
+    h->value = ngx_http_mqttapi_throttled;
+    h->lowcase_key = NULL;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
+    ctx->annotated = 1;
+
+    return ngx_http_mqttapi_send_local(r, &body);
+}
+
+
+static ngx_uint_t
+ngx_http_mqttapi_throttle_code(ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_http_mqttapi_error_t *err)
+{
+    ngx_str_t   *c;
+    ngx_uint_t   i;
+
+    if (err->code.len == 0 || err->gateway) {
+        return 0;
+    }
+
+    if (lcf->throttle_codes == NULL) {
+        return err->entry && err->entry->throttle;
+    }
+
+    c = lcf->throttle_codes->elts;
+
+    for (i = 0; i < lcf->throttle_codes->nelts; i++) {
+        if (c[i].len == err->code.len
+            && ngx_strncmp(c[i].data, err->code.data, c[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_mqttapi_probe_cleanup(void *data)
+{
+    ngx_http_mqttapi_ctx_t  *ctx = data;
+
+    ngx_http_mqttapi_node_t  *node;
+    ngx_http_mqttapi_zone_t  *zone;
+
+    /* a probe that ended without an answer gives its turn back */
+
+    if (ctx->probe == 0 || ctx->observed) {
+        return;
+    }
+
+    zone = ctx->zone;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+
+    if (node && node->probe == ctx->probe) {
+        node->probe = 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}

@@ -1,0 +1,21 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_THROTTLE_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_THROTTLE_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+
+
+ngx_int_t ngx_http_mqttapi_throttle_init(ngx_conf_t *cf);
+void ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_error_t *err);
+ngx_int_t ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_str_t *code, ngx_msec_t left);
+
+
+#endif /* _NGX_HTTP_MQTTAPI_THROTTLE_H_INCLUDED_ */

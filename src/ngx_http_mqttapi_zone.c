@@ -1,0 +1,554 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_zone.h"
+
+#include <ngx_md5.h>
+
+
+/*
+ * The shared zone of the client-side rate limiting: an rbtree of nodes
+ * keyed by a CRC32 of the key, and an LRU queue; when the slab allocator
+ * runs out, the least recently used nodes are evicted, and a key that
+ * still gets no node is served unlimited (and logged), never an error.
+ * The zone is reused across reloads.  Callers hold shpool->mutex around
+ * lookup, alloc and free; the slab mutex is released by the master if a
+ * worker dies holding it.
+ */
+
+
+#define NGX_HTTP_MQTTAPI_EVICT_MAX  4
+
+
+static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+char *
+ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    u_char                            *p;
+    ssize_t                            size;
+    ngx_str_t                         *value, name, s;
+    ngx_msec_t                         backoff, max_backoff;
+    ngx_uint_t                         i;
+    ngx_shm_zone_t                    *shm_zone;
+    ngx_http_mqttapi_zone_t           *zone;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &zone->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    size = 0;
+    name.len = 0;
+    backoff = 1000;
+    max_backoff = 60000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+
+            if (p == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            name.len = p - name.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            backoff = ngx_parse_time(&s, 0);
+            if (backoff == (ngx_msec_t) NGX_ERROR || backoff == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid backoff \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_backoff=", 12) == 0) {
+
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            max_backoff = ngx_parse_time(&s, 0);
+            if (max_backoff == (ngx_msec_t) NGX_ERROR || max_backoff == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid max_backoff \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (max_backoff < backoff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"max_backoff\" must not be less than "
+                           "\"backoff\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (max_backoff > 86400000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"max_backoff\" must not be more than 1 day");
+        return NGX_CONF_ERROR;
+    }
+
+    zone->backoff = backoff;
+    zone->max_backoff = max_backoff;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_mqttapi_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V \"%V\" is already bound to key \"%V\"",
+                           &cmd->name, &name,
+                           &((ngx_http_mqttapi_zone_t *) shm_zone->data)
+                                ->key.value);
+        return NGX_CONF_ERROR;
+    }
+
+    zone->shm_zone = shm_zone;
+
+    shm_zone->init = ngx_http_mqttapi_zone_init;
+    shm_zone->data = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* "mqttapi_throttle zone=NAME" and "mqttapi_quota zone=NAME", or "off" */
+
+char *
+ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t        *value, name;
+    ngx_shm_zone_t  **field;
+
+    field = (ngx_shm_zone_t **) (p + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *field = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[1].data, "zone=", 5) != 0 || value[1].len == 5) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"zone=NAME\" or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data + 5;
+    name.len = value[1].len - 5;
+
+    *field = ngx_shared_memory_add(cf, &name, 0, &ngx_http_mqttapi_module);
+    if (*field == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mqttapi_zone_t  *ozone = data;
+
+    ngx_http_mqttapi_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        if (zone->key.value.len != ozone->key.value.len
+            || ngx_strncmp(zone->key.value.data, ozone->key.value.data,
+                           zone->key.value.len)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "mqttapi_throttle_zone \"%V\" uses the \"%V\" key "
+                          "while previously it used the \"%V\" key",
+                          &shm_zone->shm.name, &zone->key.value,
+                          &ozone->key.value);
+            return NGX_ERROR;
+        }
+
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_alloc(zone->shpool,
+                              sizeof(ngx_http_mqttapi_zone_sh_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(zone->sh, sizeof(ngx_http_mqttapi_zone_sh_t));
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_http_mqttapi_zone_insert);
+
+    ngx_queue_init(&zone->sh->queue);
+
+    /* the log context lives in the zone's own header: no slab page for it */
+
+    ngx_snprintf(zone->sh->log_ctx, NGX_HTTP_MQTTAPI_LOG_CTX_LEN - 1,
+                 " in mqttapi zone \"%V\"%Z", &shm_zone->shm.name);
+
+    zone->shpool->log_ctx = zone->sh->log_ctx;
+
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
+    const char *prefix, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash)
+{
+    u_char     *p;
+    size_t      plen, len;
+    ngx_str_t   value;
+    ngx_md5_t   md5;
+    u_char      digest[16];
+
+    if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    plen = ngx_strlen(prefix);
+    len = plen + value.len + (suffix ? suffix->len + 1 : 0);
+
+    key->data = ngx_pnalloc(r->pool, ngx_max(len, plen + 33));
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key->data, prefix, plen);
+
+    if (len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN) {
+
+        /* a long key is kept as its digest: nodes stay one slab size */
+
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, value.data, value.len);
+
+        if (suffix) {
+            ngx_md5_update(&md5, ":", 1);
+            ngx_md5_update(&md5, suffix->data, suffix->len);
+        }
+
+        ngx_md5_final(digest, &md5);
+
+        *p++ = '#';
+        p = ngx_hex_dump(p, digest, 16);
+
+    } else {
+        p = ngx_cpymem(p, value.data, value.len);
+
+        if (suffix) {
+            *p++ = ':';
+            p = ngx_cpymem(p, suffix->data, suffix->len);
+        }
+    }
+
+    key->len = p - key->data;
+    *hash = ngx_crc32_short(key->data, key->len);
+
+    return value.len ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_http_mqttapi_node_t *
+ngx_http_mqttapi_zone_lookup(ngx_http_mqttapi_zone_t *zone, ngx_str_t *key,
+    uint32_t hash)
+{
+    ngx_int_t                 rc;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_mqttapi_node_t  *n;
+
+    node = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        /* hash == node->key */
+
+        n = (ngx_http_mqttapi_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(key->data, n->data, key->len, (size_t) n->len);
+
+        if (rc == 0) {
+            ngx_queue_remove(&n->queue);
+            ngx_queue_insert_head(&zone->sh->queue, &n->queue);
+            return n;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+ngx_http_mqttapi_node_t *
+ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
+    ngx_str_t *key, uint32_t hash, ngx_log_t *log)
+{
+    size_t                    size;
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_rbtree_node_t        *node;
+    ngx_http_mqttapi_node_t  *n;
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_mqttapi_node_t, data)
+           + key->len;
+
+    node = ngx_slab_alloc_locked(zone->shpool, size);
+
+    for (i = 0; node == NULL && i < NGX_HTTP_MQTTAPI_EVICT_MAX; i++) {
+
+        /* the zone is full: evict the least recently used node */
+
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&zone->sh->queue);
+        n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+
+        ngx_http_mqttapi_zone_free(zone, n);
+        (void) ngx_atomic_fetch_add(&zone->sh->evicted, 1);
+
+        node = ngx_slab_alloc_locked(zone->shpool, size);
+    }
+
+    if (node == NULL) {
+        (void) ngx_atomic_fetch_add(&zone->sh->failed, 1);
+
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "mqttapi: could not allocate a node%s, the key is "
+                      "not limited", zone->shpool->log_ctx);
+        return NULL;
+    }
+
+    node->key = hash;
+
+    n = (ngx_http_mqttapi_node_t *) &node->color;
+
+    ngx_memzero(&n->type, offsetof(ngx_http_mqttapi_node_t, data)
+                          - offsetof(ngx_http_mqttapi_node_t, type));
+
+    n->type = (u_char) type;
+    n->len = (u_short) key->len;
+    ngx_memcpy(n->data, key->data, key->len);
+
+    ngx_rbtree_insert(&zone->sh->rbtree, node);
+    ngx_queue_insert_head(&zone->sh->queue, &n->queue);
+
+    (void) ngx_atomic_fetch_add(&zone->sh->nodes, 1);
+
+    return n;
+}
+
+
+void
+ngx_http_mqttapi_zone_free(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *n)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) n - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_queue_remove(&n->queue);
+    ngx_rbtree_delete(&zone->sh->rbtree, node);
+    ngx_slab_free_locked(zone->shpool, node);
+
+    (void) ngx_atomic_fetch_add(&zone->sh->nodes, -1);
+}
+
+
+u_char
+ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
+    ngx_str_t *code)
+{
+    u_char      *c;
+    ngx_uint_t   i;
+
+    /* the codes that opened back-offs, kept once per zone */
+
+    for (i = 0; i < zone->sh->ncodes; i++) {
+        c = zone->sh->codes[i];
+
+        if (c[0] == code->len && ngx_strncmp(c + 1, code->data, c[0]) == 0) {
+            return (u_char) i;
+        }
+    }
+
+    if (i == NGX_HTTP_MQTTAPI_ZONE_CODES
+        || code->len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN)
+    {
+        return 0;
+    }
+
+    c = zone->sh->codes[i];
+    c[0] = (u_char) code->len;
+    ngx_memcpy(c + 1, code->data, code->len);
+
+    zone->sh->ncodes++;
+
+    return (u_char) i;
+}
+
+
+void
+ngx_http_mqttapi_zone_code(ngx_http_mqttapi_zone_t *zone, u_char index,
+    ngx_str_t *code)
+{
+    u_char  *c;
+
+    c = zone->sh->codes[index];
+
+    code->len = c[0];
+    code->data = c + 1;
+}
+
+
+static void
+ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t        **p;
+    ngx_http_mqttapi_node_t   *n, *nt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            n = (ngx_http_mqttapi_node_t *) &node->color;
+            nt = (ngx_http_mqttapi_node_t *) &temp->color;
+
+            p = (ngx_memn2cmp(n->data, nt->data, n->len, nt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

@@ -1,0 +1,95 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_ZONE_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_ZONE_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+
+
+/* keys longer than this are replaced by their MD5, so nodes stay small */
+#define NGX_HTTP_MQTTAPI_KEY_MAX_LEN   64
+
+#define NGX_HTTP_MQTTAPI_ZONE_CODES    15
+#define NGX_HTTP_MQTTAPI_LOG_CTX_LEN   64
+
+#define NGX_HTTP_MQTTAPI_NODE_BACKOFF  1
+#define NGX_HTTP_MQTTAPI_NODE_QUOTA    2
+
+
+/*
+ * A node is allocated from "color" on, as in limit_req: the rbtree key,
+ * links and parent come first and the rest follows.  A back-off node
+ * uses "until", "probe", "count" and "delay"; a quota node uses "until"
+ * as the start of its current one-second window, "count" and "prev" as
+ * the requests of the current and the previous window.
+ */
+
+typedef struct {
+    u_char                       color;
+    u_char                       type;
+    u_short                      len;
+    uint32_t                     delay;       /* ms */
+    ngx_queue_t                  queue;
+    ngx_msec_t                   until;
+    ngx_msec_t                   probe;
+    uint32_t                     count;
+    uint32_t                     prev;
+    u_char                       code;        /* index into sh->codes */
+    u_char                       data[1];
+} ngx_http_mqttapi_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  queue;
+
+    ngx_atomic_t                 nodes;
+    ngx_atomic_t                 evicted;
+    ngx_atomic_t                 failed;
+
+    u_char                       log_ctx[NGX_HTTP_MQTTAPI_LOG_CTX_LEN];
+
+    ngx_uint_t                   ncodes;
+    u_char                       codes[NGX_HTTP_MQTTAPI_ZONE_CODES]
+                                      [NGX_HTTP_MQTTAPI_CODE_MAX_LEN + 1];
+} ngx_http_mqttapi_zone_sh_t;
+
+
+struct ngx_http_mqttapi_zone_s {
+    ngx_http_mqttapi_zone_sh_t  *sh;
+    ngx_slab_pool_t             *shpool;
+    ngx_http_complex_value_t     key;
+    ngx_msec_t                   backoff;
+    ngx_msec_t                   max_backoff;
+    ngx_shm_zone_t              *shm_zone;
+};
+
+
+char *ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, const char *prefix, ngx_str_t *suffix,
+    ngx_str_t *key, uint32_t *hash);
+ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_lookup(
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, uint32_t hash);
+ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_alloc(
+    ngx_http_mqttapi_zone_t *zone, ngx_uint_t type, ngx_str_t *key,
+    uint32_t hash, ngx_log_t *log);
+void ngx_http_mqttapi_zone_free(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node);
+u_char ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
+    ngx_str_t *code);
+void ngx_http_mqttapi_zone_code(ngx_http_mqttapi_zone_t *zone, u_char index,
+    ngx_str_t *code);
+
+
+#endif /* _NGX_HTTP_MQTTAPI_ZONE_H_INCLUDED_ */
