@@ -6,6 +6,8 @@ SHELL := /bin/bash
 #                              Debian's nginx-dev (/usr/share/nginx/src)
 #   make NGINX_SRC=/path/nginx-x.y.z
 #                              build against a full nginx source tree
+#   make NGINX_SRC=... STATIC=1
+#                              build build/nginx with the module compiled in
 #   make run                   the gateway in front of the bundled emulator
 #   make test                  build and run the whole test suite
 #   make bench                 the SPEC 9 benchmarks (bench/RESULTS.md)
@@ -14,8 +16,9 @@ SHELL := /bin/bash
 REPO        := $(abspath .)
 NGINX_SRC   ?= /usr/share/nginx/src
 BUILD       := $(REPO)/build
-OBJS        := $(BUILD)/objs
+OBJS        := $(BUILD)/objs$(if $(filter /usr/share/nginx/src,$(NGINX_SRC)),,-$(notdir $(NGINX_SRC)))$(if $(STATIC),-static)
 MODULE      := $(BUILD)/ngx_http_mqttapi_module.so
+TARGET      := $(if $(STATIC),$(BUILD)/nginx,$(MODULE))
 NGINX       ?= /usr/sbin/nginx
 PROVE       ?= prove
 TESTS       ?= t/*.t
@@ -30,7 +33,7 @@ SOURCES     := config ngx_http_mqttapi_module.c $(wildcard src/*.c src/*.h) \
 
 all: module
 
-module: $(MODULE)
+module: $(TARGET)
 
 # Debian's nginx-dev ships the configure script and conf_flags with the
 # exact options of the packaged binary (--with-compat among them); a full
@@ -46,12 +49,19 @@ $(OBJS)/Makefile: config conf/mqttapi_catalog.json
 	    else NGX_CONF_FLAGS="--with-compat"; fi && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" $(EXTRA_CONFIGURE) \
 	        --with-cc-opt="-Werror $(CC_OPT)" \
-	        --add-dynamic-module=$(REPO) --builddir=$(OBJS) > $(OBJS)/configure.log 2>&1 \
+	        $(if $(STATIC),--add-module,--add-dynamic-module)=$(REPO) \
+	        --builddir=$(OBJS) > $(OBJS)/configure.log 2>&1 \
 	    || { tail -30 $(OBJS)/configure.log; exit 1; }
 
-$(MODULE): $(OBJS)/Makefile $(SOURCES)
+ifeq ($(STATIC),)
+$(TARGET): $(OBJS)/Makefile $(SOURCES)
 	$(MAKE) -f $(OBJS)/Makefile -C $(NGINX_SRC) modules
 	cp $(OBJS)/ngx_http_mqttapi_module.so $(MODULE)
+else
+$(TARGET): $(OBJS)/Makefile $(SOURCES)
+	$(MAKE) -f $(OBJS)/Makefile -C $(NGINX_SRC) binary
+	cp $(OBJS)/nginx $(BUILD)/nginx
+endif
 
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \

@@ -26,6 +26,7 @@
 
 static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone);
 static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
@@ -402,6 +403,8 @@ ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
            + offsetof(ngx_http_mqttapi_node_t, data)
            + key->len;
 
+    ngx_http_mqttapi_zone_expire(zone);
+
     node = ngx_slab_alloc_locked(zone->shpool, size);
 
     for (i = 0; node == NULL && i < NGX_HTTP_MQTTAPI_EVICT_MAX; i++) {
@@ -447,6 +450,42 @@ ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
     (void) ngx_atomic_fetch_add(&zone->sh->nodes, 1);
 
     return n;
+}
+
+
+static void
+ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone)
+{
+    ngx_uint_t                n;
+    ngx_msec_t                now;
+    ngx_msec_int_t            idle;
+    ngx_queue_t              *q;
+    ngx_http_mqttapi_node_t  *node;
+
+    /*
+     * Up to two nodes from the cold end that no longer hold anything: a
+     * quota window older than two seconds, or a back-off that ended an
+     * hour ago without a probe.  Full eviction is left to the allocator.
+     */
+
+    now = ngx_current_msec;
+
+    for (n = 0; n < 2 && !ngx_queue_empty(&zone->sh->queue); n++) {
+
+        q = ngx_queue_last(&zone->sh->queue);
+        node = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+
+        idle = (ngx_msec_int_t) (now - node->until);
+
+        if (node->type == NGX_HTTP_MQTTAPI_NODE_QUOTA
+            ? idle < 2000
+            : (idle < 3600000 || node->probe))
+        {
+            return;
+        }
+
+        ngx_http_mqttapi_zone_free(zone, node);
+    }
 }
 
 
