@@ -161,6 +161,7 @@ ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
 static ngx_int_t
 ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r)
 {
+    time_t            t, now;
     ngx_int_t         n;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -190,9 +191,20 @@ ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r)
             continue;
         }
 
-        /* delay-seconds only; an HTTP-date is kept but not interpreted */
+        /* delay-seconds, or an HTTP-date: the delay until then */
 
         n = ngx_atoi(h[i].value.data, h[i].value.len);
+
+        if (n == NGX_ERROR) {
+            t = ngx_parse_http_time(h[i].value.data, h[i].value.len);
+
+            if (t == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            now = ngx_time();
+            n = (t > now) ? (ngx_int_t) (t - now) : 0;
+        }
 
         return (n >= 0 && n <= 86400) ? n : NGX_ERROR;
     }
