@@ -43,6 +43,8 @@ static char *ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_mqttapi_throttle_status(ngx_conf_t *cf, void *post,
+    void *data);
 
 
 static ngx_conf_enum_t  ngx_http_mqttapi_body_modes[] = {
@@ -57,9 +59,8 @@ static ngx_conf_post_handler_pt  ngx_http_mqttapi_problem_base_uri_p =
     ngx_http_mqttapi_problem_base_uri;
 
 
-static ngx_conf_num_bounds_t  ngx_http_mqttapi_throttle_status_bounds = {
-    ngx_conf_check_num_bounds, 400, 599
-};
+static ngx_conf_post_handler_pt  ngx_http_mqttapi_throttle_status_p =
+    ngx_http_mqttapi_throttle_status;
 
 
 static ngx_conf_enum_t  ngx_http_mqttapi_log_levels[] = {
@@ -148,7 +149,7 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mqttapi_loc_conf_t, throttle_status),
-      &ngx_http_mqttapi_throttle_status_bounds },
+      &ngx_http_mqttapi_throttle_status_p },
 
     { ngx_string("mqttapi_throttle_dry_run"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -325,14 +326,16 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->throttle_zone && conf->throttle_zone->data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown mqttapi_throttle_zone \"%V\"",
+                           "\"mqttapi_throttle\" refers to an unknown "
+                           "mqttapi_throttle_zone \"%V\"",
                            &conf->throttle_zone->shm.name);
         return NGX_CONF_ERROR;
     }
 
     if (conf->quota_zone && conf->quota_zone->data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown mqttapi_throttle_zone \"%V\"",
+                           "\"mqttapi_quota\" refers to an unknown "
+                           "mqttapi_throttle_zone \"%V\"",
                            &conf->quota_zone->shm.name);
         return NGX_CONF_ERROR;
     }
@@ -456,6 +459,21 @@ ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         *code = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mqttapi_throttle_status(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *np = data;
+
+    /* an error the SDKs still see as an error */
+
+    if (*np < 400 || *np > 599) {
+        return "must be between 400 and 599";
     }
 
     return NGX_CONF_OK;

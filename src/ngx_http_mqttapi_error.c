@@ -6,6 +6,7 @@
 
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_error.h"
+#include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_lang.h"
 
 
@@ -104,35 +105,17 @@ ngx_int_t
 ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
 {
     size_t            j;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    ngx_str_null(action);
+    static ngx_str_t  name = ngx_string("x-acs-action");
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL, 0);
 
-    for (i = 0; /* void */; i++) {
+    if (h) {
+        *action = h->value;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("x-acs-action") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "x-acs-action",
-                               sizeof("x-acs-action") - 1)
-               == 0)
-        {
-            *action = h[i].value;
-            break;
-        }
+    } else {
+        ngx_str_null(action);
     }
 
     if (action->len == 0
@@ -163,51 +146,30 @@ ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r)
 {
     time_t            t, now;
     ngx_int_t         n;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    static ngx_str_t  name = ngx_string("Retry-After");
 
-    for (i = 0; /* void */; i++) {
+    h = ngx_http_mqttapi_header(&r->headers_out.headers, &name, NULL, 0);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0
-            || h[i].key.len != sizeof("Retry-After") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
-                               sizeof("Retry-After") - 1)
-               != 0)
-        {
-            continue;
-        }
-
-        /* delay-seconds, or an HTTP-date: the delay until then */
-
-        n = ngx_atoi(h[i].value.data, h[i].value.len);
-
-        if (n == NGX_ERROR) {
-            t = ngx_parse_http_time(h[i].value.data, h[i].value.len);
-
-            if (t == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            now = ngx_time();
-            n = (t > now) ? (ngx_int_t) (t - now) : 0;
-        }
-
-        return (n >= 0 && n <= 86400) ? n : NGX_ERROR;
+    if (h == NULL) {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    /* delay-seconds, or an HTTP-date: the delay until then */
+
+    n = ngx_atoi(h->value.data, h->value.len);
+
+    if (n == NGX_ERROR) {
+        t = ngx_parse_http_time(h->value.data, h->value.len);
+
+        if (t == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        now = ngx_time();
+        n = (t > now) ? (ngx_int_t) (t - now) : 0;
+    }
+
+    return (n >= 0 && n <= 86400) ? n : NGX_ERROR;
 }

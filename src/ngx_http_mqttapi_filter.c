@@ -450,31 +450,8 @@ ngx_http_mqttapi_pass(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
 static ngx_int_t
 ngx_http_mqttapi_send(ngx_http_request_t *r, ngx_str_t *body)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    rc = ngx_http_next_header_filter(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = body->len ? 1 : 0;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_next_body_filter(r, &out);
+    return ngx_http_mqttapi_send_body(r, body, ngx_http_next_header_filter,
+                                      ngx_http_next_body_filter);
 }
 
 

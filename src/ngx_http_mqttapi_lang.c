@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_lang.h"
 
 
@@ -34,8 +35,9 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
     uint64_t          excluded;
     ngx_int_t         lang, best;
     ngx_uint_t        i, q, best_q, ranges, wildcard_q;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("Accept-Language");
 
     best = -1;
     best_q = 0;
@@ -43,31 +45,12 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
     excluded = 0;
     ranges = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != sizeof("Accept-Language") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Accept-Language",
-                               sizeof("Accept-Language") - 1)
-               != 0)
-        {
-            continue;
-        }
-
-        p = h[i].value.data;
-        last = p + h[i].value.len;
+    for (h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL, 0);
+         h;
+         h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, h, 0))
+    {
+        p = h->value.data;
+        last = p + h->value.len;
 
         while (p < last && ranges++ < NGX_HTTP_MQTTAPI_LANG_MAX_RANGES) {
 

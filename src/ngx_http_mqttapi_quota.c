@@ -71,13 +71,12 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    api.len = sizeof("a:") - 1 + name.len;
-    api.data = ngx_pnalloc(r->pool, api.len);
-    if (api.data == NULL) {
+    if (ngx_http_mqttapi_zone_make_key(r->pool, "a:", &name, NULL, &api,
+                                       &hash)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    ngx_memcpy(ngx_cpymem(api.data, "a:", 2), name.data, name.len);
 
     now = ngx_current_msec;
     wk.node = NULL;

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_render.h"
 
 
@@ -50,8 +51,6 @@ static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
     ngx_str_t *key, ngx_int_t n);
-static ngx_table_elt_t *ngx_http_mqttapi_find_header(ngx_http_request_t *r,
-    ngx_str_t *key);
 static void ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_request_id(ngx_http_request_t *r,
     ngx_str_t *id);
@@ -192,7 +191,8 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     }
 
     if (err->throttle && err->retry_after >= 0
-        && ngx_http_mqttapi_find_header(r, &ngx_http_mqttapi_h_acs_retry_after)
+        && ngx_http_mqttapi_header(&r->headers_out.headers,
+                                   &ngx_http_mqttapi_h_acs_retry_after, NULL, 0)
            == NULL
         && ngx_http_mqttapi_push_number(r, &ngx_http_mqttapi_h_acs_retry_after,
                                         err->retry_after_ms
@@ -692,71 +692,21 @@ ngx_http_mqttapi_push_number(ngx_http_request_t *r, ngx_str_t *key,
 }
 
 
-static ngx_table_elt_t *
-ngx_http_mqttapi_find_header(ngx_http_request_t *r, ngx_str_t *key)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash
-            && h[i].key.len == key->len
-            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
-        {
-            return &h[i];
-        }
-    }
-
-    return NULL;
-}
-
-
 static void
 ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
+
+    static ngx_str_t  prefix = ngx_string("X-MQTTAPI-");
 
     /* only the gateway speaks X-MQTTAPI-*: drop what the upstream sent */
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len >= sizeof("X-MQTTAPI-") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-MQTTAPI-",
-                               sizeof("X-MQTTAPI-") - 1)
-               == 0)
-        {
-            h[i].hash = 0;
-        }
+    for (h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, NULL,
+                                     1);
+         h;
+         h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, h, 1))
+    {
+        h->hash = 0;
     }
 }
 
@@ -779,14 +729,22 @@ ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
+/*
+ * Sends the header and a complete body through the given filters: the
+ * next ones from the body filter, ngx_http_send_header() and
+ * ngx_http_output_filter() from a phase handler.
+ */
+
 ngx_int_t
-ngx_http_mqttapi_send_local(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_http_output_header_filter_pt send_header,
+    ngx_http_output_body_filter_pt send_body)
 {
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
 
-    rc = ngx_http_send_header(r);
+    rc = send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
@@ -799,12 +757,12 @@ ngx_http_mqttapi_send_local(ngx_http_request_t *r, ngx_str_t *body)
 
     b->pos = body->data;
     b->last = body->data + body->len;
-    b->memory = 1;
+    b->memory = body->len ? 1 : 0;
     b->last_buf = 1;
     b->last_in_chain = 1;
 
     out.buf = b;
     out.next = NULL;
 
-    return ngx_http_output_filter(r, &out);
+    return send_body(r, &out);
 }

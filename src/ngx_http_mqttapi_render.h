@@ -23,8 +23,9 @@ ngx_int_t ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
 ngx_int_t ngx_http_mqttapi_set_body_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, size_t len, ngx_uint_t json);
 
-ngx_int_t ngx_http_mqttapi_send_local(ngx_http_request_t *r,
-    ngx_str_t *body);
+ngx_int_t ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_http_output_header_filter_pt send_header,
+    ngx_http_output_body_filter_pt send_body);
 
 ngx_int_t ngx_http_mqttapi_render_init(ngx_conf_t *cf);
 

@@ -414,7 +414,8 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
     ctx->annotated = 1;
 
-    return ngx_http_mqttapi_send_local(r, &body);
+    return ngx_http_mqttapi_send_body(r, &body, ngx_http_send_header,
+                                      ngx_http_output_filter);
 }
 
 

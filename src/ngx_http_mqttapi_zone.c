@@ -76,7 +76,8 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
             if (p == NULL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
+                                   "invalid zone size \"%V\" in \"%V\" "
+                                   "directive", &value[i], &cmd->name);
                 return NGX_CONF_ERROR;
             }
 
@@ -89,13 +90,15 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
             if (size == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
+                                   "invalid zone size \"%V\" in \"%V\" "
+                                   "directive", &value[i], &cmd->name);
                 return NGX_CONF_ERROR;
             }
 
             if (size < (ssize_t) (8 * ngx_pagesize)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small", &value[i]);
+                                   "zone \"%V\" in \"%V\" directive is "
+                                   "too small", &value[i], &cmd->name);
                 return NGX_CONF_ERROR;
             }
 
@@ -110,7 +113,8 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             backoff = ngx_parse_time(&s, 0);
             if (backoff == (ngx_msec_t) NGX_ERROR || backoff == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid backoff \"%V\"", &value[i]);
+                                   "invalid backoff \"%V\" in \"%V\" "
+                                   "directive", &value[i], &cmd->name);
                 return NGX_CONF_ERROR;
             }
 
@@ -125,7 +129,8 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             max_backoff = ngx_parse_time(&s, 0);
             if (max_backoff == (ngx_msec_t) NGX_ERROR || max_backoff == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid max_backoff \"%V\"", &value[i]);
+                                   "invalid max_backoff \"%V\" in \"%V\" "
+                                   "directive", &value[i], &cmd->name);
                 return NGX_CONF_ERROR;
             }
 
@@ -133,7 +138,8 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[i], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -147,13 +153,14 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     if (max_backoff < backoff) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"max_backoff\" must not be less than "
-                           "\"backoff\"");
+                           "\"backoff\" in \"%V\" directive", &cmd->name);
         return NGX_CONF_ERROR;
     }
 
     if (max_backoff > 86400000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"max_backoff\" must not be more than 1 day");
+                           "\"max_backoff\" must not be more than 1 day "
+                           "in \"%V\" directive", &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -209,8 +216,9 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_strncmp(value[1].data, "zone=", 5) != 0 || value[1].len == 5) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\", expected "
-                           "\"zone=NAME\" or \"off\"", &value[1]);
+                           "invalid parameter \"%V\" in \"%V\" directive, "
+                           "expected \"zone=NAME\" or \"off\"",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -294,20 +302,36 @@ ngx_int_t
 ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     const char *prefix, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash)
 {
-    u_char     *p;
-    size_t      plen, len;
-    ngx_str_t   value;
-    ngx_md5_t   md5;
-    u_char      digest[16];
+    ngx_str_t  value;
 
     if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    plen = ngx_strlen(prefix);
-    len = plen + value.len + (suffix ? suffix->len + 1 : 0);
+    if (ngx_http_mqttapi_zone_make_key(r->pool, prefix, &value, suffix, key,
+                                       hash)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
-    key->data = ngx_pnalloc(r->pool, ngx_max(len, plen + 33));
+    return value.len ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
+    ngx_str_t *value, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash)
+{
+    u_char     *p;
+    size_t      plen, len;
+    ngx_md5_t   md5;
+    u_char      digest[16];
+
+    plen = ngx_strlen(prefix);
+    len = plen + value->len + (suffix ? suffix->len + 1 : 0);
+
+    key->data = ngx_pnalloc(pool, ngx_max(len, plen + 33));
     if (key->data == NULL) {
         return NGX_ERROR;
     }
@@ -319,7 +343,7 @@ ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
         /* a long key is kept as its digest: nodes stay one slab size */
 
         ngx_md5_init(&md5);
-        ngx_md5_update(&md5, value.data, value.len);
+        ngx_md5_update(&md5, value->data, value->len);
 
         if (suffix) {
             ngx_md5_update(&md5, ":", 1);
@@ -332,7 +356,7 @@ ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
         p = ngx_hex_dump(p, digest, 16);
 
     } else {
-        p = ngx_cpymem(p, value.data, value.len);
+        p = ngx_cpymem(p, value->data, value->len);
 
         if (suffix) {
             *p++ = ':';
@@ -343,7 +367,7 @@ ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     key->len = p - key->data;
     *hash = ngx_crc32_short(key->data, key->len);
 
-    return value.len ? NGX_OK : NGX_DECLINED;
+    return NGX_OK;
 }
 
 
@@ -402,6 +426,8 @@ ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
     size = offsetof(ngx_rbtree_node_t, color)
            + offsetof(ngx_http_mqttapi_node_t, data)
            + key->len;
+
+    size = ngx_max(size, NGX_HTTP_MQTTAPI_NODE_SIZE);
 
     ngx_http_mqttapi_zone_expire(zone);
 

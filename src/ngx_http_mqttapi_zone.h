@@ -11,8 +11,11 @@
 #include "ngx_http_mqttapi.h"
 
 
-/* keys longer than this are replaced by their MD5, so nodes stay small */
-#define NGX_HTTP_MQTTAPI_KEY_MAX_LEN   64
+/*
+ * Every node takes one slab chunk of this size, so that evicting any node
+ * makes room for any other; keys that would not fit are kept as their MD5.
+ */
+#define NGX_HTTP_MQTTAPI_NODE_SIZE     128
 
 #define NGX_HTTP_MQTTAPI_ZONE_CODES    15
 #define NGX_HTTP_MQTTAPI_LOG_CTX_LEN   64
@@ -42,6 +45,11 @@ typedef struct {
     u_char                       code;        /* index into sh->codes */
     u_char                       data[1];
 } ngx_http_mqttapi_node_t;
+
+
+#define NGX_HTTP_MQTTAPI_KEY_MAX_LEN                                         \
+    (NGX_HTTP_MQTTAPI_NODE_SIZE - offsetof(ngx_rbtree_node_t, color)          \
+     - offsetof(ngx_http_mqttapi_node_t, data))
 
 
 typedef struct {
@@ -79,6 +87,8 @@ char *ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, const char *prefix, ngx_str_t *suffix,
     ngx_str_t *key, uint32_t *hash);
+ngx_int_t ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
+    ngx_str_t *value, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash);
 ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_lookup(
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, uint32_t hash);
 ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_alloc(

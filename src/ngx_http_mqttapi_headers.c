@@ -1,0 +1,59 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_headers.h"
+
+
+/*
+ * The next live header (hash != 0) after "after" (NULL: from the start)
+ * in a request or response header list whose name is "name", or, with
+ * "prefix", begins with it; names compare case-insensitively.
+ */
+
+ngx_table_elt_t *
+ngx_http_mqttapi_header(ngx_list_t *headers, ngx_str_t *name,
+    ngx_table_elt_t *after, ngx_uint_t prefix)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    found = (after == NULL);
+
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (!found) {
+            found = (&h[i] == after);
+            continue;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len < name->len
+            || (!prefix && h[i].key.len != name->len)
+            || ngx_strncasecmp(h[i].key.data, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        return &h[i];
+    }
+
+    return NULL;
+}

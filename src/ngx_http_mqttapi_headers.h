@@ -1,0 +1,18 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_HEADERS_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_HEADERS_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+
+
+ngx_table_elt_t *ngx_http_mqttapi_header(ngx_list_t *headers,
+    ngx_str_t *name, ngx_table_elt_t *after, ngx_uint_t prefix);
+
+
+#endif /* _NGX_HTTP_MQTTAPI_HEADERS_H_INCLUDED_ */
