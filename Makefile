@@ -56,11 +56,11 @@ $(OBJS)/Makefile: config conf/mqttapi_catalog.json
 ifeq ($(STATIC),)
 $(TARGET): $(OBJS)/Makefile $(SOURCES)
 	$(MAKE) -f $(OBJS)/Makefile -C $(NGINX_SRC) modules
-	cp $(OBJS)/ngx_http_mqttapi_module.so $(MODULE)
+	cp $(OBJS)/ngx_http_mqttapi_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
 else
 $(TARGET): $(OBJS)/Makefile $(SOURCES)
 	$(MAKE) -f $(OBJS)/Makefile -C $(NGINX_SRC) binary
-	cp $(OBJS)/nginx $(BUILD)/nginx
+	cp $(OBJS)/nginx $(BUILD)/nginx.tmp && mv -f $(BUILD)/nginx.tmp $(BUILD)/nginx
 endif
 
 deps:

@@ -264,6 +264,7 @@ static ngx_int_t
 ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     ngx_uint_t aborted)
 {
+    u_char                       *p;
     ngx_str_t                     body, code;
     json_t                       *obj, *v;
     json_error_t                  jerr;
@@ -288,6 +289,21 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
 
         ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
         ctx->json = 0;
+    }
+
+    if (ctx->json) {
+
+        /* an empty body says nothing: it is normalized like a non-JSON one */
+
+        for (p = body.data; p < body.data + body.len; p++) {
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+                break;
+            }
+        }
+
+        if (p == body.data + body.len) {
+            ctx->json = 0;
+        }
     }
 
     if (ctx->json) {

@@ -156,7 +156,15 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
 
     elapsed = now - node->until;
 
-    if (elapsed >= 2000) {
+    if ((ngx_msec_int_t) elapsed < 0) {
+        /*
+         * each worker caches its own time (timer_resolution makes it lag
+         * by up to that much): a window that another worker opened a
+         * little "later" is the current one, not one to reset
+         */
+        elapsed = 0;
+
+    } else if (elapsed >= 2000) {
         node->prev = 0;
         node->count = 0;
         node->until = now;

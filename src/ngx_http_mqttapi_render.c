@@ -47,6 +47,8 @@ static void ngx_http_mqttapi_annotations(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
     json_t *obj, ngx_http_mqttapi_members_t *ms);
+static ngx_str_t *ngx_http_mqttapi_fill(ngx_http_request_t *r,
+    ngx_str_t *text, ngx_str_t *param, ngx_str_t *buf);
 static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
@@ -113,6 +115,7 @@ ngx_int_t
 ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
 {
+    ngx_str_t                 buf;
     ngx_http_mqttapi_text_t  *t;
 
     ngx_http_mqttapi_hide_spoofed(r);
@@ -152,7 +155,9 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
 
     if (t && t->cause.len
         && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_cause,
-                                        &t->cause)
+                                        ngx_http_mqttapi_fill(r, &t->cause,
+                                                              &err->param,
+                                                              &buf))
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -160,7 +165,9 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
 
     if (t && t->solution.len
         && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_solution,
-                                        &t->solution)
+                                        ngx_http_mqttapi_fill(r, &t->solution,
+                                                              &err->param,
+                                                              &buf))
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -413,7 +420,7 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     json_t *obj, ngx_http_mqttapi_members_t *ms)
 {
     u_char                   *p;
-    ngx_str_t                *cause, *solution, retry;
+    ngx_str_t                *cause, *solution, retry, *buf;
     ngx_http_mqttapi_lang_t  *lang;
     ngx_http_mqttapi_text_t  *t, *dt;
 
@@ -421,17 +428,29 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     dt = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
                                        lcf->catalog->default_lang);
 
+    /* the members point at these until the body is written */
+
+    buf = ngx_palloc(r->pool, 3 * sizeof(ngx_str_t));
+    if (buf == NULL) {
+        return;
+    }
+
     cause = (t && t->cause_json.len) ? &t->cause_json
             : (dt && dt->cause_json.len) ? &dt->cause_json : NULL;
     solution = (t && t->solution_json.len) ? &t->solution_json
                : (dt && dt->solution_json.len) ? &dt->solution_json : NULL;
 
     if (cause) {
-        ngx_http_mqttapi_member(ms, obj, "Cause", cause, 0);
+        ngx_http_mqttapi_member(ms, obj, "Cause",
+                                ngx_http_mqttapi_fill(r, cause, &err->param,
+                                                      &buf[0]), 0);
     }
 
     if (solution) {
-        ngx_http_mqttapi_member(ms, obj, "Solution", solution, 0);
+        ngx_http_mqttapi_member(ms, obj, "Solution",
+                                ngx_http_mqttapi_fill(r, solution,
+                                                      &err->param, &buf[1]),
+                                0);
     }
 
     ngx_http_mqttapi_member(ms, obj, "Category", &err->category, 1);
@@ -453,7 +472,9 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     }
 
     if (t && t->description_json.len) {
-        ngx_http_mqttapi_member(ms, obj, "Description", &t->description_json,
+        ngx_http_mqttapi_member(ms, obj, "Description",
+                                ngx_http_mqttapi_fill(r, &t->description_json,
+                                                      &err->param, &buf[2]),
                                 0);
     }
 
@@ -553,7 +574,10 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     }
 
     if (t && t->cause_json.len) {
-        ngx_http_mqttapi_member(ms, obj, "detail", &t->cause_json, 0);
+        ngx_http_mqttapi_member(ms, obj, "detail",
+                                ngx_http_mqttapi_fill(r, &t->cause_json,
+                                                      &err->param, &v[3]),
+                                0);
     }
 
     if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
@@ -647,6 +671,59 @@ ngx_http_mqttapi_members_write(u_char *p, ngx_http_mqttapi_members_t *ms,
     }
 
     return p;
+}
+
+
+static ngx_str_t *
+ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
+    ngx_str_t *param, ngx_str_t *buf)
+{
+    u_char      *p, *s, *last;
+    ngx_uint_t   n;
+
+    /*
+     * "The parameter indicated by %s is missing or invalid." names the
+     * parameter of "InvalidParameter.%s"; the name passed the code check,
+     * so it is safe in a header and in a JSON string as it is
+     */
+
+    if (param->len == 0) {
+        return text;
+    }
+
+    last = text->data + text->len;
+    n = 0;
+
+    for (s = text->data; s + 1 < last; s++) {
+        if (s[0] == '%' && s[1] == 's') {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        return text;
+    }
+
+    p = ngx_pnalloc(r->pool, text->len + n * param->len);
+    if (p == NULL) {
+        return text;
+    }
+
+    buf->data = p;
+
+    for (s = text->data; s < last; s++) {
+        if (s[0] == '%' && s + 1 < last && s[1] == 's') {
+            p = ngx_cpymem(p, param->data, param->len);
+            s++;
+            continue;
+        }
+
+        *p++ = *s;
+    }
+
+    buf->len = p - buf->data;
+
+    return buf;
 }
 
 

@@ -297,8 +297,11 @@ sub check_annotated {
 
     $one->('X-MQTTAPI-Error-Code', $code);
     $one->('X-MQTTAPI-Error-Category', $category);
-    $one->('X-MQTTAPI-Error-Cause', en($e)->{cause});
-    $one->('X-MQTTAPI-Error-Solution', en($e)->{solution});
+    # "%s" in a patterned code's text names the parameter
+    my $fill = sub { my $t = shift; $t =~ s/%s/$param/g if defined $param; $t };
+
+    $one->('X-MQTTAPI-Error-Cause', $fill->(en($e)->{cause}));
+    $one->('X-MQTTAPI-Error-Solution', $fill->(en($e)->{solution}));
     $one->('X-MQTTAPI-Retryable', $retryable ? 'true' : 'false');
     $one->('X-MQTTAPI-Invalid-Parameter', $param);
     $one->('Retry-After', $retryable ? $delay : $arg{retry_after});
@@ -339,8 +342,8 @@ sub check_annotated {
         is($data->{$k}, $odata->{$k}, "$w: body $k kept");
     }
     is($data->{Code}, $code, "$w: body Code");
-    is($data->{Cause}, en($e)->{cause}, "$w: body Cause");
-    is($data->{Solution}, en($e)->{solution}, "$w: body Solution");
+    is($data->{Cause}, $fill->(en($e)->{cause}), "$w: body Cause");
+    is($data->{Solution}, $fill->(en($e)->{solution}), "$w: body Solution");
     is($data->{Category}, $category, "$w: body Category");
     ok(JSON::PP::is_bool($data->{Retryable}), "$w: body Retryable is a boolean");
     is($data->{Retryable} ? 1 : 0, $retryable, "$w: body Retryable");
@@ -350,7 +353,7 @@ sub check_annotated {
         is($data->{RetryAfter}, $delay, "$w: body RetryAfter");
     }
     is($data->{InvalidParameter}, $param, "$w: body InvalidParameter") if defined $param;
-    is($data->{Description}, $desc, "$w: body Description") if defined $desc;
+    is($data->{Description}, $fill->($desc), "$w: body Description") if defined $desc;
 
     return $r;
 }
