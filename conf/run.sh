@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# conf/run.sh: the demo of `make run` (the Makefile builds the module
+# first).  Writes build/run/nginx.conf from conf/gateway.conf, checks it
+# with `nginx -t`, prints example requests, then runs nginx in the
+# foreground: Ctrl-C stops it.
+#
+# Environment:
+#   MQTTAPI_PORT            gateway port (default 8080)
+#   MQTTAPI_EMULATOR_PORT   OpenAPI emulator port (default 8081)
+#   NGINX                   nginx binary (default /usr/sbin/nginx, or
+#                           build/nginx when STATIC is set)
+#   STATIC                  non-empty: the module is compiled into
+#                           build/nginx (make NGINX_SRC=... STATIC=1), no
+#                           load_module
+#   MQTTAPI_MODULE          the .so to load (default
+#                           build/ngx_http_mqttapi_module.so)
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$(pwd -P)
+
+PORT=${MQTTAPI_PORT:-8080}
+EMULATOR_PORT=${MQTTAPI_EMULATOR_PORT:-8081}
+STATIC=${STATIC:-}
+
+if [ -n "$STATIC" ]; then
+    NGINX=${NGINX:-$REPO/build/nginx}
+else
+    NGINX=${NGINX:-/usr/sbin/nginx}
+fi
+
+MODULE=${MQTTAPI_MODULE:-$REPO/build/ngx_http_mqttapi_module.so}
+RUN=$REPO/build/run
+CONF=$RUN/nginx.conf
+
+for p in "$PORT" "$EMULATOR_PORT"; do
+    if ! [[ $p =~ ^[0-9]+$ ]] || [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then
+        echo "run.sh: invalid port \"$p\"" >&2
+        exit 1
+    fi
+done
+
+if [ "$PORT" = "$EMULATOR_PORT" ]; then
+    echo "run.sh: MQTTAPI_PORT and MQTTAPI_EMULATOR_PORT must differ" >&2
+    exit 1
+fi
+
+if [ ! -x "$NGINX" ]; then
+    echo "run.sh: no nginx binary at $NGINX (run 'make deps', or set NGINX)" >&2
+    exit 1
+fi
+
+if [ -z "$STATIC" ] && [ ! -f "$MODULE" ]; then
+    echo "run.sh: $MODULE not found: run 'make' first" >&2
+    exit 1
+fi
+
+mkdir -p "$RUN/temp"
+
+# sed replacement text: escape \ & and the | delimiter
+sed_escape() {
+    printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'
+}
+
+sed -e "s|@MODULE@|$(sed_escape "$MODULE")|g" \
+    -e "s|@CONF_DIR@|$(sed_escape "$REPO/conf")|g" \
+    -e "s|@PORT@|$PORT|g" \
+    -e "s|@EMULATOR_PORT@|$EMULATOR_PORT|g" \
+    ${STATIC:+-e '/^load_module /d'} \
+    "$REPO/conf/gateway.conf" > "$CONF.tmp"
+mv "$CONF.tmp" "$CONF"
+
+# -e stderr: the packaged nginx would otherwise try its compiled-in
+# /var/log/nginx/error.log before reading the configuration
+NGINX_ARGS=(-p "$RUN/" -e stderr -c "$CONF")
+
+"$NGINX" "${NGINX_ARGS[@]}" -g 'daemon off;' -t
+
+GW="http://127.0.0.1:$PORT"
+TOKEN_ARGS="InstanceId=mqtt-cn-demo&Resources=demo%2Fdevice1&Actions=R,W&ExpireTime=1999999999000"
+
+cat <<EOF
+
+=====================================================================
+ ngx_http_mqttapi_module demo
+   gateway   $GW/   (mqttapi on, proxy_pass to the emulator)
+   emulator  http://127.0.0.1:$EMULATOR_PORT/   (ApsaraMQ for MQTT OpenAPI)
+   config    $CONF
+             (generated from conf/gateway.conf; edit that one)
+   access log with the annotations on stdout, error log on stderr
+   Ctrl-C stops nginx.
+=====================================================================
+
+# 1. ApplyToken, success: passed through byte for byte
+curl -i '$GW/?Action=ApplyToken&$TOKEN_ARGS'
+
+# 2. ApplyToken without ExpireTime: InvalidParameter.ExpireTime, annotated
+curl -i '$GW/?Action=ApplyToken&InstanceId=mqtt-cn-demo&Resources=demo%2Fdevice1&Actions=R,W'
+
+# 3. unknown instance: InstanceNotFound
+curl -i '$GW/?Action=ApplyToken&InstanceId=mqtt-cn-missing&Resources=demo%2Fdevice1&Actions=R,W&ExpireTime=1999999999000'
+
+# 4. CreateGroupId of an existing group, Traditional Chinese description
+curl -i -H 'Accept-Language: zh-TW' '$GW/?Action=CreateGroupId&InstanceId=mqtt-cn-demo&GroupId=GID_existing'
+
+# 5. ApplyToken burst: the emulator throttles (ApplyTokenOverFlow), then the
+#    gateway backs off for this AccessKeyId and answers locally (429)
+for i in \$(seq 1 8); do
+  curl -s -o /dev/null -w '%{http_code} %header{x-mqttapi-error-code} throttled=%header{x-mqttapi-throttled} retry-after=%header{retry-after}\n' \\
+    '$GW/?Action=ApplyToken&AccessKeyId=LTAIdemo&$TOKEN_ARGS'
+done
+
+# 6. any catalog code on demand (emulator argument mqttemu_code)
+curl -i '$GW/?Action=QueryToken&InstanceId=mqtt-cn-demo&Token=abc&mqttemu_code=InternalError'
+
+EOF
+
+exec "$NGINX" "${NGINX_ARGS[@]}" -g 'daemon off;'
