@@ -50,6 +50,8 @@ static ngx_int_t ngx_http_mqttapi_load_errors(
     ngx_http_mqttapi_loader_t *ld, json_t *errors);
 static ngx_int_t ngx_http_mqttapi_load_entry(ngx_http_mqttapi_loader_t *ld,
     json_t *obj);
+static ngx_int_t ngx_http_mqttapi_check_default_texts(
+    ngx_http_mqttapi_loader_t *ld);
 static ngx_int_t ngx_http_mqttapi_load_texts(ngx_http_mqttapi_loader_t *ld,
     ngx_http_mqttapi_entry_t *e, json_t *text);
 static ngx_int_t ngx_http_mqttapi_load_pattern(
@@ -240,10 +242,13 @@ ngx_http_mqttapi_catalog_copy(ngx_conf_t *cf, ngx_http_mqttapi_catalog_t *base)
 static ngx_int_t
 ngx_http_mqttapi_catalog_apply(ngx_http_mqttapi_loader_t *ld, json_t *doc)
 {
-    ngx_int_t    lang;
-    ngx_str_t    tag;
-    const char  *key;
-    json_t      *v;
+    ngx_int_t                     lang;
+    ngx_str_t                     tag;
+    ngx_uint_t                    i;
+    const char                   *key;
+    json_t                       *v;
+    ngx_http_mqttapi_entry_t    **e;
+    ngx_http_mqttapi_gateway_t   *gw;
 
     if (!json_is_object(doc)) {
         ngx_http_mqttapi_loader_error(ld, "the document is not an object");
@@ -295,7 +300,13 @@ ngx_http_mqttapi_catalog_apply(ngx_http_mqttapi_loader_t *ld, json_t *doc)
             return NGX_ERROR;
         }
 
-        ld->catalog->default_lang = lang;
+        if ((ngx_uint_t) lang != ld->catalog->default_lang) {
+            ld->catalog->default_lang = lang;
+
+            if (ngx_http_mqttapi_check_default_texts(ld) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
     }
 
     v = json_object_get(doc, "actions");
@@ -311,6 +322,18 @@ ngx_http_mqttapi_catalog_apply(ngx_http_mqttapi_loader_t *ld, json_t *doc)
     v = json_object_get(doc, "errors");
     if (v && ngx_http_mqttapi_load_errors(ld, v) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    /* the gateway codes follow the entries this document changed */
+
+    gw = ld->catalog->gateway.elts;
+
+    for (i = 0; i < ld->catalog->gateway.nelts; i++) {
+        e = ngx_http_mqttapi_find_entry(&ld->catalog->entries,
+                                        &gw[i].entry->code);
+        if (e) {
+            gw[i].entry = *e;
+        }
     }
 
     /* gateway codes last: they refer to errors */
@@ -1009,6 +1032,60 @@ ngx_http_mqttapi_load_entry(ngx_http_mqttapi_loader_t *ld, json_t *obj)
     }
 
     *slot = e;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_check_default_texts(ngx_http_mqttapi_loader_t *ld)
+{
+    u_char                     *p;
+    ngx_uint_t                  i, k;
+    ngx_array_t                *a;
+    ngx_http_mqttapi_lang_t    *lang;
+    ngx_http_mqttapi_text_t    *t;
+    ngx_http_mqttapi_entry_t  **e;
+
+    lang = ld->catalog->langs.elts;
+    lang = &lang[ld->catalog->default_lang];
+
+    /*
+     * a new default language: the texts loaded for it before (an earlier
+     * file) now go into headers, and are checked like those loaded after
+     */
+
+    for (k = 0; k < 2; k++) {
+        a = k ? &ld->catalog->patterns : &ld->catalog->entries;
+        e = a->elts;
+
+        for (i = 0; i < a->nelts; i++) {
+            t = ngx_http_mqttapi_catalog_text(ld->catalog, e[i],
+                                              ld->catalog->default_lang);
+
+            if (t == NULL
+                || (ngx_http_mqttapi_header_safe(&t->cause) == NGX_OK
+                    && ngx_http_mqttapi_header_safe(&t->solution) == NGX_OK))
+            {
+                continue;
+            }
+
+            p = ngx_snprintf((u_char *) ld->entry_buf,
+                             sizeof(ld->entry_buf) - 1, "%V", &e[i]->code);
+            *p = '\0';
+
+            ld->entry = ld->entry_buf;
+
+            ngx_http_mqttapi_loader_error(ld, "text \"%V\": the cause and "
+                                          "solution of the default language "
+                                          "are sent in headers and must be "
+                                          "printable ASCII of at most 1024 "
+                                          "bytes", &lang->tag);
+            ld->entry = NULL;
+
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }

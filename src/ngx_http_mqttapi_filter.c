@@ -37,6 +37,10 @@ static ngx_int_t ngx_http_mqttapi_send(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_uint_t ngx_http_mqttapi_json_content_type(ngx_http_request_t *r);
 static void ngx_http_mqttapi_json_cleanup(void *data);
+static ngx_int_t ngx_http_mqttapi_error_page_handler(ngx_http_request_t *r);
+static ngx_http_mqttapi_loc_conf_t *ngx_http_mqttapi_filter_conf(
+    ngx_http_request_t *r);
+static void ngx_http_mqttapi_error_page_cleanup(void *data);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -46,11 +50,25 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 ngx_int_t
 ngx_http_mqttapi_filter_init(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_mqttapi_header_filter;
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_mqttapi_body_filter;
+
+    /* added after the rewrite module's: runs before its "return" */
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mqttapi_error_page_handler;
 
     return NGX_OK;
 }
@@ -60,6 +78,7 @@ static ngx_int_t
 ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
 {
     const char                   *reason;
+    ngx_http_upstream_t          *u;
     ngx_http_mqttapi_ctx_t       *ctx;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
@@ -67,7 +86,7 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+    lcf = ngx_http_mqttapi_filter_conf(r);
 
     if (!lcf->enable) {
         return ngx_http_next_header_filter(r);
@@ -121,13 +140,19 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
     ctx->state = NGX_HTTP_MQTTAPI_STATE_COLLECT;
     ctx->json = ngx_http_mqttapi_json_content_type(r);
 
-    /* err_status is set when nginx itself made the response */
+    /*
+     * err_status is set when nginx itself made the response, and also
+     * when error_page intercepted the upstream's error: then it is the
+     * upstream's status, and the error is still the upstream's
+     */
 
-    if (r->err_status == 0 && r->upstream
-        && r->upstream->headers_in.status_n)
+    u = r->upstream;
+
+    if (u && u->headers_in.status_n
+        && (r->err_status == 0 || r->err_status == u->headers_in.status_n))
     {
         ctx->origin = NGX_HTTP_MQTTAPI_GW_UPSTREAM;
-        ctx->error.upstream_status = r->headers_out.status;
+        ctx->error.upstream_status = u->headers_in.status_n;
 
     } else {
         ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
@@ -159,7 +184,7 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+    lcf = ngx_http_mqttapi_filter_conf(r);
 
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
@@ -272,7 +297,7 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     ngx_http_mqttapi_entry_t     *gateway;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+    lcf = ngx_http_mqttapi_filter_conf(r);
 
     body.data = ctx->buf;
     body.len = ctx->len;
@@ -526,4 +551,79 @@ static void
 ngx_http_mqttapi_json_cleanup(void *data)
 {
     json_decref(data);
+}
+
+
+/*
+ * An error of an "mqttapi on" location with error_page may be finished in
+ * a location without mqttapi (a static error page, a named location): it
+ * still leaves the "mqttapi on" location, and is normalized with that
+ * location's configuration.  The configuration is remembered in the pool,
+ * since internal redirects clear r->ctx; only where error_page can send
+ * the request elsewhere, so that other requests pay nothing.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_error_page_handler(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    if (!lcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->error_pages == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_mqttapi_error_page_cleanup;
+    cln->data = lcf;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_http_mqttapi_loc_conf_t *
+ngx_http_mqttapi_filter_conf(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+
+    if (lcf->enable || !r->internal || (!r->error_page && !r->err_status)) {
+        return lcf;
+    }
+
+    /* the latest "mqttapi on" location with error_page the request left */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_mqttapi_error_page_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return lcf;
+}
+
+
+static void
+ngx_http_mqttapi_error_page_cleanup(void *data)
+{
+    /* nothing to free: the cleanup only marks the configuration */
 }

@@ -12,8 +12,9 @@
  * $mqttapi_error_code, $mqttapi_error_category, $mqttapi_retryable,
  * $mqttapi_retry_after and $mqttapi_error_parameter: what the gateway
  * said about the error of this request, empty ("not found") for responses
- * it did not annotate; $mqttapi_throttle: the rate limiting verdict.  They are evaluated from the context kept in a pool
- * cleanup, so they work in the log phase and after error_page.
+ * it did not annotate; $mqttapi_throttle: the rate limiting verdict.
+ * They are evaluated from the context kept in a pool cleanup, so they work
+ * in the log phase and after error_page.
  */
 
 
