@@ -63,6 +63,8 @@ static ngx_int_t ngx_http_mqttapi_load_string(ngx_http_mqttapi_loader_t *ld,
     json_t *v, const char *what, ngx_str_t *s, ngx_str_t *json);
 static ngx_int_t ngx_http_mqttapi_catalog_hash(ngx_conf_t *cf,
     ngx_http_mqttapi_catalog_t *catalog);
+static ngx_int_t ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_hash_t *hash,
+    ngx_array_t *elts, char *name);
 static ngx_http_mqttapi_entry_t **ngx_http_mqttapi_find_entry(
     ngx_array_t *a, ngx_str_t *code);
 static void *ngx_http_mqttapi_hash_find(ngx_hash_t *hash, ngx_str_t *name);
@@ -1333,62 +1335,64 @@ static ngx_int_t
 ngx_http_mqttapi_catalog_hash(ngx_conf_t *cf,
     ngx_http_mqttapi_catalog_t *catalog)
 {
-    ngx_uint_t                   i;
-    ngx_array_t                  keys;
-    ngx_hash_key_t              *hk;
-    ngx_hash_init_t              hash;
-    ngx_http_mqttapi_entry_t   **e;
-    ngx_http_mqttapi_action_t  **a;
-
-    if (ngx_array_init(&keys, cf->temp_pool, 64, sizeof(ngx_hash_key_t))
+    if (ngx_http_mqttapi_hash_build(cf, &catalog->codes_hash,
+                                    &catalog->entries, "mqttapi_codes_hash")
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    e = catalog->entries.elts;
+    return ngx_http_mqttapi_hash_build(cf, &catalog->actions_hash,
+                                       &catalog->actions,
+                                       "mqttapi_actions_hash");
+}
 
-    for (i = 0; i < catalog->entries.nelts; i++) {
-        hk = ngx_array_push(&keys);
-        if (hk == NULL) {
-            return NGX_ERROR;
-        }
 
-        hk->key = e[i]->code;
-        hk->key_hash = ngx_hash_key_lc(hk->key.data, hk->key.len);
-        hk->value = e[i];
-    }
+/*
+ * A hash over an array of pointers to structures that begin with their
+ * name (entries with their code, actions with their name); keys are
+ * lowercase, ngx_http_mqttapi_hash_find() checks the exact spelling.
+ */
 
-    hash.hash = &catalog->codes_hash;
-    hash.key = ngx_hash_key;
-    hash.max_size = 4096;
-    hash.bucket_size = ngx_align(256, ngx_cacheline_size);
-    hash.name = "mqttapi_codes_hash";
-    hash.pool = cf->pool;
-    hash.temp_pool = NULL;
+static ngx_int_t
+ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_hash_t *hash,
+    ngx_array_t *elts, char *name)
+{
+    void            **elt;
+    ngx_uint_t        i;
+    ngx_array_t       keys;
+    ngx_hash_key_t   *hk;
+    ngx_hash_init_t   hinit;
 
-    if (ngx_hash_init(&hash, keys.elts, keys.nelts) != NGX_OK) {
+    if (ngx_array_init(&keys, cf->temp_pool, elts->nelts + 1,
+                       sizeof(ngx_hash_key_t))
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    keys.nelts = 0;
-    a = catalog->actions.elts;
+    elt = elts->elts;
 
-    for (i = 0; i < catalog->actions.nelts; i++) {
+    for (i = 0; i < elts->nelts; i++) {
         hk = ngx_array_push(&keys);
         if (hk == NULL) {
             return NGX_ERROR;
         }
 
-        hk->key = a[i]->name;
+        hk->key = *(ngx_str_t *) elt[i];
         hk->key_hash = ngx_hash_key_lc(hk->key.data, hk->key.len);
-        hk->value = a[i];
+        hk->value = elt[i];
     }
 
-    hash.hash = &catalog->actions_hash;
-    hash.name = "mqttapi_actions_hash";
+    hinit.hash = hash;
+    hinit.key = ngx_hash_key;
+    hinit.max_size = 4096;
+    hinit.bucket_size = ngx_align(256, ngx_cacheline_size);
+    hinit.name = name;
+    hinit.pool = cf->pool;
+    hinit.temp_pool = NULL;
 
-    return ngx_hash_init(&hash, keys.elts, keys.nelts);
+    return ngx_hash_init(&hinit, keys.elts, keys.nelts);
 }
 
 

@@ -29,7 +29,7 @@ typedef struct {
 
 
 struct ngx_http_mqttapi_entry_s {
-    ngx_str_t                    code;         /* code, or the pattern */
+    ngx_str_t                    code;         /* first: the hash key */
     ngx_uint_t                   status;       /* documented status, or 0 */
     ngx_uint_t                   mapped_status;   /* 0: keep the status */
     ngx_str_t                    message;
@@ -53,7 +53,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                    name;
+    ngx_str_t                    name;         /* first: the hash key */
     ngx_str_t                    category;
     ngx_uint_t                   quota;        /* requests/s, 0: default */
     ngx_str_t                    throttle_code;   /* for quota rejects */

@@ -185,6 +185,11 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
 
     ngx_http_mqttapi_zone_code(zone, node->code, &c);
 
+    if (c.len == 0) {
+        /* the zone had no room to keep the code: the generic one */
+        c = lcf->catalog->quota_code;
+    }
+
     code->len = c.len;
     code->data = ngx_pnalloc(r->pool, c.len);
 

@@ -536,8 +536,11 @@ u_char
 ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
     ngx_str_t *code)
 {
-    u_char      *c;
-    ngx_uint_t   i;
+    u_char                   *c;
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_http_mqttapi_node_t  *n;
+    u_char                    used[NGX_HTTP_MQTTAPI_ZONE_CODES];
 
     /* the codes that opened back-offs, kept once per zone */
 
@@ -549,17 +552,49 @@ ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
         }
     }
 
-    if (i == NGX_HTTP_MQTTAPI_ZONE_CODES
-        || code->len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN)
-    {
-        return 0;
+    if (code->len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN) {
+        return NGX_HTTP_MQTTAPI_ZONE_CODES;
+    }
+
+    if (i == NGX_HTTP_MQTTAPI_ZONE_CODES) {
+
+        /*
+         * the table is full: reuse a slot no back-off refers to, else
+         * the code is not kept (the local answer has a generic one)
+         */
+
+        ngx_memzero(used, sizeof(used));
+
+        for (q = ngx_queue_head(&zone->sh->queue);
+             q != ngx_queue_sentinel(&zone->sh->queue);
+             q = ngx_queue_next(q))
+        {
+            n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+
+            if (n->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
+                && n->code < NGX_HTTP_MQTTAPI_ZONE_CODES)
+            {
+                used[n->code] = 1;
+            }
+        }
+
+        for (i = 0; i < NGX_HTTP_MQTTAPI_ZONE_CODES; i++) {
+            if (!used[i]) {
+                break;
+            }
+        }
+
+        if (i == NGX_HTTP_MQTTAPI_ZONE_CODES) {
+            return NGX_HTTP_MQTTAPI_ZONE_CODES;
+        }
+
+    } else {
+        zone->sh->ncodes++;
     }
 
     c = zone->sh->codes[i];
     c[0] = (u_char) code->len;
     ngx_memcpy(c + 1, code->data, code->len);
-
-    zone->sh->ncodes++;
 
     return (u_char) i;
 }
@@ -570,6 +605,12 @@ ngx_http_mqttapi_zone_code(ngx_http_mqttapi_zone_t *zone, u_char index,
     ngx_str_t *code)
 {
     u_char  *c;
+
+    if (index >= zone->sh->ncodes) {
+        /* a code that was not kept */
+        ngx_str_null(code);
+        return;
+    }
 
     c = zone->sh->codes[index];
 
