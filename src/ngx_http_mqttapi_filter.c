@@ -36,6 +36,10 @@ static ngx_int_t ngx_http_mqttapi_pass(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mqttapi_send(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_uint_t ngx_http_mqttapi_json_content_type(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mqttapi_json_fast(ngx_http_request_t *r,
+    ngx_str_t *body, ngx_str_t *code, json_t **obj);
+static u_char *ngx_http_mqttapi_json_fast_string(u_char *p, u_char *last,
+    ngx_uint_t *escaped);
 static void ngx_http_mqttapi_json_cleanup(void *data);
 static ngx_int_t ngx_http_mqttapi_error_page_handler(ngx_http_request_t *r);
 static ngx_http_mqttapi_loc_conf_t *ngx_http_mqttapi_filter_conf(
@@ -290,6 +294,7 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     ngx_uint_t aborted)
 {
     u_char                       *p;
+    ngx_int_t                     rc;
     ngx_str_t                     body, code;
     json_t                       *obj, *v;
     json_error_t                  jerr;
@@ -332,35 +337,50 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     }
 
     if (ctx->json) {
-        obj = json_loadb((char *) body.data, body.len,
-                         JSON_REJECT_DUPLICATES, &jerr);
 
-        if (obj == NULL) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "mqttapi: passing through an unparsable error "
-                          "body: %s at byte %d", jerr.text, jerr.position);
-            return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
-        }
+        /* the common body without jansson; anything else with it */
 
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            json_decref(obj);
+        rc = ngx_http_mqttapi_json_fast(r, &body, &code, &obj);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        cln->handler = ngx_http_mqttapi_json_cleanup;
-        cln->data = obj;
+        if (rc == NGX_DECLINED) {
+            obj = json_loadb((char *) body.data, body.len,
+                             JSON_REJECT_DUPLICATES, &jerr);
 
-        v = json_object_get(obj, "Code");
-
-        if (!json_is_string(v)) {
-            return ngx_http_mqttapi_pass(r, ctx, NULL,
-                                         "the error body is not an object "
-                                         "with a string \"Code\"");
+            if (obj == NULL) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "mqttapi: passing through an unparsable error "
+                              "body: %s at byte %d", jerr.text, jerr.position);
+                return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
+            }
         }
 
-        code.data = (u_char *) json_string_value(v);
-        code.len = json_string_length(v);
+        if (obj) {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                json_decref(obj);
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_mqttapi_json_cleanup;
+            cln->data = obj;
+        }
+
+        if (rc == NGX_DECLINED) {
+            v = json_object_get(obj, "Code");
+
+            if (!json_is_string(v)) {
+                return ngx_http_mqttapi_pass(r, ctx, NULL,
+                                             "the error body is not an object "
+                                             "with a string \"Code\"");
+            }
+
+            code.data = (u_char *) json_string_value(v);
+            code.len = json_string_length(v);
+        }
 
         if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, &ctx->error,
                                            &code, NULL)
@@ -493,6 +513,330 @@ ngx_http_mqttapi_send(ngx_http_request_t *r, ngx_str_t *body)
 {
     return ngx_http_mqttapi_send_body(r, body, ngx_http_next_header_filter,
                                       ngx_http_next_body_filter);
+}
+
+
+/*
+ * The common error body without jansson, whose per-byte lexer costs about
+ * 50,000 instructions for a 340-byte body, several times the rest of the
+ * annotation.  Understood here: a flat JSON object whose members are
+ * ASCII strings (two-character escapes only), integers of up to 18 digits
+ * or decimals without exponent, true, false and null, with a string
+ * "Code" without escapes, and no duplicate member.  Anything else (nested
+ * values, \u escapes, bytes over 0x7f, exponents, long numbers, more than
+ * NGX_HTTP_MQTTAPI_FAST_MEMBERS members, any syntax error) is declined and
+ * goes to json_loadb(): every body accepted here is one that jansson
+ * accepts with the same "Code", and whatever is annotated or passed
+ * through is decided exactly as before.
+ *
+ * *obj is what the rendering checks "never overwrite an upstream member"
+ * against: NULL when the members are only the OpenAPI's own (RequestId,
+ * HostId, Code, Message, Recommend), which are never annotation members;
+ * else an object with the names of the other members (null values).
+ */
+
+#define NGX_HTTP_MQTTAPI_FAST_MEMBERS  32
+
+#define ngx_http_mqttapi_json_ws(c)                                            \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+#define ngx_http_mqttapi_json_key_is(key, name)                               \
+    ((key)->len == sizeof(name) - 1                                           \
+     && ngx_strncmp((key)->data, name, sizeof(name) - 1) == 0)
+
+
+static ngx_int_t
+ngx_http_mqttapi_json_fast(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_str_t *code, json_t **obj)
+{
+    u_char      *p, *last, *start, *name;
+    size_t       digits;
+    ngx_str_t    keys[NGX_HTTP_MQTTAPI_FAST_MEMBERS], *key;
+    ngx_uint_t   n, i, escaped, other;
+
+    *obj = NULL;
+    code->data = NULL;
+    code->len = 0;
+
+    p = body->data;
+    last = p + body->len;
+
+    while (p < last && ngx_http_mqttapi_json_ws(*p)) {
+        p++;
+    }
+
+    if (p == last || *p++ != '{') {
+        return NGX_DECLINED;
+    }
+
+    n = 0;
+    other = 0;
+
+    for ( ;; ) {
+
+        /* the member's name: a string without escapes, not seen before */
+
+        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
+            p++;
+        }
+
+        if (p == last || *p != '"' || n == NGX_HTTP_MQTTAPI_FAST_MEMBERS) {
+            return NGX_DECLINED;
+        }
+
+        start = ++p;
+
+        p = ngx_http_mqttapi_json_fast_string(p, last, &escaped);
+        if (p == NULL || escaped) {
+            return NGX_DECLINED;
+        }
+
+        key = &keys[n];
+        key->data = start;
+        key->len = p++ - start;
+
+        for (i = 0; i < n; i++) {
+            if (keys[i].len == key->len
+                && ngx_memcmp(keys[i].data, key->data, key->len) == 0)
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        n++;
+
+        if (!ngx_http_mqttapi_json_key_is(key, "Code")
+            && !ngx_http_mqttapi_json_key_is(key, "Message")
+            && !ngx_http_mqttapi_json_key_is(key, "RequestId")
+            && !ngx_http_mqttapi_json_key_is(key, "HostId")
+            && !ngx_http_mqttapi_json_key_is(key, "Recommend"))
+        {
+            other++;
+        }
+
+        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
+            p++;
+        }
+
+        if (p == last || *p++ != ':') {
+            return NGX_DECLINED;
+        }
+
+        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
+            p++;
+        }
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        /* the value: a scalar; "Code" a string without escapes */
+
+        if (*p == '"') {
+            start = ++p;
+
+            p = ngx_http_mqttapi_json_fast_string(p, last, &escaped);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            if (ngx_http_mqttapi_json_key_is(key, "Code")) {
+                if (escaped) {
+                    return NGX_DECLINED;
+                }
+
+                code->data = start;
+                code->len = p - start;
+            }
+
+            p++;
+
+        } else if (ngx_http_mqttapi_json_key_is(key, "Code")) {
+            return NGX_DECLINED;
+
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+
+            if (*p == '-') {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                p++;
+            }
+
+            digits = p - start;
+
+            /* jansson refuses "01" and integers beyond long long */
+
+            if (digits == 0 || digits > 18 || (digits > 1 && *start == '0')) {
+                return NGX_DECLINED;
+            }
+
+            if (p < last && *p == '.') {
+                start = ++p;
+
+                while (p < last && *p >= '0' && *p <= '9') {
+                    p++;
+                }
+
+                if (p == start) {
+                    return NGX_DECLINED;
+                }
+            }
+
+            if (p < last && (*p == 'e' || *p == 'E')) {
+                return NGX_DECLINED;
+            }
+
+        } else {
+            name = (*p == 't') ? (u_char *) "true"
+                   : (*p == 'f') ? (u_char *) "false"
+                   : (*p == 'n') ? (u_char *) "null" : NULL;
+
+            if (name == NULL
+                || (size_t) (last - p) < ngx_strlen(name)
+                || ngx_strncmp(p, name, ngx_strlen(name)) != 0)
+            {
+                return NGX_DECLINED;
+            }
+
+            p += ngx_strlen(name);
+
+            if (p < last
+                && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        /* "," and the next member, or "}" */
+
+        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
+            p++;
+        }
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+
+        if (*p++ != '}') {
+            return NGX_DECLINED;
+        }
+
+        break;
+    }
+
+    while (p < last && ngx_http_mqttapi_json_ws(*p)) {
+        p++;
+    }
+
+    if (p != last || code->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (other == 0) {
+        return NGX_OK;
+    }
+
+    *obj = json_object();
+    if (*obj == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        name = ngx_pnalloc(r->pool, keys[i].len + 1);
+        if (name == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(name, keys[i].data, keys[i].len);
+        name[keys[i].len] = '\0';
+
+        if (json_object_set_new_nocheck(*obj, (char *) name, json_null())
+            != 0)
+        {
+            goto failed;
+        }
+    }
+
+    return NGX_OK;
+
+failed:
+
+    json_decref(*obj);
+    *obj = NULL;
+
+    return NGX_ERROR;
+}
+
+
+/* the end of a string (its closing quote), or NULL to decline */
+
+static u_char *
+ngx_http_mqttapi_json_fast_string(u_char *p, u_char *last,
+    ngx_uint_t *escaped)
+{
+    /* 1: a character that stands for itself in a JSON string, in ASCII */
+
+    static const u_char  plain[256] = {
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* controls */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* '"' */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,   /* '\\' */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+        /* 0x80-0xff: 0, UTF-8 is left to jansson */
+    };
+
+    *escaped = 0;
+
+    while (p < last) {
+
+        while (p < last && plain[*p]) {
+            p++;
+        }
+
+        if (p == last) {
+            break;
+        }
+
+        if (*p == '"') {
+            return p;
+        }
+
+        if (*p == '\\') {
+            if (last - p < 2) {
+                return NULL;
+            }
+
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b':
+            case 'f': case 'n': case 'r': case 't':
+                *escaped = 1;
+                p += 2;
+                continue;
+
+            default:
+                /* \u escapes and invalid ones: jansson decides */
+                return NULL;
+            }
+        }
+
+        /* controls are invalid, non-ASCII needs UTF-8 checks: jansson */
+
+        return NULL;
+    }
+
+    return NULL;
 }
 
 

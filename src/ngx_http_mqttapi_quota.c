@@ -16,11 +16,11 @@
  * published per-account limits (catalog "actions" quota, else the
  * catalog's default), and per action for the whole gateway at the
  * upstream's per-source-IP ceiling, so that the gateway's egress address
- * is never blocked.  Each limit is a sliding one-second window: the
- * requests of the current window plus those of the previous one weighted
- * by how much of it still overlaps the last second.  A request is counted
- * only when it passes both limits; one over a limit is answered locally
- * at once with the action's throttle code.
+ * is never blocked.  Each limit is a sliding window of short buckets
+ * that together cover at least the last second, so no second ever sees
+ * more than the limit.  A request is counted only when it passes both
+ * limits; one over a limit is answered locally at once with the action's
+ * throttle code.
  */
 
 
@@ -33,6 +33,7 @@ typedef struct {
 static ngx_int_t ngx_http_mqttapi_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
     ngx_msec_t now, ngx_http_mqttapi_window_t *w, ngx_msec_t *left);
+static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node);
 
 
 static ngx_str_t  ngx_http_mqttapi_other = ngx_string("*");
@@ -101,13 +102,8 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     }
 
     if (rc2 == NGX_OK) {
-        if (wk.node) {
-            wk.node->count++;
-        }
-
-        if (wa.node) {
-            wa.node->count++;
-        }
+        ngx_http_mqttapi_window_count(wk.node);
+        ngx_http_mqttapi_window_count(wa.node);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -133,11 +129,13 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_http_mqttapi_window_t *w, ngx_msec_t *left)
 {
     uint32_t                  hash;
-    ngx_msec_t                elapsed;
-    ngx_uint_t                estimate;
+    ngx_msec_t                bucket, n;
+    ngx_uint_t                i, sum;
     ngx_http_mqttapi_node_t  *node;
 
     hash = ngx_crc32_short(key->data, key->len);
+
+    bucket = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 
     node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
 
@@ -149,44 +147,77 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
             return NGX_OK;
         }
 
-        node->until = now;
+        node->until = bucket;
     }
 
-    /* move the window: "until" is the start of the current second */
+    /*
+     * Move to the current bucket, emptying the ones it passes.  Each
+     * worker caches its own time (timer_resolution makes it lag by up to
+     * that much): a bucket another worker opened a little "later" is the
+     * current one.
+     */
 
-    elapsed = now - node->until;
+    if ((ngx_msec_int_t) (bucket - node->until) > 0) {
 
-    if ((ngx_msec_int_t) elapsed < 0) {
-        /*
-         * each worker caches its own time (timer_resolution makes it lag
-         * by up to that much): a window that another worker opened a
-         * little "later" is the current one, not one to reset
-         */
-        elapsed = 0;
+        for (n = node->until + 1, i = 0;
+             n <= bucket && i < NGX_HTTP_MQTTAPI_BUCKETS;
+             n++, i++)
+        {
+            node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS] = 0;
+        }
 
-    } else if (elapsed >= 2000) {
-        node->prev = 0;
-        node->count = 0;
-        node->until = now;
-        elapsed = 0;
-
-    } else if (elapsed >= 1000) {
-        node->prev = node->count;
-        node->count = 0;
-        node->until += 1000;
-        elapsed -= 1000;
+        node->until = bucket;
     }
 
-    estimate = node->count
-               + (ngx_uint_t) node->prev * (1000 - elapsed) / 1000;
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_MQTTAPI_BUCKETS; i++) {
+        sum += node->u.buckets[i];
+    }
 
     w->node = node;
     w->limit = limit;
 
-    if (estimate + 1 > limit) {
-        *left = 1000 - elapsed;
-        return NGX_BUSY;
+    if (sum + 1 <= limit) {
+        return NGX_OK;
     }
 
-    return NGX_OK;
+    /* full: until the oldest bucket with requests leaves the window */
+
+    for (n = node->until - (NGX_HTTP_MQTTAPI_BUCKETS - 1);
+         n < node->until;
+         n++)
+    {
+        if (node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS]) {
+            break;
+        }
+    }
+
+    *left = (n + NGX_HTTP_MQTTAPI_BUCKETS) * NGX_HTTP_MQTTAPI_BUCKET_MSEC
+            - now;
+
+    if ((ngx_msec_int_t) *left <= 0
+        || *left > NGX_HTTP_MQTTAPI_BUCKETS * NGX_HTTP_MQTTAPI_BUCKET_MSEC)
+    {
+        *left = NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    }
+
+    return NGX_BUSY;
+}
+
+
+static void
+ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
+{
+    uint16_t  *b;
+
+    if (node == NULL) {
+        return;
+    }
+
+    b = &node->u.buckets[node->until % NGX_HTTP_MQTTAPI_BUCKETS];
+
+    if (*b < 0xffff) {
+        (*b)++;
+    }
 }

@@ -678,7 +678,7 @@ static ngx_str_t *
 ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
     ngx_str_t *param, ngx_str_t *buf)
 {
-    u_char      *p, *s, *last;
+    u_char      *p, *s, *t, *last;
     ngx_uint_t   n;
 
     /*
@@ -691,11 +691,16 @@ ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
         return text;
     }
 
+    /* memchr() for the '%', a byte at a time is a hot spot on every error */
+
     last = text->data + text->len;
     n = 0;
 
-    for (s = text->data; s + 1 < last; s++) {
-        if (s[0] == '%' && s[1] == 's') {
+    for (s = text->data;
+         s + 1 < last && (s = memchr(s, '%', last - 1 - s)) != NULL;
+         s++)
+    {
+        if (s[1] == 's') {
             n++;
         }
     }
@@ -711,14 +716,24 @@ ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
 
     buf->data = p;
 
-    for (s = text->data; s < last; s++) {
-        if (s[0] == '%' && s + 1 < last && s[1] == 's') {
-            p = ngx_cpymem(p, param->data, param->len);
-            s++;
+    for (s = text->data; s < last; /* void */) {
+
+        t = (s + 1 < last) ? memchr(s, '%', last - 1 - s) : NULL;
+
+        if (t == NULL) {
+            p = ngx_cpymem(p, s, last - s);
+            break;
+        }
+
+        if (t[1] != 's') {
+            p = ngx_cpymem(p, s, t + 1 - s);
+            s = t + 1;
             continue;
         }
 
-        *p++ = *s;
+        p = ngx_cpymem(p, s, t - s);
+        p = ngx_cpymem(p, param->data, param->len);
+        s = t + 2;
     }
 
     buf->len = p - buf->data;

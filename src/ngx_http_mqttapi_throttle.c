@@ -204,8 +204,8 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         *left = node->until - now;
         rc = NGX_BUSY;
 
-    } else if (node->probe
-               && (ngx_msec_int_t) (now - node->probe)
+    } else if (node->u.backoff.probe
+               && (ngx_msec_int_t) (now - node->u.backoff.probe)
                   < NGX_HTTP_MQTTAPI_PROBE_TIMEOUT)
     {
         /* a probe is out: wait for its answer */
@@ -221,8 +221,8 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         cln = ngx_pool_cleanup_add(r->pool, 0);
 
         if (cln) {
-            node->probe = now ? now : 1;
-            ctx->probe = node->probe;
+            node->u.backoff.probe = now ? now : 1;
+            ctx->probe = node->u.backoff.probe;
             ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PROBE;
         }
 
@@ -293,7 +293,7 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
             return;
         }
 
-        count = (node->count < 31) ? node->count + 1 : 31;
+        count = (node->u.backoff.count < 31) ? node->u.backoff.count + 1 : 31;
 
         delay = zone->backoff;
 
@@ -312,13 +312,13 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
             delay = ngx_max(delay, floor);
         }
 
-        node->count = (node->count < 31) ? node->count + 1 : 31;
+        node->u.backoff.count = (node->u.backoff.count < 31) ? node->u.backoff.count + 1 : 31;
         node->delay = (uint32_t) delay;
         node->until = now + delay;
-        node->probe = 0;
+        node->u.backoff.probe = 0;
         node->code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
 
-        count = node->count;
+        count = node->u.backoff.count;
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -336,7 +336,7 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
 
     if (node && (ngx_msec_int_t) (node->until - now) <= 0
-        && (ctx->probe || node->probe == 0 || lcf->throttle_dry_run))
+        && (ctx->probe || node->u.backoff.probe == 0 || lcf->throttle_dry_run))
     {
         ngx_http_mqttapi_zone_free(zone, node);
         node = NULL;
@@ -473,8 +473,8 @@ ngx_http_mqttapi_probe_cleanup(void *data)
 
     node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
 
-    if (node && node->probe == ctx->probe) {
-        node->probe = 0;
+    if (node && node->u.backoff.probe == ctx->probe) {
+        node->u.backoff.probe = 0;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);

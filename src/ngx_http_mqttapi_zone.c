@@ -501,13 +501,21 @@ ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone)
         q = ngx_queue_last(&zone->sh->queue);
         node = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
 
-        idle = (ngx_msec_int_t) (now - node->until);
+        if (node->type == NGX_HTTP_MQTTAPI_NODE_QUOTA) {
+            idle = (ngx_msec_int_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC
+                                     - node->until)
+                   * NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 
-        if (node->type == NGX_HTTP_MQTTAPI_NODE_QUOTA
-            ? idle < 2000
-            : (idle < 3600000 || node->probe))
-        {
-            return;
+            if (idle < 2000) {
+                return;
+            }
+
+        } else {
+            idle = (ngx_msec_int_t) (now - node->until);
+
+            if (idle < 3600000 || node->u.backoff.probe) {
+                return;
+            }
         }
 
         ngx_http_mqttapi_zone_free(zone, node);

@@ -25,11 +25,21 @@
 
 
 /*
+ * A quota node counts requests in NGX_HTTP_MQTTAPI_BUCKETS buckets of
+ * NGX_HTTP_MQTTAPI_BUCKET_MSEC: the buckets before the current one cover
+ * at least the last second (7 * 143 ms), so a limit checked against their
+ * sum is never exceeded in any one-second window.
+ */
+
+#define NGX_HTTP_MQTTAPI_BUCKETS       8
+#define NGX_HTTP_MQTTAPI_BUCKET_MSEC   143
+
+
+/*
  * A node is allocated from "color" on, as in limit_req: the rbtree key,
- * links and parent come first and the rest follows.  A back-off node
- * uses "until", "probe", "count" and "delay"; a quota node uses "until"
- * as the start of its current one-second window, "count" and "prev" as
- * the requests of the current and the previous window.
+ * links and parent come first and the rest follows.  A back-off node uses
+ * "until" (its end), "delay", "code" and u.backoff; a quota node uses
+ * "until" as the number of its latest bucket, and u.buckets.
  */
 
 typedef struct {
@@ -39,9 +49,16 @@ typedef struct {
     uint32_t                     delay;       /* ms */
     ngx_queue_t                  queue;
     ngx_msec_t                   until;
-    ngx_msec_t                   probe;
-    uint32_t                     count;
-    uint32_t                     prev;
+
+    union {
+        struct {
+            ngx_msec_t           probe;       /* probe start, 0: none */
+            uint32_t             count;       /* consecutive throttles */
+        } backoff;
+
+        uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
+    } u;
+
     u_char                       code;        /* index into sh->codes */
     u_char                       data[1];
 } ngx_http_mqttapi_node_t;

@@ -1,0 +1,972 @@
+#!/usr/bin/perl
+# Client-side rate limiting, the back-off part (SPEC 6), through a real
+# nginx with two workers:
+#
+#   * the three throttle codes open a back-off for the key, other codes and
+#     successes do not; while it lasts the key is answered locally from the
+#     preaccess phase (status, envelope, headers) and never reaches the
+#     upstream; Retry-After counts down;
+#   * the delay doubles per consecutive throttle up to max_backoff, with at
+#     most 10% jitter, and is at least the upstream's Retry-After;
+#   * exactly one probe after the back-off, the others still rejected; a
+#     clean probe closes the back-off (the next throttle starts over), a
+#     probe whose client goes away gives its turn back, a hanging one loses
+#     it after 5 s;
+#   * dry run, mqttapi_throttle_status, mqttapi_throttle_log_level,
+#     mqttapi_throttle_codes, mqttapi_throttle off;
+#   * state across reload, other keys and the empty key, long keys, a
+#     minimum-size zone flooded with 10,000 keys;
+#   * nginx -t failures of the directives.
+#
+# The upstream is a second nginx server whose answer the request controls
+# (?code=<Code> answers that code with status 400, ?ra=<s> adds
+# Retry-After); it logs "key|code|marker" per request, which is how the
+# tests count what reached it.  The probe tests use a mock upstream that
+# can be slow or hang.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use File::Temp ();
+use JSON::PP ();
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use MqttapiTest;
+
+my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
+                                   SystemOverFlow);
+
+# ---------------------------------------------------------------------------
+# nginx -t failures
+# ---------------------------------------------------------------------------
+
+{
+    my $zone = 'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m;';
+    my $srv = sub {
+        my ($loc) = @_;
+        return "server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;"
+             . " $loc proxy_pass http://127.0.0.1:%%PORT1%%; } }";
+    };
+
+    my @bad = (
+        [ 'unknown zone in mqttapi_throttle',
+          "$zone\n" . $srv->('mqttapi_throttle zone=nope;'),
+          qr/mqttapi_throttle\S*.*"nope"|"nope".*mqttapi_throttle/ ],
+        [ 'unknown zone in mqttapi_quota',
+          "$zone\n" . $srv->('mqttapi_quota zone=nope;'),
+          qr/"nope"/ ],
+        [ 'mqttapi_throttle without zone=',
+          "$zone\n" . $srv->('mqttapi_throttle t;'),
+          qr/mqttapi_throttle/ ],
+        [ 'missing zone= in mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId backoff=1s;' . "\n"
+          . $srv->(''),
+          qr/mqttapi_throttle_zone.*zone/ ],
+        [ 'max_backoff < backoff',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m backoff=10s '
+          . 'max_backoff=5s;' . "\n" . $srv->('mqttapi_throttle zone=t;'),
+          qr/max_backoff/ ],
+        [ 'zone below the minimum size',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:16k;' . "\n"
+          . $srv->('mqttapi_throttle zone=t;'),
+          qr/too small/ ],
+        [ 'invalid backoff',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m backoff=abc;'
+          . "\n" . $srv->('mqttapi_throttle zone=t;'),
+          qr/backoff/ ],
+        [ 'unknown parameter of mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m burst=5;'
+          . "\n" . $srv->('mqttapi_throttle zone=t;'),
+          qr/burst=5/ ],
+        [ 'one zone bound to two keys',
+          "$zone\n" . 'mqttapi_throttle_zone $arg_Other zone=t:1m;' . "\n"
+          . $srv->('mqttapi_throttle zone=t;'),
+          qr/mqttapi_throttle_zone/ ],
+        [ 'mqttapi_throttle_status 200',
+          "$zone\n" . $srv->('mqttapi_throttle zone=t; '
+                             . 'mqttapi_throttle_status 200;'),
+          qr/between 400 and 599/ ],
+        [ 'mqttapi_throttle_status 600',
+          "$zone\n" . $srv->('mqttapi_throttle zone=t; '
+                             . 'mqttapi_throttle_status 600;'),
+          qr/between 400 and 599/ ],
+        [ 'mqttapi_throttle_log_level debug',
+          "$zone\n" . $srv->('mqttapi_throttle zone=t; '
+                             . 'mqttapi_throttle_log_level debug;'),
+          qr/debug/ ],
+        [ 'mqttapi_throttle_codes with an invalid code',
+          "$zone\n" . $srv->('mqttapi_throttle zone=t; '
+                             . 'mqttapi_throttle_codes "Bad Code";'),
+          qr/Bad Code/ ],
+        [ 'mqttapi_throttle_zone outside http',
+          "$zone\n" . "server { listen 127.0.0.1:%%PORT0%%;"
+          . ' mqttapi_throttle_zone $arg_X zone=u:1m; }',
+          qr/mqttapi_throttle_zone.*not allowed/ ],
+    );
+
+    for my $b (@bad) {
+        my ($name, $http, $re) = @$b;
+        my ($rc, $out) = nginx_test_config($http);
+        isnt($rc, 0, "nginx -t fails: $name");
+        like($out, qr/\[emerg\]/, "nginx -t: $name: [emerg]");
+        like($out, $re, "nginx -t: $name: message") or diag $out;
+    }
+
+    # ... and the message names the directive (SPEC 8)
+    for my $b (
+        [ 'max_backoff < backoff',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m backoff=10s '
+          . 'max_backoff=5s;' . "\n" . $srv->('mqttapi_throttle zone=t;'),
+          qr/mqttapi_throttle_zone/ ],
+        [ 'mqttapi_throttle_status 200',
+          "$zone\n" . $srv->('mqttapi_throttle zone=t; '
+                             . 'mqttapi_throttle_status 200;'),
+          qr/mqttapi_throttle_status/ ],
+        [ 'unknown zone in mqttapi_quota',
+          "$zone\n" . $srv->('mqttapi_quota zone=nope;'),
+          qr/mqttapi_quota/ ],
+    ) {
+        my ($name, $http, $re) = @$b;
+        my ($rc, $out) = nginx_test_config($http);
+        like($out, $re, "nginx -t: $name: message names the directive")
+            or diag $out;
+    }
+
+    my ($rc, $out) = nginx_test_config(
+        'mqttapi_throttle_zone $arg_AccessKeyId zone=t:32k backoff=500ms '
+        . 'max_backoff=1h;' . "\n"
+        . $srv->('mqttapi_throttle zone=t; mqttapi_quota zone=t; '
+                 . 'mqttapi_throttle_status 503; mqttapi_throttle_dry_run on; '
+                 . 'mqttapi_throttle_log_level info; '
+                 . 'mqttapi_throttle_codes MyCustomThrottle SystemOverFlow;'));
+    is($rc, 0, 'nginx -t: every throttle directive, valid') or diag $out;
+}
+
+# ---------------------------------------------------------------------------
+# The gateway
+# ---------------------------------------------------------------------------
+
+# slow / hanging upstream for the probe tests: ?sleep=<s>, ?hang=1, ?code=
+my $mock = mock_upstream(per_request => sub {
+    my ($head) = @_;
+    my ($q) = $head =~ /^\S+ \S*?\?(\S*)/;
+    my %a = map { /^([^=]*)=?(.*)$/ } split /&/, $q // '';
+    return [[hang => 1]] if $a{hang};
+    my @steps;
+    push @steps, [sleep => $a{sleep}] if $a{sleep};
+    my $body = $a{code}
+        ? qq({"RequestId":"MOCK","HostId":"mock","Code":"$a{code}","Message":"m"})
+        : '{"RequestId":"MOCK"}';
+    my $st = $a{code} ? '400 Bad Request' : '200 OK';
+    push @steps, [send => "HTTP/1.1 $st\r\nContent-Type: application/json\r\n"
+                        . "Content-Length: " . length($body) . "\r\n"
+                        . "Connection: close\r\n\r\n$body"],
+                 [close => 1];
+    return \@steps;
+});
+my $mport = $mock->port;
+
+my $http = <<"EOF";
+    include %%REPO%%/conf/emulator_http.conf;
+
+    log_format up '\$arg_AccessKeyId|\$arg_code|\$arg_m';
+
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=b3:1m backoff=3s max_backoff=60s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=b1:1m backoff=1s max_backoff=2s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=long:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=dry:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=st:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=cust:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=many:1m backoff=1s max_backoff=1s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=probe:1m backoff=1s max_backoff=1s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=small:32k backoff=60s max_backoff=60s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=big:1m backoff=60s max_backoff=60s;
+
+    upstream up {
+        server 127.0.0.1:%%PORT1%%;
+        keepalive 16;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+
+        mqttapi on;
+        mqttapi_host_id gw-test;
+        mqttapi_throttle zone=b3;
+
+        add_header X-Throttle \$mqttapi_throttle always;
+        add_header X-Req-Id \$request_id always;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
+        location /b3/ {
+            proxy_pass http://up/;
+        }
+        location /b1/ {
+            mqttapi_throttle zone=b1;
+            proxy_pass http://up/;
+        }
+        location /emu/ {
+            mqttapi_throttle zone=b1;
+            proxy_pass http://127.0.0.1:%%PORT2%%/;
+        }
+        location /long/ {
+            mqttapi_throttle zone=long;
+            proxy_pass http://up/;
+        }
+        location /dry/ {
+            mqttapi_throttle zone=dry;
+            mqttapi_throttle_dry_run on;
+            proxy_pass http://up/;
+        }
+        location /st/ {
+            mqttapi_throttle zone=st;
+            mqttapi_throttle_status 503;
+            mqttapi_throttle_log_level notice;
+            proxy_pass http://up/;
+        }
+        location /cust/ {
+            mqttapi_throttle zone=cust;
+            mqttapi_throttle_codes MyCustomThrottle;
+            proxy_pass http://up/;
+        }
+        location /many/ {
+            mqttapi_throttle zone=many;
+            mqttapi_throttle_codes @{[ map { "Custom$_" } 1 .. 17 ]};
+            proxy_pass http://up/;
+        }
+        location /off/ {
+            mqttapi_throttle off;
+            proxy_pass http://up/;
+        }
+        location /mqoff/ {
+            mqttapi off;
+            proxy_pass http://up/;
+        }
+        location /small/ {
+            mqttapi_throttle zone=small;
+            proxy_pass http://up/;
+        }
+        location /big/ {
+            mqttapi_throttle zone=big;
+            proxy_pass http://up/;
+        }
+        location /probe/ {
+            mqttapi_throttle zone=probe;
+            proxy_read_timeout 30s;
+            proxy_pass http://127.0.0.1:$mport/;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        access_log %%PREFIX%%/up.log up;
+        keepalive_requests 100000;
+        default_type application/json;
+
+        location / {
+            add_header Retry-After \$arg_ra always;
+            if (\$arg_code) {
+                return 400 '{"RequestId":"UP-\$request_id","HostId":"up","Code":"\$arg_code","Message":"from the upstream"}';
+            }
+            return 200 '{"RequestId":"UP-\$request_id"}';
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        access_log %%PREFIX%%/emu.log up;
+        include %%REPO%%/conf/emulator.conf;
+    }
+EOF
+
+my $ng = start_nginx(http => $http, workers => 2);
+my $port = $ng->port(0);
+my $UPLOG = $ng->prefix . '/up.log';
+
+sub up_lines {
+    open my $fh, '<', $UPLOG or return ();
+    my @l = <$fh>;
+    chomp @l;
+    return @l;
+}
+
+# requests with this key (or this marker) the upstream has seen
+sub up_count {
+    my ($key, $field) = @_;
+    $field //= 0;
+    return scalar grep { ((split /\|/, $_, -1)[$field] // '') eq $key }
+                  up_lines();
+}
+
+# the upstream logs after it answered: wait a little for a late line
+sub up_count_settled {
+    my ($key, $want, $field) = @_;
+    my $deadline = time + 1;
+    my $n;
+    while (1) {
+        $n = up_count($key, $field);
+        return $n if $n >= $want || time > $deadline;
+        sleep 0.02;
+    }
+}
+
+sub path {
+    my ($loc, $key, %a) = @_;
+    my $p = "/$loc/?Action=ListGroupId";
+    $p .= "&AccessKeyId=$key" if defined $key;
+    $p .= "&$_=$a{$_}" for sort keys %a;
+    return $p;
+}
+
+sub req {
+    my ($loc, $key, %a) = @_;
+    return get($port, path($loc, $key, %a));
+}
+
+# several requests at once: connect all, send all, then read the answers
+sub burst {
+    my ($p, @paths) = @_;
+    my @socks;
+    for (@paths) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
+                                      Proto => 'tcp')
+            or die "connect: $!";
+        push @socks, $s;
+    }
+    for my $i (0 .. $#paths) {
+        syswrite($socks[$i], "GET $paths[$i] HTTP/1.1\r\nHost: localhost\r\n"
+                           . "Connection: close\r\n\r\n");
+    }
+    return map { http_read_response($_, timeout => 10) } @socks;
+}
+
+sub is_reject {
+    my ($r, $code, $name, $status) = @_;
+    $status //= 429;
+    my $ok = is($r->{status}, $status, "$name: status $status");
+    $ok &&= is(h($r, 'X-MQTTAPI-Throttled'), 'gateway',
+               "$name: X-MQTTAPI-Throttled: gateway");
+    $ok &&= is(h($r, 'X-MQTTAPI-Error-Code'), $code, "$name: code $code");
+    $ok &&= is(h($r, 'X-Throttle'), 'rejected',
+               "$name: \$mqttapi_throttle = rejected");
+    diag explain $r unless $ok;
+    return $ok;
+}
+
+sub is_pass {
+    my ($r, $name, $state) = @_;
+    $state //= 'pass';
+    my $ok = is($r->{status}, 200, "$name: status 200");
+    $ok &&= ok(!defined h($r, 'X-MQTTAPI-Throttled'),
+               "$name: not answered locally");
+    $ok &&= is(h($r, 'X-Throttle'), $state,
+               "$name: \$mqttapi_throttle = $state");
+    diag explain $r unless $ok;
+    return $ok;
+}
+
+# ---------------------------------------------------------------------------
+# Which codes open a back-off, and the local answer
+# ---------------------------------------------------------------------------
+
+for my $code (sort keys %THROTTLE) {
+    my $k = "codes-$code";
+    my $r = req('b3', $k, code => $code);
+    is($r->{status}, 400, "$code: the upstream answer is relayed");
+    is(h($r, 'X-MQTTAPI-Error-Code'), $code, "$code: annotated");
+    ok(!defined h($r, 'X-MQTTAPI-Throttled'), "$code: not a local answer");
+    is(h($r, 'X-Throttle'), 'pass', "$code: \$mqttapi_throttle = pass");
+    is(up_count_settled($k, 1), 1, "$code: reached the upstream");
+
+    my $t0 = time;
+    my $rj = req('b3', $k);
+    my $took = time - $t0;
+    is_reject($rj, $code, "$code: next request");
+    cmp_ok($took, '<', 0.5, "$code: the local answer comes at once");
+
+    # the envelope
+    my $d = json_decode($rj->{body});
+    ok($d, "$code: reject body is JSON") or diag $rj->{body};
+    $d //= {};
+    is_deeply([json_top_keys($rj->{body})],
+              [qw(RequestId HostId Code Message Cause Solution Category
+                  Retryable RetryAfter)],
+              "$code: envelope keys in order")
+        or diag $rj->{body};
+    like($d->{RequestId} // '', qr/^[0-9a-f]{32}$/,
+         "$code: RequestId is a request id");
+    is($d->{RequestId}, h($rj, 'X-Req-Id'), "$code: RequestId = \$request_id");
+    is($d->{HostId}, 'gw-test', "$code: HostId from mqttapi_host_id");
+    is($d->{Code}, $code, "$code: Code is the code that caused the back-off");
+    ok(length($d->{Message} // ''), "$code: Message");
+    ok(length($d->{Cause} // ''), "$code: Cause");
+    ok(length($d->{Solution} // ''), "$code: Solution");
+    is($d->{Category}, 'group', "$code: Category follows the Action");
+    ok(JSON::PP::is_bool($d->{Retryable}) && $d->{Retryable},
+       "$code: Retryable true");
+    is($d->{RetryAfter}, 3, "$code: RetryAfter 3");
+    like(h($rj, 'Content-Type') // '', qr{^application/json\b},
+         "$code: Content-Type JSON");
+    is(h($rj, 'Content-Length'), length $rj->{body}, "$code: Content-Length");
+    is(h($rj, 'Retry-After'), 3, "$code: Retry-After 3");
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms >= 2700 - 1000 * $took - 50 && $ms <= 3000,
+       "$code: x-acs-retry-after is the ms left ($ms)");
+    is(h($rj, 'X-MQTTAPI-Retryable'), 'true', "$code: X-MQTTAPI-Retryable");
+    is(h($rj, 'X-MQTTAPI-Error-Category'), 'group',
+       "$code: X-MQTTAPI-Error-Category");
+    ok(length(h($rj, 'X-MQTTAPI-Error-Cause') // ''),
+       "$code: X-MQTTAPI-Error-Cause");
+    ok(length(h($rj, 'X-MQTTAPI-Error-Solution') // ''),
+       "$code: X-MQTTAPI-Error-Solution");
+
+    # a POST with a body is answered locally as well
+    my $rp = http_request(port => $port, method => 'POST',
+                          path => path('b3', $k), body => 'a=b&c=d');
+    is_reject($rp, $code, "$code: POST with a body");
+
+    is(up_count($k), 1, "$code: the rejects never reached the upstream");
+}
+
+for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
+                 ApiNotSupport), '') {
+    my $name = $code eq '' ? 'a 200' : $code;
+    my $k = "nocodes-" . ($code || 'ok');
+    my $r = req('b3', $k, $code eq '' ? () : (code => $code));
+    is($r->{status}, $code eq '' ? 200 : 400, "$name: relayed");
+    my $r2 = req('b3', $k);
+    is_pass($r2, "$name: does not open a back-off");
+    is(up_count_settled($k, 2), 2, "$name: both reached the upstream");
+}
+
+# the emulator as upstream: its QueryTokenOverFlow (status 400, catalog
+# message) with Retry-After: 3 opens a back-off of at least 3 s although
+# backoff=1s
+{
+    my $k = 'emu-floor';
+    my $r = get($port, "/emu/?Action=QueryToken&AccessKeyId=$k"
+                     . '&mqttemu_code=QueryTokenOverFlow&mqttemu_retry_after=3');
+    is($r->{status}, 400, 'emulator: QueryTokenOverFlow relayed');
+    is(h($r, 'Retry-After'), 3, "emulator: upstream's Retry-After kept");
+    my $rj = get($port, "/emu/?Action=QueryToken&AccessKeyId=$k");
+    is_reject($rj, 'QueryTokenOverFlow', 'emulator: next request');
+    is(h($rj, 'Retry-After'), 3,
+       "upstream's Retry-After 3 is the floor of backoff=1s");
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 2800 && $ms <= 3000, "x-acs-retry-after near 3000 ($ms)");
+    is(json_decode($rj->{body})->{Category}, 'token',
+       'emulator: Category token for QueryToken');
+}
+
+# Retry-After from the upstream through the test upstream, too
+{
+    my $k = 'floor-b1';
+    req('b1', $k, code => 'SystemOverFlow', ra => 5);
+    my $rj = req('b1', $k);
+    is_reject($rj, 'SystemOverFlow', 'Retry-After 5 floor');
+    is(h($rj, 'Retry-After'), 5, 'local Retry-After 5 (upstream floor)');
+
+    # a smaller upstream Retry-After does not shorten the back-off
+    $k = 'floor-b3';
+    req('b3', $k, code => 'SystemOverFlow', ra => 1);
+    $rj = req('b3', $k);
+    is_reject($rj, 'SystemOverFlow', 'Retry-After 1 below backoff');
+    is(h($rj, 'Retry-After'), 3, 'backoff=3s wins over Retry-After: 1');
+}
+
+# ---------------------------------------------------------------------------
+# Other keys, the empty key, mqttapi_throttle off
+# ---------------------------------------------------------------------------
+
+{
+    my $k = 'iso-A';
+    req('b3', $k, code => 'SystemOverFlow');
+    is_reject(req('b3', $k), 'SystemOverFlow', 'key A backed off');
+    is_pass(req('b3', 'iso-B'), 'another key is not affected');
+    is_pass(req('b3', 'iso-A2'), 'a key with A as prefix is not affected');
+    is_pass(req('b3', 'iso-'), 'a prefix of A is not affected');
+    my $rm = req('mqoff', $k);
+    is($rm->{status}, 200, 'mqttapi off: the same key passes');
+    ok(!defined h($rm, 'X-MQTTAPI-Throttled'), 'mqttapi off: not local');
+
+    # HEAD, and a POST with a body on a keep-alive connection: answered
+    # locally, and the connection goes on with the next request
+    my $rh = http_request(port => $port, method => 'HEAD', path => path('b3', $k));
+    is($rh->{status}, 429, 'HEAD: answered locally');
+    is(h($rh, 'X-MQTTAPI-Throttled'), 'gateway', 'HEAD: X-MQTTAPI-Throttled');
+    is($rh->{body}, '', 'HEAD: no body');
+    my $rk = http_request(port => $port, method => 'POST', path => path('b3', $k),
+                          body => 'x' x 3000, keepalive => 1);
+    is_reject($rk, 'SystemOverFlow', 'keep-alive POST with a body');
+    ok($rk->{sock}, 'keep-alive POST: the connection stays open');
+    if ($rk->{sock}) {
+        my $rn = http_request(sock => $rk->{sock}, path => path('b3', 'iso-C'),
+                              keepalive => 1);
+        is_pass($rn, 'the next request on that connection');
+        my $rj2 = http_request(sock => $rn->{sock} // $rk->{sock},
+                               path => path('b3', $k));
+        is_reject($rj2, 'SystemOverFlow', 'and a reject after it');
+    }
+
+    my $ro = req('off', $k);
+    is($ro->{status}, 200, 'mqttapi_throttle off: the same key passes');
+    ok(!defined h($ro, 'X-MQTTAPI-Throttled'),
+       'mqttapi_throttle off: not answered locally');
+    ok(!length(h($ro, 'X-Throttle') // ''),
+       'mqttapi_throttle off: $mqttapi_throttle is empty');
+
+    # the empty key: absent, or present and empty
+    for my $c (['absent', undef], ['empty', '']) {
+        my ($what, $key) = @$c;
+        my $m = "empty-$what";
+        my $r1 = req('b3', $key, code => 'SystemOverFlow', m => $m);
+        is($r1->{status}, 400, "$what key: throttle code relayed");
+        my $r2 = req('b3', $key, code => 'SystemOverFlow', m => $m);
+        is($r2->{status}, 400, "$what key: not limited");
+        ok(!defined h($r2, 'X-MQTTAPI-Throttled'),
+           "$what key: no local answer");
+        my $r3 = req('b3', $key, m => $m);
+        is($r3->{status}, 200, "$what key: a clean request passes");
+        is(up_count_settled($m, 3, 2), 3, "$what key: all reached the upstream");
+    }
+}
+
+# ---------------------------------------------------------------------------
+# Retry-After counts down
+# ---------------------------------------------------------------------------
+
+{
+    my $k = 'countdown';
+    req('b3', $k, code => 'ApplyTokenOverFlow');
+    my $t0 = time;
+    my $r1 = req('b3', $k);
+    is_reject($r1, 'ApplyTokenOverFlow', 'countdown: first reject');
+    is(h($r1, 'Retry-After'), 3, 'countdown: Retry-After 3 at first');
+    sleep 1.2 - (time - $t0);
+    my $r2 = req('b3', $k);
+    is_reject($r2, 'ApplyTokenOverFlow', 'countdown: after 1.2 s');
+    is(h($r2, 'Retry-After'), 2, 'countdown: Retry-After 2 after 1.2 s');
+    my ($ms1, $ms2) = map { h($_, 'x-acs-retry-after') // 0 } $r1, $r2;
+    ok($ms1 - $ms2 >= 1100 && $ms1 - $ms2 <= 1500,
+       "countdown: x-acs-retry-after went down by ~1.2 s ($ms1 -> $ms2)");
+    is(json_decode($r2->{body})->{RetryAfter}, 2, 'countdown: RetryAfter 2');
+    is(up_count($k), 1, 'countdown: only the first request reached upstream');
+}
+
+# ---------------------------------------------------------------------------
+# Doubling, the cap, jitter; a clean probe closes the back-off and the next
+# throttle starts over at backoff
+# ---------------------------------------------------------------------------
+
+{
+    my $k = 'doubling';
+
+    # opens (or reopens) the back-off with $first, returns the delay seen
+    # by the reject right after it, checked against [0.9 d, d]
+    my $round = sub {
+        my ($first, $d, $name) = @_;
+        my $r = $first->();
+        my $t0 = time;
+        my $rj = req('b1', $k);
+        my $took = time - $t0;
+        is_reject($rj, 'SystemOverFlow', "$name: reject");
+        my $ms = h($rj, 'x-acs-retry-after') // -1;
+        ok($ms <= $d && $ms >= 0.9 * $d - 1000 * $took - 30,
+           "$name: delay within [0.9, 1.0] x $d ms ($ms ms left)");
+        is(h($rj, 'Retry-After'), int(($ms + 999) / 1000),
+           "$name: Retry-After is the seconds left, rounded up");
+        return $ms;
+    };
+
+    my $probe_throttled = sub {
+        my $r = req('b1', $k, code => 'SystemOverFlow');
+        is($r->{status}, 400, 'throttled probe relayed');
+        is(h($r, 'X-Throttle'), 'probe', '$mqttapi_throttle = probe');
+        return $r;
+    };
+
+    my $ms = $round->(sub { req('b1', $k, code => 'SystemOverFlow') },
+                      1000, 'throttle #1');
+    sleep $ms / 1000 + 0.05;
+    $ms = $round->($probe_throttled, 2000, 'throttle #2 (doubled)');
+    sleep $ms / 1000 + 0.05;
+    $ms = $round->($probe_throttled, 2000, 'throttle #3 (max_backoff)');
+    sleep $ms / 1000 + 0.05;
+
+    is(up_count_settled($k, 3), 3, 'doubling: only the probes reached upstream');
+
+    my $r = req('b1', $k);
+    is_pass($r, 'clean probe', 'probe');
+    is_pass(req('b1', $k), 'after a clean probe');
+    is_pass(req('b1', $k), 'after a clean probe, again');
+
+    $round->(sub { req('b1', $k, code => 'SystemOverFlow') },
+             1000, 'throttle after a clean probe starts at backoff');
+}
+
+# ---------------------------------------------------------------------------
+# The probe
+# ---------------------------------------------------------------------------
+
+sub mock_count {
+    my ($k) = @_;
+    return scalar grep { $_->{path} =~ /[?&]AccessKeyId=\Q$k\E(?:&|$)/ }
+                  $mock->requests;
+}
+
+sub open_probe_backoff {
+    my ($k) = @_;
+    my $r = req('probe', $k, code => 'SystemOverFlow');
+    is($r->{status}, 400, "$k: throttle code relayed");
+    my $rj = req('probe', $k);
+    is_reject($rj, 'SystemOverFlow', "$k: backed off");
+    sleep((h($rj, 'x-acs-retry-after') // 1000) / 1000 + 0.05);
+}
+
+# N requests at once when the back-off is over: exactly one probe reaches
+# the upstream (which takes 0.5 s to answer), the rest are rejected
+{
+    my $k = 'probe-burst';
+    open_probe_backoff($k);
+    my $n0 = mock_count($k);
+    my @r = burst($port, map { path('probe', $k, sleep => '0.5') } 1 .. 12);
+    my @probe = grep { ($_->{status} // 0) == 200 } @r;
+    my @rej = grep { ($_->{status} // 0) == 429 } @r;
+    is(scalar @probe, 1, 'burst after the back-off: exactly one passes');
+    is(scalar @rej, 11, 'burst after the back-off: the others are rejected');
+    is(h($probe[0], 'X-Throttle'), 'probe', 'the one that passed is the probe')
+        if @probe;
+    is(scalar(grep { (h($_, 'Retry-After') // '') eq '1' } @rej), 11,
+       'rejected while the probe is out: Retry-After 1');
+    is(scalar(grep { (h($_, 'X-MQTTAPI-Throttled') // '') eq 'gateway'
+                     && (h($_, 'X-MQTTAPI-Error-Code') // '') eq 'SystemOverFlow' }
+              @rej), 11, 'rejected while the probe is out: local answers');
+    is(mock_count($k) - $n0, 1, 'exactly one request reached the upstream');
+    is_pass(req('probe', $k), 'after the clean probe');
+    is(mock_count($k) - $n0, 2, 'and that one reached the upstream');
+}
+
+# a probe whose client goes away gives its turn back at once
+{
+    my $k = 'probe-gone';
+    open_probe_backoff($k);
+    my $n0 = mock_count($k);
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp') or die "connect: $!";
+    syswrite($s, "GET " . path('probe', $k, hang => 1)
+               . " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    my $deadline = time + 3;
+    sleep 0.02 while mock_count($k) == $n0 && time < $deadline;
+    is(mock_count($k) - $n0, 1, 'the hanging probe reached the upstream');
+    my $rj = req('probe', $k);
+    is_reject($rj, 'SystemOverFlow', 'while the probe is out');
+    is(h($rj, 'Retry-After'), 1, 'while the probe is out: Retry-After 1');
+    my $t0 = time;
+    close $s;
+    sleep 0.3;
+    my $r = req('probe', $k);
+    is_pass($r, 'the probe client went away: a new probe', 'probe');
+    cmp_ok(time - $t0, '<', 2, 'the turn came back well before 5 s');
+    is(mock_count($k) - $n0, 2, 'the new probe reached the upstream');
+    is_pass(req('probe', $k), 'back-off closed by the new probe');
+}
+
+# a probe that hangs loses its turn after 5 s
+{
+    my $k = 'probe-hang';
+    open_probe_backoff($k);
+    my $n0 = mock_count($k);
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp') or die "connect: $!";
+    my $t0 = time;
+    syswrite($s, "GET " . path('probe', $k, hang => 1)
+               . " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    my $deadline = time + 3;
+    sleep 0.02 while mock_count($k) == $n0 && time < $deadline;
+    is(mock_count($k) - $n0, 1, 'the hanging probe reached the upstream');
+
+    sleep 1;
+    is_reject(req('probe', $k), 'SystemOverFlow', 'probe out for 1 s');
+    sleep 4.6 - (time - $t0);
+    is_reject(req('probe', $k), 'SystemOverFlow', 'probe out for 4.6 s');
+    sleep 5.3 - (time - $t0);
+    my $r = req('probe', $k);
+    is_pass($r, 'probe out for 5.3 s: a new probe', 'probe');
+    is(mock_count($k) - $n0, 2, 'the new probe reached the upstream');
+    is_pass(req('probe', $k), 'back-off closed by the new probe');
+    close $s;
+}
+
+# ---------------------------------------------------------------------------
+# dry run, status, log level, throttle codes
+# ---------------------------------------------------------------------------
+
+{
+    my $k = 'dry';
+    my $mark = $ng->error_log_mark;
+    my $r = req('dry', $k, code => 'SystemOverFlow');
+    is($r->{status}, 400, 'dry run: throttle code relayed');
+    for my $i (1 .. 3) {
+        is_pass(req('dry', $k), "dry run: request $i", 'dry_run');
+    }
+    is(up_count_settled($k, 4), 4, 'dry run: the upstream saw every request');
+    my $log = $ng->error_log($mark);
+    like($log, qr/\[warn\].*dry run.*SystemOverFlow/, 'dry run: logged');
+    unlike($log, qr/answering "SystemOverFlow" locally/,
+           'dry run: nothing answered locally');
+    is_pass(req('dry', 'dry-other'), 'dry run: another key', 'pass');
+}
+
+{
+    my $k = 'status503';
+    my $mark = $ng->error_log_mark;
+    req('st', $k, code => 'SystemOverFlow');
+    my $rj = req('st', $k);
+    is_reject($rj, 'SystemOverFlow', 'mqttapi_throttle_status 503', 503);
+    is(json_decode($rj->{body})->{Code}, 'SystemOverFlow', '503: body Code');
+    is(up_count($k), 1, '503: the reject did not reach the upstream');
+    my $log = $ng->error_log($mark);
+    like($log, qr/\[notice\].*answering "SystemOverFlow" locally/,
+         'mqttapi_throttle_log_level notice');
+    unlike($log, qr/\[warn\].*answering/, 'log level notice: not at warn');
+
+    # the default level is warn
+    $mark = $ng->error_log_mark;
+    req('b3', 'warnlevel', code => 'SystemOverFlow');
+    req('b3', 'warnlevel');
+    like($ng->error_log($mark),
+         qr/\[warn\].*answering "SystemOverFlow" locally/,
+         'default log level: warn');
+}
+
+{
+    my $r = req('cust', 'cust-1', code => 'MyCustomThrottle');
+    is($r->{status}, 400, 'custom code relayed');
+    my $rj = req('cust', 'cust-1');
+    is_reject($rj, 'MyCustomThrottle',
+              'mqttapi_throttle_codes MyCustomThrottle opens a back-off');
+    is(json_decode($rj->{body})->{Code}, 'MyCustomThrottle',
+       'custom code: body Code');
+    is(up_count('cust-1'), 1, 'custom code: the reject did not reach upstream');
+
+    req('cust', 'cust-2', code => 'ApplyTokenOverFlow');
+    is_pass(req('cust', 'cust-2'),
+            'mqttapi_throttle_codes: ApplyTokenOverFlow no longer does');
+    is(up_count_settled('cust-2', 2), 2, 'ApplyTokenOverFlow: both reached');
+
+    # and MyCustomThrottle does nothing where the list is the default
+    req('b3', 'cust-3', code => 'MyCustomThrottle');
+    is_pass(req('b3', 'cust-3'), 'MyCustomThrottle with the default codes');
+}
+
+# many distinct codes in one zone: a local answer never carries another
+# key's code
+{
+    my %code;
+    for my $i (1 .. 16) {
+        req('many', "many-$i", code => "Custom$i");
+        my $rj = req('many', "many-$i");
+        $code{$i} = h($rj, 'X-MQTTAPI-Error-Code') // '';
+        is($rj->{status}, 429, "Custom$i: backed off");
+    }
+    is_deeply([ map { $code{$_} } 1 .. 15 ], [ map { "Custom$_" } 1 .. 15 ],
+              '15 codes at once: each local answer has its own');
+    ok($code{16} eq 'Custom16' || $code{16} eq 'SystemOverFlow',
+       "a 16th code at once: its own or the generic one ($code{16})");
+
+    # once those back-offs are closed, their slots serve new codes
+    sleep 1.05;
+    is(scalar(grep { ($_->{status} // 0) == 200 }
+              map { req('many', "many-$_") } 1 .. 16), 16,
+       'clean probes closed the 16 back-offs');
+    req('many', 'many-17', code => 'Custom17');
+    my $rj = req('many', 'many-17');
+    is_reject($rj, 'Custom17', 'Custom17 after the others were closed');
+    is(json_decode($rj->{body})->{Code}, 'Custom17', 'Custom17: body Code');
+    req('many', 'many-1b', code => 'Custom1');
+    is_reject(req('many', 'many-1b'), 'Custom1', 'Custom1 again');
+}
+
+# ---------------------------------------------------------------------------
+# Long keys
+# ---------------------------------------------------------------------------
+
+{
+    my $k1 = 'L' x 5000;
+    my $k2 = ('L' x 4999) . 'M';
+    my $k3 = 'K' x 65;
+    for my $c ([$k1, '5000-byte key'], [$k3, '65-byte key']) {
+        my ($k, $name) = @$c;
+        my $r = req('b3', $k, code => 'SystemOverFlow');
+        is($r->{status}, 400, "$name: throttle code relayed");
+        is_reject(req('b3', $k), 'SystemOverFlow', "$name: backed off");
+        is(up_count($k), 1, "$name: the reject did not reach the upstream");
+    }
+    is_pass(req('b3', $k2), 'a 5000-byte key differing in the last byte');
+    is_pass(req('b3', 'K' x 64), 'a 64-byte prefix of the 65-byte key');
+    is_pass(req('b3', 'K' x 66), 'a 66-byte key');
+}
+
+# ---------------------------------------------------------------------------
+# Reload
+# ---------------------------------------------------------------------------
+
+{
+    my $k = 'reload';
+    req('long', $k, code => 'QueryTokenOverFlow');
+    my $r1 = req('long', $k);
+    is_reject($r1, 'QueryTokenOverFlow', 'before reload');
+    my @old = $ng->worker_pids;
+    ok($ng->reload, 'reload');
+    my %old = map { $_ => 1 } @old;
+    is(scalar(grep { $old{$_} } $ng->worker_pids), 0, 'new workers');
+    my $r2 = req('long', $k);
+    is_reject($r2, 'QueryTokenOverFlow', 'after reload: still backed off');
+    my ($ms1, $ms2) = map { h($_, "x-acs-retry-after") // 0 } $r1, $r2;
+    ok($ms2 < $ms1 && $ms2 > $ms1 - 5000,
+       "after reload: the same back-off goes on ($ms1 -> $ms2 ms)");
+    is(up_count($k), 1, 'after reload: the upstream saw only the first');
+    is_pass(req('long', 'reload-other'), 'after reload: another key passes');
+
+    # reload with a changed configuration (another location)
+    (my $new = $http) =~ s{(location /b3/ \{)}{location /new/ { return 204; }\n        $1};
+    ok($ng->reload(http => $new), 'reload with a changed configuration');
+    is(get($port, '/new/')->{status}, 204, 'the new configuration is active');
+    is_reject(req('long', $k), 'QueryTokenOverFlow',
+              'after the second reload: still backed off');
+}
+
+# a worker that dies (SIGKILL) loses nothing: the new one sees the state
+{
+    my $k = 'workerkill';
+    req('long', $k, code => 'SystemOverFlow');
+    is_reject(req('long', $k), 'SystemOverFlow', 'before a worker dies');
+    my @w = $ng->worker_pids;
+    kill 'KILL', $w[0];
+    my $deadline = time + 5;
+    sleep 0.05 while (grep { $_ == $w[0] } $ng->worker_pids
+                      or $ng->worker_pids < 2) && time < $deadline;
+    is(scalar(my @n = $ng->worker_pids), 2, 'the master started a new worker');
+    for my $i (1 .. 6) {
+        is_reject(req('long', $k), 'SystemOverFlow',
+                  "after a worker died: still backed off ($i)");
+    }
+    is_pass(req('long', 'workerkill-other'), 'after a worker died: others pass');
+    is(up_count($k), 1, 'after a worker died: upstream saw only the first');
+}
+
+# ---------------------------------------------------------------------------
+# A minimum-size zone flooded with 10,000 keys
+# ---------------------------------------------------------------------------
+
+# $n keys "$prefix$c-$i" by $children parallel clients over keep-alive
+# connections, each answered with a throttle code; returns the statuses
+# each client saw, as "status=count ..."
+sub flood {
+    my ($loc, $prefix, $children, $n) = @_;
+    my $dir = File::Temp::tempdir('mqttapi-flood-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    my @pids;
+    for my $c (0 .. $children - 1) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my %st;
+            my $sock;
+            for my $i (1 .. $n) {
+                my $r = http_request(
+                    $sock ? (sock => $sock) : (port => $port),
+                    path => path($loc, "$prefix$c-$i", code => 'SystemOverFlow'),
+                    keepalive => 1);
+                $sock = $r->{sock};
+                $st{ $r->{status} // 'error' }++;
+            }
+            open my $fh, '>', "$dir/$c" or POSIX::_exit(1);
+            print $fh join(' ', map { "$_=$st{$_}" } sort keys %st);
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    waitpid($_, 0) for @pids;
+    return map { MqttapiTest::_slurp("$dir/$_") // 'no result' }
+               0 .. $children - 1;
+}
+
+sub rejected {
+    my ($r) = @_;
+    return ($r->{status} // 0) == 429
+           && (h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
+}
+
+{
+    my $mark = $ng->error_log_mark;
+    my $t0 = time;
+
+    # 9,900 keys from 4 parallel clients, then the 100 most recent ones
+    my @res = flood('small', 'f', 4, 2475);
+    is($res[$_], '400=2475', "flood, client $_: every answer the relayed 400")
+        for 0 .. 3;
+    my $bad = 0;
+    for my $i (1 .. 100) {
+        my $r = req('small', "tail-$i", code => 'SystemOverFlow');
+        $bad++ unless ($r->{status} // 0) == 400;
+    }
+    is($bad, 0, 'flood: the last 100 keys were relayed too');
+    note sprintf 'flood of 10,000 keys took %.1f s', time - $t0;
+
+    my $rej = grep { rejected(req('small', "tail-$_")) } 1 .. 100;
+    is($rej, 100, 'flood: the 100 most recent keys are still rejected');
+
+    is_pass(req('small', 'flood-new'), 'flood: a new key passes');
+    is_pass(req('b3', 'flood-elsewhere'), 'flood: other locations pass');
+    is_pass(req('small', 'f0-1'),
+            'flood: the oldest key was evicted, it passes');
+
+    # the full zone still opens back-offs, for keys of any length
+    for my $len (5, 30, 45, 46, 50, 62, 63, 64, 65, 200) {
+        my $k = sprintf "a%0*d", $len - 1, 0;
+        req('small', $k, code => 'SystemOverFlow');
+        ok(rejected(req('small', $k)),
+           "flood: a back-off still opens for a $len-byte key");
+    }
+
+    my $log = $ng->error_log($mark);
+    ok($log !~ /\[(?:crit|emerg)\]/, 'flood: no [crit] or [emerg]');
+    ok($log !~ /exited on signal/, 'flood: no worker crashed');
+    my $nf = () = $log =~ /could not allocate a node/g;
+    is($nf, 0, 'flood: eviction always made room (no allocation failure)');
+    is(scalar(my @w = $ng->worker_pids), 2, 'flood: two workers');
+}
+
+# SPEC 9: a 1 MB zone holds 8,000 keys (AccessKeyId-like, 24 bytes)
+{
+    my @res = flood('big', 'LTAI5tQm8Xv2RkPqZw', 4, 2000);
+    is($res[$_], '400=2000', "8,000 keys, client $_: relayed") for 0 .. 3;
+    my $rej = 0;
+    for my $c (0 .. 3) {
+        $rej += grep { rejected(req('big', "LTAI5tQm8Xv2RkPqZw$c-$_")) }
+                     1 .. 25, 1000 .. 1010;
+    }
+    is($rej, 4 * 36, 'a 1 MB zone holds 8,000 keys: the oldest are kept');
+}
+
+# ---------------------------------------------------------------------------
+# Whole run
+# ---------------------------------------------------------------------------
+
+{
+    my $log = $ng->error_log;
+    # (but the worker this test killed)
+    my @bad = grep { /\[(?:crit|alert|emerg)\]|exited on signal/
+                     && !/exited on signal 9\b/ }
+              split /\n/, $log;
+    is(scalar @bad, 0, 'error log: no crit/alert/emerg, no crash')
+        or diag join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)];
+}
+
+done_testing();

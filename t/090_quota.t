@@ -1,0 +1,611 @@
+#!/usr/bin/perl
+# Client-side rate limiting, the quota part (SPEC 6), through a real nginx
+# with two workers: a sliding one-second window per key and action at the
+# action's published quota (conf/mqttapi_catalog.json "actions"), a
+# per-action ceiling across all keys ("quota" "api_ceiling"), local answers
+# over quota with the action's throttle code, user catalog overrides, and
+# the interplay with the back-off and dry run.
+#
+# The upstream is a second nginx server that answers 200 (or ?code=<Code>
+# with status 400) and logs "key|action|marker|msec" per request, which is
+# how the tests count what reached it.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use File::Temp ();
+use JSON::PP ();
+use Time::HiRes qw(time sleep);
+use MqttapiTest;
+
+my $REPO = repo_dir();
+
+my $catalog = do {
+    open my $fh, '<:raw', "$REPO/conf/mqttapi_catalog.json" or die $!;
+    local $/;
+    JSON::PP->new->utf8->decode(scalar <$fh>);
+};
+
+# the data the tests rely on (SPEC 6)
+is($catalog->{actions}{RevokeToken}{quota}, 5, 'catalog: RevokeToken 5/s');
+is($catalog->{actions}{ApplyToken}{quota}, 100, 'catalog: ApplyToken 100/s');
+is($catalog->{actions}{QueryToken}{quota}, 100, 'catalog: QueryToken 100/s');
+is($catalog->{actions}{$_}{quota}, 10, "catalog: $_ 10/s")
+    for qw(CreateGroupId DeleteGroupId ListGroupId);
+is($catalog->{actions}{SendMessage}{quota}, 1000, 'catalog: SendMessage');
+is($catalog->{actions}{QuerySessionByClientId}{quota}, 500,
+   'catalog: QuerySessionByClientId');
+is($catalog->{actions}{BatchQuerySessionByClientIds}{quota}, 100,
+   'catalog: BatchQuerySessionByClientIds');
+is($catalog->{quota}{default}, 500, 'catalog: others 500/s');
+is($catalog->{quota}{api_ceiling}, 300, 'catalog: ceiling 300/s per API');
+is($catalog->{quota}{code}, 'SystemOverFlow', 'catalog: quota code');
+is($catalog->{actions}{ApplyToken}{throttle_code}, 'ApplyTokenOverFlow',
+   'catalog: ApplyToken throttle code');
+is($catalog->{actions}{QueryToken}{throttle_code}, 'QueryTokenOverFlow',
+   'catalog: QueryToken throttle code');
+
+# user catalogs
+my $dir = File::Temp::tempdir('mqttapi-quota-XXXXXX', TMPDIR => 1,
+                              CLEANUP => 1);
+chmod 0755, $dir;
+{
+    open my $fh, '>', "$dir/user.json" or die $!;
+    print $fh '{"actions":{"RevokeToken":{"quota":2},'
+            . '"ApplyToken":{"quota":3}},"quota":{"api_ceiling":7}}';
+    close $fh;
+    open $fh, '>', "$dir/ceil2.json" or die $!;
+    print $fh '{"quota":{"api_ceiling":2}}';
+    close $fh;
+    open $fh, '>', "$dir/code.json" or die $!;
+    print $fh '{"actions":{"ListGroupId":{"quota":2,'
+            . '"throttle_code":"MyQuotaCode"}},'
+            . '"quota":{"default":3,"code":"QuotaExceeded"}}';
+    close $fh;
+}
+
+my $http = <<"EOF";
+    log_format up '\$arg_AccessKeyId|\$arg_Action|\$arg_m|\$msec';
+
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=q:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=qu:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=qc:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=qk:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=qd:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=qb:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=qp:1m backoff=1s max_backoff=1s;
+
+    upstream up {
+        server 127.0.0.1:%%PORT1%%;
+        keepalive 16;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+
+        mqttapi on;
+
+        add_header X-Throttle \$mqttapi_throttle always;
+        add_header X-Req-Id \$request_id always;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
+        location /q/ {
+            mqttapi_quota zone=q;
+            proxy_pass http://up/;
+        }
+        location /user/ {
+            mqttapi_quota zone=qu;
+            mqttapi_catalog $dir/user.json;
+            proxy_pass http://up/;
+        }
+        location /code/ {
+            mqttapi_quota zone=qc;
+            mqttapi_catalog $dir/code.json;
+            proxy_pass http://up/;
+        }
+        location /status/ {
+            mqttapi_quota zone=qk;
+            mqttapi_throttle_status 503;
+            proxy_pass http://up/;
+        }
+        location /dry/ {
+            mqttapi_quota zone=qd;
+            mqttapi_throttle_dry_run on;
+            proxy_pass http://up/;
+        }
+        location /both/ {
+            mqttapi_throttle zone=qb;
+            mqttapi_quota zone=qb;
+            proxy_pass http://up/;
+        }
+        location /probe/ {
+            mqttapi_throttle zone=qp;
+            mqttapi_quota zone=qp;
+            mqttapi_catalog $dir/ceil2.json;
+            proxy_pass http://up/;
+        }
+        location /none/ {
+            proxy_pass http://up/;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        access_log %%PREFIX%%/up.log up;
+        keepalive_requests 100000;
+        default_type application/json;
+
+        location / {
+            if (\$arg_code) {
+                return 400 '{"RequestId":"UP","HostId":"up","Code":"\$arg_code","Message":"m"}';
+            }
+            return 200 '{"RequestId":"UP-\$request_id"}';
+        }
+    }
+EOF
+
+my $ng = start_nginx(http => $http, workers => 2);
+our $port = $ng->port(0);
+my $UPLOG = $ng->prefix . '/up.log';
+
+sub up_lines {
+    open my $fh, '<', $UPLOG or return ();
+    my @l = <$fh>;
+    chomp @l;
+    return map { [split /\|/, $_, -1] } @l;
+}
+
+# requests the upstream saw, by key (field 0) or marker (field 2)
+sub up_count {
+    my ($v, $field) = @_;
+    return scalar grep { ($_->[$field // 0] // '') eq $v } up_lines();
+}
+
+# the upstream logs after it answered: wait a little for a late line
+sub up_count_settled {
+    my ($v, $want, $field) = @_;
+    my $deadline = time + 1;
+    my $n;
+    while (1) {
+        $n = up_count($v, $field);
+        return $n if $n >= $want || time > $deadline;
+        sleep 0.02;
+    }
+}
+
+# arrival times (integer ms, upstream clock) of a key's requests
+sub arrivals {
+    my ($k) = @_;
+    return sort { $a <=> $b }
+           map { int($_->[3] * 1000 + 0.5) }
+           grep { $_->[0] eq $k } up_lines();
+}
+
+# the most arrivals in any window of a second; the times are the
+# upstream's, each worker's cached clock, so a window of 990 ms leaves room
+# for a few ms of clock noise between the gateway's decisions and them
+sub max_per_second {
+    my (@t) = @_;
+    my ($max, $j) = (0, 0);
+    for my $i (0 .. $#t) {
+        $j++ while $j <= $#t && $t[$j] < $t[$i] + 990;
+        $max = $j - $i if $j - $i > $max;
+    }
+    return $max;
+}
+
+sub path {
+    my ($loc, $key, $action, %a) = @_;
+    my @q;
+    push @q, "Action=$action" if defined $action;
+    push @q, "AccessKeyId=$key" if defined $key;
+    push @q, "$_=$a{$_}" for sort keys %a;
+    return "/$loc/?" . join('&', @q);
+}
+
+sub req {
+    return get($port, path(@_));
+}
+
+# several requests at once: connect all, send all, then read the answers
+sub burst {
+    my (@paths) = @_;
+    my @socks;
+    for (@paths) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp')
+            or die "connect: $!";
+        push @socks, $s;
+    }
+    for my $i (0 .. $#paths) {
+        my $p = $paths[$i];
+        my @h;
+        if (ref $p) {
+            ($p, @h) = @$p;
+        }
+        syswrite($socks[$i], "GET $p HTTP/1.1\r\nHost: localhost\r\n"
+                           . join('', map { "$_\r\n" } @h)
+                           . "Connection: close\r\n\r\n");
+    }
+    return map { http_read_response($_, timeout => 10) } @socks;
+}
+
+sub rejected {
+    my ($r, $code, $status) = @_;
+    return ($r->{status} // 0) == ($status // 429)
+           && (h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway'
+           && (h($r, 'X-MQTTAPI-Error-Code') // '') eq $code
+           && (h($r, 'X-Throttle') // '') eq 'rejected';
+}
+
+sub passed {
+    my ($r) = @_;
+    return ($r->{status} // 0) == 200
+           && !defined h($r, 'X-MQTTAPI-Throttled')
+           && (h($r, 'X-Throttle') // '') eq 'pass';
+}
+
+sub tally {
+    my ($name, $code, $want_pass, $want_rej, @r) = @_;
+    my $p = grep { passed($_) } @r;
+    my $j = grep { rejected($_, $code) } @r;
+    my $ok = is($p, $want_pass, "$name: $want_pass passed");
+    $ok &&= is($j, $want_rej, "$name: $want_rej answered locally with $code");
+    unless ($ok) {
+        my %s;
+        $s{ ($_->{status} // 'error') . ' '
+            . (h($_, 'X-MQTTAPI-Error-Code') // '-') }++ for @r;
+        diag explain \%s;
+    }
+    return $ok;
+}
+
+# ---------------------------------------------------------------------------
+# RevokeToken: 5 per second per key
+# ---------------------------------------------------------------------------
+
+my $t_revoke;
+{
+    my $k = 'rv-A';
+    $t_revoke = time;
+    my @r = burst(map { path('q', $k, 'RevokeToken') } 1 .. 20);
+    tally('RevokeToken burst of 20', 'SystemOverFlow', 5, 15, @r);
+    is(up_count_settled($k, 5), 5, 'RevokeToken: the upstream saw 5');
+    sleep 0.2;
+    is(up_count($k), 5, 'RevokeToken: and no more');
+
+    my ($rj) = grep { rejected($_, 'SystemOverFlow') } @r;
+    if ($rj) {
+        my $d = json_decode($rj->{body}) // {};
+        is($d->{Code}, 'SystemOverFlow', 'over quota: body Code');
+        is($d->{RequestId}, h($rj, 'X-Req-Id'),
+           'over quota: RequestId = $request_id');
+        like($d->{RequestId} // '', qr/^[0-9a-f]{32}$/,
+             'over quota: RequestId is a request id');
+        is($d->{Category}, 'token', 'over quota: Category of RevokeToken');
+        ok(JSON::PP::is_bool($d->{Retryable}) && $d->{Retryable},
+           'over quota: Retryable');
+        # the window is 8 buckets of 143 ms (at least a second, at most
+        # 1144 ms): a burst waits until its bucket leaves the window
+        my $ms = h($rj, 'x-acs-retry-after') // -1;
+        ok($ms > 0 && $ms <= 8 * 143, "over quota: x-acs-retry-after ($ms)");
+        my $s = int(($ms + 999) / 1000);
+        is($d->{RetryAfter}, $s, 'over quota: RetryAfter, seconds rounded up');
+        is(h($rj, 'Retry-After'), $s, 'over quota: Retry-After, the same');
+        is(h($rj, 'X-MQTTAPI-Retryable'), 'true',
+           'over quota: X-MQTTAPI-Retryable');
+        like(h($rj, 'Content-Type') // '', qr{^application/json\b},
+             'over quota: JSON');
+    } else {
+        fail('no local answer to look at');
+    }
+
+    # per-key independence; other actions of the same key are not affected
+    my @b = burst(map { path('q', 'rv-B', 'RevokeToken') } 1 .. 8);
+    tally('RevokeToken, another key', 'SystemOverFlow', 5, 3, @b);
+    ok(passed(req('q', $k, 'CreateGroupId')),
+       'the same key, another action: passes');
+    ok(passed(req('q', $k, 'ListGroupId')),
+       'the same key, another action: passes, again');
+    ok(rejected(req('q', $k, 'RevokeToken'), 'SystemOverFlow'),
+       'the same key, RevokeToken: still over quota');
+
+    # the action from the x-acs-action header counts the same
+    my $rh = get($port, path('q', $k, undef), 'x-acs-action' => 'RevokeToken');
+    ok(rejected($rh, 'SystemOverFlow'),
+       'x-acs-action: RevokeToken is over quota as well');
+
+    is(up_count_settled($k, 7), 7, 'the upstream saw 5 + 2 for key A');
+}
+
+# once the burst's bucket has left the window (8 x 143 ms: at most 1.144 s
+# after it), requests pass again
+{
+    my $k = 'rv-A';
+    sleep 1.2 - (time - $t_revoke);
+    my $n0 = up_count($k);
+    my @r;
+    push @r, req('q', $k, 'RevokeToken') for 1 .. 6;
+    my $p = grep { passed($_) } @r;
+    ok($p >= 1 && $p <= 5, "after 1.2 s: RevokeToken passes again ($p of 6)");
+    is(scalar(grep { rejected($_, 'SystemOverFlow') } @r), 6 - $p,
+       'after 1.2 s: the rest are answered locally');
+
+    sleep 2.1;
+    my @r2 = burst(map { path('q', $k, 'RevokeToken') } 1 .. 8);
+    tally('after 2 s, a full quota again', 'SystemOverFlow', 5, 3, @r2);
+    is(up_count_settled($k, $n0 + $p + 5), $n0 + $p + 5,
+       'after 2 s: the upstream saw those');
+}
+
+# ---------------------------------------------------------------------------
+# ApplyToken and QueryToken: 100 per second, their own throttle codes
+# ---------------------------------------------------------------------------
+
+for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
+           ['QueryToken', 'QueryTokenOverFlow']) {
+    my ($action, $code) = @$c;
+    my $k = "tk-$action";
+    my @r = burst(map { path('q', $k, $action) } 1 .. 110);
+    tally("$action burst of 110", $code, 100, 10, @r);
+    is(up_count_settled($k, 100), 100, "$action: the upstream saw 100");
+    my ($rj) = grep { rejected($_, $code) } @r;
+    is((json_decode($rj->{body} // '') // {})->{Code}, $code,
+       "$action: body Code $code");
+}
+
+# ListGroupId 10/s, an action without a quota of its own 500/s, no action
+{
+    my @r = burst(map { path('q', 'lg', 'ListGroupId') } 1 .. 15);
+    tally('ListGroupId burst of 15', 'SystemOverFlow', 10, 5, @r);
+
+    @r = burst(map { path('q', 'other', 'CreateMqttTopic') } 1 .. 40);
+    tally('CreateMqttTopic (500/s) burst of 40', 'SystemOverFlow', 40, 0, @r);
+
+    @r = burst(map { path('q', 'noaction', undef) } 1 .. 40);
+    tally('no Action (500/s) burst of 40', 'SystemOverFlow', 40, 0, @r);
+}
+
+# the empty key is not limited per key (the ceiling still applies, below)
+{
+    my @r = burst(map { path('q', undef, 'RevokeToken', m => 'nokey') } 1 .. 12);
+    tally('RevokeToken without a key', 'SystemOverFlow', 12, 0, @r);
+    @r = burst(map { path('q', '', 'RevokeToken', m => 'emptykey') } 1 .. 12);
+    tally('RevokeToken with an empty key', 'SystemOverFlow', 12, 0, @r);
+}
+
+# ---------------------------------------------------------------------------
+# User catalog: quotas and the ceiling overridden
+# ---------------------------------------------------------------------------
+
+{
+    my @r = burst(map { path('user', 'u-1', 'RevokeToken') } 1 .. 6);
+    tally('user catalog: RevokeToken quota 2', 'SystemOverFlow', 2, 4, @r);
+    is(up_count_settled('u-1', 2), 2, 'user catalog: the upstream saw 2');
+
+    @r = burst(map { path('user', 'u-2', 'ApplyToken') } 1 .. 6);
+    tally('user catalog: ApplyToken quota 3, code kept',
+          'ApplyTokenOverFlow', 3, 3, @r);
+
+    # the ceiling: 7 ListGroupId per second over all keys
+    @r = burst(map { path('user', "c-$_", 'ListGroupId') } 1 .. 12);
+    tally('api_ceiling 7: 12 keys, one request each', 'SystemOverFlow',
+          7, 5, @r);
+    my $seen = grep { $_->[0] =~ /^c-\d+$/ } up_lines();
+    sleep 0.1;
+    $seen = grep { $_->[0] =~ /^c-\d+$/ } up_lines();
+    is($seen, 7, 'api_ceiling: the upstream saw 7');
+
+    # the ceiling is per action: another action is not affected
+    @r = burst(map { path('user', "c-$_", 'CreateGroupId') } 1 .. 5);
+    tally('api_ceiling is per action', 'SystemOverFlow', 5, 0, @r);
+
+    # requests without a key count towards the ceiling too
+    @r = burst(map { path('user', undef, 'DeleteGroupId', m => 'ceil-nokey') }
+               1 .. 9);
+    tally('api_ceiling 7 without keys', 'SystemOverFlow', 7, 2, @r);
+}
+
+# the built-in ceiling, 300/s per action: 320 SendMessage (1000/s per key)
+# from 8 keys
+{
+    my @p;
+    for my $i (1 .. 320) {
+        push @p, path('q', 'sm-' . ($i % 8), 'SendMessage');
+    }
+    my @r = burst(@p);
+    tally('api_ceiling 300: 320 SendMessage', 'SystemOverFlow', 300, 20, @r);
+}
+
+# a user catalog's own codes: the action's throttle_code, else quota "code"
+{
+    my @r = burst(map { path('code', 'cc', 'ListGroupId') } 1 .. 4);
+    tally('user catalog: action throttle_code', 'MyQuotaCode', 2, 2, @r);
+    @r = burst(map { path('code', 'cc', 'CreateMqttTopic') } 1 .. 5);
+    tally('user catalog: default quota 3 and quota code', 'QuotaExceeded',
+          3, 2, @r);
+}
+
+# ---------------------------------------------------------------------------
+# mqttapi_throttle_status, dry run, with the back-off
+# ---------------------------------------------------------------------------
+
+{
+    my @r = burst(map { path('status', 'st', 'RevokeToken') } 1 .. 7);
+    is(scalar(grep { rejected($_, 'SystemOverFlow', 503) } @r), 2,
+       'mqttapi_throttle_status 503: over quota answered 503');
+}
+
+{
+    my $mark = $ng->error_log_mark;
+    my @r = burst(map { path('dry', 'dr', 'RevokeToken') } 1 .. 8);
+    my $p = grep { ($_->{status} // 0) == 200 } @r;
+    my $dry = grep { (h($_, 'X-Throttle') // '') eq 'dry_run' } @r;
+    is($p, 8, 'dry run: all 8 pass');
+    is($dry, 3, 'dry run: 3 of them $mqttapi_throttle = dry_run');
+    is(up_count_settled('dr', 8), 8, 'dry run: the upstream saw all 8');
+    like($ng->error_log($mark), qr/dry run.*SystemOverFlow/,
+         'dry run: logged');
+}
+
+{
+    # over quota is answered locally but does not open a back-off
+    my $k = 'bo';
+    my @r = burst(map { path('both', $k, 'RevokeToken') } 1 .. 7);
+    tally('quota and back-off in one zone', 'SystemOverFlow', 5, 2, @r);
+    ok(passed(req('both', $k, 'ListGroupId')),
+       'a quota answer does not open a back-off');
+
+    # a back-off answers before the quota is counted
+    my $r = req('both', $k, 'ListGroupId', code => 'SystemOverFlow');
+    is($r->{status}, 400, 'throttle code relayed');
+    ok(rejected(req('both', $k, 'ListGroupId'), 'SystemOverFlow'),
+       'back-off opened');
+    ok(rejected(req('both', $k, 'CreateGroupId'), 'SystemOverFlow'),
+       'back-off applies to every action of the key');
+    ok(passed(req('both', 'bo-other', 'RevokeToken')),
+       'another key still passes');
+}
+
+{
+    # the probe after a back-off is over a quota: answered locally, and it
+    # gives its turn back at once
+    my $k = 'pq';
+    my $r = req('probe', $k, 'CreateGroupId', code => 'SystemOverFlow');
+    is($r->{status}, 400, 'probe over quota: back-off opened');
+    my $rj = req('probe', $k, 'CreateGroupId');
+    ok(rejected($rj, 'SystemOverFlow'), 'probe over quota: backed off');
+    sleep((h($rj, 'x-acs-retry-after') // 1000) / 1000 + 0.05);
+
+    # two other keys use up the ListGroupId ceiling (2/s) ...
+    ok(passed(req('probe', "pq-$_", 'ListGroupId')), "ceiling filler $_")
+        for 1 .. 2;
+    # ... so the probe, a ListGroupId, is over it
+    my $rp = req('probe', $k, 'ListGroupId');
+    ok(rejected($rp, 'SystemOverFlow'), 'probe over quota: answered locally');
+    like(h($rp, 'Retry-After') // '', qr/^[12]$/,
+         'probe over quota: Retry-After 1 or 2 (the bucket window)');
+    # the next request of the key is the probe
+    my $rn = req('probe', $k, 'CreateGroupId');
+    is($rn->{status}, 200, 'the turn came back: the next request passes');
+    is(h($rn, 'X-Throttle'), 'probe', 'the turn came back: it is the probe');
+    # (another action: the ceiling of 2 is per action, across keys)
+    my $rc = req('probe', $k, 'DeleteGroupId');
+    ok(passed($rc), 'the clean probe closed the back-off')
+        or diag explain $rc;
+}
+
+{
+    # a location without mqttapi_quota is not limited
+    my @r = burst(map { path('none', 'no', 'RevokeToken') } 1 .. 10);
+    is(scalar(grep { ($_->{status} // 0) == 200
+                     && !defined h($_, 'X-MQTTAPI-Throttled') } @r), 10,
+       'no mqttapi_quota: not limited');
+}
+
+# ---------------------------------------------------------------------------
+# Sustained load: a key sending RevokeToken as fast as it can for 2.5 s
+# never gets more than 5 in any one second to the upstream
+# ---------------------------------------------------------------------------
+
+{
+    my $k = 'sustained';
+    my $end = time + 2.5;
+    my ($n, $sock) = (0, undef);
+    my %st;
+    while (time < $end) {
+        my $r = http_request($sock ? (sock => $sock) : (port => $port),
+                             path => path('q', $k, 'RevokeToken'),
+                             keepalive => 1);
+        $sock = $r->{sock};
+        $st{ $r->{status} // 'error' }++;
+        $n++;
+    }
+    close $sock if $sock;
+    note "sustained: $n requests: " . join ' ', map { "$_=$st{$_}" } sort keys %st;
+    sleep 0.2;
+    my @t = arrivals($k);
+    cmp_ok(scalar @t, '>=', 10, 'sustained: the upstream saw some');
+    cmp_ok(max_per_second(@t), '<=', 5,
+           'sustained: never more than 5 in any second')
+        or diag "arrivals (ms): @t";
+}
+
+# A quiet key, then a cluster at the end of its window, then a steady
+# stream: the upstream must still never see more than 5 RevokeToken of the
+# key in any one second (SPEC 6: below the published limits; the
+# per-IP ceiling "must never" be crossed).
+{
+    my $k = 'clustered';
+    my $t0 = time;
+    ok(passed(req('q', $k, 'RevokeToken')), 'clustered: first request');
+    sleep 0.9 - (time - $t0);
+    my @r = burst(map { path('q', $k, 'RevokeToken') } 1 .. 4);
+    is(scalar(grep { passed($_) } @r), 4, 'clustered: 4 more at +0.9 s');
+    my $n = 0;
+    while (time < $t0 + 2.2) {
+        $n++ if passed(req('q', $k, 'RevokeToken'));
+        sleep 0.01;
+    }
+    note "clustered: $n more passed between +0.9 s and +2.2 s";
+    sleep 0.2;
+    my @t = arrivals($k);
+    cmp_ok(max_per_second(@t), '<=', 5,
+           'clustered: never more than 5 in any second')
+        or diag "arrivals (ms from the first): "
+                . join ' ', map { $_ - $t[0] } @t;
+}
+
+# ---------------------------------------------------------------------------
+# Workers whose cached clocks differ: with timer_resolution each worker's
+# time lags by up to 100 ms, so a worker may see a window that another
+# opened "in its future"; that must not reset the window.
+# ---------------------------------------------------------------------------
+
+{
+    open my $fh, '>', "$dir/ceiling.json" or die $!;
+    print $fh '{"quota":{"api_ceiling":1000000}}';
+    close $fh;
+
+    my $ng2 = start_nginx(workers => 2, main => 'timer_resolution 100ms;',
+                          http => <<"EOF2");
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=q:1m;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        mqttapi on;
+        mqttapi_quota zone=q;
+        mqttapi_catalog $dir/ceiling.json;
+        location / { proxy_pass http://127.0.0.1:%%PORT1%%; }
+    }
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        access_log off;
+        default_type application/json;
+        location / { return 200 '{"RequestId":"UP"}'; }
+    }
+EOF2
+    local $port = $ng2->port(0);
+    my %hist;
+    for my $i (1 .. 60) {
+        my @r = burst(map { path('q', "skew-$i", 'RevokeToken') } 1 .. 20);
+        $hist{ scalar grep { ($_->{status} // 0) == 200 } @r }++;
+    }
+    is_deeply(\%hist, { 5 => 60 },
+              'timer_resolution 100ms: 60 bursts of 20, always 5 passed')
+        or diag explain \%hist;
+    $ng2->stop;
+}
+
+{
+    my @bad = grep { /\[(?:crit|alert|emerg)\]|exited on signal/ }
+              split /\n/, $ng->error_log;
+    is(scalar @bad, 0, 'error log: no crit/alert/emerg, no crash')
+        or diag join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)];
+}
+
+done_testing();
