@@ -1,0 +1,435 @@
+#!/bin/bash
+#
+# bench/run.sh: the SPEC 9 benchmarks of ngx_http_mqttapi_module.
+#
+#   make bench                  (builds the module, then runs this)
+#   bash bench/run.sh           (the module must be built already)
+#
+# One gateway nginx (one worker, pinned to core 0) holds every case as a
+# location; a second nginx (one worker, pinned to core 1) plays the OpenAPI
+# upstream; wrk runs on core 1 too (taskset).  Cases are interleaved round
+# by round (each next to its baseline, see round_order); each run reports wrk's
+# requests/s and the gateway worker's CPU time (utime+stime from
+# /proc/<pid>/stat) per request.  bench/analyze.py turns the raw numbers
+# into bench/RESULTS.md.
+#
+# Environment (all optional):
+#   BENCH_ROUNDS=8  BENCH_DURATION=3  BENCH_CONNS=16  BENCH_KEYS=12000
+#   BENCH_CASES="plain_ok mod_ok ..."   a subset of the cases below
+#   BENCH_OUT=bench/results/latest      raw results, samples, logs
+#   BENCH_RESULTS=bench/RESULTS.md      the report ("" = do not write it)
+#   BENCH_KEEP=1                        leave both nginx running at the end
+#   BENCH_PROFILE=0                     skip the callgrind counts
+#                                       (bench/profile.sh, ~30 s)
+#   BENCH_SETUP_ONLY=1                  set up, check every case, keep running
+#   NGINX=/usr/sbin/nginx  MODULE=build/ngx_http_mqttapi_module.so
+
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH/.." && pwd)
+
+ROUNDS=${BENCH_ROUNDS:-8}
+DURATION=${BENCH_DURATION:-3}
+CONNS=${BENCH_CONNS:-16}
+NKEYS=${BENCH_KEYS:-12000}
+NFULL=${BENCH_FULL_KEYS:-9000}
+OUT=${BENCH_OUT:-$BENCH/results/latest}
+RESULTS=${BENCH_RESULTS-$BENCH/RESULTS.md}
+# nginx reads $NGINX as inherited listening sockets: never pass it on
+NGINX_BIN=${NGINX:-/usr/sbin/nginx}
+unset NGINX
+MODULE=${MODULE:-$REPO/build/ngx_http_mqttapi_module.so}
+PY=/usr/bin/python3
+
+ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
+           plain_error mod_augment mod_problem lua_capture_error
+           lua_filter_error
+           return429 return429_json reject reject_full reject_logged"
+CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
+
+declare -A CASE_PATH=(
+    [plain_ok]=/plain/ok
+    [mod_ok]=/mod/ok
+    [plain_ok2]=/plain/ok2
+    [lua_capture_ok]=/lua/capture/ok
+    [lua_filter_ok]=/lua/filter/ok
+    [plain_error]=/plain/error
+    [mod_augment]=/mod/augment
+    [mod_problem]=/mod/problem
+    [lua_capture_error]=/lua/capture/error
+    [lua_filter_error]=/lua/filter/error
+    [return429]=/return429
+    [return429_json]=/return429json
+    [reject]=/reject/one
+    [reject_full]=/reject/full
+    [reject_logged]=/reject/logged
+)
+
+# the status every response of a case must have
+declare -A CASE_STATUS=(
+    [plain_ok]=200 [mod_ok]=200 [plain_ok2]=200 [lua_capture_ok]=200 [lua_filter_ok]=200
+    [plain_error]=400 [mod_augment]=400 [mod_problem]=400
+    [lua_capture_error]=400 [lua_filter_error]=400
+    [return429]=429 [return429_json]=429
+    [reject]=429 [reject_full]=429 [reject_logged]=429
+)
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+
+# ---- what it needs -------------------------------------------------------
+
+need_pkgs=""
+for p in wrk libnginx-mod-http-lua lua-cjson nginx curl python3 valgrind; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
+done
+if [ -n "$need_pkgs" ]; then
+    log "installing:$need_pkgs"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs
+fi
+
+[ -x "$PY" ] || die "$PY is missing (Debian's python3)"
+[ -x "$NGINX_BIN" ] || die "no nginx at $NGINX_BIN"
+[ -f "$MODULE" ] || die "no module at $MODULE: run 'make bench' (or 'make')"
+
+# the lua module and its NDK: the path Debian's modules-available uses
+find_module() {
+    local name=$1 f p
+    for p in /usr/lib/nginx/modules/$name /usr/share/nginx/modules/$name; do
+        [ -f "$p" ] && { echo "$p"; return; }
+    done
+    for f in /usr/share/nginx/modules-available/*.conf; do
+        p=$(sed -n "s|^[[:space:]]*load_module[[:space:]]*\\(.*$name\\);.*|\\1|p" \
+                "$f" 2>/dev/null | head -1)
+        [ -n "$p" ] || continue
+        case $p in /*) ;; *) p=/usr/share/nginx/$p ;; esac
+        [ -f "$p" ] && { echo "$p"; return; }
+    done
+    die "cannot find $name (libnginx-mod-http-lua)"
+}
+NDK_MODULE=$(find_module ndk_http_module.so)
+LUA_MODULE=$(find_module ngx_http_lua_module.so)
+
+# cores: the gateway alone on one, wrk and the upstream on the other
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then
+    GW_CPU=0; LOAD_CPU=1
+else
+    log "warning: one core only, nothing is pinned apart"
+    GW_CPU=0; LOAD_CPU=0
+fi
+mask() { local m="1" i; for ((i = 0; i < $1; i++)); do m="${m}0"; done; echo "$m"; }
+GW_MASK=$(mask $GW_CPU)
+LOAD_MASK=$(mask $LOAD_CPU)
+WRK=(taskset -c "$LOAD_CPU" wrk)
+
+
+# ---- the two nginx -------------------------------------------------------
+
+DIR=$(mktemp -d /tmp/mqttapi-bench-XXXXXX)
+mkdir -p "$OUT"
+rm -rf "$OUT"/*.txt "$OUT"/*.tsv "$OUT"/*.log "$OUT"/*.conf "$OUT/profile" \
+    2>/dev/null || true
+
+free_ports() {
+    "$PY" -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))'
+}
+read -r PORT UPORT < <(free_ports)
+
+BENCH_KEY=$("$PY" "$BENCH/keys.py" key backed-off 0)
+FULL_KEY=$("$PY" "$BENCH/keys.py" key backed-off-full 0)
+
+render() {
+    sed -e "s|@DIR@|$DIR|g" -e "s|@BENCH@|$BENCH|g" \
+        -e "s|@PORT@|$PORT|g" -e "s|@UPORT@|$UPORT|g" \
+        -e "s|@MODULE@|$DIR/ngx_http_mqttapi_module.so|g" -e "s|@NDK_MODULE@|$NDK_MODULE|g" \
+        -e "s|@LUA_MODULE@|$LUA_MODULE|g" \
+        -e "s|@CATALOG@|$REPO/conf/mqttapi_catalog.json|g" \
+        -e "s|@GWCPU_MASK@|$GW_MASK|g" -e "s|@UPCPU_MASK@|$LOAD_MASK|g" \
+        "$1" > "$2"
+}
+# a private copy of the module: a rebuild overwrites build/*.so in place,
+# which would crash a running nginx that has it mapped
+cp "$MODULE" "$DIR/ngx_http_mqttapi_module.so"
+MODULE_SHA=$(sha256sum "$DIR/ngx_http_mqttapi_module.so" | cut -c1-16)
+MODULE_DATE=$(stat -c '%y' "$MODULE" | cut -d. -f1)
+
+render "$BENCH/upstream.conf.in" "$DIR/upstream.conf"
+render "$BENCH/gateway.conf.in" "$DIR/gateway.conf"
+
+GW_MASTER=""; UP_MASTER=""
+
+cleanup() {
+    local rc=$?
+    if [ "${BENCH_KEEP:-}" = 1 ]; then
+        log "left running: gateway 127.0.0.1:$PORT (master $GW_MASTER)," \
+            "upstream 127.0.0.1:$UPORT (master $UP_MASTER), files in $DIR"
+        exit $rc
+    fi
+    for m in $GW_MASTER $UP_MASTER; do
+        kill -QUIT "$m" 2>/dev/null || true
+    done
+    sleep 0.5
+    for m in $GW_MASTER $UP_MASTER; do
+        kill -0 "$m" 2>/dev/null && kill -TERM "$m" 2>/dev/null || true
+    done
+    # the log has a line per reject of reject_logged: keep its end only
+    tail -n 200 "$DIR"/gateway-error.log > "$OUT"/gateway-error.tail.log \
+        2>/dev/null || true
+    rm -rf "$DIR"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_nginx() {
+    local conf=$1 pidf=$2
+    "$NGINX_BIN" -t -q -p "$DIR" -c "$conf" -e "$DIR/startup.log" \
+        || { cat "$DIR/startup.log" >&2; die "nginx -t failed for $conf"; }
+    "$NGINX_BIN" -p "$DIR" -c "$conf" -e "$DIR/startup.log" \
+        || { cat "$DIR/startup.log" >&2; die "nginx failed to start ($conf)"; }
+    for _ in $(seq 50); do [ -s "$pidf" ] && break; sleep 0.1; done
+    cat "$pidf"
+}
+
+worker_of() {
+    local w=""
+    for _ in $(seq 50); do
+        w=$(pgrep -P "$1" | head -1) && [ -n "$w" ] && break
+        sleep 0.1
+    done
+    [ -n "$w" ] || die "no worker for master $1"
+    echo "$w"
+}
+
+UP_MASTER=$(start_nginx "$DIR/upstream.conf" "$DIR/upstream.pid")
+GW_MASTER=$(start_nginx "$DIR/gateway.conf" "$DIR/gateway.pid")
+GW_WORKER=$(worker_of "$GW_MASTER")
+UP_WORKER=$(worker_of "$UP_MASTER")
+log "gateway 127.0.0.1:$PORT worker $GW_WORKER on core $GW_CPU;" \
+    "upstream 127.0.0.1:$UPORT worker $UP_WORKER and wrk on core $LOAD_CPU"
+
+GW="http://127.0.0.1:$PORT"
+QS="Action=ApplyToken&AccessKeyId="
+
+url_of() {
+    case $1 in
+        reject_full) echo "$GW${CASE_PATH[$1]}?$QS$FULL_KEY" ;;
+        *)           echo "$GW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
+    esac
+}
+
+
+# ---- back-offs and the zones ---------------------------------------------
+
+# one throttle answer opens a back-off of 1h for the benchmark key
+curl -s -o /dev/null "$GW/reject/one?$QS$BENCH_KEY"
+
+# the "full" zone: more keys than it holds, then the benchmark key
+log "filling the zone \"full\" with $NFULL keys"
+"$PY" "$BENCH/keys.py" fill "$GW/reject/full" filler "$NFULL" \
+    > "$OUT/zone-full-fill.txt"
+curl -s -o /dev/null "$GW/reject/full?$QS$FULL_KEY"
+FULL_HELD=$("$PY" "$BENCH/keys.py" check "$GW/reject/full_ok" filler "$NFULL" \
+            | tee -a "$OUT/zone-full-fill.txt" \
+            | sed -n 's/.* local=\([0-9]*\) .*/\1/p')
+log "zone \"full\" holds $FULL_HELD filler keys + the benchmark key"
+
+# keys per MB: NKEYS keys into the 1 MB zone "cap" (back-off 60s), then
+# every key again on a location whose upstream answers 200
+log "capacity: $NKEYS keys into a 1 MB zone"
+"$PY" "$BENCH/keys.py" fill "$GW/cap/throttle" capacity "$NKEYS" \
+    > "$OUT/capacity.txt"
+"$PY" "$BENCH/keys.py" check "$GW/cap/ok" capacity "$NKEYS" \
+    >> "$OUT/capacity.txt"
+cat "$OUT/capacity.txt" >&2
+
+
+# ---- every case answers as it should -------------------------------------
+
+: > "$OUT/samples.txt"
+for c in $CASES; do
+    u=$(url_of "$c")
+    resp=$(curl -s -i "$u")
+    printf '===== %s  GET %s\n%s\n\n' "$c" "${u#$GW}" "$resp" >> "$OUT/samples.txt"
+    h=$(sed '/^\r*$/q' <<<"$resp" | tr -d '\r')
+    st=$(head -1 <<<"$h" | cut -d' ' -f2)
+    [ "$st" = "${CASE_STATUS[$c]}" ] \
+        || die "$c: status $st, expected ${CASE_STATUS[$c]} (see $OUT/samples.txt)"
+    case $c in
+        mod_augment|mod_problem|lua_capture_error)
+            grep -qi '^X-MQTTAPI-Error-Code: InvalidParameter.InstanceId' <<<"$h" \
+                || die "$c: not annotated" ;;
+        reject|reject_full|reject_logged)
+            grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
+                || die "$c: not answered locally" ;;
+        mod_ok|plain_ok|plain_ok2|plain_error)
+            ! grep -qi '^X-MQTTAPI-' <<<"$h" || die "$c: annotated" ;;
+    esac
+done
+log "all cases answer as expected (samples in $OUT/samples.txt)"
+
+[ "${BENCH_SETUP_ONLY:-}" = 1 ] && { BENCH_KEEP=1; exit 0; }
+
+
+# ---- the runs ------------------------------------------------------------
+
+cpu_ticks() {
+    # utime + stime of a process, in clock ticks (fields 14 and 15)
+    local s
+    s=$(cat "/proc/$1/stat")
+    s=${s##*) }
+    set -- $s
+    echo $(( ${12} + ${13} ))
+}
+
+HZ=$(getconf CLK_TCK)
+RAW="$OUT/raw.tsv"
+printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_errors\tload1\n' > "$RAW"
+
+run_case() {
+    local round=$1 c=$2 d=$3 u t0 t1 w rps reqs secs non2xx errs load1
+    u=$(url_of "$c")
+    t0=$(cpu_ticks "$GW_WORKER")
+    w=$("${WRK[@]}" -t1 -c"$CONNS" -d"${d}s" "$u" 2>&1) \
+        || die "wrk failed for $c: $w"
+    t1=$(cpu_ticks "$GW_WORKER")
+    [ "$round" = 0 ] && return 0
+    rps=$(sed -n 's/^Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p' <<<"$w")
+    read -r reqs secs < <(sed -n \
+        's/^[[:space:]]*\([0-9]*\) requests in \([0-9.]*\)\(m\{0,1\}s\).*/\1 \2 \3/p' \
+        <<<"$w" | awk '{ print $1, ($3 == "ms" ? $2 / 1000 : $2) }')
+    non2xx=$(sed -n 's/^[[:space:]]*Non-2xx or 3xx responses:[[:space:]]*\([0-9]*\).*/\1/p' <<<"$w")
+    errs=$(sed -n 's/^[[:space:]]*Socket errors:.*connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1+\2+\3+\4/p' <<<"$w")
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$c" "$rps" \
+        "$reqs" "$secs" "$((t1 - t0))" "$HZ" "${non2xx:-0}" \
+        "$(( ${errs:-0} ))" "$load1" >> "$RAW"
+    echo "$w" > "$OUT/wrk-r$round-$c.txt"
+    printf '  %-18s %10s req/s  %6.2f us CPU/req\n' "$c" "$rps" \
+        "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" \
+            'BEGIN { print (n > 0 ? t * 1e6 / hz / n : 0) }')" >&2
+}
+
+read -ra case_list <<<"$CASES"
+
+# A case runs next to its baseline: the cases are grouped by baseline (the
+# first of each group), the groups rotate from round to round, and within
+# a group the order is reversed every other round (ABBA), so that a drift
+# of the machine during a round weighs on a case and its baseline alike.
+CASE_GROUPS=("plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok"
+        "plain_error mod_augment mod_problem lua_capture_error lua_filter_error"
+        "return429 return429_json reject reject_full reject_logged")
+grouped=" ${CASE_GROUPS[*]} "
+others=""
+for c in "${case_list[@]}"; do
+    case $grouped in *" $c "*) ;; *) others="$others $c" ;; esac
+done
+[ -n "$others" ] && CASE_GROUPS+=("$others")
+
+round_order() {
+    local r=$1 ng=${#CASE_GROUPS[@]} g i c list out=""
+    for ((g = 0; g < ng; g++)); do
+        read -ra list <<<"${CASE_GROUPS[$(( (g + r - 1) % ng ))]}"
+        if (( r % 2 == 0 )); then
+            for ((i = ${#list[@]} - 1; i >= 0; i--)); do out="$out ${list[$i]}"; done
+        else
+            out="$out ${list[*]}"
+        fi
+    done
+    for c in $out; do
+        case " $CASES " in *" $c "*) echo "$c" ;; esac
+    done
+}
+
+log "warm-up: 1s per case"
+for c in "${case_list[@]}"; do run_case 0 "$c" 1; done
+
+START=$(date +%s)
+for ((r = 1; r <= ROUNDS; r++)); do
+    log "round $r/$ROUNDS"
+    for c in $(round_order "$r"); do
+        run_case "$r" "$c" "$DURATION"
+    done
+done
+ELAPSED=$(( $(date +%s) - START ))
+
+
+# ---- after the runs ------------------------------------------------------
+
+# the back-offs held for the whole run
+for c in reject reject_full; do
+    case " $CASES " in *" $c "*) ;; *) continue ;; esac
+    curl -s -D - -o /dev/null "$(url_of $c)" | tr -d '\r' \
+        | grep -qi '^X-MQTTAPI-Throttled: gateway' \
+        || die "$c: the key is no longer backed off after the run"
+done
+
+if grep -E '\[(alert|crit|emerg)\]' "$DIR/gateway-error.log" \
+        > "$OUT/gateway-alerts.txt"; then
+    log "warning: alerts in the gateway's error log (see $OUT/gateway-alerts.txt)"
+fi
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "git: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD -- src ngx_http_mqttapi_module.c config 2>/dev/null || echo ' (+ uncommitted changes in the sources)')"
+    echo "module: $MODULE (built $MODULE_DATE, sha256 $MODULE_SHA...)"
+    echo "nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
+    echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+    for p in nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-cjson \
+             libluajit2-5.1-2 libjansson4 wrk; do
+        echo "pkg: $p $(dpkg-query -W -f '${Version}' "$p" 2>/dev/null || echo '-')"
+    done
+    echo "kernel: $(uname -sr)"
+    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1) x $NCPU"
+    echo "debian: $(cat /etc/debian_version 2>/dev/null)"
+    echo "gateway_cpu: $GW_CPU"
+    echo "load_cpu: $LOAD_CPU"
+    echo "rounds: $ROUNDS"
+    echo "duration: $DURATION"
+    echo "conns: $CONNS"
+    echo "elapsed: $ELAPSED"
+    echo "wrk_cmd: taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${DURATION}s URL"
+    echo "url_example: ${CASE_PATH[mod_augment]}?$QS$BENCH_KEY"
+    echo "full_zone_keys: $FULL_HELD"
+    echo "nkeys: $NKEYS"
+    sed -n 's/^fill .*/capacity_fill: &/p; s/^check .*/capacity_check: &/p' \
+        "$OUT/capacity.txt"
+    echo "load_before_after: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT/env.txt"
+
+cp "$DIR/gateway.conf" "$OUT/gateway.conf"
+cp "$DIR/upstream.conf" "$OUT/upstream.conf"
+
+# instructions per request (callgrind): deterministic, backs the close calls
+if [ "${BENCH_PROFILE:-1}" = 1 ] && command -v valgrind >/dev/null; then
+    log "callgrind: instructions per request"
+    BENCH_OUT="$OUT/profile" MODULE="$MODULE" NGINX="$NGINX_BIN" \
+        bash "$BENCH/profile.sh" "${BENCH_PROFILE_N:-1000}" \
+        plain_ok mod_ok plain_error mod_augment mod_problem \
+        lua_capture_error lua_filter_error return429 return429_json \
+        reject reject_full > "$OUT/profile.log" 2>&1 \
+        || log "warning: the profile failed (see $OUT/profile.log)"
+fi
+
+# every run's numbers are kept (small): RESULTS.md compares the runs
+if [ "$OUT" = "$BENCH/results/latest" ]; then
+    H="$BENCH/results/history/$(date -u +%Y%m%d-%H%M%S)"
+    mkdir -p "$H"
+    cp "$OUT/raw.tsv" "$OUT/env.txt" "$H/"
+    [ -f "$OUT/profile/summary.txt" ] && cp "$OUT/profile/summary.txt" "$H/"
+fi
+
+if [ -n "$RESULTS" ]; then
+    "$PY" "$BENCH/analyze.py" "$OUT" "$RESULTS"
+    log "wrote $RESULTS"
+else
+    "$PY" "$BENCH/analyze.py" "$OUT" -
+fi
