@@ -14,6 +14,7 @@
  *   ngx_http_mqttapi_lang.c       Accept-Language negotiation
  *   ngx_http_mqttapi_filter.c     header and body filters (deciding)
  *   ngx_http_mqttapi_render.c     headers and bodies (writing)
+ *   ngx_http_mqttapi_id.c         the RequestId of gateway-made errors
  *   ngx_http_mqttapi_variables.c  $mqttapi_* variables
  *   ngx_http_mqttapi_ctx.c        the request context
  *   ngx_http_mqttapi_zone.c       the shared zone of rate limiting
@@ -25,7 +26,7 @@
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_filter.h"
-#include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_id.h"
 #include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_variables.h"
 #include "ngx_http_mqttapi_zone.h"
@@ -198,7 +199,7 @@ ngx_module_t  ngx_http_mqttapi_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_mqttapi_id_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -217,7 +218,7 @@ ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_http_mqttapi_render_init(cf) != NGX_OK) {
+    if (ngx_http_mqttapi_id_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -6,6 +6,7 @@
 
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_headers.h"
+#include "ngx_http_mqttapi_id.h"
 #include "ngx_http_mqttapi_render.h"
 
 
@@ -54,8 +55,6 @@ static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
     ngx_str_t *key, ngx_int_t n);
 static void ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r);
-static ngx_int_t ngx_http_mqttapi_request_id(ngx_http_request_t *r,
-    ngx_str_t *id);
 
 
 #define ngx_http_mqttapi_member(ms, obj, key, value, quote)                   \
@@ -92,24 +91,6 @@ static ngx_str_t  ngx_http_mqttapi_problem_type =
     ngx_string("application/problem+json");
 static ngx_str_t  ngx_http_mqttapi_json_type =
     ngx_string("application/json;charset=utf-8");
-
-static ngx_int_t  ngx_http_mqttapi_request_id_index = NGX_ERROR;
-
-
-ngx_int_t
-ngx_http_mqttapi_render_init(ngx_conf_t *cf)
-{
-    static ngx_str_t  name = ngx_string("request_id");
-
-    ngx_http_mqttapi_request_id_index = ngx_http_get_variable_index(cf,
-                                                                    &name);
-    if (ngx_http_mqttapi_request_id_index == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
 
 ngx_int_t
 ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
@@ -800,24 +781,6 @@ ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r)
     {
         h->hash = 0;
     }
-}
-
-
-static ngx_int_t
-ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
-{
-    ngx_http_variable_value_t  *vv;
-
-    vv = ngx_http_get_indexed_variable(r, ngx_http_mqttapi_request_id_index);
-
-    if (vv == NULL || vv->not_found) {
-        return NGX_ERROR;
-    }
-
-    id->data = vv->data;
-    id->len = vv->len;
-
-    return NGX_OK;
 }
 
 

@@ -27,7 +27,5 @@ ngx_int_t ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,
     ngx_http_output_header_filter_pt send_header,
     ngx_http_output_body_filter_pt send_body);
 
-ngx_int_t ngx_http_mqttapi_render_init(ngx_conf_t *cf);
-
 
 #endif /* _NGX_HTTP_MQTTAPI_RENDER_H_INCLUDED_ */

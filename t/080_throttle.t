@@ -433,6 +433,27 @@ for my $code (sort keys %THROTTLE) {
     is(up_count($k), 1, "$code: the rejects never reached the upstream");
 }
 
+# every local answer has its own RequestId, the request's $request_id,
+# whichever of the two workers made it
+{
+    my $k = 'ids-long';
+    req('long', $k, code => 'SystemOverFlow');
+    my (%seen, $same, $n);
+    $same = 0;
+    for (1 .. 200) {
+        my $r = req('long', $k);
+        next unless ($r->{status} // 0) == 429;
+        $n++;
+        my $id = (json_decode($r->{body}) // {})->{RequestId} // '';
+        $seen{$id}++;
+        $same++ if $id eq (h($r, 'X-Req-Id') // '');
+    }
+    is($n, 200, 'RequestId: 200 local answers');
+    is(scalar(grep { /^[0-9a-f]{32}\z/ } keys %seen), 200,
+       'RequestId: 200 distinct ids of 32 hex digits');
+    is($same, 200, 'RequestId: each one is the request\'s $request_id');
+}
+
 for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
                  ApiNotSupport), '') {
     my $name = $code eq '' ? 'a 200' : $code;

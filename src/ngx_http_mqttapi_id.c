@@ -1,0 +1,125 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_id.h"
+
+#if (NGX_OPENSSL)
+#include <openssl/rand.h>
+#endif
+
+
+/*
+ * The RequestId of the errors the gateway writes is $request_id.  nginx
+ * makes that variable with RAND_bytes() per request, which costs more
+ * than the whole rest of a local reject.  So when the request has not
+ * evaluated $request_id yet, the module makes the 32 hex digits itself,
+ * from a per-worker generator seeded once from RAND_bytes(), and stores
+ * them as the variable's value: $request_id in a log format or a header
+ * then gives the same id, as it would have.  The ids are unique, not
+ * secret (nginx built without OpenSSL uses random() for them).
+ */
+
+
+static uint64_t   ngx_http_mqttapi_id_state;
+static ngx_int_t  ngx_http_mqttapi_id_index = NGX_ERROR;
+
+
+static uint64_t ngx_http_mqttapi_id_next(void);
+
+
+ngx_int_t
+ngx_http_mqttapi_id_init(ngx_conf_t *cf)
+{
+    static ngx_str_t  name = ngx_string("request_id");
+
+    ngx_http_mqttapi_id_index = ngx_http_get_variable_index(cf, &name);
+
+    if (ngx_http_mqttapi_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_id_init_process(ngx_cycle_t *cycle)
+{
+    uint64_t  seed;
+#if (NGX_OPENSSL)
+    uint64_t  rnd;
+#endif
+
+    seed = ((uint64_t) ngx_pid << 32) ^ (uint64_t) ngx_time()
+           ^ ((uint64_t) ngx_random() << 16) ^ (uint64_t) (uintptr_t) cycle;
+
+#if (NGX_OPENSSL)
+    if (RAND_bytes((u_char *) &rnd, sizeof(rnd)) == 1) {
+        seed ^= rnd;
+    }
+#endif
+
+    ngx_http_mqttapi_id_state = seed;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char                     *p;
+    uint64_t                    n[2];
+    ngx_http_variable_value_t  *vv;
+
+    vv = &r->variables[ngx_http_mqttapi_id_index];
+
+    if (!vv->valid && !vv->not_found) {
+
+        p = ngx_pnalloc(r->pool, 32);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        n[0] = ngx_http_mqttapi_id_next();
+        n[1] = ngx_http_mqttapi_id_next();
+
+        (void) ngx_hex_dump(p, (u_char *) n, sizeof(n));
+
+        vv->len = 32;
+        vv->valid = 1;
+        vv->no_cacheable = 0;
+        vv->not_found = 0;
+        vv->data = p;
+    }
+
+    vv = ngx_http_get_indexed_variable(r, ngx_http_mqttapi_id_index);
+
+    if (vv == NULL || vv->not_found) {
+        return NGX_ERROR;
+    }
+
+    id->data = vv->data;
+    id->len = vv->len;
+
+    return NGX_OK;
+}
+
+
+static uint64_t
+ngx_http_mqttapi_id_next(void)
+{
+    uint64_t  z;
+
+    /* splitmix64: a 2^64 period, every output of one worker distinct */
+
+    z = (ngx_http_mqttapi_id_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+
+    return z ^ (z >> 31);
+}
