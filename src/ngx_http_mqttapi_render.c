@@ -443,7 +443,8 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
         if (p) {
             retry.data = p;
-            retry.len = ngx_sprintf(p, "%i", err->retry_after) - p;
+            retry.len = ngx_http_mqttapi_write_number(p, err->retry_after)
+                        - p;
             ngx_http_mqttapi_member(ms, obj, "RetryAfter", &retry, 0);
         }
     }
@@ -543,7 +544,7 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     }
 
     v[1].data = p;
-    v[1].len = ngx_sprintf(p, "%ui", err->status) - p;
+    v[1].len = ngx_http_mqttapi_write_number(p, err->status) - p;
 
     ngx_http_mqttapi_member(ms, obj, "status", &v[1], 0);
 
@@ -759,9 +760,36 @@ ngx_http_mqttapi_push_number(ngx_http_request_t *r, ngx_str_t *key,
     }
 
     value.data = p;
-    value.len = ngx_sprintf(p, "%i", n) - p;
+    value.len = ngx_http_mqttapi_write_number(p, n) - p;
 
     return ngx_http_mqttapi_push_header(r, key, &value);
+}
+
+
+u_char *
+ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
+{
+    u_char      *d, digits[NGX_INT_T_LEN];
+    ngx_uint_t   u;
+
+    /* ngx_sprintf("%i") without the format parsing: a hot spot of rejects */
+
+    if (n < 0) {
+        *p++ = '-';
+        u = (ngx_uint_t) -n;
+
+    } else {
+        u = (ngx_uint_t) n;
+    }
+
+    d = digits + NGX_INT_T_LEN;
+
+    do {
+        *--d = (u_char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    return ngx_cpymem(p, d, digits + NGX_INT_T_LEN - d);
 }
 
 

@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
 static void ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone);
 static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf,
+    ngx_str_t *value);
 
 
 char *
@@ -58,6 +60,12 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ccv.complex_value = &zone->key;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->index = ngx_http_mqttapi_zone_key_variable(cf, &value[1]);
+
+    if (zone->index == NGX_ERROR) {
         return NGX_CONF_ERROR;
     }
 
@@ -298,13 +306,76 @@ ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+static ngx_int_t
+ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf, ngx_str_t *value)
+{
+    ngx_str_t   name;
+    ngx_uint_t  i;
+
+    /*
+     * a key that is one variable ($arg_AccessKeyId, ${binary_remote_addr})
+     * is read directly at run time, without the script engine and a copy;
+     * NGX_DECLINED: any other key
+     */
+
+    name = *value;
+
+    if (name.len < 2 || name.data[0] != '$') {
+        return NGX_DECLINED;
+    }
+
+    name.data++;
+    name.len--;
+
+    if (name.data[0] == '{') {
+        if (name.len < 3 || name.data[name.len - 1] != '}') {
+            return NGX_DECLINED;
+        }
+
+        name.data++;
+        name.len -= 2;
+    }
+
+    /* "$1" is a regex capture, not a variable */
+
+    if (ngx_http_script_variables_count(value) != 1
+        || (name.data[0] >= '0' && name.data[0] <= '9'))
+    {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < name.len; i++) {
+        if (!((name.data[i] >= 'a' && name.data[i] <= 'z')
+              || (name.data[i] >= 'A' && name.data[i] <= 'Z')
+              || (name.data[i] >= '0' && name.data[i] <= '9')
+              || name.data[i] == '_'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return ngx_http_get_variable_index(cf, &name);
+}
+
+
 ngx_int_t
 ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     const char *prefix, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash)
 {
-    ngx_str_t  value;
+    ngx_str_t                   value;
+    ngx_http_variable_value_t  *vv;
 
-    if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK) {
+    if (zone->index >= 0) {
+        vv = ngx_http_get_flushed_variable(r, zone->index);
+
+        if (vv == NULL) {
+            return NGX_ERROR;
+        }
+
+        value.data = vv->data;
+        value.len = vv->not_found ? 0 : vv->len;
+
+    } else if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
