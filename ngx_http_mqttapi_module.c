@@ -19,6 +19,7 @@
  *   ngx_http_mqttapi_ctx.c        the request context
  *   ngx_http_mqttapi_zone.c       the shared zone of rate limiting
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
+ *   ngx_http_mqttapi_answer.c     prepared local answers
  *   ngx_http_mqttapi_quota.c      proactive quotas
  */
 

@@ -108,6 +108,7 @@ ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
     ngx_table_elt_t  *h;
 
     static ngx_str_t  name = ngx_string("x-acs-action");
+    static ngx_str_t  arg = ngx_string("Action");
 
     h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL, 0);
 
@@ -119,7 +120,7 @@ ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
     }
 
     if (action->len == 0
-        && ngx_http_arg(r, (u_char *) "Action", 6, action) != NGX_OK)
+        && ngx_http_mqttapi_arg(r, &arg, action) != NGX_OK)
     {
         return NGX_DECLINED;
     }

@@ -57,3 +57,44 @@ ngx_http_mqttapi_header(ngx_list_t *headers, ngx_str_t *name,
 
     return NULL;
 }
+
+
+/*
+ * The value of the query argument "name", as ngx_http_arg() and $arg_name
+ * give it (the first "name=" at the start or after a '&', the name
+ * compared case-insensitively, the value as it stands), found one '&' at
+ * a time with memchr() instead of with ngx_strlcasestrn() over the whole
+ * query: the back-off key and the Action are looked up on every local
+ * answer.
+ */
+
+ngx_int_t
+ngx_http_mqttapi_arg(ngx_http_request_t *r, ngx_str_t *name, ngx_str_t *value)
+{
+    u_char  *p, *start, *last;
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    while (p < last) {
+        start = p;
+
+        p = memchr(p, '&', last - p);
+        if (p == NULL) {
+            p = last;
+        }
+
+        if ((size_t) (p - start) > name->len
+            && start[name->len] == '='
+            && ngx_strncasecmp(start, name->data, name->len) == 0)
+        {
+            value->data = start + name->len + 1;
+            value->len = p - value->data;
+            return NGX_OK;
+        }
+
+        p++;
+    }
+
+    return NGX_DECLINED;
+}

@@ -766,6 +766,23 @@ ngx_http_mqttapi_push_number(ngx_http_request_t *r, ngx_str_t *key,
 }
 
 
+/* whether a header is one of the delay headers the renderer writes */
+
+ngx_uint_t
+ngx_http_mqttapi_delay_header(ngx_table_elt_t *h)
+{
+    if (h->key.data == ngx_http_mqttapi_h_retry_after.data) {
+        return NGX_HTTP_MQTTAPI_DELAY_SECONDS;
+    }
+
+    if (h->key.data == ngx_http_mqttapi_h_acs_retry_after.data) {
+        return NGX_HTTP_MQTTAPI_DELAY_MSEC;
+    }
+
+    return NGX_HTTP_MQTTAPI_DELAY_NONE;
+}
+
+
 u_char *
 ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 {

@@ -23,6 +23,11 @@ ngx_int_t ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
 ngx_int_t ngx_http_mqttapi_set_body_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, size_t len, ngx_uint_t json);
 
+#define NGX_HTTP_MQTTAPI_DELAY_NONE     0
+#define NGX_HTTP_MQTTAPI_DELAY_SECONDS  1
+#define NGX_HTTP_MQTTAPI_DELAY_MSEC     2
+
+ngx_uint_t ngx_http_mqttapi_delay_header(ngx_table_elt_t *h);
 u_char *ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n);
 
 ngx_int_t ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_answer.h"
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
@@ -363,8 +364,10 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
 {
     ngx_int_t                     rc;
     ngx_str_t                     body;
+    ngx_uint_t                    first;
     ngx_table_elt_t              *h;
     ngx_http_mqttapi_error_t     *err;
+    ngx_http_mqttapi_answer_t    *a;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
@@ -376,6 +379,26 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     }
 
     err = &ctx->error;
+
+    r->headers_out.status = lcf->throttle_status;
+
+    a = ngx_http_mqttapi_answer_get(r, lcf, code);
+
+    if (a && ngx_http_mqttapi_answer_ready(a)) {
+
+        /* the same answer as the last one but for the id and the delay */
+
+        err->retry_after = (left + 999) / 1000;
+        err->retry_after_ms = left;
+
+        if (ngx_http_mqttapi_answer_make(r, a, err, &body) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        goto send;
+    }
+
+    first = ngx_http_mqttapi_answer_headers(r);
 
     if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, err, code, NULL)
         != NGX_OK)
@@ -391,13 +414,7 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     err->retry_after_ms = left;
     err->status = lcf->throttle_status;
 
-    r->headers_out.status = lcf->throttle_status;
-
-    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_mqttapi_set_body_headers(r, lcf, body.len, 0) != NGX_OK
+    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body) != NGX_OK
         || ngx_http_mqttapi_render_headers(r, lcf, err) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -415,6 +432,16 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
+
+    if (a) {
+        ngx_http_mqttapi_answer_keep(r, lcf, a, err, &body, first);
+    }
+
+send:
+
+    if (ngx_http_mqttapi_set_body_headers(r, lcf, body.len, 0) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
     ctx->annotated = 1;

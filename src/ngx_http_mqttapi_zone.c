@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_zone.h"
 
 #include <ngx_md5.h>
@@ -30,7 +31,7 @@ static void ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone);
 static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf,
-    ngx_str_t *value);
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t *value);
 
 
 char *
@@ -63,7 +64,7 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    zone->index = ngx_http_mqttapi_zone_key_variable(cf, &value[1]);
+    zone->index = ngx_http_mqttapi_zone_key_variable(cf, zone, &value[1]);
 
     if (zone->index == NGX_ERROR) {
         return NGX_CONF_ERROR;
@@ -307,14 +308,16 @@ ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
 
 static ngx_int_t
-ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf, ngx_str_t *value)
+ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf,
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t *value)
 {
     ngx_str_t   name;
     ngx_uint_t  i;
 
     /*
      * a key that is one variable ($arg_AccessKeyId, ${binary_remote_addr})
-     * is read directly at run time, without the script engine and a copy;
+     * is read directly at run time, without the script engine and a copy,
+     * and a query argument without the variable either ("arg");
      * NGX_DECLINED: any other key
      */
 
@@ -354,6 +357,13 @@ ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf, ngx_str_t *value)
         }
     }
 
+    if (name.len > sizeof("arg_") - 1
+        && ngx_strncmp(name.data, "arg_", sizeof("arg_") - 1) == 0)
+    {
+        zone->arg.data = name.data + sizeof("arg_") - 1;
+        zone->arg.len = name.len - (sizeof("arg_") - 1);
+    }
+
     return ngx_http_get_variable_index(cf, &name);
 }
 
@@ -365,7 +375,12 @@ ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_str_t                   value;
     ngx_http_variable_value_t  *vv;
 
-    if (zone->index >= 0) {
+    if (zone->arg.len) {
+        if (ngx_http_mqttapi_arg(r, &zone->arg, &value) != NGX_OK) {
+            value.len = 0;
+        }
+
+    } else if (zone->index >= 0) {
         vv = ngx_http_get_flushed_variable(r, zone->index);
 
         if (vv == NULL) {
@@ -436,7 +451,10 @@ ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
     }
 
     key->len = p - key->data;
-    *hash = ngx_crc32_short(key->data, key->len);
+
+    /* the same CRC32 as ngx_crc32_short(), with fewer instructions */
+
+    *hash = ngx_crc32_long(key->data, key->len);
 
     return NGX_OK;
 }

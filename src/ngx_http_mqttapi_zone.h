@@ -91,6 +91,7 @@ struct ngx_http_mqttapi_zone_s {
     ngx_slab_pool_t             *shpool;
     ngx_http_complex_value_t     key;
     ngx_int_t                    index;       /* the key is one variable */
+    ngx_str_t                    arg;         /* ... $arg_<arg> */
     ngx_msec_t                   backoff;
     ngx_msec_t                   max_backoff;
     ngx_shm_zone_t              *shm_zone;

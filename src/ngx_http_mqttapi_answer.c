@@ -1,0 +1,491 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_answer.h"
+#include "ngx_http_mqttapi_error.h"
+#include "ngx_http_mqttapi_id.h"
+#include "ngx_http_mqttapi_lang.h"
+#include "ngx_http_mqttapi_render.h"
+
+
+/*
+ * Prepared local answers.  While a key is backed off, every one of its
+ * requests gets the same answer but for the RequestId and the delay left:
+ * the first local answer of a location for a code, an action and a
+ * language is resolved and rendered as usual, then kept, per worker, as
+ * body parts and headers with holes for those values; the next ones are
+ * copied from it.  Kept answers live as long as the configuration (the
+ * cycle pool) and are never replaced, so that a request still being sent
+ * never sees its answer change; past NGX_HTTP_MQTTAPI_ANSWERS per location,
+ * or when mqttapi_host_id has variables, answers are rendered each time.
+ */
+
+
+#define NGX_HTTP_MQTTAPI_ANSWERS   16
+#define NGX_HTTP_MQTTAPI_PARTS     4
+
+/* what stands in a hole: a delay of ngx_http_mqttapi_delay_header(), or */
+
+#define NGX_HTTP_MQTTAPI_HOLE_NONE     NGX_HTTP_MQTTAPI_DELAY_NONE
+#define NGX_HTTP_MQTTAPI_HOLE_SECONDS  NGX_HTTP_MQTTAPI_DELAY_SECONDS
+#define NGX_HTTP_MQTTAPI_HOLE_MSEC     NGX_HTTP_MQTTAPI_DELAY_MSEC
+#define NGX_HTTP_MQTTAPI_HOLE_ID       3
+
+
+typedef struct {
+    ngx_str_t                          text;
+    ngx_uint_t                         hole;      /* after the text */
+} ngx_http_mqttapi_part_t;
+
+
+typedef struct {
+    ngx_str_t                          key;
+    ngx_str_t                          value;
+    ngx_uint_t                         hole;      /* instead of the value */
+} ngx_http_mqttapi_answer_header_t;
+
+
+struct ngx_http_mqttapi_answer_s {
+    ngx_str_t                          code;
+    ngx_str_t                          action;
+    ngx_uint_t                         lang;
+
+    ngx_http_mqttapi_error_t           error;
+
+    ngx_uint_t                         nparts;
+    ngx_http_mqttapi_part_t            parts[NGX_HTTP_MQTTAPI_PARTS];
+
+    ngx_uint_t                         nheaders;
+    ngx_http_mqttapi_answer_header_t  *headers;
+};
+
+
+typedef struct {
+    ngx_uint_t                         n;
+    ngx_http_mqttapi_answer_t          a[NGX_HTTP_MQTTAPI_ANSWERS];
+} ngx_http_mqttapi_answers_t;
+
+
+static ngx_int_t ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a,
+    ngx_str_t *body, ngx_str_t *id, ngx_http_mqttapi_error_t *err);
+static u_char *ngx_http_mqttapi_answer_find(u_char *p, u_char *last,
+    u_char *s, size_t len);
+static ngx_int_t ngx_http_mqttapi_answer_copy(ngx_str_t *dst, ngx_str_t *src);
+
+
+static ngx_str_t  ngx_http_mqttapi_answer_retry_member =
+    ngx_string(",\"RetryAfter\":");
+
+
+/*
+ * The kept answer for this request, the free place to keep one (not
+ * ready yet), or NULL: the answer must be rendered and cannot be kept.
+ */
+
+ngx_http_mqttapi_answer_t *
+ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code)
+{
+    ngx_str_t                    action;
+    ngx_uint_t                   i, lang;
+    ngx_http_mqttapi_answer_t   *a;
+    ngx_http_mqttapi_answers_t  *as;
+
+    if (lcf->host_id && lcf->host_id->lengths) {
+        /* the HostId may differ from request to request */
+        return NULL;
+    }
+
+    if (ngx_http_mqttapi_action(r, &action) != NGX_OK) {
+        ngx_str_null(&action);
+    }
+
+    lang = ngx_http_mqttapi_negotiate_lang(r, lcf->catalog);
+
+    as = lcf->answers;
+
+    if (as == NULL) {
+        as = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_mqttapi_answers_t));
+        if (as == NULL) {
+            return NULL;
+        }
+
+        lcf->answers = as;
+    }
+
+    for (i = 0; i < as->n; i++) {
+        a = &as->a[i];
+
+        if (a->lang == lang
+            && a->code.len == code->len
+            && a->action.len == action.len
+            && ngx_memcmp(a->code.data, code->data, code->len) == 0
+            && ngx_memcmp(a->action.data, action.data, action.len) == 0)
+        {
+            return a;
+        }
+    }
+
+    if (as->n == NGX_HTTP_MQTTAPI_ANSWERS) {
+        return NULL;
+    }
+
+    /* the next free place; it counts once ngx_http_mqttapi_answer_keep() */
+
+    a = &as->a[as->n];
+
+    a->code = *code;
+    a->action = action;
+    a->lang = lang;
+    a->headers = NULL;
+
+    return a;
+}
+
+
+ngx_uint_t
+ngx_http_mqttapi_answer_ready(ngx_http_mqttapi_answer_t *a)
+{
+    return a->headers != NULL;
+}
+
+
+/* how many response headers there are: the answer's come after them */
+
+ngx_uint_t
+ngx_http_mqttapi_answer_headers(ngx_http_request_t *r)
+{
+    ngx_uint_t        n;
+    ngx_list_part_t  *part;
+
+    n = 0;
+
+    for (part = &r->headers_out.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    return n;
+}
+
+
+void
+ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_answer_t *a,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_uint_t first)
+{
+    ngx_str_t                          id;
+    ngx_uint_t                         i, n;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h;
+    ngx_http_mqttapi_answers_t        *as;
+    ngx_http_mqttapi_answer_header_t  *ah;
+
+    as = lcf->answers;
+
+    if (a != &as->a[as->n]
+        || ngx_http_mqttapi_request_id(r, &id) != NGX_OK
+        || id.len == 0)
+    {
+        return;
+    }
+
+    if (ngx_http_mqttapi_answer_split(a, body, &id, err) != NGX_OK) {
+        return;
+    }
+
+    a->error = *err;
+
+    if (ngx_http_mqttapi_answer_copy(&a->code, &a->code) != NGX_OK
+        || ngx_http_mqttapi_answer_copy(&a->action, &a->action) != NGX_OK
+        || ngx_http_mqttapi_answer_copy(&a->error.code, &err->code)
+           != NGX_OK
+        || ngx_http_mqttapi_answer_copy(&a->error.param, &err->param)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    n = ngx_http_mqttapi_answer_headers(r) - first;
+
+    ah = ngx_palloc(ngx_cycle->pool,
+                    (n ? n : 1) * sizeof(ngx_http_mqttapi_answer_header_t));
+    if (ah == NULL) {
+        return;
+    }
+
+    a->nheaders = 0;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (first) {
+            first--;
+            continue;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        ah[a->nheaders].hole = ngx_http_mqttapi_delay_header(&h[i]);
+
+        if (ngx_http_mqttapi_answer_copy(&ah[a->nheaders].key, &h[i].key)
+            != NGX_OK
+            || ngx_http_mqttapi_answer_copy(&ah[a->nheaders].value,
+                                            &h[i].value)
+               != NGX_OK)
+        {
+            return;
+        }
+
+        a->nheaders++;
+    }
+
+    /* ready */
+
+    a->headers = ah;
+    as->n++;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
+    ngx_http_mqttapi_answer_t *a, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *body)
+{
+    u_char                            *p;
+    size_t                             len;
+    ngx_int_t                          retry_after;
+    ngx_str_t                          id, seconds;
+    ngx_uint_t                         i;
+    ngx_msec_t                         retry_after_ms;
+    ngx_table_elt_t                   *h;
+    ngx_http_mqttapi_part_t           *part;
+    ngx_http_mqttapi_answer_header_t  *ah;
+
+    /* the kept error, with this request's delay */
+
+    retry_after = err->retry_after;
+    retry_after_ms = err->retry_after_ms;
+
+    *err = a->error;
+
+    err->retry_after = retry_after;
+    err->retry_after_ms = retry_after_ms;
+
+    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the seconds, written once for the body and Retry-After */
+
+    len = NGX_INT_T_LEN;
+
+    for (i = 0; i < a->nparts; i++) {
+        len += a->parts[i].text.len + ngx_max(id.len, NGX_INT_T_LEN);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    seconds.data = p;
+    seconds.len = ngx_http_mqttapi_write_number(p, err->retry_after) - p;
+
+    p += seconds.len;
+
+    body->data = p;
+
+    for (i = 0; i < a->nparts; i++) {
+        part = &a->parts[i];
+
+        p = ngx_cpymem(p, part->text.data, part->text.len);
+
+        if (part->hole == NGX_HTTP_MQTTAPI_HOLE_ID) {
+            p = ngx_cpymem(p, id.data, id.len);
+
+        } else if (part->hole == NGX_HTTP_MQTTAPI_HOLE_SECONDS) {
+            p = ngx_cpymem(p, seconds.data, seconds.len);
+        }
+    }
+
+    body->len = p - body->data;
+
+    ah = a->headers;
+
+    for (i = 0; i < a->nheaders; i++) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = ah[i].key;
+        h->lowcase_key = NULL;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+
+        switch (ah[i].hole) {
+
+        case NGX_HTTP_MQTTAPI_HOLE_SECONDS:
+            h->value = seconds;
+            break;
+
+        case NGX_HTTP_MQTTAPI_HOLE_MSEC:
+            p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            h->value.data = p;
+            h->value.len = ngx_http_mqttapi_write_number(p,
+                               (ngx_int_t) err->retry_after_ms)
+                           - p;
+            break;
+
+        default: /* NGX_HTTP_MQTTAPI_HOLE_NONE */
+            h->value = ah[i].value;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The body as parts: text, then the RequestId (every place it stands) or
+ * the RetryAfter value.  A quote inside a JSON string is escaped, so
+ * ',"RetryAfter":' stands only before the member's value.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a, ngx_str_t *body,
+    ngx_str_t *id, ngx_http_mqttapi_error_t *err)
+{
+    u_char     *p, *last, *at, *retry, *q, digits[NGX_INT_T_LEN];
+    size_t      len;
+    ngx_str_t   text, *m;
+
+    m = &ngx_http_mqttapi_answer_retry_member;
+    len = 0;
+
+    p = body->data;
+    last = body->data + body->len;
+
+    retry = ngx_http_mqttapi_answer_find(p, last, m->data, m->len);
+
+    if (retry) {
+        retry += m->len;
+
+        len = ngx_http_mqttapi_write_number(digits, err->retry_after) - digits;
+
+        if ((size_t) (last - retry) < len
+            || ngx_memcmp(retry, digits, len) != 0
+            || (retry + len < last && retry[len] >= '0' && retry[len] <= '9'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    a->nparts = 0;
+
+    for ( ;; ) {
+
+        if (a->nparts == NGX_HTTP_MQTTAPI_PARTS) {
+            return NGX_DECLINED;
+        }
+
+        at = ngx_http_mqttapi_answer_find(p, last, id->data, id->len);
+
+        if (retry && retry >= p && (at == NULL || retry < at)) {
+            q = retry;
+            a->parts[a->nparts].hole = NGX_HTTP_MQTTAPI_HOLE_SECONDS;
+
+        } else if (at) {
+            q = at;
+            a->parts[a->nparts].hole = NGX_HTTP_MQTTAPI_HOLE_ID;
+
+        } else {
+            q = last;
+            a->parts[a->nparts].hole = NGX_HTTP_MQTTAPI_HOLE_NONE;
+        }
+
+        text.data = p;
+        text.len = q - p;
+
+        if (ngx_http_mqttapi_answer_copy(&a->parts[a->nparts].text, &text)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        switch (a->parts[a->nparts++].hole) {
+
+        case NGX_HTTP_MQTTAPI_HOLE_SECONDS:
+            p = q + len;
+            break;
+
+        case NGX_HTTP_MQTTAPI_HOLE_ID:
+            p = q + id->len;
+            break;
+
+        default: /* NGX_HTTP_MQTTAPI_HOLE_NONE */
+            return NGX_OK;
+        }
+    }
+}
+
+
+static u_char *
+ngx_http_mqttapi_answer_find(u_char *p, u_char *last, u_char *s, size_t len)
+{
+    for ( /* void */ ; p + len <= last; p++) {
+        if (*p == *s && ngx_memcmp(p, s, len) == 0) {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_answer_copy(ngx_str_t *dst, ngx_str_t *src)
+{
+    u_char  *p;
+
+    if (src->len == 0) {
+        ngx_str_null(dst);
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(ngx_cycle->pool, src->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, src->data, src->len);
+
+    dst->data = p;
+    dst->len = src->len;
+
+    return NGX_OK;
+}

@@ -1,0 +1,29 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_ANSWER_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_ANSWER_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+
+
+typedef struct ngx_http_mqttapi_answer_s  ngx_http_mqttapi_answer_t;
+
+
+ngx_http_mqttapi_answer_t *ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code);
+ngx_uint_t ngx_http_mqttapi_answer_ready(ngx_http_mqttapi_answer_t *a);
+ngx_uint_t ngx_http_mqttapi_answer_headers(ngx_http_request_t *r);
+void ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_answer_t *a,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_uint_t first);
+ngx_int_t ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
+    ngx_http_mqttapi_answer_t *a, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *body);
+
+
+#endif /* _NGX_HTTP_MQTTAPI_ANSWER_H_INCLUDED_ */
