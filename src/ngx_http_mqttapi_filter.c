@@ -23,6 +23,10 @@
  */
 
 
+/* a 64-bit word with every byte set to b */
+#define NGX_HTTP_MQTTAPI_BYTES(b)  ((uint64_t) (b) * 0x0101010101010101ULL)
+
+
 static ngx_int_t ngx_http_mqttapi_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -783,6 +787,8 @@ static u_char *
 ngx_http_mqttapi_json_fast_string(u_char *p, u_char *last,
     ngx_uint_t *escaped)
 {
+    uint64_t  w, q, b;
+
     /* 1: a character that stands for itself in a JSON string, in ASCII */
 
     static const u_char  plain[256] = {
@@ -800,6 +806,35 @@ ngx_http_mqttapi_json_fast_string(u_char *p, u_char *last,
     *escaped = 0;
 
     while (p < last) {
+
+        /*
+         * eight bytes at a time while none of them is a '"', a '\\', a
+         * control or non-ASCII: "has a byte equal to (less than) n" as in
+         * the bit twiddling hacks (a zero byte of w ^ n, of w - n)
+         */
+
+        while (last - p >= 8) {
+            ngx_memcpy(&w, p, 8);
+
+            q = w ^ NGX_HTTP_MQTTAPI_BYTES('"');
+            b = w ^ NGX_HTTP_MQTTAPI_BYTES('\\');
+
+            w = (((q - NGX_HTTP_MQTTAPI_BYTES(1)) & ~q)
+                 | ((b - NGX_HTTP_MQTTAPI_BYTES(1)) & ~b)
+                 | ((w - NGX_HTTP_MQTTAPI_BYTES(0x20)) & ~w)
+                 | w)
+                & NGX_HTTP_MQTTAPI_BYTES(0x80);
+
+            if (w) {
+#if (NGX_HAVE_LITTLE_ENDIAN && defined __GNUC__)
+                /* the lowest flag is exact: go straight to that byte */
+                p += __builtin_ctzll(w) / 8;
+#endif
+                break;
+            }
+
+            p += 8;
+        }
 
         while (p < last && plain[*p]) {
             p++;
