@@ -402,6 +402,7 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
 {
     u_char                   *p;
     ngx_str_t                *cause, *solution, retry, *buf;
+    ngx_table_elt_t          *h;
     ngx_http_mqttapi_lang_t  *lang;
     ngx_http_mqttapi_text_t  *t, *dt;
 
@@ -470,6 +471,19 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
 
         } else {
             lang = &lang[lcf->catalog->default_lang];
+        }
+
+        /* one Content-Language: the upstream's said less of this body */
+
+        for (h = ngx_http_mqttapi_header(&r->headers_out.headers,
+                                         &ngx_http_mqttapi_h_content_language,
+                                         NULL, 0);
+             h;
+             h = ngx_http_mqttapi_header(&r->headers_out.headers,
+                                         &ngx_http_mqttapi_h_content_language,
+                                         h, 0))
+        {
+            h->hash = 0;
         }
 
         (void) ngx_http_mqttapi_push_header(r,
