@@ -6,8 +6,8 @@
 #   * errors nginx makes itself for the location: upstream stopped
 #     (connection refused), reset before answering, hanging
 #     (proxy_read_timeout 1s -> 504), closing mid-body (Content-Length 500,
-#     20 bytes, close; chunked likewise; with and without proxy_buffering),
-#     stalling mid-body, a too big upstream header, a request body over
+#     20 bytes, close; chunked likewise; with and without proxy_buffering:
+#     502), stalling mid-body likewise (504), a too big upstream header, a request body over
 #     client_max_body_size (413), an internal failure (500);
 #   * non-JSON upstream errors: HTML pages, plain text, empty bodies (with
 #     and without a JSON Content-Type), whitespace;
@@ -118,6 +118,10 @@ my %MOCK = (
     stallbody => [[send => "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                            . "Content-Length: 500\r\nConnection: close\r\n\r\n"
                            . substr($JSON400, 0, 20)],
+                  [hang => 1]],
+    stallch   => [[send => "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                           . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                           . chunk(substr($JSON400, 0, 20))],
                   [hang => 1]],
     hang      => [[hang => 1]],
     reset     => [[close => 1]],
@@ -401,16 +405,25 @@ sub check_envelope {
         }
     }
 
-    # stalling mid-body: also a gateway error, never the partial body
-    $r = get($GW, '/m/stallbody');
-    ok(!$r->{error}, 'stalling mid-body: complete response') or diag $r->{error};
-    like($r->{status}, qr/^50[24]\z/, 'stalling mid-body: 502 or 504');
-    my $sd = json_decode($r->{body});
-    ok($sd && ($sd->{Code} // '') =~ /^GatewayUpstream(Unavailable|Timeout)\z/,
-       'stalling mid-body: envelope with GatewayUpstreamUnavailable/Timeout')
-        or diag $r->{body};
-    is($sd && $sd->{Code} && $entry{$sd->{Code}}{status}, $r->{status},
-       'stalling mid-body: status is the code\'s');
+    # stalling mid-body (proxy_read_timeout 1s): the read timed out, 504
+    # GatewayUpstreamTimeout, never the partial body; the event pipe
+    # finalizes it with 502 like a reset, without buffering it is 504
+    for my $loc (qw(m nb)) {
+        for my $name (qw(stallbody stallch)) {
+            my $w = "stalling mid-body ($name, "
+                  . ($loc eq 'nb' ? 'proxy_buffering off' : 'buffered') . ')';
+            my $t1 = Time::HiRes::time();
+            $r = get($GW, "/$loc/$name");
+            check_envelope($r, $w, code => 'GatewayUpstreamTimeout', status => 504);
+            unlike($r->{body}, qr/5A4F2C1E/, "$w: none of the partial body");
+            is(lc(h($r, 'Connection') // ''), 'close', "$w: connection closed");
+            cmp_ok(Time::HiRes::time() - $t1, '<', 4, "$w: answered after the timeout");
+        }
+    }
+    like($ng->error_log, qr/upstream timed out .* while reading upstream/,
+         'error log: the read timed out mid-body');
+    like($ng->error_log, qr/upstream prematurely closed connection/,
+         'error log: the upstream closed mid-body');
 
     # a too big upstream header: nginx's 502
     $r = get($GW, '/small/bighead');
