@@ -149,7 +149,9 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
     /*
      * err_status is set when nginx itself made the response, and also
      * when error_page intercepted the upstream's error: then it is the
-     * upstream's status, and the error is still the upstream's
+     * upstream's status, and the error is still the upstream's.  Without
+     * r->upstream nginx made it before any upstream was used (it stays
+     * set across error_page redirects).
      */
 
     u = r->upstream;
@@ -160,8 +162,12 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
         ctx->origin = NGX_HTTP_MQTTAPI_GW_UPSTREAM;
         ctx->error.upstream_status = u->headers_in.status_n;
 
-    } else {
+    } else if (u) {
         ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
+
+    } else {
+        /* limit_req, deny, return...: the upstream was never involved */
+        ctx->origin = NGX_HTTP_MQTTAPI_GW_LOCAL;
     }
 
     /*

@@ -9,7 +9,8 @@
 #   * overriding every field of built-in codes (text, message, categories,
 #     mapped_status, retryable, retry_after, throttle), adding codes,
 #     regexes (first capture, no capture, precedence over the built-in
-#     pattern, an exact code before any pattern), another language (de);
+#     pattern, an exact code before any pattern), another language (de),
+#     "local" gateway codes and their order against the built-in "nginx" ones;
 #   * levels: http, server, location, repeated on one level (the later file
 #     wins), inheritance into locations without their own; a location
 #     without user catalogs sees the built-in one only;
@@ -23,7 +24,8 @@
 #     language, non-ASCII or multi-line English text, duplicate keys,
 #     missing file, bad code, two %s, throttle without retryable, bad
 #     language alias, undeclared default_language, gateway code not in the
-#     catalog; at http and server level, and in the second file of two;
+#     catalog, unknown gateway origin; at http and server level, and in the
+#     second file of two;
 #   * reload: a changed catalog is applied, a broken one is refused and the
 #     old one keeps serving.
 
@@ -71,6 +73,7 @@ sub write_catalog {
 
 my $OVERRIDE = write_catalog('override.json', {
     languages => { de => ['de', 'de-DE', 'de-AT', 'de-CH'], 'pt-BR' => ['pt'] },
+    gateway => { local => { '4xx' => 'Custom.Code' } },
     errors => [
         { code => 'InstanceNotFound', mapped_status => 410, retryable => JSON::PP::true,
           retry_after => 7, message => 'No such instance (override).',
@@ -188,6 +191,14 @@ my $ng = start_nginx(http => <<"EOF");
             proxy_pass http://127.0.0.1:$DEAD;
         }
         location /dead/ { proxy_pass http://127.0.0.1:$DEAD; }
+        location /ovret404/ { mqttapi_catalog $OVERRIDE; return 404; }
+        location /ovret405/ { mqttapi_catalog $OVERRIDE; return 405; }
+        location /ovdead405/ {
+            mqttapi_catalog $OVERRIDE;
+            proxy_pass http://127.0.0.1:$DEAD;
+            error_page 502 = \@ret405;
+        }
+        location \@ret405 { mqttapi_catalog $OVERRIDE; return 405; }
         location /exhang/ {
             mqttapi_catalog $EXAMPLE;
             proxy_read_timeout 1s;
@@ -446,6 +457,19 @@ EOF
     is(h($r, 'X-MQTTAPI-Error-Cause'), 'Gateway cause (override).', 'gateway code override: cause');
     is(json_decode($r->{body})->{Description}, 'Upstream nicht erreichbar.',
        'gateway code override: de description');
+    # "local" gateway codes: the local status, the nginx status, the local
+    # class, the nginx class; not for errors made after the upstream was used
+    $r = get($GW, '/ovret405/x');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'Custom.Code', 'user "local" 4xx: a local 405');
+    is($r->{status}, 405, 'user "local" 4xx: status kept');
+    is(h($r, 'X-MQTTAPI-Error-Category'), 'gateway', 'user "local" 4xx: category gateway');
+    $r = get($GW, '/ovret404/x');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayNotFound',
+       'user "local" 4xx: the built-in "nginx" 404 comes before a "local" class');
+    $r = get($GW, '/ovdead405/x');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayBadRequest',
+       'user "local" 4xx: not after the upstream was used');
+
     $r = get($GW, '/dead/x', 'Accept-Language' => 'de');
     is($r->{status}, 502, 'gateway code elsewhere: built-in status');
     is(h($r, 'X-MQTTAPI-Error-Cause'), $entry{GatewayUpstreamUnavailable}{text}{en}{cause},
@@ -579,6 +603,8 @@ my @broken = (
      undef, qr/"fr".*not one of the "languages"/],
     ['gateway code not in the catalog', '{"gateway":{"nginx":{"502":"NoSuchCode"}}}',
      undef, qr/"NoSuchCode".*not in the catalog/],
+    ['unknown gateway origin', '{"gateway":{"proxy":{"502":"GatewayUpstreamError"}}}',
+     undef, qr/unknown origin "proxy", expected "nginx", "local" or "upstream"/],
     ['not an object', '["errors"]', undef, qr/not an object/],
     ['missing file', undef, undef, qr/No such file|stat\(\)|open/],
 );
