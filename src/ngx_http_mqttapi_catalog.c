@@ -1438,6 +1438,11 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
             return NULL;
         }
 
+        /*
+         * the parameter: group 1 only, when it took part in the match
+         * (rc is one more than the highest group set, an unset one is -1)
+         */
+
         if (rc > 1 && captures[2] >= 0) {
             param->data = code->data + captures[2];
             param->len = captures[3] - captures[2];

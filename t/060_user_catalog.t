@@ -8,7 +8,8 @@
 #     added codes;
 #   * overriding every field of built-in codes (text, message, categories,
 #     mapped_status, retryable, retry_after, throttle), adding codes,
-#     regexes (first capture, no capture, precedence over the built-in
+#     regexes (first capture, no capture, an optional first capture that
+#     takes no part, alternatives, precedence over the built-in
 #     pattern, an exact code before any pattern), another language (de),
 #     "local" gateway codes and their order against the built-in "nginx" ones;
 #   * levels: http, server, location, repeated on one level (the later file
@@ -101,6 +102,14 @@ my $OVERRIDE = write_catalog('override.json', {
                             solution => 'Wait for the %s quota to refill.' } } },
         { regex => '^NoCapture\.[A-Z]+$', status => 400, message => 'No capture.',
           text => { en => { cause => 'Matched without a capture.' } } },
+        { regex => '^Opt(x)?Y$', status => 400, message => 'An optional capture.',
+          text => { en => { cause => 'Variant [%s] is invalid.',
+                            solution => 'Use a variant other than [%s].' },
+                    de => { description => 'Variante [%s] ungültig.' } } },
+        { regex => '^Alt\.(?:N(\d+)|S([a-z]+))$', status => 400, message => 'Alternatives.',
+          text => { en => { cause => 'Alternative [%s].' } } },
+        { code => 'Exact.WithPercent', status => 400, message => 'No capture at all.',
+          text => { en => { cause => 'Nothing [%s] to fill.' } } },
         { regex => '^InvalidParameter\.Group(\w+)$', status => 400,
           message => 'A group parameter is invalid.',
           text => { en => { cause => 'Group parameter %s is invalid.' } } },
@@ -436,6 +445,43 @@ EOF
     ok(!defined h($r, 'X-MQTTAPI-Invalid-Parameter'), 'regex without capture: no parameter');
     ok(!exists $r->{json}{InvalidParameter}, 'regex without capture: no member');
     ok(!defined h($r, 'X-Param'), 'regex without capture: $mqttapi_error_parameter empty');
+
+    # the first capture only, when it took part in the match; a "%s" with
+    # nothing to fill stands for nothing, never a literal "%s"
+    $r = req('ov', 'OptxY', lang => 'de');
+    is(h($r, 'X-MQTTAPI-Invalid-Parameter'), 'x', 'optional capture taking part: exposed');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Variant [x] is invalid.', 'optional capture: cause');
+    is($r->{json}{Description}, 'Variante [x] ungültig.', 'optional capture: description');
+
+    for my $loc ('ov', 'ovp') {
+        $r = req($loc, 'OptY', lang => 'de');
+        my $w = "optional capture taking no part (/$loc/)";
+        is(h($r, 'X-MQTTAPI-Error-Code'), 'OptY', "$w: the regex matched");
+        is(h($r, 'X-MQTTAPI-Error-Cause'), 'Variant [] is invalid.', "$w: cause header");
+        is(h($r, 'X-MQTTAPI-Error-Solution'), 'Use a variant other than [].',
+           "$w: solution header");
+        ok(!defined h($r, 'X-MQTTAPI-Invalid-Parameter'), "$w: no parameter header");
+        ok(!defined h($r, 'X-Param'), "$w: \$mqttapi_error_parameter empty");
+        ok(!exists $r->{json}{InvalidParameter}, "$w: no InvalidParameter member");
+        is($r->{json}{Cause}, 'Variant [] is invalid.', "$w: Cause member");
+        is($r->{json}{Description}, 'Variante [] ungültig.', "$w: Description member");
+        is($r->{json}{detail}, $loc eq 'ovp' ? 'Variant [] is invalid.' : undef,
+           "$w: problem detail");
+        unlike($r->{body}, qr/%s/, "$w: no %s in the body");
+        ok(!grep({ $_->[1] =~ /%s/ } @{ $r->{headers} }), "$w: no %s in a header");
+    }
+
+    $r = req('ov', 'Alt.N12');
+    is(h($r, 'X-MQTTAPI-Invalid-Parameter'), '12', 'alternatives: the first capture');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Alternative [12].', 'alternatives: first capture text');
+    $r = req('ov', 'Alt.Sabc');
+    ok(!defined h($r, 'X-MQTTAPI-Invalid-Parameter'),
+       'alternatives: the second capture is never exposed');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Alternative [].', 'alternatives: nothing for %s');
+
+    $r = req('ov', 'Exact.WithPercent');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Nothing [] to fill.', 'an exact code: %s is dropped');
+    is($r->{json}{Cause}, 'Nothing [] to fill.', 'an exact code: %s is dropped (body)');
 
     $r = req('ov', 'InvalidParameter.GroupId');
     is(h($r, 'X-MQTTAPI-Error-Cause'), 'Group parameter Id is invalid.',
