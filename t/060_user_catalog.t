@@ -17,8 +17,8 @@
 #     without user catalogs sees the built-in one only;
 #   * Accept-Language: zh-TW, zh-HK, zh-MO, zh-Hant, zh-Hant-TW (prefix
 #     fallback), case, zh-CN / zh (not Traditional), q-values, ties, q=0,
-#     "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, with
-#     Content-Language and Vary;
+#     "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, malformed
+#     weights (the range is ignored), with Content-Language and Vary;
 #   * broken catalogs fail `nginx -t` naming mqttapi_catalog, the file, the
 #     entry and the problem: bad JSON (line and column), unknown keys, bad
 #     status and mapped_status, invalid regex, text for an undeclared
@@ -581,6 +581,24 @@ my @langs = (
     ['inh', 'zh-HK;q=0.5, en;q=0', 'zh-Hant'],
     ['inh', '*;q=0.9, zh-TW', 'zh-Hant'],
     ['inh', 'en;q=0, zh-HK;q=0', 'en'],
+    # a malformed weight: the range is ignored, it neither chooses nor
+    # excludes (before: q=abc counted as q=0, q=1.5 and q= as q=1)
+    ['inh', 'fr;q=abc', 'en'],
+    ['inh', 'zh-TW, zh-TW;q=abc', 'zh-Hant'],
+    ['inh', 'zh-TW;q=abc, en;q=0', 'zh-Hant'],
+    ['inh', 'zh-TW;q=0.9999, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=1.001, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=.5, en;q=0.4', 'en'],
+    ['inh', 'zh-TW;q = 0.9, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;level=1, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=0.9;x=y, en;q=0.5', 'en'],
+    ['inh', 'en;q=0.5, zh-TW;q=abc, zh-HK;q=0.6', 'zh-Hant'],
+    # well-formed weights, with optional whitespace and the longest forms
+    ['inh', 'zh-TW ; q=0.8 , en;q=0.7', 'zh-Hant'],
+    ['inh', 'zh-TW;Q=1.000, en', 'zh-Hant'],
+    ['inh', 'en;q=0.999, zh-TW;q=1.', 'zh-Hant'],
+    ['inh', 'zh-TW;q=0., en;q=0.001', 'en'],
     ['ex', 'ja', 'ja'],
     ['ex', 'JA-jp', 'ja'],
     ['ex', 'ja-Latn-JP', 'ja'],
@@ -590,6 +608,9 @@ my @langs = (
     ['ex', 'ja;q=0, en', 'en'],
     ['ex', 'fr, ja;q=0.1', 'ja'],
     ['ex', 'zh-Hant-TW;q=0.9, ja-JP;q=0.95', 'ja'],
+    ['ex', 'ja;q=1.5, zh-TW;q=0.9', 'zh-Hant'],
+    ['ex', 'ja;q=abc, zh-TW;q=0.9', 'zh-Hant'],
+    ['ex', 'ja, ja;q=x', 'ja'],
     ['inh', 'ja', 'en'],
 );
 
