@@ -99,8 +99,14 @@ typedef struct {
 
     ngx_http_mqttapi_error_t     error;
     ngx_uint_t                   origin;      /* NGX_HTTP_MQTTAPI_GW_* */
+
+    /* the upstream's own finalizer, watched while the body is collected */
+    void                       (*upstream_finalize)(ngx_http_request_t *r,
+                                                    ngx_int_t rc);
+
     unsigned                     json:1;      /* JSON content type */
     unsigned                     annotated:1;
+    unsigned                     upstream_timedout:1;
 
     /* client-side rate limiting */
 

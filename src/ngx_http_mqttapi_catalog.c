@@ -681,13 +681,17 @@ ngx_http_mqttapi_load_gateway(ngx_http_mqttapi_loader_t *ld, json_t *gateway)
         if (ngx_strcmp(okey, "nginx") == 0) {
             origin = NGX_HTTP_MQTTAPI_GW_NGINX;
 
+        } else if (ngx_strcmp(okey, "local") == 0) {
+            origin = NGX_HTTP_MQTTAPI_GW_LOCAL;
+
         } else if (ngx_strcmp(okey, "upstream") == 0) {
             origin = NGX_HTTP_MQTTAPI_GW_UPSTREAM;
 
         } else {
             ngx_http_mqttapi_loader_error(ld, "gateway: unknown origin "
-                                          "\"%s\", expected \"nginx\" or "
-                                          "\"upstream\"", okey);
+                                          "\"%s\", expected \"nginx\", "
+                                          "\"local\" or \"upstream\"",
+                                          okey);
             return NGX_ERROR;
         }
 
@@ -1434,6 +1438,11 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
             return NULL;
         }
 
+        /*
+         * the parameter: group 1 only, when it took part in the match
+         * (rc is one more than the highest group set, an unset one is -1)
+         */
+
         if (rc > 1 && captures[2] >= 0) {
             param->data = code->data + captures[2];
             param->len = captures[3] - captures[2];
@@ -1487,32 +1496,52 @@ ngx_http_mqttapi_hash_find(ngx_hash_t *hash, ngx_str_t *name)
 }
 
 
+/*
+ * The gateway code for a status: the status's own before its class
+ * ("4xx", "5xx"); for errors nginx made without using an upstream, the
+ * "local" ones before the "nginx" ones, key by key.
+ */
+
 ngx_http_mqttapi_entry_t *
 ngx_http_mqttapi_catalog_gateway(ngx_http_mqttapi_catalog_t *catalog,
     ngx_uint_t origin, ngx_uint_t status)
 {
-    ngx_uint_t                   i;
-    ngx_http_mqttapi_entry_t    *cls;
+    ngx_uint_t                   i, k, key[2];
+    ngx_http_mqttapi_entry_t    *own, *nginx;
     ngx_http_mqttapi_gateway_t  *gw;
 
-    cls = NULL;
+    key[0] = status;
+    key[1] = status / 100;
+
     gw = catalog->gateway.elts;
 
-    for (i = 0; i < catalog->gateway.nelts; i++) {
-        if (gw[i].origin != origin) {
-            continue;
+    for (k = 0; k < 2; k++) {
+        own = NULL;
+        nginx = NULL;
+
+        for (i = 0; i < catalog->gateway.nelts; i++) {
+            if (gw[i].status != key[k]) {
+                continue;
+            }
+
+            if (gw[i].origin == origin) {
+                own = gw[i].entry;
+
+            } else if (gw[i].origin == NGX_HTTP_MQTTAPI_GW_NGINX) {
+                nginx = gw[i].entry;
+            }
         }
 
-        if (gw[i].status == status) {
-            return gw[i].entry;
+        if (own) {
+            return own;
         }
 
-        if (gw[i].status == status / 100) {
-            cls = gw[i].entry;
+        if (nginx && origin == NGX_HTTP_MQTTAPI_GW_LOCAL) {
+            return nginx;
         }
     }
 
-    return cls;
+    return NULL;
 }
 
 

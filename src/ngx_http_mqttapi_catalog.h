@@ -64,6 +64,7 @@ typedef struct {
 
 #define NGX_HTTP_MQTTAPI_GW_NGINX     0      /* made by nginx itself */
 #define NGX_HTTP_MQTTAPI_GW_UPSTREAM  1      /* upstream, not JSON */
+#define NGX_HTTP_MQTTAPI_GW_LOCAL     2      /* nginx, no upstream used */
 
 
 typedef struct {

@@ -35,6 +35,8 @@ static ngx_int_t ngx_http_mqttapi_collect(ngx_http_request_t *r,
     ngx_buf_t *b);
 static ngx_int_t ngx_http_mqttapi_finish(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_uint_t aborted);
+static void ngx_http_mqttapi_upstream_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_mqttapi_pass(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_chain_t *rest, const char *reason);
 static ngx_int_t ngx_http_mqttapi_send(ngx_http_request_t *r,
@@ -151,7 +153,9 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
     /*
      * err_status is set when nginx itself made the response, and also
      * when error_page intercepted the upstream's error: then it is the
-     * upstream's status, and the error is still the upstream's
+     * upstream's status, and the error is still the upstream's.  Without
+     * r->upstream nginx made it before any upstream was used (it stays
+     * set across error_page redirects).
      */
 
     u = r->upstream;
@@ -162,8 +166,25 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
         ctx->origin = NGX_HTTP_MQTTAPI_GW_UPSTREAM;
         ctx->error.upstream_status = u->headers_in.status_n;
 
-    } else {
+    } else if (u) {
         ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
+
+    } else {
+        /* limit_req, deny, return...: the upstream was never involved */
+        ctx->origin = NGX_HTTP_MQTTAPI_GW_LOCAL;
+    }
+
+    /*
+     * Why an upstream failed mid-body is known when the upstream is
+     * finalized, while its connection is still there: the finalizer is
+     * watched for a timed out read.
+     */
+
+    if (u && u->peer.connection && u->finalize_request
+        && u->finalize_request != ngx_http_mqttapi_upstream_finalize)
+    {
+        ctx->upstream_finalize = u->finalize_request;
+        u->finalize_request = ngx_http_mqttapi_upstream_finalize;
     }
 
     r->main_filter_need_in_memory = 1;
@@ -217,8 +238,9 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         /*
          * An empty flush after the upstream connection is gone: the
-         * upstream failed mid-body (closed, reset, timed out), and the
-         * request is about to be terminated.
+         * upstream failed mid-body (closed, reset, timed out: see
+         * ngx_http_mqttapi_upstream_finalize()), and the request is about
+         * to be terminated.
          */
 
         if (b->flush && ngx_buf_size(b) == 0
@@ -315,10 +337,16 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     gateway = NULL;
 
     if (aborted) {
-        /* what came so far is not an answer: the gateway reports it */
+        /*
+         * what came so far is not an answer: the gateway reports it, as
+         * a timeout when the upstream's read timed out, else (closed,
+         * reset) as a failed upstream
+         */
 
         r->keepalive = 0;
-        r->headers_out.status = NGX_HTTP_BAD_GATEWAY;
+        r->headers_out.status = ctx->upstream_timedout
+                                ? NGX_HTTP_GATEWAY_TIME_OUT
+                                : NGX_HTTP_BAD_GATEWAY;
         r->headers_out.status_line.len = 0;
 
         ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
@@ -450,6 +478,33 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     ctx->annotated = 1;
 
     return ngx_http_mqttapi_send(r, &body);
+}
+
+
+/*
+ * Called by ngx_http_upstream_finalize_request() before it closes the
+ * upstream connection.  A read that timed out mid-body finalizes with 504
+ * without buffering, but with 502 through the event pipe, the same as a
+ * reset; the connection's read event says which it was in both modes.
+ */
+
+static void
+ngx_http_mqttapi_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t        *c;
+    ngx_http_mqttapi_ctx_t  *ctx;
+
+    /* the context survives internal redirects: it is in the pool too */
+
+    ctx = ngx_http_mqttapi_get_ctx(r);
+
+    c = r->upstream->peer.connection;
+
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT || (c && c->read->timedout)) {
+        ctx->upstream_timedout = 1;
+    }
+
+    ctx->upstream_finalize(r, rc);
 }
 
 

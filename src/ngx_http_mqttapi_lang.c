@@ -14,7 +14,9 @@
  * each language range is matched against the aliases of every catalog
  * language, dropping subtags from the end ("zh-Hant-TW" -> "zh-Hant") until
  * one matches; the range with the highest q-value wins, the first one on a
- * tie; "q=0" excludes a language, "*" stands for the default language.
+ * tie; "q=0" excludes a language, "*" stands for the default language.  A
+ * range whose weight is not one (";q=abc", ";q=1.5", ";level=1") is
+ * ignored: it neither chooses nor excludes a language.
  */
 
 
@@ -24,7 +26,7 @@
 
 static ngx_int_t ngx_http_mqttapi_lang_lookup(
     ngx_http_mqttapi_catalog_t *catalog, u_char *range, size_t len);
-static ngx_uint_t ngx_http_mqttapi_lang_qvalue(u_char *p, u_char *last);
+static ngx_int_t ngx_http_mqttapi_lang_qvalue(u_char *p, u_char *last);
 
 
 ngx_uint_t
@@ -33,8 +35,8 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
 {
     u_char           *p, *last, *start, *end, *semi;
     uint64_t          excluded;
-    ngx_int_t         lang, best;
-    ngx_uint_t        i, q, best_q, ranges, wildcard_q;
+    ngx_int_t         lang, best, q, best_q, wildcard_q;
+    ngx_uint_t        i, ranges;
     ngx_table_elt_t  *h;
 
     static ngx_str_t  name = ngx_string("Accept-Language");
@@ -66,6 +68,10 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
 
             q = (semi == NULL) ? 1000
                                : ngx_http_mqttapi_lang_qvalue(semi + 1, end);
+
+            if (q == NGX_ERROR) {
+                continue;
+            }
 
             if (semi) {
                 end = semi;
@@ -195,45 +201,50 @@ ngx_http_mqttapi_lang_lookup(ngx_http_mqttapi_catalog_t *catalog,
 }
 
 
-static ngx_uint_t
+/*
+ * The weight after the ";" (RFC 9110 12.4.2): OWS "q=" qvalue OWS, where
+ * qvalue is "0" [ "." 0*3DIGIT ] or "1" [ "." 0*3"0" ]; in thousandths.
+ * Anything else is not a weight: NGX_ERROR.
+ */
+
+static ngx_int_t
 ngx_http_mqttapi_lang_qvalue(u_char *p, u_char *last)
 {
-    ngx_uint_t  q, scale;
-
-    /* ";q=0.5"; other parameters are ignored, a malformed q counts as 0 */
+    ngx_int_t  q, scale;
 
     while (p < last && (*p == ' ' || *p == '\t')) {
         p++;
     }
 
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
     if (last - p < 3 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=') {
-        return 1000;
+        return NGX_ERROR;
     }
 
     p += 2;
 
-    if (*p == '1') {
-        return 1000;
+    if (*p != '0' && *p != '1') {
+        return NGX_ERROR;
     }
 
-    if (*p != '0') {
-        return 0;
-    }
+    q = (*p++ - '0') * 1000;
 
-    p++;
-    q = 0;
+    if (p < last) {
+        if (*p++ != '.') {
+            return NGX_ERROR;
+        }
 
-    if (p < last && *p == '.') {
-        p++;
-
-        for (scale = 100; p < last && scale; p++, scale /= 10) {
-            if (*p < '0' || *p > '9') {
-                break;
+        for (scale = 100; p < last; p++, scale /= 10) {
+            if (scale == 0 || *p < '0' || *p > '9') {
+                return NGX_ERROR;
             }
 
             q += (*p - '0') * scale;
         }
     }
 
-    return q;
+    return (q <= 1000) ? q : NGX_ERROR;
 }

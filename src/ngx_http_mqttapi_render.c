@@ -680,12 +680,11 @@ ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
     /*
      * "The parameter indicated by %s is missing or invalid." names the
      * parameter of "InvalidParameter.%s"; the name passed the code check,
-     * so it is safe in a header and in a JSON string as it is
+     * so it is safe in a header and in a JSON string as it is.  Without a
+     * parameter (a regex whose first capture took no part in the match,
+     * or a code that has none) "%s" stands for nothing: a text never
+     * shows it.
      */
-
-    if (param->len == 0) {
-        return text;
-    }
 
     /* memchr() for the '%', a byte at a time is a hot spot on every error */
 

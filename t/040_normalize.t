@@ -6,8 +6,8 @@
 #   * errors nginx makes itself for the location: upstream stopped
 #     (connection refused), reset before answering, hanging
 #     (proxy_read_timeout 1s -> 504), closing mid-body (Content-Length 500,
-#     20 bytes, close; chunked likewise; with and without proxy_buffering),
-#     stalling mid-body, a too big upstream header, a request body over
+#     20 bytes, close; chunked likewise; with and without proxy_buffering:
+#     502), stalling mid-body likewise (504), a too big upstream header, a request body over
 #     client_max_body_size (413), an internal failure (500);
 #   * non-JSON upstream errors: HTML pages, plain text, empty bodies (with
 #     and without a JSON Content-Type), whitespace;
@@ -19,6 +19,10 @@
 #     location that inherits `mqttapi on`, and in one that does not (the
 #     error still left an `mqttapi on` location), intercepted HTML and JSON
 #     upstream errors, named locations, `=200` (a success stays untouched);
+#   * what a 4xx or 503 means survives: upstream HTML 401/403/404/413/429
+#     (with Retry-After)/405, limit_req_status 429, limit_req's 503, deny
+#     all, return 401/404/405/503, normalize on and off; a gateway
+#     throttling code never opens the back-off;
 #   * mqttapi_normalize_status on: every catalog code with a mapped_status
 #     (the upstream codes through the emulator, the gateway codes through
 #     their triggers), checking the status and X-MQTTAPI-Upstream-Status;
@@ -49,12 +53,18 @@ my $catalog = do {
 };
 my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
 my %gw_nginx    = %{ $catalog->{gateway}{nginx} };
+my %gw_local    = %{ $catalog->{gateway}{local} };
 my %gw_upstream = %{ $catalog->{gateway}{upstream} };
 
+# gw_code(nginx | local | upstream => $status): the catalog's gateway code;
+# "local" (nginx made it without using an upstream) before "nginx", key by key
 sub gw_code {
     my ($origin, $status) = @_;
+    my $class = int($status / 100) . 'xx';
+    return $gw_local{$status} // $gw_nginx{$status} // $gw_local{$class} // $gw_nginx{$class}
+        if $origin eq 'local';
     my $t = $origin eq 'nginx' ? \%gw_nginx : \%gw_upstream;
-    return $t->{$status} // $t->{ int($status / 100) . 'xx' };
+    return $t->{$status} // $t->{$class};
 }
 
 my $HOSTNAME = lc Sys::Hostname::hostname();
@@ -92,6 +102,14 @@ my %MOCK = (
     html404   => [[send => resp('404 Not Found', 'text/html', "<h1>404 Not Found</h1>")],
                   [close => 1]],
     html401   => [[send => resp('401 Unauthorized', 'text/html', "<h1>401</h1>")], [close => 1]],
+    html403   => [[send => resp('403 Forbidden', 'text/html', "<h1>403 Forbidden</h1>")],
+                  [close => 1]],
+    html405   => [[send => resp('405 Not Allowed', 'text/html', "<h1>405</h1>")], [close => 1]],
+    html413   => [[send => resp('413 Request Entity Too Large', 'text/html', "<h1>413</h1>")],
+                  [close => 1]],
+    html429ra => [[send => resp('429 Too Many Requests', 'text/html',
+                                "<h1>429 Too Many Requests</h1>", 'Retry-After: 5')],
+                  [close => 1]],
     empty500  => [[send => resp('500 Internal Server Error', undef, '')], [close => 1]],
     xml400    => [[send => resp('400 Bad Request', 'text/xml;charset=utf-8',
                                 '<?xml version="1.0" encoding="UTF-8"?><Error><RequestId>X-1'
@@ -106,6 +124,9 @@ my %MOCK = (
     json400   => [[send => resp('400 Bad Request', 'application/json;charset=utf-8', $JSON400)],
                   [close => 1]],
     ok        => [[send => resp('200 OK', 'application/json', '{"RequestId":"ok"}')], [close => 1]],
+    json429   => [[send => resp('400 Bad Request', 'application/json',
+                                '{"RequestId":"t","Code":"ApplyTokenOverFlow","Message":"m"}')],
+                  [close => 1]],
     # closing mid-body: headers with Content-Length 500, 20 bytes, close
     abortcl   => [[send => "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                            . "Content-Length: 500\r\nConnection: close\r\n\r\n"
@@ -118,6 +139,10 @@ my %MOCK = (
     stallbody => [[send => "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                            . "Content-Length: 500\r\nConnection: close\r\n\r\n"
                            . substr($JSON400, 0, 20)],
+                  [hang => 1]],
+    stallch   => [[send => "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                           . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                           . chunk(substr($JSON400, 0, 20))],
                   [hang => 1]],
     hang      => [[hang => 1]],
     reset     => [[close => 1]],
@@ -150,6 +175,22 @@ for my $f (qw(50x.html 40x.html)) {
     close $fh;
 }
 
+# errors nginx makes without an upstream, and the back-off they must not
+# open (in the normalize off and on servers)
+my $LOCAL_ERRORS = <<"EOF";
+        location /lr429/  { limit_req zone=lr; limit_req_status 429;
+                            proxy_pass http://127.0.0.1:$MP; }
+        location /lr503/  { limit_req zone=lr; proxy_pass http://127.0.0.1:$MP; }
+        location /deny/   { deny all; proxy_pass http://127.0.0.1:$MP; }
+        location /ret401/ { return 401; }
+        location /ret404/ { return 404; }
+        location /ret405/ { return 405; }
+        location /ret503/ { return 503; }
+        location /thr/    { mqttapi_throttle zone=gwt; proxy_pass http://127.0.0.1:$MP; }
+        location /thr-lr/ { mqttapi_throttle zone=gwt; limit_req zone=lr; limit_req_status 429;
+                            proxy_pass http://127.0.0.1:$MP; }
+EOF
+
 # ---------------------------------------------------------------------------
 # nginx
 #   PORT0  gateway, server_name gw.example.test, mqttapi on at server level
@@ -160,6 +201,9 @@ for my $f (qw(50x.html 40x.html)) {
 
 my $ng = start_nginx(http => <<"EOF");
     include %%REPO%%/conf/emulator_http.conf;
+
+    limit_req_zone \$binary_remote_addr zone=lr:1m rate=1r/m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=gwt:1m backoff=10s;
 
     server {
         listen 127.0.0.1:%%PORT1%%;
@@ -178,6 +222,7 @@ my $ng = start_nginx(http => <<"EOF");
         location /dead/ { proxy_pass http://127.0.0.1:$DEAD; }
         location /m/    { proxy_pass http://127.0.0.1:$MP; }
         location /nb/   { proxy_pass http://127.0.0.1:$MP; proxy_buffering off; }
+$LOCAL_ERRORS
         location /small/ {
             proxy_buffer_size 1k;
             proxy_pass http://127.0.0.1:$MP;
@@ -293,6 +338,7 @@ my $ng = start_nginx(http => <<"EOF");
             proxy_pass http://127.0.0.1:$MP;
         }
         location /int/ { proxy_pass http://\$arg_nohost; }
+$LOCAL_ERRORS
     }
 EOF
 
@@ -401,16 +447,25 @@ sub check_envelope {
         }
     }
 
-    # stalling mid-body: also a gateway error, never the partial body
-    $r = get($GW, '/m/stallbody');
-    ok(!$r->{error}, 'stalling mid-body: complete response') or diag $r->{error};
-    like($r->{status}, qr/^50[24]\z/, 'stalling mid-body: 502 or 504');
-    my $sd = json_decode($r->{body});
-    ok($sd && ($sd->{Code} // '') =~ /^GatewayUpstream(Unavailable|Timeout)\z/,
-       'stalling mid-body: envelope with GatewayUpstreamUnavailable/Timeout')
-        or diag $r->{body};
-    is($sd && $sd->{Code} && $entry{$sd->{Code}}{status}, $r->{status},
-       'stalling mid-body: status is the code\'s');
+    # stalling mid-body (proxy_read_timeout 1s): the read timed out, 504
+    # GatewayUpstreamTimeout, never the partial body; the event pipe
+    # finalizes it with 502 like a reset, without buffering it is 504
+    for my $loc (qw(m nb)) {
+        for my $name (qw(stallbody stallch)) {
+            my $w = "stalling mid-body ($name, "
+                  . ($loc eq 'nb' ? 'proxy_buffering off' : 'buffered') . ')';
+            my $t1 = Time::HiRes::time();
+            $r = get($GW, "/$loc/$name");
+            check_envelope($r, $w, code => 'GatewayUpstreamTimeout', status => 504);
+            unlike($r->{body}, qr/5A4F2C1E/, "$w: none of the partial body");
+            is(lc(h($r, 'Connection') // ''), 'close', "$w: connection closed");
+            cmp_ok(Time::HiRes::time() - $t1, '<', 4, "$w: answered after the timeout");
+        }
+    }
+    like($ng->error_log, qr/upstream timed out .* while reading upstream/,
+         'error log: the read timed out mid-body');
+    like($ng->error_log, qr/upstream prematurely closed connection/,
+         'error log: the upstream closed mid-body');
 
     # a too big upstream header: nginx's 502
     $r = get($GW, '/small/bighead');
@@ -420,7 +475,8 @@ sub check_envelope {
     $r = http_request(port => $GW, method => 'POST', path => '/big/x', body => 'x' x 100);
     check_envelope($r, 'request body too large (413)', code => gw_code(nginx => 413),
                    status => 413);
-    is(gw_code(nginx => 413), 'GatewayBadRequest', 'catalog: nginx 4xx is GatewayBadRequest');
+    is(gw_code(nginx => 413), 'GatewayRequestTooLarge', 'catalog: nginx 413');
+    is(gw_code(nginx => 405), 'GatewayBadRequest', 'catalog: other nginx 4xx');
     ok(!grep({ $_->{path} =~ m{^/big/} } $mock->requests), '413: never reached the upstream');
 
     # an internal failure of the proxy module: 500
@@ -458,7 +514,8 @@ sub check_envelope {
 
     $r = get($GW, '/m/html404');
     check_envelope($r, 'upstream HTML 404', code => gw_code(upstream => 404), status => 404);
-    is(gw_code(upstream => 404), 'GatewayUpstreamRejected', 'catalog: upstream 4xx');
+    is(gw_code(upstream => 404), 'GatewayNotFound', 'catalog: upstream 404');
+    is(gw_code(upstream => 405), 'GatewayUpstreamRejected', 'catalog: other upstream 4xx');
 
     $r = get($GW, '/m/xml400');
     check_envelope($r, 'upstream XML error (Format=XML)', code => gw_code(upstream => 400),
@@ -649,9 +706,7 @@ my @gw_cases = (
     ['/m/html504',             'GET',  'GatewayUpstreamTimeout',     504],
     ['/m/html500',             'GET',  'GatewayUpstreamError',       500],
     ['/m/empty500',            'GET',  'GatewayUpstreamError',       500],
-    ['/m/html404',             'GET',  'GatewayUpstreamRejected',    404],
-    ['/m/html401',             'GET',  'GatewayUpstreamRejected',    401],
-    ['/big/x',                 'POST', 'GatewayBadRequest',          undef],
+    ['/big/x',                 'POST', 'GatewayRequestTooLarge',     undef],
     ['/int/x',                 'GET',  'GatewayInternalError',       undef],
 );
 
@@ -670,6 +725,82 @@ for my $g (@gw_cases) {
     cmp_ok($r->{status}, '>=', 400, "$w: within 400-599");
     cmp_ok($r->{status}, '<=', 599, "$w: within 400-599");
     $covered{$code}++;
+}
+
+# what a 4xx or a 503 means survives in the gateway code, and in the status
+# with normalize on (before: 400 GatewayUpstreamRejected/GatewayBadRequest,
+# and 502 GatewayUpstreamUnavailable for a limit_req 503); off: the status
+# is nginx's or the upstream's, the code the same
+{
+    my $r = get($GW, '/lr429/prime');
+    is($r->{status}, 200, 'limit_req: the first request passes');
+
+    my @cases = (
+        # [what, path, code, status sent, upstream status, Retry-After]
+        ['upstream HTML 429 with Retry-After: 5', '/m/html429ra', 'GatewayThrottled', 429, 429, 5],
+        ['upstream HTML 403', '/m/html403', 'GatewayForbidden',       403, 403],
+        ['upstream HTML 404', '/m/html404', 'GatewayNotFound',        404, 404],
+        ['upstream HTML 401', '/m/html401', 'GatewayUnauthorized',    401, 401],
+        ['upstream HTML 413', '/m/html413', 'GatewayRequestTooLarge', 413, 413],
+        ['upstream HTML 405', '/m/html405', 'GatewayUpstreamRejected', 405, 405],
+        ['limit_req_status 429', '/lr429/x', 'GatewayThrottled',         429],
+        ['limit_req (503)',      '/lr503/x', 'GatewayServiceUnavailable', 503],
+        ['deny all (403)',       '/deny/x',  'GatewayForbidden',          403],
+        ['return 401',           '/ret401/x', 'GatewayUnauthorized',      401],
+        ['return 404',           '/ret404/x', 'GatewayNotFound',          404],
+        ['return 405',           '/ret405/x', 'GatewayBadRequest',        405],
+        ['return 503',           '/ret503/x', 'GatewayServiceUnavailable', 503],
+    );
+
+    for my $c (@cases) {
+        my ($what, $path, $code, $sent, $ups, $ra) = @$c;
+        my $e = $entry{$code};
+        is($ups ? gw_code(upstream => $sent) : gw_code(local => $sent), $code,
+           "catalog: $what is $code");
+        for my $on (0, 1) {
+            my $w = "$what, normalize " . ($on ? 'on' : 'off');
+            my $status = $on ? $e->{mapped_status} : $sent;
+            $r = get($on ? $NORM : $GW, $path);
+            check_envelope($r, $w, code => $code, status => $status,
+                           defined $ra ? (retry_after => $ra) : ());
+            cmp_ok($r->{status}, '>=', 400, "$w: within 400-599");
+            cmp_ok($r->{status}, '<=', 599, "$w: within 400-599");
+            is(h($r, 'X-MQTTAPI-Upstream-Status'), $on ? $ups : undef,
+               "$w: X-MQTTAPI-Upstream-Status " . ($on && $ups ? $ups : 'absent'));
+            is(h($r, 'x-acs-retry-after'),
+               $e->{throttle} ? ($ra // $e->{retry_after}) * 1000 : undef,
+               "$w: x-acs-retry-after " . ($e->{throttle} ? 'on a throttling code' : 'absent'));
+            is(scalar(my @h = headers_all($r, 'Retry-After')), $e->{retryable} ? 1 : 0,
+               "$w: Retry-After " . ($e->{retryable} ? 'once' : 'absent'));
+        }
+        $covered{$code}++;
+    }
+
+    is($entry{GatewayThrottled}{mapped_status}, 429, 'catalog: GatewayThrottled maps to 429');
+    ok($entry{GatewayThrottled}{retryable}, 'catalog: GatewayThrottled is retryable');
+    unlike($entry{GatewayServiceUnavailable}{text}{en}{cause}, qr/could not connect/,
+           'catalog: a local 503 does not claim the upstream was unreachable');
+    ok(!grep({ $_->{path} =~ m{^/(lr503|deny|ret\d+)/|^/lr429/x} } $mock->requests),
+       'limit_req, deny, return: the upstream was never contacted');
+
+    # an error nginx made after the upstream failed is still the
+    # upstream's unavailability (error_page 502 = @down; return 503)
+    is(h(get($GW, '/ep/named-return/x'), 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamUnavailable',
+       'return 503 after the upstream was refused: GatewayUpstreamUnavailable');
+
+    # a gateway throttling code never opens the client-side back-off: only
+    # the upstream's throttling codes (or mqttapi_throttle_codes) do
+    for my $p ('/thr/html429ra', '/thr-lr/x') {
+        $r = get($GW, "$p?AccessKeyId=K$p");
+        is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayThrottled', "back-off: $p is GatewayThrottled");
+        $r = get($GW, "/thr/ok?AccessKeyId=K$p");
+        is($r->{status}, 200, "back-off: not opened by GatewayThrottled ($p)");
+        ok(!defined h($r, 'X-MQTTAPI-Throttled'), "back-off: no local answer after $p");
+    }
+    $r = get($GW, '/thr/json429?AccessKeyId=Kcontrol');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'ApplyTokenOverFlow', 'back-off control: an upstream throttle');
+    $r = get($GW, '/thr/ok?AccessKeyId=Kcontrol');
+    is(h($r, 'X-MQTTAPI-Throttled'), 'gateway', 'back-off control: opened by the upstream code');
 }
 
 is_deeply([sort grep { !$covered{$_} } map { $_->{code} // $_->{regex} } @mapped], [],

@@ -8,22 +8,25 @@
 #     added codes;
 #   * overriding every field of built-in codes (text, message, categories,
 #     mapped_status, retryable, retry_after, throttle), adding codes,
-#     regexes (first capture, no capture, precedence over the built-in
-#     pattern, an exact code before any pattern), another language (de);
+#     regexes (first capture, no capture, an optional first capture that
+#     takes no part, alternatives, precedence over the built-in
+#     pattern, an exact code before any pattern), another language (de),
+#     "local" gateway codes and their order against the built-in "nginx" ones;
 #   * levels: http, server, location, repeated on one level (the later file
 #     wins), inheritance into locations without their own; a location
 #     without user catalogs sees the built-in one only;
 #   * Accept-Language: zh-TW, zh-HK, zh-MO, zh-Hant, zh-Hant-TW (prefix
 #     fallback), case, zh-CN / zh (not Traditional), q-values, ties, q=0,
-#     "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, with
-#     Content-Language and Vary;
+#     "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, malformed
+#     weights (the range is ignored), with Content-Language and Vary;
 #   * broken catalogs fail `nginx -t` naming mqttapi_catalog, the file, the
 #     entry and the problem: bad JSON (line and column), unknown keys, bad
 #     status and mapped_status, invalid regex, text for an undeclared
 #     language, non-ASCII or multi-line English text, duplicate keys,
 #     missing file, bad code, two %s, throttle without retryable, bad
 #     language alias, undeclared default_language, gateway code not in the
-#     catalog; at http and server level, and in the second file of two;
+#     catalog, unknown gateway origin; at http and server level, and in the
+#     second file of two;
 #   * reload: a changed catalog is applied, a broken one is refused and the
 #     old one keeps serving.
 
@@ -71,6 +74,7 @@ sub write_catalog {
 
 my $OVERRIDE = write_catalog('override.json', {
     languages => { de => ['de', 'de-DE', 'de-AT', 'de-CH'], 'pt-BR' => ['pt'] },
+    gateway => { local => { '4xx' => 'Custom.Code' } },
     errors => [
         { code => 'InstanceNotFound', mapped_status => 410, retryable => JSON::PP::true,
           retry_after => 7, message => 'No such instance (override).',
@@ -98,6 +102,14 @@ my $OVERRIDE = write_catalog('override.json', {
                             solution => 'Wait for the %s quota to refill.' } } },
         { regex => '^NoCapture\.[A-Z]+$', status => 400, message => 'No capture.',
           text => { en => { cause => 'Matched without a capture.' } } },
+        { regex => '^Opt(x)?Y$', status => 400, message => 'An optional capture.',
+          text => { en => { cause => 'Variant [%s] is invalid.',
+                            solution => 'Use a variant other than [%s].' },
+                    de => { description => 'Variante [%s] ungültig.' } } },
+        { regex => '^Alt\.(?:N(\d+)|S([a-z]+))$', status => 400, message => 'Alternatives.',
+          text => { en => { cause => 'Alternative [%s].' } } },
+        { code => 'Exact.WithPercent', status => 400, message => 'No capture at all.',
+          text => { en => { cause => 'Nothing [%s] to fill.' } } },
         { regex => '^InvalidParameter\.Group(\w+)$', status => 400,
           message => 'A group parameter is invalid.',
           text => { en => { cause => 'Group parameter %s is invalid.' } } },
@@ -188,6 +200,14 @@ my $ng = start_nginx(http => <<"EOF");
             proxy_pass http://127.0.0.1:$DEAD;
         }
         location /dead/ { proxy_pass http://127.0.0.1:$DEAD; }
+        location /ovret404/ { mqttapi_catalog $OVERRIDE; return 404; }
+        location /ovret405/ { mqttapi_catalog $OVERRIDE; return 405; }
+        location /ovdead405/ {
+            mqttapi_catalog $OVERRIDE;
+            proxy_pass http://127.0.0.1:$DEAD;
+            error_page 502 = \@ret405;
+        }
+        location \@ret405 { mqttapi_catalog $OVERRIDE; return 405; }
         location /exhang/ {
             mqttapi_catalog $EXAMPLE;
             proxy_read_timeout 1s;
@@ -426,6 +446,43 @@ EOF
     ok(!exists $r->{json}{InvalidParameter}, 'regex without capture: no member');
     ok(!defined h($r, 'X-Param'), 'regex without capture: $mqttapi_error_parameter empty');
 
+    # the first capture only, when it took part in the match; a "%s" with
+    # nothing to fill stands for nothing, never a literal "%s"
+    $r = req('ov', 'OptxY', lang => 'de');
+    is(h($r, 'X-MQTTAPI-Invalid-Parameter'), 'x', 'optional capture taking part: exposed');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Variant [x] is invalid.', 'optional capture: cause');
+    is($r->{json}{Description}, 'Variante [x] ungültig.', 'optional capture: description');
+
+    for my $loc ('ov', 'ovp') {
+        $r = req($loc, 'OptY', lang => 'de');
+        my $w = "optional capture taking no part (/$loc/)";
+        is(h($r, 'X-MQTTAPI-Error-Code'), 'OptY', "$w: the regex matched");
+        is(h($r, 'X-MQTTAPI-Error-Cause'), 'Variant [] is invalid.', "$w: cause header");
+        is(h($r, 'X-MQTTAPI-Error-Solution'), 'Use a variant other than [].',
+           "$w: solution header");
+        ok(!defined h($r, 'X-MQTTAPI-Invalid-Parameter'), "$w: no parameter header");
+        ok(!defined h($r, 'X-Param'), "$w: \$mqttapi_error_parameter empty");
+        ok(!exists $r->{json}{InvalidParameter}, "$w: no InvalidParameter member");
+        is($r->{json}{Cause}, 'Variant [] is invalid.', "$w: Cause member");
+        is($r->{json}{Description}, 'Variante [] ungültig.', "$w: Description member");
+        is($r->{json}{detail}, $loc eq 'ovp' ? 'Variant [] is invalid.' : undef,
+           "$w: problem detail");
+        unlike($r->{body}, qr/%s/, "$w: no %s in the body");
+        ok(!grep({ $_->[1] =~ /%s/ } @{ $r->{headers} }), "$w: no %s in a header");
+    }
+
+    $r = req('ov', 'Alt.N12');
+    is(h($r, 'X-MQTTAPI-Invalid-Parameter'), '12', 'alternatives: the first capture');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Alternative [12].', 'alternatives: first capture text');
+    $r = req('ov', 'Alt.Sabc');
+    ok(!defined h($r, 'X-MQTTAPI-Invalid-Parameter'),
+       'alternatives: the second capture is never exposed');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Alternative [].', 'alternatives: nothing for %s');
+
+    $r = req('ov', 'Exact.WithPercent');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), 'Nothing [] to fill.', 'an exact code: %s is dropped');
+    is($r->{json}{Cause}, 'Nothing [] to fill.', 'an exact code: %s is dropped (body)');
+
     $r = req('ov', 'InvalidParameter.GroupId');
     is(h($r, 'X-MQTTAPI-Error-Cause'), 'Group parameter Id is invalid.',
        "a user regex before the built-in pattern");
@@ -446,6 +503,19 @@ EOF
     is(h($r, 'X-MQTTAPI-Error-Cause'), 'Gateway cause (override).', 'gateway code override: cause');
     is(json_decode($r->{body})->{Description}, 'Upstream nicht erreichbar.',
        'gateway code override: de description');
+    # "local" gateway codes: the local status, the nginx status, the local
+    # class, the nginx class; not for errors made after the upstream was used
+    $r = get($GW, '/ovret405/x');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'Custom.Code', 'user "local" 4xx: a local 405');
+    is($r->{status}, 405, 'user "local" 4xx: status kept');
+    is(h($r, 'X-MQTTAPI-Error-Category'), 'gateway', 'user "local" 4xx: category gateway');
+    $r = get($GW, '/ovret404/x');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayNotFound',
+       'user "local" 4xx: the built-in "nginx" 404 comes before a "local" class');
+    $r = get($GW, '/ovdead405/x');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayBadRequest',
+       'user "local" 4xx: not after the upstream was used');
+
     $r = get($GW, '/dead/x', 'Accept-Language' => 'de');
     is($r->{status}, 502, 'gateway code elsewhere: built-in status');
     is(h($r, 'X-MQTTAPI-Error-Cause'), $entry{GatewayUpstreamUnavailable}{text}{en}{cause},
@@ -511,6 +581,24 @@ my @langs = (
     ['inh', 'zh-HK;q=0.5, en;q=0', 'zh-Hant'],
     ['inh', '*;q=0.9, zh-TW', 'zh-Hant'],
     ['inh', 'en;q=0, zh-HK;q=0', 'en'],
+    # a malformed weight: the range is ignored, it neither chooses nor
+    # excludes (before: q=abc counted as q=0, q=1.5 and q= as q=1)
+    ['inh', 'fr;q=abc', 'en'],
+    ['inh', 'zh-TW, zh-TW;q=abc', 'zh-Hant'],
+    ['inh', 'zh-TW;q=abc, en;q=0', 'zh-Hant'],
+    ['inh', 'zh-TW;q=0.9999, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=1.001, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=.5, en;q=0.4', 'en'],
+    ['inh', 'zh-TW;q = 0.9, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;level=1, en;q=0.5', 'en'],
+    ['inh', 'zh-TW;q=0.9;x=y, en;q=0.5', 'en'],
+    ['inh', 'en;q=0.5, zh-TW;q=abc, zh-HK;q=0.6', 'zh-Hant'],
+    # well-formed weights, with optional whitespace and the longest forms
+    ['inh', 'zh-TW ; q=0.8 , en;q=0.7', 'zh-Hant'],
+    ['inh', 'zh-TW;Q=1.000, en', 'zh-Hant'],
+    ['inh', 'en;q=0.999, zh-TW;q=1.', 'zh-Hant'],
+    ['inh', 'zh-TW;q=0., en;q=0.001', 'en'],
     ['ex', 'ja', 'ja'],
     ['ex', 'JA-jp', 'ja'],
     ['ex', 'ja-Latn-JP', 'ja'],
@@ -520,6 +608,9 @@ my @langs = (
     ['ex', 'ja;q=0, en', 'en'],
     ['ex', 'fr, ja;q=0.1', 'ja'],
     ['ex', 'zh-Hant-TW;q=0.9, ja-JP;q=0.95', 'ja'],
+    ['ex', 'ja;q=1.5, zh-TW;q=0.9', 'zh-Hant'],
+    ['ex', 'ja;q=abc, zh-TW;q=0.9', 'zh-Hant'],
+    ['ex', 'ja, ja;q=x', 'ja'],
     ['inh', 'ja', 'en'],
 );
 
@@ -579,6 +670,8 @@ my @broken = (
      undef, qr/"fr".*not one of the "languages"/],
     ['gateway code not in the catalog', '{"gateway":{"nginx":{"502":"NoSuchCode"}}}',
      undef, qr/"NoSuchCode".*not in the catalog/],
+    ['unknown gateway origin', '{"gateway":{"proxy":{"502":"GatewayUpstreamError"}}}',
+     undef, qr/unknown origin "proxy", expected "nginx", "local" or "upstream"/],
     ['not an object', '["errors"]', undef, qr/not an object/],
     ['missing file', undef, undef, qr/No such file|stat\(\)|open/],
 );
