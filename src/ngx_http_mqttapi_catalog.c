@@ -68,6 +68,8 @@ static ngx_int_t ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_hash_t *hash,
 static ngx_http_mqttapi_entry_t **ngx_http_mqttapi_find_entry(
     ngx_array_t *a, ngx_str_t *code);
 static void *ngx_http_mqttapi_hash_find(ngx_hash_t *hash, ngx_str_t *name);
+static ngx_int_t ngx_http_mqttapi_printf_match(ngx_http_mqttapi_entry_t *e,
+    ngx_str_t *code, ngx_str_t *param);
 static ngx_int_t ngx_http_mqttapi_find_lang(ngx_http_mqttapi_catalog_t *cat,
     ngx_str_t *tag);
 static ngx_int_t ngx_http_mqttapi_header_safe(ngx_str_t *s);
@@ -901,7 +903,7 @@ ngx_http_mqttapi_load_entry(ngx_http_mqttapi_loader_t *ld, json_t *obj)
         }
 
         if (is_regex
-            && ngx_http_mqttapi_load_pattern(ld, e, &code, is_regex == 2)
+            && ngx_http_mqttapi_load_pattern(ld, e, &e->code, is_regex == 2)
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -1189,62 +1191,58 @@ static ngx_int_t
 ngx_http_mqttapi_load_pattern(ngx_http_mqttapi_loader_t *ld,
     ngx_http_mqttapi_entry_t *e, ngx_str_t *source, ngx_uint_t printf_style)
 {
+    u_char               *p, *last, *hole;
 #if (NGX_PCRE)
-    u_char               *p, *s;
-    ngx_uint_t            i, holes;
     ngx_regex_compile_t   rc;
     u_char                errstr[NGX_MAX_CONF_ERRSTR];
-
-    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+#endif
 
     if (printf_style) {
 
-        /* "Prefix.%s" -> "^Prefix\.([A-Za-z0-9._-]+)$" */
+        /*
+         * "Prefix.%s": the code is the prefix, one or more of
+         * [A-Za-z0-9._-], the suffix; matched without a regex, it is
+         * looked up on every error that is not in the catalog as it is
+         */
 
-        rc.pattern.data = ngx_pnalloc(ld->cf->pool, source->len * 12 + 4);
-        if (rc.pattern.data == NULL) {
-            return NGX_ERROR;
-        }
+        p = source->data;
+        last = p + source->len;
+        hole = NULL;
 
-        p = rc.pattern.data;
-        s = source->data;
-        holes = 0;
-
-        *p++ = '^';
-
-        for (i = 0; i < source->len; i++) {
-            if (s[i] == '%' && i + 1 < source->len && s[i + 1] == 's') {
-                p = ngx_cpymem(p, "([A-Za-z0-9._-]+)", 17);
-                holes++;
-                i++;
+        for ( /* void */ ; p < last; p++) {
+            if (*p != '%') {
                 continue;
             }
 
-            if (s[i] == '%') {
+            if (hole || p + 1 == last || p[1] != 's') {
+                hole = NULL;
                 break;
             }
 
-            if (s[i] == '.' || s[i] == '-') {
-                *p++ = '\\';
-            }
-
-            *p++ = s[i];
+            hole = p++;
         }
 
-        if (i < source->len || holes != 1) {
+        if (hole == NULL) {
             ngx_http_mqttapi_loader_error(ld, "a patterned code must have "
                                           "exactly one \"%%s\" and no other "
                                           "\"%%\"");
             return NGX_ERROR;
         }
 
-        *p++ = '$';
-        rc.pattern.len = p - rc.pattern.data;
+        e->prefix.data = source->data;
+        e->prefix.len = hole - source->data;
+        e->suffix.data = hole + 2;
+        e->suffix.len = last - (hole + 2);
+        e->printf = 1;
 
-    } else {
-        rc.pattern = *source;
+        return NGX_OK;
     }
 
+#if (NGX_PCRE)
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern = *source;
     rc.pool = ld->cf->pool;
     rc.err.len = NGX_MAX_CONF_ERRSTR;
     rc.err.data = errstr;
@@ -1266,7 +1264,8 @@ ngx_http_mqttapi_load_pattern(ngx_http_mqttapi_loader_t *ld,
 
 #else
 
-    ngx_http_mqttapi_loader_error(ld, "patterns need nginx built with PCRE");
+    ngx_http_mqttapi_loader_error(ld, "regex codes need nginx built with "
+                                  "PCRE");
     return NGX_ERROR;
 
 #endif
@@ -1419,14 +1418,22 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
         return e;
     }
 
-#if (NGX_PCRE)
-
     /* later patterns (user catalogs) take precedence */
 
     p = catalog->patterns.elts;
 
     for (i = catalog->patterns.nelts; i > 0; i--) {
         e = p[i - 1];
+
+        if (e->printf) {
+            if (ngx_http_mqttapi_printf_match(e, code, param) == NGX_OK) {
+                return e;
+            }
+
+            continue;
+        }
+
+#if (NGX_PCRE)
 
         rc = ngx_regex_exec(e->regex, code, captures, 30);
 
@@ -1449,11 +1456,46 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
         }
 
         return e;
-    }
 
 #endif
+    }
 
     return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_printf_match(ngx_http_mqttapi_entry_t *e, ngx_str_t *code,
+    ngx_str_t *param)
+{
+    u_char  *p, *last;
+
+    if (code->len <= e->prefix.len + e->suffix.len
+        || ngx_strncmp(code->data, e->prefix.data, e->prefix.len) != 0
+        || ngx_strncmp(code->data + code->len - e->suffix.len,
+                       e->suffix.data, e->suffix.len)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = code->data + e->prefix.len;
+    last = code->data + code->len - e->suffix.len;
+
+    param->data = p;
+    param->len = last - p;
+
+    for ( /* void */ ; p < last; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
+              || (*p >= '0' && *p <= '9')
+              || *p == '.' || *p == '_' || *p == '-'))
+        {
+            ngx_str_null(param);
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -38,11 +38,14 @@ struct ngx_http_mqttapi_entry_s {
     ngx_int_t                    retry_after;  /* seconds, -1: none */
     ngx_http_mqttapi_text_t     *texts;        /* per catalog language */
     ngx_uint_t                   ntexts;
+    ngx_str_t                    prefix;       /* "Prefix%sSuffix" codes */
+    ngx_str_t                    suffix;
 #if (NGX_PCRE)
-    ngx_regex_t                 *regex;
+    ngx_regex_t                 *regex;        /* "regex" codes */
 #endif
     unsigned                     retryable:1;
     unsigned                     throttle:1;
+    unsigned                     printf:1;     /* prefix and suffix */
 };
 
 

@@ -108,6 +108,8 @@ my $OVERRIDE = write_catalog('override.json', {
                     de => { description => 'Variante [%s] ungültig.' } } },
         { regex => '^Alt\.(?:N(\d+)|S([a-z]+))$', status => 400, message => 'Alternatives.',
           text => { en => { cause => 'Alternative [%s].' } } },
+        { code => 'Limit.%s.Exceeded', status => 400, message => 'A limit.',
+          text => { en => { cause => 'The %s limit is exceeded.' } } },
         { code => 'Exact.WithPercent', status => 400, message => 'No capture at all.',
           text => { en => { cause => 'Nothing [%s] to fill.' } } },
         { regex => '^InvalidParameter\.Group(\w+)$', status => 400,
@@ -478,6 +480,19 @@ EOF
     ok(!defined h($r, 'X-MQTTAPI-Invalid-Parameter'),
        'alternatives: the second capture is never exposed');
     is(h($r, 'X-MQTTAPI-Error-Cause'), 'Alternative [].', 'alternatives: nothing for %s');
+
+    # a user code with "%s" and a suffix: the middle is the parameter
+    for (['Limit.Daily.Exceeded', 'Daily'], ['Limit.A.b-c_9.Exceeded', 'A.b-c_9'],
+         ['Limit..Exceeded', undef], ['LimitXDaily.Exceeded', undef],
+         ['Limit.Daily.ExceededX', undef], ['XLimit.Daily.Exceeded', undef]) {
+        my ($code, $param) = @$_;
+        $r = req('ov', $code);
+        is(h($r, 'X-MQTTAPI-Invalid-Parameter'), $param,
+           "user %s code, $code: parameter " . ($param // 'none'));
+        is(h($r, 'X-MQTTAPI-Error-Cause'),
+           defined $param ? "The $param limit is exceeded." : undef,
+           "user %s code, $code: " . (defined $param ? 'its text' : 'no match'));
+    }
 
     $r = req('ov', 'Exact.WithPercent');
     is(h($r, 'X-MQTTAPI-Error-Cause'), 'Nothing [] to fill.', 'an exact code: %s is dropped');
