@@ -15,8 +15,9 @@ SHELL := /bin/bash
 
 REPO        := $(abspath .)
 NGINX_SRC   ?= /usr/share/nginx/src
+SRC         := $(abspath $(NGINX_SRC))
 BUILD       := $(REPO)/build
-OBJS        := $(BUILD)/objs$(if $(filter /usr/share/nginx/src,$(NGINX_SRC)),,-$(notdir $(NGINX_SRC)))$(if $(STATIC),-static)
+OBJS        := $(BUILD)/objs$(if $(filter /usr/share/nginx/src,$(SRC)),,-$(notdir $(SRC)))$(if $(STATIC),-static)
 MODULE      := $(BUILD)/ngx_http_mqttapi_module.so
 TARGET      := $(if $(STATIC),$(BUILD)/nginx,$(MODULE))
 NGINX       ?= /usr/sbin/nginx
@@ -26,25 +27,31 @@ TESTS       ?= t/*.t
 DEPS_PKGS   := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
                zlib1g-dev perl make gcc curl
 
-SOURCES     := config ngx_http_mqttapi_module.c $(wildcard src/*.c src/*.h) \
-               conf/mqttapi_catalog.json
-
-.PHONY: all module deps run test bench clean
+.PHONY: all module deps run test bench clean FORCE
 
 all: module
 
 module: $(TARGET)
 
+# What a build directory was configured from: the tree and the options.
+# Rewritten only when they change (another tree with the same directory
+# name, other EXTRA_CONFIGURE or CC_OPT), which then reconfigures.
+CONF_ID     := $(SRC) $(if $(STATIC),static,dynamic) $(EXTRA_CONFIGURE) $(CC_OPT)
+
+$(OBJS)/configured-from: FORCE
+	@mkdir -p $(OBJS)
+	@printf '%s\n' '$(subst ','\'',$(CONF_ID))' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
 # Debian's nginx-dev ships the configure script and conf_flags with the
 # exact options of the packaged binary (--with-compat among them); a full
 # source tree is configured with --with-compat plus EXTRA_CONFIGURE.
 
-$(OBJS)/Makefile: config conf/mqttapi_catalog.json
-	@test -x $(NGINX_SRC)/configure || { \
-	    echo "no nginx source at $(NGINX_SRC): run 'make deps'" \
+$(OBJS)/Makefile: config conf/mqttapi_catalog.json $(OBJS)/configured-from
+	@test -x $(SRC)/configure || { \
+	    echo "no nginx source at $(SRC): run 'make deps'" \
 	         "or set NGINX_SRC"; exit 1; }
-	mkdir -p $(OBJS)
-	cd $(NGINX_SRC) && \
+	cd $(SRC) && \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	    else NGX_CONF_FLAGS="--with-compat"; fi && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" $(EXTRA_CONFIGURE) \
@@ -53,15 +60,27 @@ $(OBJS)/Makefile: config conf/mqttapi_catalog.json
 	        --builddir=$(OBJS) > $(OBJS)/configure.log 2>&1 \
 	    || { tail -30 $(OBJS)/configure.log; exit 1; }
 
+# build/ngx_http_mqttapi_module.so (build/nginx for STATIC=1) is shared by
+# every tree: always let the tree's own objs Makefile bring its build up to
+# date (it tracks the sources), then install its result whenever that
+# differs from what is installed, so the installed file is always the
+# requested tree's, whichever tree was built before.
+
 ifeq ($(STATIC),)
-$(TARGET): $(OBJS)/Makefile $(SOURCES)
-	$(MAKE) -f $(OBJS)/Makefile -C $(NGINX_SRC) modules
-	cp $(OBJS)/ngx_http_mqttapi_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
+$(TARGET): $(OBJS)/Makefile FORCE
+	$(MAKE) -f $(OBJS)/Makefile -C $(SRC) modules
+	@cmp -s $(OBJS)/ngx_http_mqttapi_module.so $@ || { \
+	    cp $(OBJS)/ngx_http_mqttapi_module.so $@.tmp && mv -f $@.tmp $@ && \
+	    echo "installed $@ (from $(OBJS))"; }
 else
-$(TARGET): $(OBJS)/Makefile $(SOURCES)
-	$(MAKE) -f $(OBJS)/Makefile -C $(NGINX_SRC) binary
-	cp $(OBJS)/nginx $(BUILD)/nginx.tmp && mv -f $(BUILD)/nginx.tmp $(BUILD)/nginx
+$(TARGET): $(OBJS)/Makefile FORCE
+	$(MAKE) -f $(OBJS)/Makefile -C $(SRC) binary
+	@cmp -s $(OBJS)/nginx $@ || { \
+	    cp $(OBJS)/nginx $@.tmp && mv -f $@.tmp $@ && \
+	    echo "installed $@ (from $(OBJS))"; }
 endif
+
+FORCE:
 
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \

@@ -4,8 +4,10 @@
 Reads conf/mqttapi_catalog.json and rewrites the text between the
 `# BEGIN GENERATED` and `# END GENERATED` markers of conf/emulator_http.conf
 (code -> status and message maps, known actions, status overrides,
-content-type decoding) and conf/emulator.conf (one answering location per
-status).  Everything outside the markers is hand-written and kept.
+content-type decoding, the ClientIdList.N list of
+BatchQuerySessionByClientIds) and conf/emulator.conf (one answering
+location per status).  Everything outside the markers is hand-written and
+kept.
 
     python3 conf/gen_emulator_codes.py           # rewrite in place
     python3 conf/gen_emulator_codes.py --check   # exit 1 if out of date
@@ -49,6 +51,12 @@ SAFE_CODE = re.compile(r"^[A-Za-z0-9._%-]{1,128}$")
 CT_ESCAPES = [("2[Ff]", "/"), ("3[Bb]", ";"), ("3[Dd]", "="), ("20", " "),
               ("2[Bb]", "+"), ("2[Cc]", ",")]
 CT_ROUNDS = 6
+
+# BatchQuerySessionByClientIds: ClientIdList.1 .. ClientIdList.<BATCH_MAX>
+# (the real API's limit), each made of these characters (nothing that
+# needs JSON escaping), at most 128.
+BATCH_MAX = 10
+CLIENT_ID_CHARS = "[A-Za-z0-9@%_.:-]"
 
 
 def nginx_quote(s):
@@ -145,6 +153,9 @@ def http_block(errors, actions):
     out.append("}")
     out.append("")
 
+    out += batch_maps()
+    out.append("")
+
     out.append("# mqttemu_ct: decode %%2F %%3B %%3D %%20 %%2B %%2C (%d rounds)." % CT_ROUNDS)
     prev = "$mqttemu_ct_req"
     for i in range(1, CT_ROUNDS + 1):
@@ -158,6 +169,78 @@ def http_block(errors, actions):
     out.append("")
     out.append(END)
     return out, statuses
+
+
+def batch_maps():
+    """ClientIdList.N checks and OnlineStatusList entries.
+
+    One variable per N (the emulator is near nginx's default
+    variables_hash_max_size): $mqttemu_batch_entryN is the OnlineStatusList
+    entry of ClientIdList.N, "" when it is absent, "!" when it is malformed
+    (or when ClientIdList.1 is absent)."""
+    raw = CLIENT_ID_CHARS
+    dec = CLIENT_ID_CHARS.replace("%", "")
+    off = "(?i:offline)"
+    out = ["# BatchQuerySessionByClientIds: ClientIdList.1 .. "
+           "ClientIdList.%d, read from" % BATCH_MAX,
+           "# $args (`$arg_` cannot name them).  A malformed entry, a "
+           "missing first one",
+           "# or more than %d make $mqttemu_p_clientlist "
+           "\"ClientIdList,\".  SDKs send" % BATCH_MAX,
+           "# `@@@` as %40%40%40; OnlineStatus is false when the ClientId "
+           "contains offline."]
+    for n in range(1, BATCH_MAX + 1):
+        sep = "," if n > 1 else ""
+        arg = "(?:^|&)ClientIdList\\.%d=" % n
+        end = "(?:&|$)"
+
+        def entry(client_id, online):
+            return ("'%s{\"ClientId\":\"%s\",\"OnlineStatus\":%s}'"
+                    % (sep, client_id, online))
+
+        out.append("map $args $mqttemu_batch_entry%d {" % n)
+        out.append('    "~%s%s"  "!";' % (arg, end))
+        out.append('    "~%s[^&]{129}"  "!";' % arg)
+        out.append('    "~%s(%s*%s%s*)%%40%%40%%40(%s*)%s"  %s;'
+                   % (arg, dec, off, dec, dec, end, entry("$1@@@$2", "false")))
+        out.append('    "~%s(%s*)%%40%%40%%40(%s*%s%s*)%s"  %s;'
+                   % (arg, dec, dec, off, dec, end, entry("$1@@@$2", "false")))
+        out.append('    "~%s(%s*)%%40%%40%%40(%s*)%s"  %s;'
+                   % (arg, dec, dec, end, entry("$1@@@$2", "true")))
+        out.append('    "~%s(%s*%s%s*)%s"  %s;'
+                   % (arg, raw, off, raw, end, entry("$1", "false")))
+        out.append('    "~%s(%s+)%s"  %s;'
+                   % (arg, raw, end, entry("$1", "true")))
+        out.append('    "~%s"  "!";' % arg)
+        out.append('    default  "%s";' % ("!" if n == 1 else ""))
+        out.append("}")
+    out.append("map $args $mqttemu_batch_over {")
+    out.append('    "~(?:^|&)ClientIdList\\.(?:%s)="  "!";' % over_regex(BATCH_MAX))
+    out.append('    default  "";')
+    out.append("}")
+    entries = "".join("$mqttemu_batch_entry%d" % n
+                      for n in range(1, BATCH_MAX + 1))
+    out.append('map "%s$mqttemu_batch_over" $mqttemu_p_clientlist {' % entries)
+    out.append('    "~!"  "ClientIdList,";')
+    out.append('    default  "";')
+    out.append("}")
+    out.append("map $mqttemu_p_clientlist $mqttemu_batch_list {")
+    out.append("    default  '[%s]';" % entries)
+    out.append("}")
+    return out
+
+
+def over_regex(n):
+    """Regex for the decimal numbers greater than n (n < 100)."""
+    assert 0 < n < 100
+    tens, ones = divmod(n, 10)
+    alts = []
+    if ones < 9:
+        alts.append("%s[%d-9]" % (tens or "", ones + 1))
+    if tens < 9:
+        alts.append("[%d-9][0-9]" % (tens + 1))
+    alts.append("[1-9][0-9]{2,}")
+    return "|".join(alts)
 
 
 def server_block(statuses):

@@ -2,11 +2,13 @@
 # conf/run.sh: the demo of `make run` (the Makefile builds the module
 # first).  Writes build/run/nginx.conf from conf/gateway.conf, checks it
 # with `nginx -t`, prints example requests, then runs nginx in the
-# foreground: Ctrl-C stops it.
+# foreground: Ctrl-C (SIGINT) or SIGTERM stops it, SIGQUIT gracefully.
 #
 # Environment:
 #   MQTTAPI_PORT            gateway port (default 8080)
 #   MQTTAPI_EMULATOR_PORT   OpenAPI emulator port (default 8081)
+#   MQTTAPI_RUN_DIR         nginx prefix: the generated nginx.conf, pid
+#                           file, temp directories (default build/run)
 #   NGINX                   nginx binary (default /usr/sbin/nginx, or
 #                           build/nginx when STATIC is set)
 #   STATIC                  non-empty: the module is compiled into
@@ -25,14 +27,16 @@ EMULATOR_PORT=${MQTTAPI_EMULATOR_PORT:-8081}
 STATIC=${STATIC:-}
 
 if [ -n "$STATIC" ]; then
-    NGINX=${NGINX:-$REPO/build/nginx}
+    NGINX_BIN=${NGINX:-$REPO/build/nginx}
 else
-    NGINX=${NGINX:-/usr/sbin/nginx}
+    NGINX_BIN=${NGINX:-/usr/sbin/nginx}
 fi
+# nginx reads $NGINX as a list of inherited listening sockets (binary
+# upgrade): an [emerg] "invalid socket number" if it is passed on
+unset NGINX
 
 MODULE=${MQTTAPI_MODULE:-$REPO/build/ngx_http_mqttapi_module.so}
-RUN=$REPO/build/run
-CONF=$RUN/nginx.conf
+RUN=${MQTTAPI_RUN_DIR:-$REPO/build/run}
 
 for p in "$PORT" "$EMULATOR_PORT"; do
     if ! [[ $p =~ ^[0-9]+$ ]] || [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then
@@ -46,8 +50,8 @@ if [ "$PORT" = "$EMULATOR_PORT" ]; then
     exit 1
 fi
 
-if [ ! -x "$NGINX" ]; then
-    echo "run.sh: no nginx binary at $NGINX (run 'make deps', or set NGINX)" >&2
+if [ ! -x "$NGINX_BIN" ]; then
+    echo "run.sh: no nginx binary at $NGINX_BIN (run 'make deps', or set NGINX)" >&2
     exit 1
 fi
 
@@ -57,6 +61,8 @@ if [ -z "$STATIC" ] && [ ! -f "$MODULE" ]; then
 fi
 
 mkdir -p "$RUN/temp"
+RUN=$(cd "$RUN" && pwd -P)
+CONF=$RUN/nginx.conf
 
 # sed replacement text: escape \ & and the | delimiter
 sed_escape() {
@@ -75,7 +81,7 @@ mv "$CONF.tmp" "$CONF"
 # /var/log/nginx/error.log before reading the configuration
 NGINX_ARGS=(-p "$RUN/" -e stderr -c "$CONF")
 
-"$NGINX" "${NGINX_ARGS[@]}" -g 'daemon off;' -t
+"$NGINX_BIN" "${NGINX_ARGS[@]}" -g 'daemon off;' -t
 
 GW="http://127.0.0.1:$PORT"
 TOKEN_ARGS="InstanceId=mqtt-cn-demo&Resources=demo%2Fdevice1&Actions=R,W&ExpireTime=1999999999000"
@@ -116,4 +122,4 @@ curl -i '$GW/?Action=QueryToken&InstanceId=mqtt-cn-demo&Token=abc&mqttemu_code=I
 
 EOF
 
-exec "$NGINX" "${NGINX_ARGS[@]}" -g 'daemon off;'
+exec "$NGINX_BIN" "${NGINX_ARGS[@]}" -g 'daemon off;'

@@ -10,7 +10,8 @@
 # Annotated: chunked error bodies, `proxy_buffering off`, two requests on
 # one client connection, an upstream keepalive connection; the upstream's
 # own X-MQTTAPI-* headers are dropped.
-# Not covered: 1xx (interim responses), subrequests.
+# 1xx (a 101 upgrade), subrequests (SSI, auth_request), the action header
+# and untrusted text in members other than Code: t/025_passthrough_more.t.
 
 use strict;
 use warnings;
