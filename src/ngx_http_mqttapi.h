@@ -62,6 +62,7 @@ typedef struct {
     ngx_uint_t                   status;      /* sent status */
     ngx_uint_t                   upstream_status;
     ngx_int_t                    retry_after; /* seconds, -1: none */
+    ngx_int_t                    upstream_delay;  /* its Retry-After, s */
     ngx_msec_t                   retry_after_ms;  /* local rejects */
     ngx_uint_t                   lang;        /* catalog language index */
     unsigned                     retryable:1;

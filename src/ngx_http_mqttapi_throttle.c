@@ -307,8 +307,8 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
 
         delay -= ngx_random() % (delay / 10 + 1);
 
-        if (err->upstream_retry_after && err->retry_after > 0) {
-            floor = (ngx_msec_t) err->retry_after * 1000;
+        if (err->upstream_delay > 0) {
+            floor = (ngx_msec_t) err->upstream_delay * 1000;
             delay = ngx_max(delay, floor);
         }
 

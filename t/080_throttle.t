@@ -161,7 +161,15 @@ my $mock = mock_upstream(per_request => sub {
         ? qq({"RequestId":"MOCK","HostId":"mock","Code":"$a{code}","Message":"m"})
         : '{"RequestId":"MOCK"}';
     my $st = $a{code} ? '400 Bad Request' : '200 OK';
-    push @steps, [send => "HTTP/1.1 $st\r\nContent-Type: application/json\r\n"
+    # ?ra=<s>: Retry-After delay-seconds; ?ra=date:<s>: an HTTP-date <s> on
+    my $ra = '';
+    if (defined $a{ra}) {
+        $ra = $a{ra} =~ /^date:(\d+)$/
+            ? POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(time + $1))
+            : $a{ra};
+        $ra = "Retry-After: $ra\r\n";
+    }
+    push @steps, [send => "HTTP/1.1 $st\r\nContent-Type: application/json\r\n$ra"
                         . "Content-Length: " . length($body) . "\r\n"
                         . "Connection: close\r\n\r\n$body"],
                  [close => 1];
@@ -180,6 +188,7 @@ my $http = <<"EOF";
     mqttapi_throttle_zone \$arg_AccessKeyId zone=dry:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=st:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=cust:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=custfloor:1m backoff=1s max_backoff=2s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=many:1m backoff=1s max_backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=probe:1m backoff=1s max_backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=small:32k backoff=60s max_backoff=60s;
@@ -233,6 +242,16 @@ my $http = <<"EOF";
             mqttapi_throttle zone=cust;
             mqttapi_throttle_codes MyCustomThrottle;
             proxy_pass http://up/;
+        }
+        location /custfloor/ {
+            mqttapi_throttle zone=custfloor;
+            mqttapi_throttle_codes MyCustomThrottle;
+            proxy_pass http://up/;
+        }
+        location /custfloorm/ {
+            mqttapi_throttle zone=custfloor;
+            mqttapi_throttle_codes MyCustomThrottle;
+            proxy_pass http://127.0.0.1:$mport/;
         }
         location /many/ {
             mqttapi_throttle zone=many;
@@ -498,6 +517,38 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
     $rj = req('b3', $k);
     is_reject($rj, 'SystemOverFlow', 'Retry-After 1 below backoff');
     is(h($rj, 'Retry-After'), 3, 'backoff=3s wins over Retry-After: 1');
+}
+
+# a code added with mqttapi_throttle_codes that the catalog does not call
+# retryable: the upstream's Retry-After (delay-seconds or an HTTP-date) is
+# still the floor of the back-off, while the relayed answer stays as SPEC 5
+# has it for a non-retryable code (the upstream's header, nothing added)
+for my $c (['custfloor', 10, 'Retry-After: 10', 10, 10],
+           ['custfloorm', 'date:12', 'Retry-After: an HTTP-date 12 s on',
+            10, 12]) {
+    my ($loc, $ra, $name, $min, $max) = @$c;
+    my $k = "custfloor-$loc";
+    my $r = req($loc, $k, code => 'MyCustomThrottle', ra => $ra);
+    is($r->{status}, 400, "$name: MyCustomThrottle relayed");
+    is(h($r, 'X-Throttle'), 'pass', "$name: it passed");
+    is(h($r, 'X-MQTTAPI-Retryable'), 'false', "$name: not retryable");
+    is(scalar(my @ra = headers_all($r, 'Retry-After')), 1,
+       "$name: one Retry-After, the upstream's");
+    ok(!defined h($r, 'x-acs-retry-after'),
+       "$name: no x-acs-retry-after on a code that is not a throttling one");
+    ok(!exists((json_decode($r->{body}) // {})->{RetryAfter}),
+       "$name: no RetryAfter in the body");
+    my $rj = req($loc, $k);
+    is_reject($rj, 'MyCustomThrottle', "$name: next request");
+    my $s = h($rj, 'Retry-After') // -1;
+    ok($s >= $min && $s <= $max,
+       "$name: local Retry-After $s within [$min, $max] although backoff=1s");
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > ($min - 1) * 1000 && $ms <= $max * 1000,
+       "$name: x-acs-retry-after $ms ms");
+    is(json_decode($rj->{body})->{RetryAfter}, $s, "$name: body RetryAfter");
+    is($loc eq 'custfloorm' ? mock_count($k) : up_count_settled($k, 1), 1,
+       "$name: the upstream saw only the first");
 }
 
 # ---------------------------------------------------------------------------
