@@ -36,6 +36,7 @@ static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_mqttapi_throttle_code(
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
 static void ngx_http_mqttapi_probe_cleanup(void *data);
+static void ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx);
 
 
 static ngx_str_t  ngx_http_mqttapi_throttled = ngx_string("gateway");
@@ -267,6 +268,26 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     zone = ctx->zone;
     now = ngx_current_msec;
 
+    if (err && err->gateway) {
+
+        /*
+         * an error the gateway made (upstream unreachable, timed out, not
+         * answering JSON) is no answer of the upstream: the back-off is
+         * kept with its count, and a probe gives its turn back
+         */
+
+        if (ctx->probe) {
+            ngx_http_mqttapi_probe_release(ctx);
+
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: the probe got \"%V\" from the gateway, "
+                          "not an answer of the upstream: probing again",
+                          &err->code);
+        }
+
+        return;
+    }
+
     if (err && ngx_http_mqttapi_throttle_code(lcf, err)) {
 
         ngx_shmtx_lock(&zone->shpool->mutex);
@@ -312,7 +333,10 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
             delay = ngx_max(delay, floor);
         }
 
-        node->u.backoff.count = (node->u.backoff.count < 31) ? node->u.backoff.count + 1 : 31;
+        if (node->u.backoff.count < 31) {
+            node->u.backoff.count++;
+        }
+
         node->delay = (uint32_t) delay;
         node->until = now + delay;
         node->u.backoff.probe = 0;
@@ -458,12 +482,23 @@ ngx_http_mqttapi_probe_cleanup(void *data)
 {
     ngx_http_mqttapi_ctx_t  *ctx = data;
 
+    /* a probe that ended without an answer gives its turn back */
+
+    if (!ctx->observed) {
+        ngx_http_mqttapi_probe_release(ctx);
+    }
+}
+
+
+static void
+ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx)
+{
     ngx_http_mqttapi_node_t  *node;
     ngx_http_mqttapi_zone_t  *zone;
 
-    /* a probe that ended without an answer gives its turn back */
+    /* the next request after the back-off probes again */
 
-    if (ctx->probe == 0 || ctx->observed) {
+    if (ctx->probe == 0) {
         return;
     }
 
@@ -478,4 +513,6 @@ ngx_http_mqttapi_probe_cleanup(void *data)
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ctx->probe = 0;
 }

@@ -191,6 +191,7 @@ my $http = <<"EOF";
     mqttapi_throttle_zone \$arg_AccessKeyId zone=custfloor:1m backoff=1s max_backoff=2s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=many:1m backoff=1s max_backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=probe:1m backoff=1s max_backoff=1s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=gwp:1m backoff=1s max_backoff=8s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=small:32k backoff=60s max_backoff=60s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=big:1m backoff=60s max_backoff=60s;
 
@@ -278,6 +279,16 @@ my $http = <<"EOF";
             mqttapi_throttle zone=probe;
             proxy_read_timeout 30s;
             proxy_pass http://127.0.0.1:$mport/;
+        }
+        # one back-off zone, an upstream that times out, one that is down
+        location /gwm/ {
+            mqttapi_throttle zone=gwp;
+            proxy_read_timeout 300ms;
+            proxy_pass http://127.0.0.1:$mport/;
+        }
+        location /gwd/ {
+            mqttapi_throttle zone=gwp;
+            proxy_pass http://127.0.0.1:%%PORT3%%/;
         }
     }
 
@@ -772,6 +783,78 @@ sub open_probe_backoff {
     is(mock_count($k) - $n0, 2, 'the new probe reached the upstream');
     is_pass(req('probe', $k), 'back-off closed by the new probe');
     close $s;
+}
+
+# a probe answered by an error the gateway made (502: the upstream is
+# down; 504: it timed out) is no answer of the upstream: the back-off stays
+# with its count and the next request probes again; once the upstream
+# answers, a throttled probe reopens the back-off doubled and a clean one
+# closes it
+{
+    my $k = 'probe-gw';
+    my $r = req('gwm', $k, code => 'SystemOverFlow');
+    is($r->{status}, 400, 'gateway errors: throttle code relayed');
+    my $rj = req('gwm', $k);
+    is_reject($rj, 'SystemOverFlow', 'gateway errors: backed off');
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 0 && $ms <= 1000, "gateway errors: first delay 1 s ($ms ms)");
+    sleep $ms / 1000 + 0.05;
+    my $n0 = mock_count($k);
+
+    my $mark = $ng->error_log_mark;
+    my $r1 = req('gwd', $k);
+    is($r1->{status}, 502, 'probe to an upstream that is down: 502');
+    is(h($r1, 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamUnavailable',
+       'probe to an upstream that is down: the gateway code');
+    is(h($r1, 'X-Throttle'), 'probe', 'the 502 was the probe');
+    like($ng->error_log($mark),
+         qr/probe got "GatewayUpstreamUnavailable" from the gateway/,
+         'the failed probe is logged');
+
+    # the next request is a new probe (it hangs until the 300 ms read
+    # timeout); meanwhile the others are still answered locally
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp') or die "connect: $!";
+    syswrite($s, "GET " . path('gwm', $k, hang => 1)
+               . " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    my $deadline = time + 3;
+    sleep 0.01 while mock_count($k) == $n0 && time < $deadline;
+    is(mock_count($k) - $n0, 1, 'after the 502: a new probe reached the upstream');
+    is_reject(req('gwm', $k), 'SystemOverFlow', 'while that probe is out');
+    my $r2 = http_read_response($s, timeout => 5);
+    is($r2->{status}, 504, 'probe to an upstream that times out: 504');
+    is(h($r2, 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamTimeout',
+       'probe to an upstream that times out: the gateway code');
+    is(h($r2, 'X-Throttle'), 'probe', 'the 504 was the probe, not a pass');
+
+    # the upstream answers again, still throttling: the back-off reopens
+    # doubled, the count survived the failed probes
+    my $r3 = req('gwm', $k, code => 'SystemOverFlow');
+    is($r3->{status}, 400, 'the upstream answers: throttled');
+    is(h($r3, 'X-Throttle'), 'probe', 'after the 504: a probe again');
+    my $t0 = time;
+    $rj = req('gwm', $k);
+    is_reject($rj, 'SystemOverFlow', 'throttled probe: backed off again');
+    $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 1800 - 1000 * (time - $t0) - 30 && $ms <= 2000,
+       "the doubling survived the failed probes: 2 s ($ms ms)");
+    is(mock_count($k) - $n0, 2, 'only the probes reached the upstream');
+    sleep $ms / 1000 + 0.05;
+
+    # a failed probe again, then a clean one closes the back-off
+    my $r4 = req('gwd', $k);
+    is($r4->{status}, 502, 'failed probe after the second back-off');
+    is(h($r4, 'X-Throttle'), 'probe', 'it was the probe');
+    is_pass(req('gwm', $k), 'the upstream recovered: a clean probe', 'probe');
+    is_pass(req('gwm', $k), 'the clean probe closed the back-off');
+    is_pass(req('gwm', $k), 'the clean probe closed the back-off, again');
+
+    # closed: the next throttle starts over at backoff
+    req('gwm', $k, code => 'SystemOverFlow');
+    $rj = req('gwm', $k);
+    is_reject($rj, 'SystemOverFlow', 'a throttle after the clean probe');
+    $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 0 && $ms <= 1000, "it starts over at backoff=1s ($ms ms)");
 }
 
 # ---------------------------------------------------------------------------
