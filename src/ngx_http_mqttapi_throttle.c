@@ -35,6 +35,8 @@ static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_str_t *code, ngx_msec_t *left);
 static ngx_uint_t ngx_http_mqttapi_throttle_code(
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
+static void ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_http_mqttapi_error_t *err, ngx_msec_t delay);
 static void ngx_http_mqttapi_probe_cleanup(void *data);
 static void ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx);
 
@@ -310,7 +312,11 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
              * a request that was under way when the back-off opened:
              * the back-off already counts this throttle
              */
+            delay = node->until - now;
+
             ngx_shmtx_unlock(&zone->shpool->mutex);
+
+            ngx_http_mqttapi_advertise(lcf, err, delay);
             return;
         }
 
@@ -345,6 +351,8 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
         count = node->u.backoff.count;
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_http_mqttapi_advertise(lcf, err, delay);
 
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
                       "mqttapi: \"%V\" from the upstream, backing off for "
@@ -474,6 +482,29 @@ ngx_http_mqttapi_throttle_code(ngx_http_mqttapi_loc_conf_t *lcf,
     }
 
     return 0;
+}
+
+
+static void
+ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_http_mqttapi_error_t *err, ngx_msec_t delay)
+{
+    /*
+     * The response that opened the back-off tells the client how long the
+     * gateway is going to answer locally, rather than the catalog's delay.
+     * The upstream's own Retry-After is kept (it is the floor anyway), a
+     * code the catalog does not call retryable gets none (SPEC 5), and a
+     * dry run answers nothing locally.
+     */
+
+    if (lcf->throttle_dry_run || !err->retryable
+        || err->upstream_retry_after)
+    {
+        return;
+    }
+
+    err->retry_after = (delay + 999) / 1000;
+    err->retry_after_ms = delay;
 }
 
 

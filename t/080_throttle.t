@@ -228,6 +228,10 @@ my $http = <<"EOF";
             mqttapi_throttle zone=long;
             proxy_pass http://up/;
         }
+        location /longm/ {
+            mqttapi_throttle zone=long;
+            proxy_pass http://127.0.0.1:$mport/;
+        }
         location /dry/ {
             mqttapi_throttle zone=dry;
             mqttapi_throttle_dry_run on;
@@ -413,6 +417,15 @@ for my $code (sort keys %THROTTLE) {
     is(h($r, 'X-Throttle'), 'pass', "$code: \$mqttapi_throttle = pass");
     is(up_count_settled($k, 1), 1, "$code: reached the upstream");
 
+    # it opened a back-off of 3 s (minus jitter): it says so, not the
+    # catalog's 1 s
+    my $rms = h($r, 'x-acs-retry-after') // -1;
+    ok($rms >= 2700 && $rms <= 3000,
+       "$code: the relayed answer's x-acs-retry-after is the back-off ($rms)");
+    is(h($r, 'Retry-After'), 3, "$code: the relayed answer's Retry-After 3");
+    is((json_decode($r->{body}) // {})->{RetryAfter}, 3,
+       "$code: the relayed answer's RetryAfter 3");
+
     my $t0 = time;
     my $rj = req('b3', $k);
     my $took = time - $t0;
@@ -517,17 +530,56 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
 # Retry-After from the upstream through the test upstream, too
 {
     my $k = 'floor-b1';
-    req('b1', $k, code => 'SystemOverFlow', ra => 5);
+    my $r = req('b1', $k, code => 'SystemOverFlow', ra => 5);
+    is_deeply([headers_all($r, 'Retry-After')], [5],
+              "relayed: the upstream's Retry-After 5 kept, alone");
+    is(h($r, 'x-acs-retry-after'), 5000, 'relayed: x-acs-retry-after 5000');
     my $rj = req('b1', $k);
     is_reject($rj, 'SystemOverFlow', 'Retry-After 5 floor');
     is(h($rj, 'Retry-After'), 5, 'local Retry-After 5 (upstream floor)');
 
-    # a smaller upstream Retry-After does not shorten the back-off
+    # a smaller upstream Retry-After does not shorten the back-off (the
+    # relayed answer keeps it all the same, SPEC 5)
     $k = 'floor-b3';
-    req('b3', $k, code => 'SystemOverFlow', ra => 1);
+    $r = req('b3', $k, code => 'SystemOverFlow', ra => 1);
+    is_deeply([headers_all($r, 'Retry-After')], [1],
+              "relayed: the upstream's Retry-After 1 kept, alone");
     $rj = req('b3', $k);
     is_reject($rj, 'SystemOverFlow', 'Retry-After 1 below backoff');
     is(h($rj, 'Retry-After'), 3, 'backoff=3s wins over Retry-After: 1');
+}
+
+# a response that opens a long back-off (backoff=30s) says so in
+# Retry-After and x-acs-retry-after instead of the catalog's 1 s, and so
+# does one that was under way when another opened it; a dry run says the
+# catalog's delay, since nothing is answered locally
+{
+    my $k = 'advertise-long';
+    my @r = burst($port, map { path('longm', $k, code => 'SystemOverFlow',
+                                    sleep => '0.3') } 1 .. 2);
+    is(scalar(grep { ($_->{status} // 0) == 400 } @r), 2,
+       'long back-off: both throttled answers relayed');
+    for my $i (0, 1) {
+        my $r = $r[$i];
+        my $ms = h($r, 'x-acs-retry-after') // -1;
+        ok($ms > 26000 && $ms <= 30000,
+           "long back-off, answer $i: x-acs-retry-after $ms");
+        my $s = h($r, 'Retry-After') // -1;
+        is($s, int(($ms + 999) / 1000),
+           "long back-off, answer $i: Retry-After $s, rounded up");
+        is((json_decode($r->{body}) // {})->{RetryAfter}, $s,
+           "long back-off, answer $i: RetryAfter $s");
+    }
+    my $rj = req('longm', $k);
+    is_reject($rj, 'SystemOverFlow', 'long back-off: next request');
+    my $ra = h($rj, 'Retry-After') // -1;
+    ok($ra >= 27 && $ra <= 30 && $ra <= (h($r[0], 'Retry-After') // 0),
+       "long back-off: the local answer's Retry-After $ra as announced");
+    is(mock_count($k), 2, 'long back-off: the upstream saw the first two');
+
+    my $r = req('dry', 'advertise-dry', code => 'SystemOverFlow');
+    is(h($r, 'Retry-After'), 1, "dry run: the catalog's Retry-After 1");
+    is(h($r, 'x-acs-retry-after'), 1000, 'dry run: x-acs-retry-after 1000');
 }
 
 # a code added with mqttapi_throttle_codes that the catalog does not call
@@ -657,10 +709,17 @@ for my $c (['custfloor', 10, 'Retry-After: 10', 10, 10],
         my $t0 = time;
         my $rj = req('b1', $k);
         my $took = time - $t0;
+        my $rms = h($r, 'x-acs-retry-after') // -1;
+        ok($rms <= $d && $rms >= 0.9 * $d,
+           "$name: the relayed answer says the delay ($rms ms)");
+        is(h($r, 'Retry-After'), int(($rms + 999) / 1000),
+           "$name: the relayed answer's Retry-After, rounded up");
         is_reject($rj, 'SystemOverFlow', "$name: reject");
         my $ms = h($rj, 'x-acs-retry-after') // -1;
         ok($ms <= $d && $ms >= 0.9 * $d - 1000 * $took - 30,
            "$name: delay within [0.9, 1.0] x $d ms ($ms ms left)");
+        ok($ms <= $rms && $ms >= $rms - 1000 * $took - 30,
+           "$name: the reject's delay is what the relayed answer said");
         is(h($rj, 'Retry-After'), int(($ms + 999) / 1000),
            "$name: Retry-After is the seconds left, rounded up");
         return $ms;
