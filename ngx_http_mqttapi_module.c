@@ -42,6 +42,8 @@ static char *ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_mqttapi_quota(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_mqttapi_throttle_status(ngx_conf_t *cf, void *post,
@@ -140,7 +142,7 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
 
     { ngx_string("mqttapi_quota"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_mqttapi_zone_ref,
+      ngx_http_mqttapi_quota,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mqttapi_loc_conf_t, quota_zone),
       NULL },
@@ -416,6 +418,36 @@ ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post, void *data)
             || uri->data[i] == '"' || uri->data[i] == '\\')
         {
             return "must be a URI without spaces, quotes or backslashes";
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mqttapi_quota(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mqttapi_loc_conf_t *lcf = conf;
+
+    char                          *rv;
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    rv = ngx_http_mqttapi_zone_ref(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK || lcf->quota_zone == NULL) {
+        return rv;
+    }
+
+    /* the per-action ceiling is counted for the whole gateway */
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+
+    if (mcf->ceiling == NULL) {
+        mcf->ceiling = ngx_http_mqttapi_zone_ceiling(cf);
+
+        if (mcf->ceiling == NULL) {
+            return NGX_CONF_ERROR;
         }
     }
 

@@ -225,12 +225,53 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     name.data = value[1].data + 5;
     name.len = value[1].len - 5;
 
+    if (ngx_strlchr(name.data, name.data + name.len, ':')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone name \"%V\" in \"%V\" directive",
+                           &name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
     *field = ngx_shared_memory_add(cf, &name, 0, &ngx_http_mqttapi_module);
     if (*field == NULL) {
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+ngx_shm_zone_t *
+ngx_http_mqttapi_zone_ceiling(ngx_conf_t *cf)
+{
+    ngx_shm_zone_t           *shm_zone;
+    ngx_http_mqttapi_zone_t  *zone;
+
+    static ngx_str_t  name = ngx_string(NGX_HTTP_MQTTAPI_CEILING_ZONE);
+
+    /* a zone like the others, without a key: kept across reloads alike */
+
+    shm_zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_MQTTAPI_CEILING_SIZE,
+                                     &ngx_http_mqttapi_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        return shm_zone;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->shm_zone = shm_zone;
+
+    shm_zone->init = ngx_http_mqttapi_zone_init;
+    shm_zone->data = zone;
+
+    return shm_zone;
 }
 
 
