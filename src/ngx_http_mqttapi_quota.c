@@ -227,7 +227,7 @@ ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
 
     b = &node->u.buckets[node->until % NGX_HTTP_MQTTAPI_BUCKETS];
 
-    if (*b < 0xffff) {
+    if (*b < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
         (*b)++;
     }
 }

@@ -24,6 +24,21 @@
 #define NGX_HTTP_MQTTAPI_EVICT_MAX  4
 
 
+/*
+ * Checked at build time: a bucket holds the highest quota, and a long key
+ * (a prefix of two, "#" and the MD5 in hex) fits the node.
+ */
+
+typedef char  ngx_http_mqttapi_check_quota_max[
+    (NGX_HTTP_MQTTAPI_QUOTA_MAX
+     <= (1 << (8 * sizeof(((ngx_http_mqttapi_node_t *) 0)->u.buckets[0])))
+        - 1)
+    ? 1 : -1];
+
+typedef char  ngx_http_mqttapi_check_key_len[
+    (NGX_HTTP_MQTTAPI_KEY_MAX_LEN >= 2 + 1 + 32) ? 1 : -1];
+
+
 static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone);

@@ -45,6 +45,17 @@
 
 
 /*
+ * A bucket is a uint16_t (wider ones would not fit the node in
+ * NGX_HTTP_MQTTAPI_NODE_SIZE).  A request is counted only while the
+ * window's sum is below the limit, so no bucket ever exceeds the limit,
+ * and a limit up to this is enforced exactly; the catalog takes no higher
+ * one.
+ */
+
+#define NGX_HTTP_MQTTAPI_QUOTA_MAX     65535
+
+
+/*
  * A node is allocated from "color" on, as in limit_req: the rbtree key,
  * links and parent come first and the rest follows.  A back-off node uses
  * "until" (its end), "delay", "code" and u.backoff; a quota node uses

@@ -68,6 +68,42 @@ chmod 0755, $dir;
     close $fh;
 }
 
+# limits are counted exactly up to 65535 per second (a bucket is 16 bits):
+# a higher one fails the configuration test, naming the directive, the
+# file and the limit
+for my $c (['{"quota":{"api_ceiling":65536}}', 'quota "api_ceiling"'],
+           ['{"quota":{"default":1000000}}', 'quota "default"'],
+           ['{"actions":{"SendMessage":{"quota":70000}}}',
+            'action "SendMessage": "quota"'],
+           ['{"actions":{"SendMessage":{"quota":0}}}',
+            'action "SendMessage": "quota"']) {
+    my ($json, $what) = @$c;
+    open my $fh, '>', "$dir/high.json" or die $!;
+    print $fh $json;
+    close $fh;
+    my ($rc, $out) = nginx_test_config(
+        'mqttapi_throttle_zone $arg_AccessKeyId zone=q:1m;'
+        . ' server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;'
+        . " mqttapi_quota zone=q; mqttapi_catalog $dir/high.json;"
+        . ' proxy_pass http://127.0.0.1:%%PORT1%%; } }');
+    isnt($rc, 0, "nginx -t fails: $json");
+    like($out, qr/\[emerg\] mqttapi_catalog "\Q$dir\E\/high\.json": \Q$what\E\S* (?:is )?not an integer between 1 and 65535/,
+         "nginx -t: $json: the directive, the file, the limit")
+        or diag $out;
+}
+{
+    open my $fh, '>', "$dir/high.json" or die $!;
+    print $fh '{"quota":{"api_ceiling":65535,"default":65535},'
+            . '"actions":{"SendMessage":{"quota":65535}}}';
+    close $fh;
+    my ($rc, $out) = nginx_test_config(
+        'mqttapi_throttle_zone $arg_AccessKeyId zone=q:1m;'
+        . ' server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;'
+        . " mqttapi_quota zone=q; mqttapi_catalog $dir/high.json;"
+        . ' proxy_pass http://127.0.0.1:%%PORT1%%; } }');
+    is($rc, 0, 'nginx -t: limits of 65535 are accepted') or diag $out;
+}
+
 my $http = <<"EOF";
     log_format up '\$arg_AccessKeyId|\$arg_Action|\$arg_m|\$msec';
 
@@ -655,7 +691,7 @@ sleep 1.2;
 
 {
     open my $fh, '>', "$dir/ceiling.json" or die $!;
-    print $fh '{"quota":{"api_ceiling":1000000}}';
+    print $fh '{"quota":{"api_ceiling":65535}}';
     close $fh;
 
     my $ng2 = start_nginx(workers => 2, main => 'timer_resolution 100ms;',
