@@ -73,6 +73,9 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ccv.complex_value = &zone->key;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key \"%V\" in \"%V\" directive",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -185,6 +188,10 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_mqttapi_module);
     if (shm_zone == NULL) {
+        /* nginx said why, without the directive */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" cannot be used in \"%V\" directive",
+                           &name, &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -249,6 +256,9 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     *field = ngx_shared_memory_add(cf, &name, 0, &ngx_http_mqttapi_module);
     if (*field == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" cannot be used in \"%V\" directive",
+                           &name, &cmd->name);
         return NGX_CONF_ERROR;
     }
 

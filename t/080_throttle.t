@@ -135,6 +135,64 @@ my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
             or diag $out;
     }
 
+    # SPEC 8: every failure of a directive of the module names it, also
+    # where the handler logs the message itself (nginx adds the name only
+    # to a message the handler returns)
+    my $loc = sub { "$zone\n" . $srv->($_[0]) };
+    for my $b (
+        [ 'mqttapi', $loc->('mqttapi maybe;') ],
+        [ 'mqttapi_body', $loc->('mqttapi_body html;') ],
+        [ 'mqttapi_host_id', $loc->('mqttapi_host_id "${a";') ],
+        [ 'mqttapi_host_id', $loc->('mqttapi_host_id "$";') ],
+        [ 'mqttapi_throttle_log_level',
+          $loc->('mqttapi_throttle_log_level debug;') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone "${a" zone=t:1m;' . $srv->('') ],
+        [ 'mqttapi_normalize_status', $loc->('mqttapi_normalize_status 1;') ],
+        [ 'mqttapi_max_body_size', $loc->('mqttapi_max_body_size 0;') ],
+        [ 'mqttapi_max_body_size', $loc->('mqttapi_max_body_size big;') ],
+        [ 'mqttapi_problem_base_uri',
+          $loc->('mqttapi_problem_base_uri "urn:a b";') ],
+        [ 'mqttapi_catalog', $loc->('mqttapi_catalog /nonexistent.json;') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t;' . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m backoff=0;'
+          . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m max_backoff=2d;'
+          . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          "$zone\n" . 'mqttapi_throttle_zone $arg_AccessKeyId zone=t:2m;'
+          . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          'limit_req_zone $arg_AccessKeyId zone=t:1m rate=1r/s;'
+          . "\n$zone\n" . $srv->('') ],
+        [ 'mqttapi_throttle',
+          'limit_req_zone $arg_AccessKeyId zone=lr:1m rate=1r/s;'
+          . "\n$zone\n" . $srv->('mqttapi_throttle zone=lr;') ],
+        [ 'mqttapi_throttle', $loc->('mqttapi_throttle zone=a:b;') ],
+        [ 'mqttapi_throttle',
+          $loc->('mqttapi_throttle zone=t; mqttapi_throttle zone=t;') ],
+        [ 'mqttapi_quota', $loc->('mqttapi_quota zone=a:b;') ],
+        [ 'mqttapi_quota', $loc->('mqttapi_quota t;') ],
+        [ 'mqttapi_throttle_status', $loc->('mqttapi_throttle_status abc;') ],
+        [ 'mqttapi_throttle_dry_run', $loc->('mqttapi_throttle_dry_run yes;') ],
+        [ 'mqttapi_throttle_codes',
+          $loc->('mqttapi_throttle_codes "Bad Code";') ],
+        [ 'mqttapi_throttle_codes',
+          $loc->('mqttapi_throttle_codes A; mqttapi_throttle_codes B;') ],
+        [ 'mqttapi_throttle_codes',
+          $loc->('mqttapi_throttle_codes ' . ('C' x 129) . ';') ],
+    ) {
+        my ($dir, $http) = @$b;
+        my ($rc, $out) = nginx_test_config($http);
+        isnt($rc, 0, "nginx -t fails: $http");
+        like($out, qr/\[emerg\][^\n]*\b\Q$dir\E\b(?![_a-z])/,
+             "nginx -t: the message names \"$dir\": $http")
+            or diag $out;
+    }
+
     my ($rc, $out) = nginx_test_config(
         'mqttapi_throttle_zone $arg_AccessKeyId zone=t:32k backoff=500ms '
         . 'max_backoff=1h;' . "\n"
