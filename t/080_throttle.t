@@ -1111,6 +1111,14 @@ sub open_probe_backoff {
     is(get($port, '/new/')->{status}, 204, 'the new configuration is active');
     is_reject(req('long', $k), 'QueryTokenOverFlow',
               'after the second reload: still backed off');
+
+    # a zone whose size changes is a fresh one, as with limit_req
+    (my $resized = $new) =~ s{zone=long:1m}{zone=long:2m} or die;
+    my $mark = $ng->error_log_mark;
+    ok($ng->reload(http => $resized), 'reload with zone "long" resized');
+    is_pass(req('long', $k), 'after resizing the zone: its state is gone');
+    unlike($ng->error_log($mark), qr/\[(?:emerg|alert|crit)\]/,
+           'resizing the zone: no errors');
 }
 
 # a worker that dies (SIGKILL) loses nothing: the new one sees the state
