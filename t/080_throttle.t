@@ -227,7 +227,8 @@ my $mock = mock_upstream(per_request => sub {
             : $a{ra};
         $ra = "Retry-After: $ra\r\n";
     }
-    push @steps, [send => "HTTP/1.1 $st\r\nContent-Type: application/json\r\n$ra"
+    push @steps, [send => "HTTP/1.1 $st\r\n$ra"
+                        . "Content-Type: application/json\r\n"
                         . "Content-Length: " . length($body) . "\r\n"
                         . "Connection: close\r\n\r\n$body"],
                  [close => 1];
@@ -246,10 +247,10 @@ my $http = <<"EOF";
     mqttapi_throttle_zone \$arg_AccessKeyId zone=dry:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=st:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=cust:1m backoff=30s;
-    mqttapi_throttle_zone \$arg_AccessKeyId zone=custfloor:1m backoff=1s max_backoff=2s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=custfloor:1m backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=many:1m backoff=1s max_backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=probe:1m backoff=1s max_backoff=1s;
-    mqttapi_throttle_zone \$arg_AccessKeyId zone=gwp:1m backoff=1s max_backoff=8s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=gwp:1m backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=small:32k backoff=60s max_backoff=60s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=big:1m backoff=60s max_backoff=60s;
 
@@ -936,7 +937,8 @@ sub open_probe_backoff {
                . " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     my $deadline = time + 3;
     sleep 0.01 while mock_count($k) == $n0 && time < $deadline;
-    is(mock_count($k) - $n0, 1, 'after the 502: a new probe reached the upstream');
+    is(mock_count($k) - $n0, 1,
+       'after the 502: a new probe reached the upstream');
     is_reject(req('gwm', $k), 'SystemOverFlow', 'while that probe is out');
     my $r2 = http_read_response($s, timeout => 5);
     is($r2->{status}, 504, 'probe to an upstream that times out: 504');

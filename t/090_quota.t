@@ -68,6 +68,19 @@ chmod 0755, $dir;
     close $fh;
 }
 
+# nginx -t of a location with mqttapi_quota and a user catalog of this text
+sub nginx_t_catalog {
+    my ($json) = @_;
+    open my $fh, '>', "$dir/high.json" or die $!;
+    print $fh $json;
+    close $fh;
+    return nginx_test_config(
+        'mqttapi_throttle_zone $arg_AccessKeyId zone=q:1m;'
+        . ' server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;'
+        . " mqttapi_quota zone=q; mqttapi_catalog $dir/high.json;"
+        . ' proxy_pass http://127.0.0.1:%%PORT1%%; } }');
+}
+
 # limits are counted exactly up to 65535 per second (a bucket is 16 bits):
 # a higher one fails the configuration test, naming the directive, the
 # file and the limit
@@ -78,29 +91,18 @@ for my $c (['{"quota":{"api_ceiling":65536}}', 'quota "api_ceiling"'],
            ['{"actions":{"SendMessage":{"quota":0}}}',
             'action "SendMessage": "quota"']) {
     my ($json, $what) = @$c;
-    open my $fh, '>', "$dir/high.json" or die $!;
-    print $fh $json;
-    close $fh;
-    my ($rc, $out) = nginx_test_config(
-        'mqttapi_throttle_zone $arg_AccessKeyId zone=q:1m;'
-        . ' server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;'
-        . " mqttapi_quota zone=q; mqttapi_catalog $dir/high.json;"
-        . ' proxy_pass http://127.0.0.1:%%PORT1%%; } }');
+    my ($rc, $out) = nginx_t_catalog($json);
     isnt($rc, 0, "nginx -t fails: $json");
-    like($out, qr/\[emerg\] mqttapi_catalog "\Q$dir\E\/high\.json": \Q$what\E\S* (?:is )?not an integer between 1 and 65535/,
+    my $file = qr/\[emerg\] mqttapi_catalog "\Q$dir\E\/high\.json": /;
+    my $range = qr/(?:is )?not an integer between 1 and 65535/;
+    like($out, qr/$file\Q$what\E\S* $range/,
          "nginx -t: $json: the directive, the file, the limit")
         or diag $out;
 }
 {
-    open my $fh, '>', "$dir/high.json" or die $!;
-    print $fh '{"quota":{"api_ceiling":65535,"default":65535},'
-            . '"actions":{"SendMessage":{"quota":65535}}}';
-    close $fh;
-    my ($rc, $out) = nginx_test_config(
-        'mqttapi_throttle_zone $arg_AccessKeyId zone=q:1m;'
-        . ' server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;'
-        . " mqttapi_quota zone=q; mqttapi_catalog $dir/high.json;"
-        . ' proxy_pass http://127.0.0.1:%%PORT1%%; } }');
+    my ($rc, $out) = nginx_t_catalog(
+        '{"quota":{"api_ceiling":65535,"default":65535},'
+        . '"actions":{"SendMessage":{"quota":65535}}}');
     is($rc, 0, 'nginx -t: limits of 65535 are accepted') or diag $out;
 }
 
