@@ -21,8 +21,10 @@
  * answers that key locally.  Then one request is let through as a probe
  * while the others are still answered locally: a clean answer removes the
  * node, a throttled one reopens the back-off longer.  A probe that ends
- * without an answer (client gone) gives its turn back; one that hangs
- * loses it after NGX_HTTP_MQTTAPI_PROBE_TIMEOUT.  Nothing ever waits.
+ * without an answer of the upstream (client gone, or an error the gateway
+ * made) gives its turn back and leaves the count as it is; one that hangs
+ * loses it after NGX_HTTP_MQTTAPI_PROBE_TIMEOUT.  Nothing ever waits.  The
+ * answer that opens a back-off advertises its delay.
  */
 
 
