@@ -29,6 +29,7 @@ typedef struct ngx_http_mqttapi_entry_s    ngx_http_mqttapi_entry_t;
 
 typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
+    ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
 } ngx_http_mqttapi_main_conf_t;
 
 
@@ -64,6 +65,7 @@ typedef struct {
     ngx_uint_t                   status;      /* sent status */
     ngx_uint_t                   upstream_status;
     ngx_int_t                    retry_after; /* seconds, -1: none */
+    ngx_int_t                    upstream_delay;  /* its Retry-After, s */
     ngx_msec_t                   retry_after_ms;  /* local rejects */
     ngx_uint_t                   lang;        /* catalog language index */
     unsigned                     retryable:1;

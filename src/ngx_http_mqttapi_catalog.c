@@ -6,6 +6,7 @@
 
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_zone.h"
 
 
 /*
@@ -569,13 +570,16 @@ ngx_http_mqttapi_load_actions(ngx_http_mqttapi_loader_t *ld, json_t *actions)
                            act->throttle_code.len);
 
             } else if (ngx_strcmp(k, "quota") == 0) {
-                if (!json_is_integer(f)) {
-                    goto invalid;
-                }
-
-                q = json_integer_value(f);
-                if (q < 1 || q > 1000000) {
-                    goto invalid;
+                if (!json_is_integer(f)
+                    || (q = json_integer_value(f)) < 1
+                    || q > NGX_HTTP_MQTTAPI_QUOTA_MAX)
+                {
+                    ngx_http_mqttapi_loader_error(ld, "action \"%V\": "
+                                                  "\"quota\" is not an "
+                                                  "integer between 1 and %d",
+                                                  &name,
+                                                  NGX_HTTP_MQTTAPI_QUOTA_MAX);
+                    return NGX_ERROR;
                 }
 
                 act->quota = (ngx_uint_t) q;
@@ -638,10 +642,12 @@ ngx_http_mqttapi_load_quota(ngx_http_mqttapi_loader_t *ld, json_t *quota)
         }
 
         if (!json_is_integer(v)
-            || (q = json_integer_value(v)) < 1 || q > 1000000)
+            || (q = json_integer_value(v)) < 1
+            || q > NGX_HTTP_MQTTAPI_QUOTA_MAX)
         {
             ngx_http_mqttapi_loader_error(ld, "quota \"%s\": not an integer "
-                                          "between 1 and 1000000", key);
+                                          "between 1 and %d", key,
+                                          NGX_HTTP_MQTTAPI_QUOTA_MAX);
             return NGX_ERROR;
         }
 

@@ -79,16 +79,20 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
         }
     }
 
+    /*
+     * The upstream's Retry-After is the floor of a back-off whatever the
+     * catalog says of the code (mqttapi_throttle_codes may name any code);
+     * the response advertises it only for a retryable one.
+     */
+
+    delay = ngx_http_mqttapi_upstream_retry_after(r);
+
+    err->upstream_delay = (delay >= 0) ? delay : -1;
+
     if (entry && entry->retryable) {
         err->retryable = 1;
         err->throttle = entry->throttle;
-        err->retry_after = entry->retry_after;
-
-        delay = ngx_http_mqttapi_upstream_retry_after(r);
-
-        if (delay >= 0) {
-            err->retry_after = delay;
-        }
+        err->retry_after = (delay >= 0) ? delay : entry->retry_after;
 
         if (delay != NGX_DECLINED) {
             err->upstream_retry_after = 1;

@@ -14,13 +14,15 @@
 /*
  * Quotas: requests per second per key and action at the upstream's
  * published per-account limits (catalog "actions" quota, else the
- * catalog's default), and per action for the whole gateway at the
- * upstream's per-source-IP ceiling, so that the gateway's egress address
- * is never blocked.  Each limit is a sliding window of short buckets
- * that together cover at least the last second, so no second ever sees
- * more than the limit.  A request is counted only when it passes both
- * limits; one over a limit is answered locally at once with the action's
- * throttle code.
+ * catalog's default), counted in the location's zone, and per action for
+ * the whole gateway at the upstream's per-source-IP ceiling, so that the
+ * gateway's egress address is never blocked: those counters are in the
+ * module's ceiling zone, which all quota zones and workers share.  Each
+ * limit is a sliding window of short buckets that together cover at
+ * least the last second, so no second ever sees more than the limit.  A
+ * request is counted only when it passes both limits (the ceiling zone is
+ * locked inside the quota zone, never the other way round); one over a
+ * limit is answered locally at once with the action's throttle code.
  */
 
 
@@ -43,16 +45,20 @@ ngx_int_t
 ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code, ngx_msec_t *left)
 {
-    ngx_int_t                   rc, rc2;
-    uint32_t                    hash;
-    ngx_str_t                   name, key, api;
-    ngx_msec_t                  now;
-    ngx_uint_t                  limit;
-    ngx_http_mqttapi_zone_t    *zone;
-    ngx_http_mqttapi_action_t  *action;
-    ngx_http_mqttapi_window_t   wk, wa;
+    ngx_int_t                      rc, rc2;
+    uint32_t                       hash;
+    ngx_str_t                      name, key, api;
+    ngx_msec_t                     now;
+    ngx_uint_t                     limit;
+    ngx_http_mqttapi_zone_t       *zone, *ceiling;
+    ngx_http_mqttapi_action_t     *action;
+    ngx_http_mqttapi_window_t      wk, wa;
+    ngx_http_mqttapi_main_conf_t  *mcf;
 
     zone = lcf->quota_zone->data;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_mqttapi_module);
+    ceiling = mcf->ceiling->data;
 
     action = NULL;
 
@@ -96,14 +102,18 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     /* the per-action ceiling of the whole gateway */
 
     if (rc2 == NGX_OK) {
-        rc2 = ngx_http_mqttapi_window(r, zone, &api,
+        ngx_shmtx_lock(&ceiling->shpool->mutex);
+
+        rc2 = ngx_http_mqttapi_window(r, ceiling, &api,
                                       lcf->catalog->api_ceiling, now, &wa,
                                       left);
-    }
 
-    if (rc2 == NGX_OK) {
-        ngx_http_mqttapi_window_count(wk.node);
-        ngx_http_mqttapi_window_count(wa.node);
+        if (rc2 == NGX_OK) {
+            ngx_http_mqttapi_window_count(wk.node);
+            ngx_http_mqttapi_window_count(wa.node);
+        }
+
+        ngx_shmtx_unlock(&ceiling->shpool->mutex);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -217,7 +227,7 @@ ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
 
     b = &node->u.buckets[node->until % NGX_HTTP_MQTTAPI_BUCKETS];
 
-    if (*b < 0xffff) {
+    if (*b < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
         (*b)++;
     }
 }

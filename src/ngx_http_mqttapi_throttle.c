@@ -22,8 +22,10 @@
  * answers that key locally.  Then one request is let through as a probe
  * while the others are still answered locally: a clean answer removes the
  * node, a throttled one reopens the back-off longer.  A probe that ends
- * without an answer (client gone) gives its turn back; one that hangs
- * loses it after NGX_HTTP_MQTTAPI_PROBE_TIMEOUT.  Nothing ever waits.
+ * without an answer of the upstream (client gone, or an error the gateway
+ * made) gives its turn back and leaves the count as it is; one that hangs
+ * loses it after NGX_HTTP_MQTTAPI_PROBE_TIMEOUT.  Nothing ever waits.  The
+ * answer that opens a back-off advertises its delay.
  */
 
 
@@ -36,7 +38,10 @@ static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_str_t *code, ngx_msec_t *left);
 static ngx_uint_t ngx_http_mqttapi_throttle_code(
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
+static void ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_http_mqttapi_error_t *err, ngx_msec_t delay);
 static void ngx_http_mqttapi_probe_cleanup(void *data);
+static void ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx);
 
 
 static ngx_str_t  ngx_http_mqttapi_throttled = ngx_string("gateway");
@@ -268,6 +273,26 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     zone = ctx->zone;
     now = ngx_current_msec;
 
+    if (err && err->gateway) {
+
+        /*
+         * an error the gateway made (upstream unreachable, timed out, not
+         * answering JSON) is no answer of the upstream: the back-off is
+         * kept with its count, and a probe gives its turn back
+         */
+
+        if (ctx->probe) {
+            ngx_http_mqttapi_probe_release(ctx);
+
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: the probe got \"%V\" from the gateway, "
+                          "not an answer of the upstream: probing again",
+                          &err->code);
+        }
+
+        return;
+    }
+
     if (err && ngx_http_mqttapi_throttle_code(lcf, err)) {
 
         ngx_shmtx_lock(&zone->shpool->mutex);
@@ -290,7 +315,11 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
              * a request that was under way when the back-off opened:
              * the back-off already counts this throttle
              */
+            delay = node->until - now;
+
             ngx_shmtx_unlock(&zone->shpool->mutex);
+
+            ngx_http_mqttapi_advertise(lcf, err, delay);
             return;
         }
 
@@ -308,12 +337,15 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
 
         delay -= ngx_random() % (delay / 10 + 1);
 
-        if (err->upstream_retry_after && err->retry_after > 0) {
-            floor = (ngx_msec_t) err->retry_after * 1000;
+        if (err->upstream_delay > 0) {
+            floor = (ngx_msec_t) err->upstream_delay * 1000;
             delay = ngx_max(delay, floor);
         }
 
-        node->u.backoff.count = (node->u.backoff.count < 31) ? node->u.backoff.count + 1 : 31;
+        if (node->u.backoff.count < 31) {
+            node->u.backoff.count++;
+        }
+
         node->delay = (uint32_t) delay;
         node->until = now + delay;
         node->u.backoff.probe = 0;
@@ -322,6 +354,8 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
         count = node->u.backoff.count;
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_http_mqttapi_advertise(lcf, err, delay);
 
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
                       "mqttapi: \"%V\" from the upstream, backing off for "
@@ -481,16 +515,50 @@ ngx_http_mqttapi_throttle_code(ngx_http_mqttapi_loc_conf_t *lcf,
 
 
 static void
+ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_http_mqttapi_error_t *err, ngx_msec_t delay)
+{
+    /*
+     * The response that opened the back-off tells the client how long the
+     * gateway is going to answer locally, rather than the catalog's delay.
+     * The upstream's own Retry-After is kept (it is the floor anyway), a
+     * code the catalog does not call retryable gets none (SPEC 5), and a
+     * dry run answers nothing locally.
+     */
+
+    if (lcf->throttle_dry_run || !err->retryable
+        || err->upstream_retry_after)
+    {
+        return;
+    }
+
+    err->retry_after = (delay + 999) / 1000;
+    err->retry_after_ms = delay;
+}
+
+
+static void
 ngx_http_mqttapi_probe_cleanup(void *data)
 {
     ngx_http_mqttapi_ctx_t  *ctx = data;
 
+    /* a probe that ended without an answer gives its turn back */
+
+    if (!ctx->observed) {
+        ngx_http_mqttapi_probe_release(ctx);
+    }
+}
+
+
+static void
+ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx)
+{
     ngx_http_mqttapi_node_t  *node;
     ngx_http_mqttapi_zone_t  *zone;
 
-    /* a probe that ended without an answer gives its turn back */
+    /* the next request after the back-off probes again */
 
-    if (ctx->probe == 0 || ctx->observed) {
+    if (ctx->probe == 0) {
         return;
     }
 
@@ -505,4 +573,6 @@ ngx_http_mqttapi_probe_cleanup(void *data)
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ctx->probe = 0;
 }

@@ -25,6 +25,21 @@
 #define NGX_HTTP_MQTTAPI_EVICT_MAX  4
 
 
+/*
+ * Checked at build time: a bucket holds the highest quota, and a long key
+ * (a prefix of two, "#" and the MD5 in hex) fits the node.
+ */
+
+typedef char  ngx_http_mqttapi_check_quota_max[
+    (NGX_HTTP_MQTTAPI_QUOTA_MAX
+     <= (1 << (8 * sizeof(((ngx_http_mqttapi_node_t *) 0)->u.buckets[0])))
+        - 1)
+    ? 1 : -1];
+
+typedef char  ngx_http_mqttapi_check_key_len[
+    (NGX_HTTP_MQTTAPI_KEY_MAX_LEN >= 2 + 1 + 32) ? 1 : -1];
+
+
 static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone);
@@ -61,6 +76,9 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ccv.complex_value = &zone->key;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key \"%V\" in \"%V\" directive",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -179,6 +197,10 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_mqttapi_module);
     if (shm_zone == NULL) {
+        /* nginx said why, without the directive */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" cannot be used in \"%V\" directive",
+                           &name, &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -234,12 +256,56 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     name.data = value[1].data + 5;
     name.len = value[1].len - 5;
 
+    if (ngx_strlchr(name.data, name.data + name.len, ':')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone name \"%V\" in \"%V\" directive",
+                           &name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
     *field = ngx_shared_memory_add(cf, &name, 0, &ngx_http_mqttapi_module);
     if (*field == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" cannot be used in \"%V\" directive",
+                           &name, &cmd->name);
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+ngx_shm_zone_t *
+ngx_http_mqttapi_zone_ceiling(ngx_conf_t *cf)
+{
+    ngx_shm_zone_t           *shm_zone;
+    ngx_http_mqttapi_zone_t  *zone;
+
+    static ngx_str_t  name = ngx_string(NGX_HTTP_MQTTAPI_CEILING_ZONE);
+
+    /* a zone like the others, without a key: kept across reloads alike */
+
+    shm_zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_MQTTAPI_CEILING_SIZE,
+                                     &ngx_http_mqttapi_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        return shm_zone;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->shm_zone = shm_zone;
+
+    shm_zone->init = ngx_http_mqttapi_zone_init;
+    shm_zone->data = zone;
+
+    return shm_zone;
 }
 
 

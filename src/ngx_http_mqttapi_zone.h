@@ -20,6 +20,15 @@
 #define NGX_HTTP_MQTTAPI_ZONE_CODES    15
 #define NGX_HTTP_MQTTAPI_LOG_CTX_LEN   64
 
+/*
+ * The per-action ceiling is one for the whole gateway: its counters live
+ * in a zone of their own, which every quota zone charges.  A ":" keeps its
+ * name out of reach of mqttapi_throttle_zone; it holds one node per action
+ * name of the catalogs, a few hundred at most.
+ */
+#define NGX_HTTP_MQTTAPI_CEILING_ZONE  "mqttapi:ceiling"
+#define NGX_HTTP_MQTTAPI_CEILING_SIZE  (128 * 1024)
+
 #define NGX_HTTP_MQTTAPI_NODE_BACKOFF  1
 #define NGX_HTTP_MQTTAPI_NODE_QUOTA    2
 
@@ -33,6 +42,17 @@
 
 #define NGX_HTTP_MQTTAPI_BUCKETS       8
 #define NGX_HTTP_MQTTAPI_BUCKET_MSEC   143
+
+
+/*
+ * A bucket is a uint16_t (wider ones would not fit the node in
+ * NGX_HTTP_MQTTAPI_NODE_SIZE).  A request is counted only while the
+ * window's sum is below the limit, so no bucket ever exceeds the limit,
+ * and a limit up to this is enforced exactly; the catalog takes no higher
+ * one.
+ */
+
+#define NGX_HTTP_MQTTAPI_QUOTA_MAX     65535
 
 
 /*
@@ -102,6 +122,7 @@ char *ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_shm_zone_t *ngx_http_mqttapi_zone_ceiling(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, const char *prefix, ngx_str_t *suffix,

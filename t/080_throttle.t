@@ -135,6 +135,64 @@ my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
             or diag $out;
     }
 
+    # SPEC 8: every failure of a directive of the module names it, also
+    # where the handler logs the message itself (nginx adds the name only
+    # to a message the handler returns)
+    my $loc = sub { "$zone\n" . $srv->($_[0]) };
+    for my $b (
+        [ 'mqttapi', $loc->('mqttapi maybe;') ],
+        [ 'mqttapi_body', $loc->('mqttapi_body html;') ],
+        [ 'mqttapi_host_id', $loc->('mqttapi_host_id "${a";') ],
+        [ 'mqttapi_host_id', $loc->('mqttapi_host_id "$";') ],
+        [ 'mqttapi_throttle_log_level',
+          $loc->('mqttapi_throttle_log_level debug;') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone "${a" zone=t:1m;' . $srv->('') ],
+        [ 'mqttapi_normalize_status', $loc->('mqttapi_normalize_status 1;') ],
+        [ 'mqttapi_max_body_size', $loc->('mqttapi_max_body_size 0;') ],
+        [ 'mqttapi_max_body_size', $loc->('mqttapi_max_body_size big;') ],
+        [ 'mqttapi_problem_base_uri',
+          $loc->('mqttapi_problem_base_uri "urn:a b";') ],
+        [ 'mqttapi_catalog', $loc->('mqttapi_catalog /nonexistent.json;') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t;' . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m backoff=0;'
+          . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m max_backoff=2d;'
+          . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          "$zone\n" . 'mqttapi_throttle_zone $arg_AccessKeyId zone=t:2m;'
+          . $srv->('') ],
+        [ 'mqttapi_throttle_zone',
+          'limit_req_zone $arg_AccessKeyId zone=t:1m rate=1r/s;'
+          . "\n$zone\n" . $srv->('') ],
+        [ 'mqttapi_throttle',
+          'limit_req_zone $arg_AccessKeyId zone=lr:1m rate=1r/s;'
+          . "\n$zone\n" . $srv->('mqttapi_throttle zone=lr;') ],
+        [ 'mqttapi_throttle', $loc->('mqttapi_throttle zone=a:b;') ],
+        [ 'mqttapi_throttle',
+          $loc->('mqttapi_throttle zone=t; mqttapi_throttle zone=t;') ],
+        [ 'mqttapi_quota', $loc->('mqttapi_quota zone=a:b;') ],
+        [ 'mqttapi_quota', $loc->('mqttapi_quota t;') ],
+        [ 'mqttapi_throttle_status', $loc->('mqttapi_throttle_status abc;') ],
+        [ 'mqttapi_throttle_dry_run', $loc->('mqttapi_throttle_dry_run yes;') ],
+        [ 'mqttapi_throttle_codes',
+          $loc->('mqttapi_throttle_codes "Bad Code";') ],
+        [ 'mqttapi_throttle_codes',
+          $loc->('mqttapi_throttle_codes A; mqttapi_throttle_codes B;') ],
+        [ 'mqttapi_throttle_codes',
+          $loc->('mqttapi_throttle_codes ' . ('C' x 129) . ';') ],
+    ) {
+        my ($dir, $http) = @$b;
+        my ($rc, $out) = nginx_test_config($http);
+        isnt($rc, 0, "nginx -t fails: $http");
+        like($out, qr/\[emerg\][^\n]*\b\Q$dir\E\b(?![_a-z])/,
+             "nginx -t: the message names \"$dir\": $http")
+            or diag $out;
+    }
+
     my ($rc, $out) = nginx_test_config(
         'mqttapi_throttle_zone $arg_AccessKeyId zone=t:32k backoff=500ms '
         . 'max_backoff=1h;' . "\n"
@@ -161,7 +219,16 @@ my $mock = mock_upstream(per_request => sub {
         ? qq({"RequestId":"MOCK","HostId":"mock","Code":"$a{code}","Message":"m"})
         : '{"RequestId":"MOCK"}';
     my $st = $a{code} ? '400 Bad Request' : '200 OK';
-    push @steps, [send => "HTTP/1.1 $st\r\nContent-Type: application/json\r\n"
+    # ?ra=<s>: Retry-After delay-seconds; ?ra=date:<s>: an HTTP-date <s> on
+    my $ra = '';
+    if (defined $a{ra}) {
+        $ra = $a{ra} =~ /^date:(\d+)$/
+            ? POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(time + $1))
+            : $a{ra};
+        $ra = "Retry-After: $ra\r\n";
+    }
+    push @steps, [send => "HTTP/1.1 $st\r\n$ra"
+                        . "Content-Type: application/json\r\n"
                         . "Content-Length: " . length($body) . "\r\n"
                         . "Connection: close\r\n\r\n$body"],
                  [close => 1];
@@ -180,8 +247,10 @@ my $http = <<"EOF";
     mqttapi_throttle_zone \$arg_AccessKeyId zone=dry:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=st:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=cust:1m backoff=30s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=custfloor:1m backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=many:1m backoff=1s max_backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=probe:1m backoff=1s max_backoff=1s;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=gwp:1m backoff=1s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=small:32k backoff=60s max_backoff=60s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=big:1m backoff=60s max_backoff=60s;
 
@@ -218,6 +287,10 @@ my $http = <<"EOF";
             mqttapi_throttle zone=long;
             proxy_pass http://up/;
         }
+        location /longm/ {
+            mqttapi_throttle zone=long;
+            proxy_pass http://127.0.0.1:$mport/;
+        }
         location /dry/ {
             mqttapi_throttle zone=dry;
             mqttapi_throttle_dry_run on;
@@ -233,6 +306,16 @@ my $http = <<"EOF";
             mqttapi_throttle zone=cust;
             mqttapi_throttle_codes MyCustomThrottle;
             proxy_pass http://up/;
+        }
+        location /custfloor/ {
+            mqttapi_throttle zone=custfloor;
+            mqttapi_throttle_codes MyCustomThrottle;
+            proxy_pass http://up/;
+        }
+        location /custfloorm/ {
+            mqttapi_throttle zone=custfloor;
+            mqttapi_throttle_codes MyCustomThrottle;
+            proxy_pass http://127.0.0.1:$mport/;
         }
         location /many/ {
             mqttapi_throttle zone=many;
@@ -259,6 +342,16 @@ my $http = <<"EOF";
             mqttapi_throttle zone=probe;
             proxy_read_timeout 30s;
             proxy_pass http://127.0.0.1:$mport/;
+        }
+        # one back-off zone, an upstream that times out, one that is down
+        location /gwm/ {
+            mqttapi_throttle zone=gwp;
+            proxy_read_timeout 300ms;
+            proxy_pass http://127.0.0.1:$mport/;
+        }
+        location /gwd/ {
+            mqttapi_throttle zone=gwp;
+            proxy_pass http://127.0.0.1:%%PORT3%%/;
         }
     }
 
@@ -383,6 +476,15 @@ for my $code (sort keys %THROTTLE) {
     is(h($r, 'X-Throttle'), 'pass', "$code: \$mqttapi_throttle = pass");
     is(up_count_settled($k, 1), 1, "$code: reached the upstream");
 
+    # it opened a back-off of 3 s (minus jitter): it says so, not the
+    # catalog's 1 s
+    my $rms = h($r, 'x-acs-retry-after') // -1;
+    ok($rms >= 2700 && $rms <= 3000,
+       "$code: the relayed answer's x-acs-retry-after is the back-off ($rms)");
+    is(h($r, 'Retry-After'), 3, "$code: the relayed answer's Retry-After 3");
+    is((json_decode($r->{body}) // {})->{RetryAfter}, 3,
+       "$code: the relayed answer's RetryAfter 3");
+
     my $t0 = time;
     my $rj = req('b3', $k);
     my $took = time - $t0;
@@ -487,17 +589,88 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
 # Retry-After from the upstream through the test upstream, too
 {
     my $k = 'floor-b1';
-    req('b1', $k, code => 'SystemOverFlow', ra => 5);
+    my $r = req('b1', $k, code => 'SystemOverFlow', ra => 5);
+    is_deeply([headers_all($r, 'Retry-After')], [5],
+              "relayed: the upstream's Retry-After 5 kept, alone");
+    is(h($r, 'x-acs-retry-after'), 5000, 'relayed: x-acs-retry-after 5000');
     my $rj = req('b1', $k);
     is_reject($rj, 'SystemOverFlow', 'Retry-After 5 floor');
     is(h($rj, 'Retry-After'), 5, 'local Retry-After 5 (upstream floor)');
 
-    # a smaller upstream Retry-After does not shorten the back-off
+    # a smaller upstream Retry-After does not shorten the back-off (the
+    # relayed answer keeps it all the same, SPEC 5)
     $k = 'floor-b3';
-    req('b3', $k, code => 'SystemOverFlow', ra => 1);
+    $r = req('b3', $k, code => 'SystemOverFlow', ra => 1);
+    is_deeply([headers_all($r, 'Retry-After')], [1],
+              "relayed: the upstream's Retry-After 1 kept, alone");
     $rj = req('b3', $k);
     is_reject($rj, 'SystemOverFlow', 'Retry-After 1 below backoff');
     is(h($rj, 'Retry-After'), 3, 'backoff=3s wins over Retry-After: 1');
+}
+
+# a response that opens a long back-off (backoff=30s) says so in
+# Retry-After and x-acs-retry-after instead of the catalog's 1 s, and so
+# does one that was under way when another opened it; a dry run says the
+# catalog's delay, since nothing is answered locally
+{
+    my $k = 'advertise-long';
+    my @r = burst($port, map { path('longm', $k, code => 'SystemOverFlow',
+                                    sleep => '0.3') } 1 .. 2);
+    is(scalar(grep { ($_->{status} // 0) == 400 } @r), 2,
+       'long back-off: both throttled answers relayed');
+    for my $i (0, 1) {
+        my $r = $r[$i];
+        my $ms = h($r, 'x-acs-retry-after') // -1;
+        ok($ms > 26000 && $ms <= 30000,
+           "long back-off, answer $i: x-acs-retry-after $ms");
+        my $s = h($r, 'Retry-After') // -1;
+        is($s, int(($ms + 999) / 1000),
+           "long back-off, answer $i: Retry-After $s, rounded up");
+        is((json_decode($r->{body}) // {})->{RetryAfter}, $s,
+           "long back-off, answer $i: RetryAfter $s");
+    }
+    my $rj = req('longm', $k);
+    is_reject($rj, 'SystemOverFlow', 'long back-off: next request');
+    my $ra = h($rj, 'Retry-After') // -1;
+    ok($ra >= 27 && $ra <= 30 && $ra <= (h($r[0], 'Retry-After') // 0),
+       "long back-off: the local answer's Retry-After $ra as announced");
+    is(mock_count($k), 2, 'long back-off: the upstream saw the first two');
+
+    my $r = req('dry', 'advertise-dry', code => 'SystemOverFlow');
+    is(h($r, 'Retry-After'), 1, "dry run: the catalog's Retry-After 1");
+    is(h($r, 'x-acs-retry-after'), 1000, 'dry run: x-acs-retry-after 1000');
+}
+
+# a code added with mqttapi_throttle_codes that the catalog does not call
+# retryable: the upstream's Retry-After (delay-seconds or an HTTP-date) is
+# still the floor of the back-off, while the relayed answer stays as SPEC 5
+# has it for a non-retryable code (the upstream's header, nothing added)
+for my $c (['custfloor', 10, 'Retry-After: 10', 10, 10],
+           ['custfloorm', 'date:12', 'Retry-After: an HTTP-date 12 s on',
+            10, 12]) {
+    my ($loc, $ra, $name, $min, $max) = @$c;
+    my $k = "custfloor-$loc";
+    my $r = req($loc, $k, code => 'MyCustomThrottle', ra => $ra);
+    is($r->{status}, 400, "$name: MyCustomThrottle relayed");
+    is(h($r, 'X-Throttle'), 'pass', "$name: it passed");
+    is(h($r, 'X-MQTTAPI-Retryable'), 'false', "$name: not retryable");
+    is(scalar(my @ra = headers_all($r, 'Retry-After')), 1,
+       "$name: one Retry-After, the upstream's");
+    ok(!defined h($r, 'x-acs-retry-after'),
+       "$name: no x-acs-retry-after on a code that is not a throttling one");
+    ok(!exists((json_decode($r->{body}) // {})->{RetryAfter}),
+       "$name: no RetryAfter in the body");
+    my $rj = req($loc, $k);
+    is_reject($rj, 'MyCustomThrottle', "$name: next request");
+    my $s = h($rj, 'Retry-After') // -1;
+    ok($s >= $min && $s <= $max,
+       "$name: local Retry-After $s within [$min, $max] although backoff=1s");
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > ($min - 1) * 1000 && $ms <= $max * 1000,
+       "$name: x-acs-retry-after $ms ms");
+    is(json_decode($rj->{body})->{RetryAfter}, $s, "$name: body RetryAfter");
+    is($loc eq 'custfloorm' ? mock_count($k) : up_count_settled($k, 1), 1,
+       "$name: the upstream saw only the first");
 }
 
 # ---------------------------------------------------------------------------
@@ -595,10 +768,17 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
         my $t0 = time;
         my $rj = req('b1', $k);
         my $took = time - $t0;
+        my $rms = h($r, 'x-acs-retry-after') // -1;
+        ok($rms <= $d && $rms >= 0.9 * $d,
+           "$name: the relayed answer says the delay ($rms ms)");
+        is(h($r, 'Retry-After'), int(($rms + 999) / 1000),
+           "$name: the relayed answer's Retry-After, rounded up");
         is_reject($rj, 'SystemOverFlow', "$name: reject");
         my $ms = h($rj, 'x-acs-retry-after') // -1;
         ok($ms <= $d && $ms >= 0.9 * $d - 1000 * $took - 30,
            "$name: delay within [0.9, 1.0] x $d ms ($ms ms left)");
+        ok($ms <= $rms && $ms >= $rms - 1000 * $took - 30,
+           "$name: the reject's delay is what the relayed answer said");
         is(h($rj, 'Retry-After'), int(($ms + 999) / 1000),
            "$name: Retry-After is the seconds left, rounded up");
         return $ms;
@@ -721,6 +901,79 @@ sub open_probe_backoff {
     is(mock_count($k) - $n0, 2, 'the new probe reached the upstream');
     is_pass(req('probe', $k), 'back-off closed by the new probe');
     close $s;
+}
+
+# a probe answered by an error the gateway made (502: the upstream is
+# down; 504: it timed out) is no answer of the upstream: the back-off stays
+# with its count and the next request probes again; once the upstream
+# answers, a throttled probe reopens the back-off doubled and a clean one
+# closes it
+{
+    my $k = 'probe-gw';
+    my $r = req('gwm', $k, code => 'SystemOverFlow');
+    is($r->{status}, 400, 'gateway errors: throttle code relayed');
+    my $rj = req('gwm', $k);
+    is_reject($rj, 'SystemOverFlow', 'gateway errors: backed off');
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 0 && $ms <= 1000, "gateway errors: first delay 1 s ($ms ms)");
+    sleep $ms / 1000 + 0.05;
+    my $n0 = mock_count($k);
+
+    my $mark = $ng->error_log_mark;
+    my $r1 = req('gwd', $k);
+    is($r1->{status}, 502, 'probe to an upstream that is down: 502');
+    is(h($r1, 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamUnavailable',
+       'probe to an upstream that is down: the gateway code');
+    is(h($r1, 'X-Throttle'), 'probe', 'the 502 was the probe');
+    like($ng->error_log($mark),
+         qr/probe got "GatewayUpstreamUnavailable" from the gateway/,
+         'the failed probe is logged');
+
+    # the next request is a new probe (it hangs until the 300 ms read
+    # timeout); meanwhile the others are still answered locally
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp') or die "connect: $!";
+    syswrite($s, "GET " . path('gwm', $k, hang => 1)
+               . " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    my $deadline = time + 3;
+    sleep 0.01 while mock_count($k) == $n0 && time < $deadline;
+    is(mock_count($k) - $n0, 1,
+       'after the 502: a new probe reached the upstream');
+    is_reject(req('gwm', $k), 'SystemOverFlow', 'while that probe is out');
+    my $r2 = http_read_response($s, timeout => 5);
+    is($r2->{status}, 504, 'probe to an upstream that times out: 504');
+    is(h($r2, 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamTimeout',
+       'probe to an upstream that times out: the gateway code');
+    is(h($r2, 'X-Throttle'), 'probe', 'the 504 was the probe, not a pass');
+
+    # the upstream answers again, still throttling: the back-off reopens
+    # doubled, the count survived the failed probes
+    my $r3 = req('gwm', $k, code => 'SystemOverFlow');
+    is($r3->{status}, 400, 'the upstream answers: throttled');
+    is(h($r3, 'X-Throttle'), 'probe', 'after the 504: a probe again');
+    my $t0 = time;
+    $rj = req('gwm', $k);
+    is_reject($rj, 'SystemOverFlow', 'throttled probe: backed off again');
+    $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 1800 - 1000 * (time - $t0) - 30 && $ms <= 2000,
+       "the doubling survived the failed probes: 2 s ($ms ms)");
+    is(mock_count($k) - $n0, 2, 'only the probes reached the upstream');
+    sleep $ms / 1000 + 0.05;
+
+    # a failed probe again, then a clean one closes the back-off
+    my $r4 = req('gwd', $k);
+    is($r4->{status}, 502, 'failed probe after the second back-off');
+    is(h($r4, 'X-Throttle'), 'probe', 'it was the probe');
+    is_pass(req('gwm', $k), 'the upstream recovered: a clean probe', 'probe');
+    is_pass(req('gwm', $k), 'the clean probe closed the back-off');
+    is_pass(req('gwm', $k), 'the clean probe closed the back-off, again');
+
+    # closed: the next throttle starts over at backoff
+    req('gwm', $k, code => 'SystemOverFlow');
+    $rj = req('gwm', $k);
+    is_reject($rj, 'SystemOverFlow', 'a throttle after the clean probe');
+    $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms > 0 && $ms <= 1000, "it starts over at backoff=1s ($ms ms)");
 }
 
 # ---------------------------------------------------------------------------
@@ -860,6 +1113,14 @@ sub open_probe_backoff {
     is(get($port, '/new/')->{status}, 204, 'the new configuration is active');
     is_reject(req('long', $k), 'QueryTokenOverFlow',
               'after the second reload: still backed off');
+
+    # a zone whose size changes is a fresh one, as with limit_req
+    (my $resized = $new) =~ s{zone=long:1m}{zone=long:2m} or die;
+    my $mark = $ng->error_log_mark;
+    ok($ng->reload(http => $resized), 'reload with zone "long" resized');
+    is_pass(req('long', $k), 'after resizing the zone: its state is gone');
+    unlike($ng->error_log($mark), qr/\[(?:emerg|alert|crit)\]/,
+           'resizing the zone: no errors');
 }
 
 # a worker that dies (SIGKILL) loses nothing: the new one sees the state

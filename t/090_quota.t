@@ -18,6 +18,7 @@ use Test::More;
 use IO::Socket::INET;
 use File::Temp ();
 use JSON::PP ();
+use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
 
@@ -67,10 +68,50 @@ chmod 0755, $dir;
     close $fh;
 }
 
+# nginx -t of a location with mqttapi_quota and a user catalog of this text
+sub nginx_t_catalog {
+    my ($json) = @_;
+    open my $fh, '>', "$dir/high.json" or die $!;
+    print $fh $json;
+    close $fh;
+    return nginx_test_config(
+        'mqttapi_throttle_zone $arg_AccessKeyId zone=q:1m;'
+        . ' server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;'
+        . " mqttapi_quota zone=q; mqttapi_catalog $dir/high.json;"
+        . ' proxy_pass http://127.0.0.1:%%PORT1%%; } }');
+}
+
+# limits are counted exactly up to 65535 per second (a bucket is 16 bits):
+# a higher one fails the configuration test, naming the directive, the
+# file and the limit
+for my $c (['{"quota":{"api_ceiling":65536}}', 'quota "api_ceiling"'],
+           ['{"quota":{"default":1000000}}', 'quota "default"'],
+           ['{"actions":{"SendMessage":{"quota":70000}}}',
+            'action "SendMessage": "quota"'],
+           ['{"actions":{"SendMessage":{"quota":0}}}',
+            'action "SendMessage": "quota"']) {
+    my ($json, $what) = @$c;
+    my ($rc, $out) = nginx_t_catalog($json);
+    isnt($rc, 0, "nginx -t fails: $json");
+    my $file = qr/\[emerg\] mqttapi_catalog "\Q$dir\E\/high\.json": /;
+    my $range = qr/(?:is )?not an integer between 1 and 65535/;
+    like($out, qr/$file\Q$what\E\S* $range/,
+         "nginx -t: $json: the directive, the file, the limit")
+        or diag $out;
+}
+{
+    my ($rc, $out) = nginx_t_catalog(
+        '{"quota":{"api_ceiling":65535,"default":65535},'
+        . '"actions":{"SendMessage":{"quota":65535}}}');
+    is($rc, 0, 'nginx -t: limits of 65535 are accepted') or diag $out;
+}
+
 my $http = <<"EOF";
     log_format up '\$arg_AccessKeyId|\$arg_Action|\$arg_m|\$msec';
 
     mqttapi_throttle_zone \$arg_AccessKeyId zone=q:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=q1:1m;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=q2:1m;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=qu:1m;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=qc:1m;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=qk:1m;
@@ -96,6 +137,14 @@ my $http = <<"EOF";
 
         location /q/ {
             mqttapi_quota zone=q;
+            proxy_pass http://up/;
+        }
+        location /q1/ {
+            mqttapi_quota zone=q1;
+            proxy_pass http://up/;
+        }
+        location /q2/ {
+            mqttapi_quota zone=q2;
             proxy_pass http://up/;
         }
         location /user/ {
@@ -178,12 +227,13 @@ sub up_count_settled {
     }
 }
 
-# arrival times (integer ms, upstream clock) of a key's requests
+# arrival times (integer ms, upstream clock) of a key's requests (or
+# those with another field, 2: the marker)
 sub arrivals {
-    my ($k) = @_;
+    my ($k, $field) = @_;
     return sort { $a <=> $b }
            map { int($_->[3] * 1000 + 0.5) }
-           grep { $_->[0] eq $k } up_lines();
+           grep { $_->[$field // 0] eq $k } up_lines();
 }
 
 # the most arrivals in any window of a second; the times are the
@@ -383,6 +433,10 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
 # User catalog: quotas and the ceiling overridden
 # ---------------------------------------------------------------------------
 
+# the ceiling counts each action for the whole gateway, whatever the
+# location: a quiet second first, so that the bursts above do not count
+sleep 1.2;
+
 {
     my @r = burst(map { path('user', 'u-1', 'RevokeToken') } 1 .. 6);
     tally('user catalog: RevokeToken quota 2', 'SystemOverFlow', 2, 4, @r);
@@ -420,6 +474,74 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
     }
     my @r = burst(@p);
     tally('api_ceiling 300: 320 SendMessage', 'SystemOverFlow', 300, 20, @r);
+}
+
+# the ceiling is one for the whole gateway, not one per zone: two
+# locations with quota zones of their own, 200 SendMessage each at once
+# (each below the ceiling), over two workers; it survives a reload
+sleep 1.2;
+{
+    my @p;
+    for my $i (1 .. 200) {
+        push @p, path('q1', 'g1-' . ($i % 8), 'SendMessage', m => 'gw'),
+                 path('q2', 'g2-' . ($i % 8), 'SendMessage', m => 'gw');
+    }
+    my @r = burst(@p);
+    my $t1 = time;
+    tally('api_ceiling 300 over two quota zones: 400 SendMessage',
+          'SystemOverFlow', 300, 100, @r);
+    is(up_count_settled('gw', 300, 2), 300,
+       'two quota zones: the upstream saw 300');
+    my %loc;
+    for my $i (0 .. $#r) {
+        $loc{ $i % 2 ? 'q2' : 'q1' }++ if passed($r[$i]);
+    }
+    ok(($loc{q1} // 0) > 0 && ($loc{q2} // 0) > 0,
+       "both locations had their share ($loc{q1}, $loc{q2})");
+
+    my $mark = $ng->error_log_mark;
+    ok($ng->reload, 'reload with the ceiling used up');
+    my @w = burst(map { path('q2', "g3-$_", 'SendMessage', m => 'gw') }
+                  1 .. 10);
+    if (time - $t1 < 0.8) {
+        is(scalar(grep { rejected($_, 'SystemOverFlow') } @w), 10,
+           'after the reload: the ceiling is still used up');
+    } else {
+        note 'the reload took too long to check the ceiling across it';
+    }
+    unlike($ng->error_log($mark), qr/\[(?:emerg|alert|crit)\]/,
+           'reload: no errors');
+}
+
+# the same, sustained: four clients on two locations as fast as they can
+# for 2.5 s; the upstream never sees more than 300 SendMessage in any second
+sleep 1.2;
+{
+    my @pids;
+    my $end = time + 2.5;
+    for my $c (0 .. 3) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my ($n, $sock) = (0, undef);
+            while (time < $end) {
+                my $r = http_request($sock ? (sock => $sock) : (port => $port),
+                                     path => path($c % 2 ? 'q2' : 'q1',
+                                                  "gs$c-" . ($n++ % 50),
+                                                  'SendMessage', m => 'gws'),
+                                     keepalive => 1);
+                $sock = $r->{sock};
+            }
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    waitpid($_, 0) for @pids;
+    sleep 0.2;
+    my @t = arrivals('gws', 2);
+    cmp_ok(scalar @t, '>', 600, 'sustained over two zones: the ceiling was '
+           . 'reached (' . scalar(@t) . ' passed in 2.5 s)');
+    cmp_ok(max_per_second(@t), '<=', 300,
+           'sustained over two zones: never more than 300 in any second');
 }
 
 # a user catalog's own codes: the action's throttle_code, else quota "code"
@@ -474,7 +596,9 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
 
 {
     # the probe after a back-off is over a quota: answered locally, and it
-    # gives its turn back at once
+    # gives its turn back at once (a quiet second first: this location's
+    # ceiling of 2 counts the gateway's requests of each action)
+    sleep 1.2;
     my $k = 'pq';
     my $r = req('probe', $k, 'CreateGroupId', code => 'SystemOverFlow');
     is($r->{status}, 400, 'probe over quota: back-off opened');
@@ -569,7 +693,7 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
 
 {
     open my $fh, '>', "$dir/ceiling.json" or die $!;
-    print $fh '{"quota":{"api_ceiling":1000000}}';
+    print $fh '{"quota":{"api_ceiling":65535}}';
     close $fh;
 
     my $ng2 = start_nginx(workers => 2, main => 'timer_resolution 100ms;',
