@@ -143,7 +143,7 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_uint_t                i, sum;
     ngx_http_mqttapi_node_t  *node;
 
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_http_mqttapi_zone_hash(key);
 
     bucket = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 

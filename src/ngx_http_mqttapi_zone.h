@@ -129,6 +129,7 @@ ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,
     ngx_str_t *key, uint32_t *hash);
 ngx_int_t ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
     ngx_str_t *value, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash);
+uint32_t ngx_http_mqttapi_zone_hash(ngx_str_t *key);
 ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_lookup(
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, uint32_t hash);
 ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_alloc(
