@@ -36,6 +36,7 @@ declare -A CASE_PATH=(
     [mod_problem]=/mod/problem [lua_capture_error]=/lua/capture/error
     [lua_filter_error]=/lua/filter/error
     [return429]=/return429 [return429_json]=/return429json
+    [return429_same]=/return429same
     [reject]=/reject/one [reject_full]=/reject/full
     [reject_logged]=/reject/logged
 )

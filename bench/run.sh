@@ -22,6 +22,8 @@
 #   BENCH_PROFILE=0                     skip the callgrind counts
 #                                       (bench/profile.sh, ~30 s)
 #   BENCH_SETUP_ONLY=1                  set up, check every case, keep running
+#   BENCH_CHECK=4                       ABBA repetitions per SPEC 9 target
+#                                       after the rounds (0 = none)
 #   NGINX=/usr/sbin/nginx  MODULE=build/ngx_http_mqttapi_module.so
 
 set -euo pipefail
@@ -45,7 +47,8 @@ PY=/usr/bin/python3
 ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            plain_error mod_augment mod_problem lua_capture_error
            lua_filter_error
-           return429 return429_json reject reject_full reject_logged"
+           return429 return429_json return429_same reject reject_full
+           reject_logged"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
 declare -A CASE_PATH=(
@@ -61,6 +64,7 @@ declare -A CASE_PATH=(
     [lua_filter_error]=/lua/filter/error
     [return429]=/return429
     [return429_json]=/return429json
+    [return429_same]=/return429same
     [reject]=/reject/one
     [reject_full]=/reject/full
     [reject_logged]=/reject/logged
@@ -71,7 +75,7 @@ declare -A CASE_STATUS=(
     [plain_ok]=200 [mod_ok]=200 [plain_ok2]=200 [lua_capture_ok]=200 [lua_filter_ok]=200
     [plain_error]=400 [mod_augment]=400 [mod_problem]=400
     [lua_capture_error]=400 [lua_filter_error]=400
-    [return429]=429 [return429_json]=429
+    [return429]=429 [return429_json]=429 [return429_same]=429
     [reject]=429 [reject_full]=429 [reject_logged]=429
 )
 
@@ -312,7 +316,7 @@ run_case() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$c" "$rps" \
         "$reqs" "$secs" "$((t1 - t0))" "$HZ" "${non2xx:-0}" \
         "$(( ${errs:-0} ))" "$load1" >> "$RAW"
-    echo "$w" > "$OUT/wrk-r$round-$c.txt"
+    echo "$w" > "$OUT/wrk-${WRK_TAG:-r}$round-$c.txt"
     printf '  %-18s %10s req/s  %6.2f us CPU/req\n' "$c" "$rps" \
         "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" \
             'BEGIN { print (n > 0 ? t * 1e6 / hz / n : 0) }')" >&2
@@ -326,7 +330,7 @@ read -ra case_list <<<"$CASES"
 # of the machine during a round weighs on a case and its baseline alike.
 CASE_GROUPS=("plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok"
         "plain_error mod_augment mod_problem lua_capture_error lua_filter_error"
-        "return429 return429_json reject reject_full reject_logged")
+        "return429 return429_json return429_same reject reject_full reject_logged")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
@@ -360,6 +364,33 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 ELAPSED=$(( $(date +%s) - START ))
+
+# The check: each SPEC 9 target pair again, alone, A B B A repeated
+# BENCH_CHECK times; bench/analyze.py pools these runs (all ticks over
+# all requests), which is steadier than the median of the round ratios.
+CHECK=${BENCH_CHECK:-4}
+CHECK_PAIRS="mod_ok:plain_ok mod_augment:plain_error
+             mod_augment:lua_capture_error reject:return429
+             reject:return429_same return429_same:return429"
+RAW_ROUNDS=$RAW
+RAW="$OUT/check.tsv"
+WRK_TAG=check
+printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_errors\tload1\n' > "$RAW"
+if (( CHECK > 0 )); then
+    for pair in $CHECK_PAIRS; do
+        a=${pair%%:*} b=${pair#*:}
+        case " $CASES " in *" $a "*) ;; *) continue ;; esac
+        case " $CASES " in *" $b "*) ;; *) continue ;; esac
+        log "check: $a / $b, ABBA x $CHECK"
+        for ((i = 1; i <= CHECK; i++)); do
+            for c in "$a" "$b" "$b" "$a"; do
+                run_case "$i" "$c" "$DURATION"
+            done
+        done
+    done
+fi
+RAW=$RAW_ROUNDS
+WRK_TAG=r
 
 
 # ---- after the runs ------------------------------------------------------
@@ -396,6 +427,7 @@ fi
     echo "duration: $DURATION"
     echo "conns: $CONNS"
     echo "elapsed: $ELAPSED"
+    echo "check: $CHECK"
     echo "wrk_cmd: taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${DURATION}s URL"
     echo "url_example: ${CASE_PATH[mod_augment]}?$QS$BENCH_KEY"
     echo "full_zone_keys: $FULL_HELD"
@@ -415,7 +447,7 @@ if [ "${BENCH_PROFILE:-1}" = 1 ] && command -v valgrind >/dev/null; then
         bash "$BENCH/profile.sh" "${BENCH_PROFILE_N:-1000}" \
         plain_ok mod_ok plain_error mod_augment mod_problem \
         lua_capture_error lua_filter_error return429 return429_json \
-        reject reject_full > "$OUT/profile.log" 2>&1 \
+        return429_same reject reject_full > "$OUT/profile.log" 2>&1 \
         || log "warning: the profile failed (see $OUT/profile.log)"
 fi
 
@@ -424,6 +456,7 @@ if [ "$OUT" = "$BENCH/results/latest" ]; then
     H="$BENCH/results/history/$(date -u +%Y%m%d-%H%M%S)"
     mkdir -p "$H"
     cp "$OUT/raw.tsv" "$OUT/env.txt" "$H/"
+    [ -f "$OUT/check.tsv" ] && cp "$OUT/check.tsv" "$H/"
     [ -f "$OUT/profile/summary.txt" ] && cp "$OUT/profile/summary.txt" "$H/"
 fi
 
