@@ -461,13 +461,14 @@ def main():
               fmt(med(a)), fmt(min(a)), fmt(max(a)), fmt(med(b)),
               fmt(min(b)), fmt(max(b)), noise))
     w("")
-    w("This is a shared 2-core VM: other engineers' test suites (prove, "
-      "their own nginx instances) ran on both cores during the runs, which "
-      "starves the gateway or the load side at random moments; that is why "
-      "requests/s swing so much between rounds.  Only ratios within a "
-      "round are compared, and where requests/s and CPU per request "
-      "disagree on a target, the CPU ratio (and the instruction counts) "
-      "decide.")
+    w("This is a shared 2-core VM: whatever else runs on the host (and, "
+      "on a busy machine, other processes of this one) takes the cores at "
+      "random moments, which starves the gateway or the load side; that is "
+      "why requests/s swing so much between rounds, and why the same pair "
+      "measured minutes apart can differ by 5-10%.  Only ratios within a "
+      "round, or within the check, are compared; where they disagree on a "
+      "target it is reported as a close call, and the instruction counts "
+      "(exact) say how much work the module adds.")
     w("")
 
     w("## How it was run")
