@@ -206,7 +206,17 @@ my %r = map { $_ => parse_curl($example{$_}{out}) } grep { $_ != 5 } keys %examp
 # ---------------------------------------------------------------------------
 
 my $readme = slurp("$REPO/README.md");
-my @blocks = grep { /\AHTTP\/1\.1 \d{3}/ } $readme =~ /^```\n(.*?)^```$/msg;
+# fenced blocks, each from its opening fence (with or without an info
+# string) to the next fence
+my (@fenced, $cur);
+for (split /\n/, $readme) {
+    if (/^```\S*\s*$/) {
+        if (defined $cur) { push @fenced, $cur; undef $cur; } else { $cur = ''; }
+        next;
+    }
+    $cur .= "$_\n" if defined $cur;
+}
+my @blocks = grep { /\AHTTP\/1\.1 \d{3}/ } @fenced;
 cmp_ok(scalar @blocks, '>=', 5, 'README: example responses found');
 for my $b (@blocks) {
     my ($head, $body) = split /\n\n/, $b, 2;
