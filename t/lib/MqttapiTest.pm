@@ -10,7 +10,9 @@ package MqttapiTest;
 #
 # Environment:
 #   MQTTAPI_NGINX   nginx binary            (default /usr/sbin/nginx)
-#   MQTTAPI_MODULE  module .so to load      (default <repo>/build/ngx_http_mqttapi_module.so)
+#   MQTTAPI_MODULE  module .so to load      (default <repo>/build/ngx_http_mqttapi_module.so;
+#                   "none": the module is compiled into MQTTAPI_NGINX, e.g.
+#                   build/nginx of "make NGINX_SRC=... STATIC=1")
 #   MQTTAPI_KEEP    keep temp dirs after the test (their paths are printed)
 
 use strict;
@@ -213,7 +215,7 @@ sub _subst {
 sub _build_config {
     my ($prefix, $ports, %a) = @_;
     my $workers = $a{workers} // 1;
-    my $load    = $a{load_module} // 1;
+    my $load    = ($a{load_module} // 1) && $MODULE ne 'none';
     my $main    = _subst($a{main}, $ports, $prefix);
     my $http    = _subst($a{http}, $ports, $prefix);
     my $events  = _subst($a{events}, $ports, $prefix);
