@@ -194,13 +194,7 @@ ok($entry{'InvalidParameter.%s'}, 'InvalidParameter.%s is a catalog entry');
 # (b) through nginx
 # ---------------------------------------------------------------------------
 
-my $ng = start_nginx(http => <<'EOF');
-    include %%REPO%%/conf/emulator_http.conf;
-
-    server {
-        listen 127.0.0.1:%%PORT1%%;
-        include %%REPO%%/conf/emulator.conf;
-    }
+my $ng = start_nginx(http => emulator_http() . <<'EOF');
 
     server {
         listen 127.0.0.1:%%PORT0%%;

@@ -42,13 +42,7 @@ my %entry = map { $_->{code} => $_ } @{ $catalog->{errors} };
 my @upstream_codes = grep { !grep { $_ eq 'gateway' } @{ $entry{$_}{categories} } }
                      map { $_->{code} } @{ $catalog->{errors} };
 
-my $ng = start_nginx(http => <<'EOF');
-    include %%REPO%%/conf/emulator_http.conf;
-
-    server {
-        listen 127.0.0.1:%%PORT1%%;
-        include %%REPO%%/conf/emulator.conf;
-    }
+my $ng = start_nginx(http => emulator_http() . <<'EOF');
 
     server {
         listen 127.0.0.1:%%PORT0%%;

@@ -90,13 +90,7 @@ my $mock = mock_upstream(per_request => sub {
 my $MP = $mock->port;
 my $DEAD = free_port();
 
-my $ng = start_nginx(http => <<"EOF");
-    include %%REPO%%/conf/emulator_http.conf;
-
-    server {
-        listen 127.0.0.1:%%PORT1%%;
-        include %%REPO%%/conf/emulator.conf;
-    }
+my $ng = start_nginx(http => emulator_http() . <<"EOF");
 
     server {
         listen 127.0.0.1:%%PORT0%%;

@@ -38,7 +38,7 @@ our @EXPORT = qw(
     http_request http_read_response get h headers_all
     mock_upstream
     json_decode json_decode_ordered json_top_keys
-    free_port repo_dir
+    free_port repo_dir emulator_http
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -60,6 +60,19 @@ my @LIVE;               # weak refs to live nginx / mock objects
 my %USED_PORTS;         # ports already handed out by free_port()
 
 sub repo_dir { $REPO }
+
+# The bundled OpenAPI emulator (conf/emulator*.conf) as the server on
+# %%PORT1%%: the text to start an http block with.
+sub emulator_http {
+    return <<'EOF';
+    include %%REPO%%/conf/emulator_http.conf;
+
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        include %%REPO%%/conf/emulator.conf;
+    }
+EOF
+}
 
 # ---------------------------------------------------------------------------
 # Small internal helpers
