@@ -124,7 +124,8 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
             && a->code.len == code->len
             && a->action.len == action.len
             && ngx_memcmp(a->code.data, code->data, code->len) == 0
-            && ngx_memcmp(a->action.data, action.data, action.len) == 0)
+            && (action.len == 0
+                || ngx_memcmp(a->action.data, action.data, action.len) == 0))
         {
             return a;
         }
