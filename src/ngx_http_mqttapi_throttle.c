@@ -40,6 +40,8 @@ static ngx_uint_t ngx_http_mqttapi_throttle_code(
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
 static void ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
     ngx_http_mqttapi_error_t *err, ngx_msec_t delay);
+static void ngx_http_mqttapi_set_delay(ngx_http_mqttapi_error_t *err,
+    ngx_msec_t delay);
 static void ngx_http_mqttapi_probe_cleanup(void *data);
 static void ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx);
 
@@ -422,8 +424,7 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
 
         /* the same answer as the last one but for the id and the delay */
 
-        err->retry_after = (left + 999) / 1000;
-        err->retry_after_ms = left;
+        ngx_http_mqttapi_set_delay(err, left);
 
         if (ngx_http_mqttapi_answer_make(r, a, err, &body) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -444,8 +445,7 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     err->retryable = 1;
     err->throttle = 1;
     err->upstream_retry_after = 0;
-    err->retry_after = (left + 999) / 1000;
-    err->retry_after_ms = left;
+    ngx_http_mqttapi_set_delay(err, left);
     err->status = lcf->throttle_status;
 
     if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body) != NGX_OK
@@ -532,6 +532,15 @@ ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
         return;
     }
 
+    ngx_http_mqttapi_set_delay(err, delay);
+}
+
+
+/* the delay an answer advertises: Retry-After rounded up, and in ms */
+
+static void
+ngx_http_mqttapi_set_delay(ngx_http_mqttapi_error_t *err, ngx_msec_t delay)
+{
     err->retry_after = (delay + 999) / 1000;
     err->retry_after_ms = delay;
 }
