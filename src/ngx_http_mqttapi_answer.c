@@ -27,6 +27,7 @@
 
 #define NGX_HTTP_MQTTAPI_ANSWERS   16
 #define NGX_HTTP_MQTTAPI_PARTS     4
+#define NGX_HTTP_MQTTAPI_HOLES     4      /* headers with a delay */
 
 /* what stands in a hole: a delay of ngx_http_mqttapi_delay_header(), or */
 
@@ -43,10 +44,9 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                          key;
-    ngx_str_t                          value;
+    ngx_uint_t                         header;    /* its index */
     ngx_uint_t                         hole;      /* instead of the value */
-} ngx_http_mqttapi_answer_header_t;
+} ngx_http_mqttapi_hole_t;
 
 
 struct ngx_http_mqttapi_answer_s {
@@ -59,8 +59,13 @@ struct ngx_http_mqttapi_answer_s {
     ngx_uint_t                         nparts;
     ngx_http_mqttapi_part_t            parts[NGX_HTTP_MQTTAPI_PARTS];
 
+    /* response headers as they are pushed, and which values are holes */
+
     ngx_uint_t                         nheaders;
-    ngx_http_mqttapi_answer_header_t  *headers;
+    ngx_table_elt_t                   *headers;
+
+    ngx_uint_t                         nholes;
+    ngx_http_mqttapi_hole_t            holes[NGX_HTTP_MQTTAPI_HOLES];
 };
 
 
@@ -75,6 +80,8 @@ static ngx_int_t ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a,
 static u_char *ngx_http_mqttapi_answer_find(u_char *p, u_char *last,
     u_char *s, size_t len);
 static ngx_int_t ngx_http_mqttapi_answer_copy(ngx_str_t *dst, ngx_str_t *src);
+static ngx_inline void ngx_http_mqttapi_answer_fill(ngx_table_elt_t *h,
+    ngx_uint_t hole, ngx_str_t *seconds, ngx_str_t *msec);
 
 
 static ngx_str_t  ngx_http_mqttapi_answer_retry_member =
@@ -179,11 +186,10 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
     ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_uint_t first)
 {
     ngx_str_t                          id;
-    ngx_uint_t                         i, n;
+    ngx_uint_t                         i, n, hole;
     ngx_list_part_t                   *part;
-    ngx_table_elt_t                   *h;
+    ngx_table_elt_t                   *h, *kh;
     ngx_http_mqttapi_answers_t        *as;
-    ngx_http_mqttapi_answer_header_t  *ah;
 
     as = lcf->answers;
 
@@ -212,13 +218,16 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
 
     n = ngx_http_mqttapi_answer_headers(r) - first;
 
-    ah = ngx_palloc(ngx_cycle->pool,
-                    (n ? n : 1) * sizeof(ngx_http_mqttapi_answer_header_t));
-    if (ah == NULL) {
+    n = n ? n : 1;
+
+    kh = ngx_palloc(ngx_cycle->pool, n * sizeof(ngx_table_elt_t));
+    if (kh == NULL) {
         return;
     }
 
+
     a->nheaders = 0;
+    a->nholes = 0;
 
     part = &r->headers_out.headers.part;
     h = part->elts;
@@ -244,11 +253,24 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
             continue;
         }
 
-        ah[a->nheaders].hole = ngx_http_mqttapi_delay_header(&h[i]);
+        hole = ngx_http_mqttapi_delay_header(&h[i]);
 
-        if (ngx_http_mqttapi_answer_copy(&ah[a->nheaders].key, &h[i].key)
+        if (hole != NGX_HTTP_MQTTAPI_HOLE_NONE) {
+            if (a->nholes == NGX_HTTP_MQTTAPI_HOLES) {
+                return;
+            }
+
+            a->holes[a->nholes].header = a->nheaders;
+            a->holes[a->nholes].hole = hole;
+            a->nholes++;
+        }
+
+        ngx_memzero(&kh[a->nheaders], sizeof(ngx_table_elt_t));
+        kh[a->nheaders].hash = 1;
+
+        if (ngx_http_mqttapi_answer_copy(&kh[a->nheaders].key, &h[i].key)
             != NGX_OK
-            || ngx_http_mqttapi_answer_copy(&ah[a->nheaders].value,
+            || ngx_http_mqttapi_answer_copy(&kh[a->nheaders].value,
                                             &h[i].value)
                != NGX_OK)
         {
@@ -260,7 +282,7 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
 
     /* ready */
 
-    a->headers = ah;
+    a->headers = kh;
     as->n++;
 }
 
@@ -270,15 +292,14 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     ngx_http_mqttapi_answer_t *a, ngx_http_mqttapi_error_t *err,
     ngx_str_t *body)
 {
-    u_char                            *p;
-    size_t                             len;
-    ngx_int_t                          retry_after;
-    ngx_str_t                          id, seconds;
-    ngx_uint_t                         i;
-    ngx_msec_t                         retry_after_ms;
-    ngx_table_elt_t                   *h;
-    ngx_http_mqttapi_part_t           *part;
-    ngx_http_mqttapi_answer_header_t  *ah;
+    u_char           *p;
+    size_t            len;
+    ngx_int_t         retry_after;
+    ngx_str_t         id, seconds, msec;
+    ngx_uint_t        i, j;
+    ngx_msec_t        retry_after_ms;
+    ngx_list_t       *list;
+    ngx_table_elt_t  *h;
 
     /* the kept error, with this request's delay */
 
@@ -294,9 +315,9 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* the seconds, written once for the body and Retry-After */
+    /* the delay in seconds (the body and Retry-After) and in ms, the body */
 
-    len = NGX_INT_T_LEN;
+    len = 2 * NGX_INT_T_LEN;
 
     for (i = 0; i < a->nparts; i++) {
         len += a->parts[i].text.len + ngx_max(id.len, NGX_INT_T_LEN);
@@ -309,65 +330,78 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
 
     seconds.data = p;
     seconds.len = ngx_http_mqttapi_write_number(p, err->retry_after) - p;
-
     p += seconds.len;
+
+    msec.data = p;
+    msec.len = ngx_http_mqttapi_write_number(p, (ngx_int_t) retry_after_ms)
+               - p;
+    p += msec.len;
 
     body->data = p;
 
     for (i = 0; i < a->nparts; i++) {
-        part = &a->parts[i];
+        p = ngx_cpymem(p, a->parts[i].text.data, a->parts[i].text.len);
 
-        p = ngx_cpymem(p, part->text.data, part->text.len);
-
-        if (part->hole == NGX_HTTP_MQTTAPI_HOLE_ID) {
+        if (a->parts[i].hole == NGX_HTTP_MQTTAPI_HOLE_ID) {
             p = ngx_cpymem(p, id.data, id.len);
 
-        } else if (part->hole == NGX_HTTP_MQTTAPI_HOLE_SECONDS) {
+        } else if (a->parts[i].hole == NGX_HTTP_MQTTAPI_HOLE_SECONDS) {
             p = ngx_cpymem(p, seconds.data, seconds.len);
         }
     }
 
     body->len = p - body->data;
 
-    ah = a->headers;
+    /*
+     * the headers: copied at once into the list's last part when they fit
+     * there, as ngx_list_push() would have placed them, else one by one;
+     * then the delays put in their holes
+     */
+
+    list = &r->headers_out.headers;
+
+    if (list->size == sizeof(ngx_table_elt_t)
+        && list->nalloc - list->last->nelts >= a->nheaders)
+    {
+        h = (ngx_table_elt_t *) list->last->elts + list->last->nelts;
+        list->last->nelts += a->nheaders;
+
+        ngx_memcpy(h, a->headers, a->nheaders * sizeof(ngx_table_elt_t));
+
+        for (i = 0; i < a->nholes; i++) {
+            ngx_http_mqttapi_answer_fill(&h[a->holes[i].header],
+                                         a->holes[i].hole, &seconds, &msec);
+        }
+
+        return NGX_OK;
+    }
+
+    j = 0;
 
     for (i = 0; i < a->nheaders; i++) {
-        h = ngx_list_push(&r->headers_out.headers);
+        h = ngx_list_push(list);
         if (h == NULL) {
             return NGX_ERROR;
         }
 
-        h->hash = 1;
-        h->key = ah[i].key;
-        h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
+        *h = a->headers[i];
 
-        switch (ah[i].hole) {
-
-        case NGX_HTTP_MQTTAPI_HOLE_SECONDS:
-            h->value = seconds;
-            break;
-
-        case NGX_HTTP_MQTTAPI_HOLE_MSEC:
-            p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            h->value.data = p;
-            h->value.len = ngx_http_mqttapi_write_number(p,
-                               (ngx_int_t) err->retry_after_ms)
-                           - p;
-            break;
-
-        default: /* NGX_HTTP_MQTTAPI_HOLE_NONE */
-            h->value = ah[i].value;
+        if (j < a->nholes && a->holes[j].header == i) {
+            ngx_http_mqttapi_answer_fill(h, a->holes[j].hole, &seconds,
+                                         &msec);
+            j++;
         }
     }
 
     return NGX_OK;
+}
+
+
+static ngx_inline void
+ngx_http_mqttapi_answer_fill(ngx_table_elt_t *h, ngx_uint_t hole,
+    ngx_str_t *seconds, ngx_str_t *msec)
+{
+    h->value = (hole == NGX_HTTP_MQTTAPI_HOLE_MSEC) ? *msec : *seconds;
 }
 
 

@@ -29,6 +29,7 @@ static ngx_int_t  ngx_http_mqttapi_id_index = NGX_ERROR;
 
 
 static uint64_t ngx_http_mqttapi_id_next(void);
+static u_char *ngx_http_mqttapi_id_hex(u_char *p, uint32_t n);
 
 
 ngx_int_t
@@ -73,7 +74,7 @@ ngx_int_t
 ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
 {
     u_char                     *p;
-    uint64_t                    n[2];
+    uint64_t                    n;
     ngx_http_variable_value_t  *vv;
 
     vv = &r->variables[ngx_http_mqttapi_id_index];
@@ -85,16 +86,24 @@ ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
             return NGX_ERROR;
         }
 
-        n[0] = ngx_http_mqttapi_id_next();
-        n[1] = ngx_http_mqttapi_id_next();
-
-        (void) ngx_hex_dump(p, (u_char *) n, sizeof(n));
-
         vv->len = 32;
         vv->valid = 1;
         vv->no_cacheable = 0;
         vv->not_found = 0;
         vv->data = p;
+
+        n = ngx_http_mqttapi_id_next();
+        p = ngx_http_mqttapi_id_hex(p, (uint32_t) n);
+        p = ngx_http_mqttapi_id_hex(p, (uint32_t) (n >> 32));
+
+        n = ngx_http_mqttapi_id_next();
+        p = ngx_http_mqttapi_id_hex(p, (uint32_t) n);
+        (void) ngx_http_mqttapi_id_hex(p, (uint32_t) (n >> 32));
+
+        id->data = vv->data;
+        id->len = 32;
+
+        return NGX_OK;
     }
 
     vv = ngx_http_get_indexed_variable(r, ngx_http_mqttapi_id_index);
@@ -122,4 +131,33 @@ ngx_http_mqttapi_id_next(void)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 
     return z ^ (z >> 31);
+}
+
+
+/*
+ * Eight lowercase hex digits of "n", eight at a time: its nibbles spread
+ * one a byte, then 0-9 and 10-15 moved to '0'-'9' and 'a'-'f' in every
+ * byte at once.  The digits stand in the byte order of the machine, which
+ * does not matter for a random id.
+ */
+
+static u_char *
+ngx_http_mqttapi_id_hex(u_char *p, uint32_t n)
+{
+    uint64_t  x, letters;
+
+    x = n;
+    x = (x | (x << 16)) & 0x0000ffff0000ffffULL;
+    x = (x | (x << 8)) & 0x00ff00ff00ff00ffULL;
+    x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0fULL;
+
+    /* 1 in every byte whose nibble is 10 or more */
+
+    letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+
+    x += 0x3030303030303030ULL + letters * ('a' - '0' - 10);
+
+    ngx_memcpy(p, &x, sizeof(uint64_t));
+
+    return p + sizeof(uint64_t);
 }

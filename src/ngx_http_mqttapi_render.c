@@ -799,10 +799,19 @@ ngx_http_mqttapi_delay_header(ngx_table_elt_t *h)
 u_char *
 ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 {
-    u_char      *d, digits[NGX_INT_T_LEN];
-    ngx_uint_t   u;
+    u_char      *d, *last;
+    ngx_uint_t   u, q, v;
 
-    /* ngx_sprintf("%i") without the format parsing: a hot spot of rejects */
+    static u_char  pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+
+    /*
+     * ngx_sprintf("%i") without the format parsing, two digits a division
+     * written in place from the last: a hot spot of rejects (the delay in
+     * seconds and in milliseconds)
+     */
 
     if (n < 0) {
         *p++ = '-';
@@ -812,14 +821,34 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         u = (ngx_uint_t) n;
     }
 
-    d = digits + NGX_INT_T_LEN;
+    /* the number of digits: at most NGX_INT_T_LEN - 1, 9, 99, 999, ... */
 
-    do {
-        *--d = (u_char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
+    last = p + 1;
 
-    return ngx_cpymem(p, d, digits + NGX_INT_T_LEN - d);
+    for (v = 9; u > v && (size_t) (last - p) < NGX_INT_T_LEN - 1;
+         v = v * 10 + 9)
+    {
+        last++;
+    }
+
+    d = last;
+
+    while (u >= 100) {
+        q = u / 100;
+        d -= 2;
+        ngx_memcpy(d, &pairs[(u - q * 100) * 2], 2);
+        u = q;
+    }
+
+    if (u >= 10) {
+        d -= 2;
+        ngx_memcpy(d, &pairs[u * 2], 2);
+
+    } else {
+        *--d = (u_char) ('0' + u);
+    }
+
+    return last;
 }
 
 

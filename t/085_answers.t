@@ -237,6 +237,17 @@ is(scalar(grep { $ids{$_} > 1 } keys %ids), 0,
    "RequestIds: $n ids, none twice");
 is($n, 2 * 6 * 12 * 3, 'RequestIds: one per answer');
 
+# the ids are random hex: over 432 ids every digit 0-9a-f stands in every
+# one of the 32 places (a digit missing somewhere would mean a broken
+# digit conversion; by chance, about 4e-10)
+my @seen = map { {} } 1 .. 32;
+for my $id (keys %ids) {
+    my $i = 0;
+    $seen[$i++]{$_}++ for split //, $id;
+}
+is(scalar(grep { keys(%$_) == 16 } @seen), 32,
+   'RequestIds: all 16 hex digits in every place');
+
 # the delay counts down in kept answers too
 {
     my $r1 = get($port, path('kept', 'kA', Action => 'ApplyToken'));
