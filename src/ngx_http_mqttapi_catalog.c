@@ -64,11 +64,13 @@ static ngx_int_t ngx_http_mqttapi_load_string(ngx_http_mqttapi_loader_t *ld,
     json_t *v, const char *what, ngx_str_t *s, ngx_str_t *json);
 static ngx_int_t ngx_http_mqttapi_catalog_hash(ngx_conf_t *cf,
     ngx_http_mqttapi_catalog_t *catalog);
-static ngx_int_t ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_hash_t *hash,
+static ngx_int_t ngx_http_mqttapi_hash_build(ngx_conf_t *cf,
+    ngx_http_mqttapi_names_t *names,
     ngx_array_t *elts, char *name);
 static ngx_http_mqttapi_entry_t **ngx_http_mqttapi_find_entry(
     ngx_array_t *a, ngx_str_t *code);
-static void *ngx_http_mqttapi_hash_find(ngx_hash_t *hash, ngx_str_t *name);
+static void *ngx_http_mqttapi_hash_find(ngx_http_mqttapi_names_t *names,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_mqttapi_printf_match(ngx_http_mqttapi_entry_t *e,
     ngx_str_t *code, ngx_str_t *param);
 static ngx_int_t ngx_http_mqttapi_find_lang(ngx_http_mqttapi_catalog_t *cat,
@@ -1358,50 +1360,60 @@ ngx_http_mqttapi_catalog_hash(ngx_conf_t *cf,
 
 
 /*
- * A hash over an array of pointers to structures that begin with their
- * name (entries with their code, actions with their name); keys are
- * lowercase, ngx_http_mqttapi_hash_find() checks the exact spelling.
+ * The lookup table of an array of pointers to structures that begin with
+ * their name (entries with their code, actions with their name).  Names
+ * are case-sensitive, so unlike ngx_hash (lowercase keys) a lookup needs
+ * no lowercase copy of the name and no second comparison of its spelling;
+ * at most half of the slots are used.  The first of equal names is found.
  */
 
 static ngx_int_t
-ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_hash_t *hash,
+ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_http_mqttapi_names_t *names,
     ngx_array_t *elts, char *name)
 {
-    void            **elt;
-    ngx_uint_t        i;
-    ngx_array_t       keys;
-    ngx_hash_key_t   *hk;
-    ngx_hash_init_t   hinit;
+    void                     **elt;
+    uint32_t                   hash;
+    ngx_str_t                 *key;
+    ngx_uint_t                 i, n, slot;
+    ngx_http_mqttapi_slot_t   *s;
 
-    if (ngx_array_init(&keys, cf->temp_pool, elts->nelts + 1,
-                       sizeof(ngx_hash_key_t))
-        != NGX_OK)
-    {
+    for (n = 8; n < 2 * elts->nelts; n <<= 1) { /* void */ }
+
+    names->slots = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_mqttapi_slot_t));
+    if (names->slots == NULL) {
         return NGX_ERROR;
     }
+
+    names->mask = n - 1;
 
     elt = elts->elts;
 
     for (i = 0; i < elts->nelts; i++) {
-        hk = ngx_array_push(&keys);
-        if (hk == NULL) {
-            return NGX_ERROR;
+        key = elt[i];
+
+        if (ngx_http_mqttapi_hash_find(names, key)) {
+            continue;
         }
 
-        hk->key = *(ngx_str_t *) elt[i];
-        hk->key_hash = ngx_hash_key_lc(hk->key.data, hk->key.len);
-        hk->value = elt[i];
+        hash = ngx_murmur_hash2(key->data, key->len);
+
+        for (slot = hash & names->mask; /* void */;
+             slot = (slot + 1) & names->mask)
+        {
+            s = &names->slots[slot];
+
+            if (s->value == NULL) {
+                s->hash = hash;
+                s->value = elt[i];
+                break;
+            }
+        }
     }
 
-    hinit.hash = hash;
-    hinit.key = ngx_hash_key;
-    hinit.max_size = 4096;
-    hinit.bucket_size = ngx_align(256, ngx_cacheline_size);
-    hinit.name = name;
-    hinit.pool = cf->pool;
-    hinit.temp_pool = NULL;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, cf->log, 0,
+                   "%s: %ui names in %ui slots", name, elts->nelts, n);
 
-    return ngx_hash_init(&hinit, keys.elts, keys.nelts);
+    return NGX_OK;
 }
 
 
@@ -1418,9 +1430,7 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
 
     e = ngx_http_mqttapi_hash_find(&catalog->codes_hash, code);
 
-    if (e && e->code.len == code->len
-        && ngx_strncmp(e->code.data, code->data, code->len) == 0)
-    {
+    if (e) {
         return e;
     }
 
@@ -1509,38 +1519,38 @@ ngx_http_mqttapi_action_t *
 ngx_http_mqttapi_catalog_action(ngx_http_mqttapi_catalog_t *catalog,
     ngx_str_t *name)
 {
-    ngx_http_mqttapi_action_t  *a;
-
-    a = ngx_http_mqttapi_hash_find(&catalog->actions_hash, name);
-
-    if (a && a->name.len == name->len
-        && ngx_strncmp(a->name.data, name->data, name->len) == 0)
-    {
-        return a;
-    }
-
-    return NULL;
+    return ngx_http_mqttapi_hash_find(&catalog->actions_hash, name);
 }
 
 
 static void *
-ngx_http_mqttapi_hash_find(ngx_hash_t *hash, ngx_str_t *name)
+ngx_http_mqttapi_hash_find(ngx_http_mqttapi_names_t *names, ngx_str_t *name)
 {
-    ngx_uint_t  key;
-    u_char      low[NGX_HTTP_MQTTAPI_CODE_MAX_LEN];
+    uint32_t                  hash;
+    ngx_str_t                *key;
+    ngx_uint_t                slot;
+    ngx_http_mqttapi_slot_t  *s;
 
-    /*
-     * ngx_hash keys are lowercase; codes and actions are case-sensitive,
-     * so the callers compare the exact spelling of what is found
-     */
+    hash = ngx_murmur_hash2(name->data, name->len);
 
-    if (name->len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN) {
-        return NULL;
+    for (slot = hash & names->mask; /* void */;
+         slot = (slot + 1) & names->mask)
+    {
+        s = &names->slots[slot];
+
+        if (s->value == NULL) {
+            return NULL;
+        }
+
+        key = s->value;
+
+        if (s->hash == hash
+            && key->len == name->len
+            && ngx_memcmp(key->data, name->data, name->len) == 0)
+        {
+            return s->value;
+        }
     }
-
-    key = ngx_hash_strlow(low, name->data, name->len);
-
-    return ngx_hash_find(hash, key, low, name->len);
 }
 
 
@@ -1610,19 +1620,34 @@ ngx_http_mqttapi_valid_code(u_char *p, size_t len)
 {
     u_char  *last;
 
+    /* the characters of a code, "A-Za-z0-9._%-", one bit each */
+
+    static uint32_t  valid[] = {
+        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
+
+                    /* ?>=< ;:98 7654 3210  /.-, +*)( '&%$ #"!  */
+        0x03ff6020, /* 0000 0011 1111 1111  0110 0000 0010 0000 */
+
+                    /* _^]\ [ZYX WVUT SRQP  ONML KJIH GFED CBA@ */
+        0x87fffffe, /* 1000 0111 1111 1111  1111 1111 1111 1110 */
+
+                    /*  ~}| {zyx wvut srqp  onml kjih gfed cba` */
+        0x07fffffe, /* 0000 0111 1111 1111  1111 1111 1111 1110 */
+
+        0x00000000, /* 0x80-0xff */
+        0x00000000,
+        0x00000000,
+        0x00000000
+    };
+
     if (len == 0 || len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN) {
         return NGX_DECLINED;
     }
 
     for (last = p + len; p < last; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
-            || (*p >= '0' && *p <= '9')
-            || *p == '.' || *p == '_' || *p == '%' || *p == '-')
-        {
-            continue;
+        if (!(valid[*p >> 5] & (1U << (*p & 0x1f)))) {
+            return NGX_DECLINED;
         }
-
-        return NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -77,6 +77,24 @@ typedef struct {
 } ngx_http_mqttapi_gateway_t;
 
 
+/*
+ * An exact-name lookup table: open addressing over a power of two of
+ * slots, MurmurHash2 of the name; a value is a structure that begins
+ * with its name (an ngx_str_t).
+ */
+
+typedef struct {
+    uint32_t                     hash;
+    void                        *value;       /* NULL: a free slot */
+} ngx_http_mqttapi_slot_t;
+
+
+typedef struct {
+    ngx_http_mqttapi_slot_t     *slots;
+    ngx_uint_t                   mask;
+} ngx_http_mqttapi_names_t;
+
+
 struct ngx_http_mqttapi_catalog_s {
     ngx_array_t                  entries;      /* of entry pointers */
     ngx_array_t                  patterns;     /* of entry pointers */
@@ -89,8 +107,8 @@ struct ngx_http_mqttapi_catalog_s {
     ngx_uint_t                   api_ceiling;
     ngx_str_t                    quota_code;      /* for quota rejects */
 
-    ngx_hash_t                   codes_hash;
-    ngx_hash_t                   actions_hash;
+    ngx_http_mqttapi_names_t     codes_hash;
+    ngx_http_mqttapi_names_t     actions_hash;
 };
 
 

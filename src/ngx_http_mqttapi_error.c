@@ -114,7 +114,8 @@ ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
     static ngx_str_t  name = ngx_string("x-acs-action");
     static ngx_str_t  arg = ngx_string("Action");
 
-    h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL, 0);
+    h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL,
+                                NGX_HTTP_MQTTAPI_HEADER_IN);
 
     if (h) {
         *action = h->value;

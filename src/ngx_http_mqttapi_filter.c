@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_filter.h"
+#include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_render.h"
 #include "ngx_http_mqttapi_throttle.h"
 
@@ -601,7 +602,7 @@ ngx_http_mqttapi_send(ngx_http_request_t *r, ngx_str_t *body)
 
 #define ngx_http_mqttapi_json_key_is(key, name)                               \
     ((key)->len == sizeof(name) - 1                                           \
-     && ngx_strncmp((key)->data, name, sizeof(name) - 1) == 0)
+     && ngx_memcmp((key)->data, name, sizeof(name) - 1) == 0)
 
 
 static ngx_int_t
@@ -957,21 +958,20 @@ ngx_http_mqttapi_json_content_type(ngx_http_request_t *r)
     len = last - p;
 
     if (len == sizeof("application/json") - 1
-        && ngx_strncasecmp(p, (u_char *) "application/json", len) == 0)
+        && ngx_http_mqttapi_caseeq(p, (u_char *) "application/json", len))
     {
         return 1;
     }
 
     if (len == sizeof("text/json") - 1
-        && ngx_strncasecmp(p, (u_char *) "text/json", len) == 0)
+        && ngx_http_mqttapi_caseeq(p, (u_char *) "text/json", len))
     {
         return 1;
     }
 
     if (len > sizeof("+json") - 1
-        && ngx_strncasecmp(last - (sizeof("+json") - 1), (u_char *) "+json",
-                           sizeof("+json") - 1)
-           == 0
+        && ngx_http_mqttapi_caseeq(last - (sizeof("+json") - 1),
+                                   (u_char *) "+json", sizeof("+json") - 1)
         && ngx_strlchr(p, last, '/'))
     {
         return 1;

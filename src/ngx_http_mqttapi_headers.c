@@ -8,30 +8,20 @@
 #include "ngx_http_mqttapi_headers.h"
 
 
-/*
- * Whether the name.len bytes at "p" are "name", case-insensitively.
- * Clients and the upstream mostly send names as spelled in the
- * configuration or the API, so a memcmp() first (a few instructions a
- * call) and ngx_strncasecmp() (a dozen a byte) only when that fails.
- */
-
-static ngx_inline ngx_uint_t
-ngx_http_mqttapi_name_eq(u_char *p, ngx_str_t *name)
-{
-    return ngx_memcmp(p, name->data, name->len) == 0
-           || ngx_strncasecmp(p, name->data, name->len) == 0;
-}
-
 
 /*
  * The next live header (hash != 0) after "after" (NULL: from the start)
  * in a request or response header list whose name is "name", or, with
- * "prefix", begins with it; names compare case-insensitively.
+ * NGX_HTTP_MQTTAPI_HEADER_PREFIX, begins with it; names compare
+ * case-insensitively.  Request headers (NGX_HTTP_MQTTAPI_HEADER_IN) carry
+ * their name in lowercase too (lowcase_key), which a lowercase "name" is
+ * compared with as it stands; in response headers lowcase_key may be
+ * unset (add_header leaves it so before nginx 1.23).
  */
 
 ngx_table_elt_t *
 ngx_http_mqttapi_header(ngx_list_t *headers, ngx_str_t *name,
-    ngx_table_elt_t *after, ngx_uint_t prefix)
+    ngx_table_elt_t *after, ngx_uint_t flags)
 {
     ngx_uint_t        i, found;
     ngx_list_part_t  *part;
@@ -61,9 +51,18 @@ ngx_http_mqttapi_header(ngx_list_t *headers, ngx_str_t *name,
 
         if (h[i].hash == 0
             || h[i].key.len < name->len
-            || (!prefix && h[i].key.len != name->len)
-            || !ngx_http_mqttapi_name_eq(h[i].key.data, name))
+            || (!(flags & NGX_HTTP_MQTTAPI_HEADER_PREFIX)
+                && h[i].key.len != name->len))
         {
+            continue;
+        }
+
+        if ((flags & NGX_HTTP_MQTTAPI_HEADER_IN) && h[i].lowcase_key) {
+            if (ngx_memcmp(h[i].lowcase_key, name->data, name->len) != 0) {
+                continue;
+            }
+
+        } else if (!ngx_http_mqttapi_caseeq(h[i].key.data, name->data, name->len)) {
             continue;
         }
 
@@ -101,7 +100,7 @@ ngx_http_mqttapi_arg(ngx_http_request_t *r, ngx_str_t *name, ngx_str_t *value)
 
         if ((size_t) (p - start) > name->len
             && start[name->len] == '='
-            && ngx_http_mqttapi_name_eq(start, name))
+            && ngx_http_mqttapi_caseeq(start, name->data, name->len))
         {
             value->data = start + name->len + 1;
             value->len = p - value->data;

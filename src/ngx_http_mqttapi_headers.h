@@ -11,8 +11,28 @@
 #include "ngx_http_mqttapi.h"
 
 
+/* ngx_http_mqttapi_header() flags */
+#define NGX_HTTP_MQTTAPI_HEADER_PREFIX  0x01  /* names beginning with it */
+#define NGX_HTTP_MQTTAPI_HEADER_IN      0x02  /* request headers; the name
+                                                 is given in lowercase */
+
+
+/*
+ * Whether the "len" bytes at "p" are those at "s", case-insensitively.
+ * Clients and the upstream mostly send names as spelled in the
+ * configuration or the API, so a memcmp() first (a few instructions a
+ * call) and ngx_strncasecmp() (a dozen a byte) only when that fails.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_mqttapi_caseeq(u_char *p, u_char *s, size_t len)
+{
+    return ngx_memcmp(p, s, len) == 0 || ngx_strncasecmp(p, s, len) == 0;
+}
+
+
 ngx_table_elt_t *ngx_http_mqttapi_header(ngx_list_t *headers,
-    ngx_str_t *name, ngx_table_elt_t *after, ngx_uint_t prefix);
+    ngx_str_t *name, ngx_table_elt_t *after, ngx_uint_t flags);
 ngx_int_t ngx_http_mqttapi_arg(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
 

@@ -39,7 +39,7 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
     ngx_uint_t        i, ranges;
     ngx_table_elt_t  *h;
 
-    static ngx_str_t  name = ngx_string("Accept-Language");
+    static ngx_str_t  name = ngx_string("accept-language");
 
     best = -1;
     best_q = 0;
@@ -47,9 +47,11 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
     excluded = 0;
     ranges = 0;
 
-    for (h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL, 0);
+    for (h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL,
+                                     NGX_HTTP_MQTTAPI_HEADER_IN);
          h;
-         h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, h, 0))
+         h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, h,
+                                     NGX_HTTP_MQTTAPI_HEADER_IN))
     {
         p = h->value.data;
         last = p + h->value.len;

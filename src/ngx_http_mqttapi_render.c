@@ -862,9 +862,10 @@ ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r)
     /* only the gateway speaks X-MQTTAPI-*: drop what the upstream sent */
 
     for (h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, NULL,
-                                     1);
+                                     NGX_HTTP_MQTTAPI_HEADER_PREFIX);
          h;
-         h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, h, 1))
+         h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, h,
+                                     NGX_HTTP_MQTTAPI_HEADER_PREFIX))
     {
         h->hash = 0;
     }

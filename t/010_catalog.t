@@ -246,7 +246,7 @@ sub expected_category {
 #   %arg: lang (Accept-Language), zh (1: Traditional Chinese expected,
 #         default: lang starts with zh-TW/HK/Hant), action, x_acs_action,
 #         retry_after (upstream Retry-After), status (upstream status),
-#         category
+#         category, shout (1: the request's header names in uppercase)
 sub check_annotated {
     my ($code, %arg) = @_;
     my ($e, $param) = resolve($code);
@@ -254,12 +254,14 @@ sub check_annotated {
           . (defined $arg{action} ? " Action=$arg{action}" : '')
           . (defined $arg{x_acs_action} ? " x-acs-action=$arg{x_acs_action}" : '')
           . (defined $arg{retry_after} ? " upstream Retry-After=$arg{retry_after}" : '')
-          . (defined $arg{status} ? " upstream status $arg{status}" : '');
+          . (defined $arg{status} ? " upstream status $arg{status}" : '')
+          . ($arg{shout} ? ' (header names in uppercase)' : '');
     ok($e, "$w: resolves to a catalog entry") or return;
 
     my @h;
     push @h, 'Accept-Language' => $arg{lang} if defined $arg{lang};
     push @h, 'x-acs-action' => $arg{x_acs_action} if defined $arg{x_acs_action};
+    @h = map { $_ % 2 ? $h[$_] : uc $h[$_] } 0 .. $#h if $arg{shout};
     my $path = query($code, %arg);
 
     my $r = get($GW, $path, @h);
@@ -397,6 +399,9 @@ check_annotated('ParameterFieldCheckFailed', action => 'CreateMqttRule');
 check_annotated('InstancePermissionCheckFailed', action => 'QueryToken');
 check_annotated('ApplyTokenOverFlow', action => 'ListGroupId');        # the action wins
 check_annotated('InstanceNotFound', x_acs_action => 'RevokeToken');
+# header names are case-insensitive (the gateway reads nginx's lowercase copy)
+check_annotated('InstanceNotFound', x_acs_action => 'RevokeToken', shout => 1);
+check_annotated('ApiNotSupport', lang => 'zh-TW', shout => 1);
 check_annotated('InvalidParameter.GroupId', action => 'DeleteGroupId');
 
 # unknown action: single-category codes keep theirs, others are unknown
