@@ -227,7 +227,8 @@ def main():
     w("")
     nchk = int(env.get("check", "0") or 0)
     w("*Check* is the same pair run again after the rounds, alone, A B B A "
-      "%d times (%d runs of each): its runs pooled (all requests over all "
+      "%d times (%d runs of each) after an unrecorded warm-up of both: "
+      "its runs pooled (all requests over all "
       "seconds, all CPU ticks over all requests) are steadier than the "
       "median of the rounds.  A target is met when the rounds and the "
       "check both meet it, missed when the check misses it on both "
@@ -489,7 +490,9 @@ def main():
       "1 s warm-up of every case; each case runs next to its baseline "
       "(groups: plain_ok..., plain_error..., return429...; the groups "
       "rotate from round to round and the order within a group is "
-      "reversed every other round); %s s of runs in all." % (
+      "reversed every other round; the first case of a group runs 1 s "
+      "unrecorded before its run, since the first run after a change of "
+      "location came out 3-5%% slower); %s s of runs in all." % (
           env.get("rounds", "?"), env.get("duration", "?"),
           env.get("elapsed", "?")))
     w("- the reject cases use a key backed off once with `backoff=1h "

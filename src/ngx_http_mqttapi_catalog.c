@@ -1620,24 +1620,17 @@ ngx_http_mqttapi_valid_code(u_char *p, size_t len)
 {
     u_char  *last;
 
-    /* the characters of a code, "A-Za-z0-9._%-", one bit each */
+    /* 1: a character of a code, "A-Za-z0-9._%-" (0x80-0xff: 0) */
 
-    static uint32_t  valid[] = {
-        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
-
-                    /* ?>=< ;:98 7654 3210  /.-, +*)( '&%$ #"!  */
-        0x03ff6020, /* 0000 0011 1111 1111  0110 0000 0010 0000 */
-
-                    /* _^]\ [ZYX WVUT SRQP  ONML KJIH GFED CBA@ */
-        0x87fffffe, /* 1000 0111 1111 1111  1111 1111 1111 1110 */
-
-                    /*  ~}| {zyx wvut srqp  onml kjih gfed cba` */
-        0x07fffffe, /* 0000 0111 1111 1111  1111 1111 1111 1110 */
-
-        0x00000000, /* 0x80-0xff */
-        0x00000000,
-        0x00000000,
-        0x00000000
+    static const u_char  valid[256] = {
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0,   /* '%' '-' '.' */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,   /* '0'-'9' */
+        0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* 'A'-'O' */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,   /* 'P'-'Z' '_' */
+        0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* 'a'-'o' */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0   /* 'p'-'z' */
     };
 
     if (len == 0 || len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN) {
@@ -1645,7 +1638,7 @@ ngx_http_mqttapi_valid_code(u_char *p, size_t len)
     }
 
     for (last = p + len; p < last; p++) {
-        if (!(valid[*p >> 5] & (1U << (*p & 0x1f)))) {
+        if (!valid[*p]) {
             return NGX_DECLINED;
         }
     }
