@@ -488,7 +488,7 @@ def main():
                          env.get("load_cpu", "1")))
     w("- %s rounds of %s s per case, all cases in every round, after a "
       "1 s warm-up of every case; each case runs next to its baseline "
-      "(groups: plain_ok..., plain_error..., return429...; the groups "
+      "(groups: plain_ok..., plain_error..., return429_same return429 reject...; the groups "
       "rotate from round to round and the order within a group is "
       "reversed every other round; the first case of a group runs 1 s "
       "unrecorded before its run, since the first run after a change of "

@@ -324,13 +324,15 @@ run_case() {
 
 read -ra case_list <<<"$CASES"
 
-# A case runs next to its baseline: the cases are grouped by baseline (the
-# first of each group), the groups rotate from round to round, and within
-# a group the order is reversed every other round (ABBA), so that a drift
-# of the machine during a round weighs on a case and its baseline alike.
+# A case runs next to its baseline: the cases are grouped by baseline, the
+# groups rotate from round to round, and within a group the order is
+# reversed every other round (ABBA), so that a drift of the machine during
+# a round weighs on a case and its baseline alike.  Each SPEC 9 pair is
+# adjacent (plain_ok mod_ok, plain_error mod_augment, return429 reject);
+# return429_same stands next to return429 and reject_full next to reject.
 CASE_GROUPS=("plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok"
         "plain_error mod_augment mod_problem lua_capture_error lua_filter_error"
-        "return429 return429_json return429_same reject reject_full reject_logged")
+        "return429_same return429 reject reject_full reject_logged return429_json")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
