@@ -159,7 +159,7 @@ my $mock = mock_upstream(per_request => sub {
     return $MOCK{$name // ''} // $MOCK{ok};
 });
 my $MP = $mock->port;
-my $DEAD = free_port();     # nothing listens here: connection refused
+my $DEAD = dead_port();     # nothing listens here: connection refused
 
 # static error pages of the operator
 my $WWW = File::Temp::tempdir('mqttapi-www-XXXXXX', TMPDIR => 1, CLEANUP => 1);

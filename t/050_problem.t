@@ -88,7 +88,7 @@ my $mock = mock_upstream(per_request => sub {
     return [[send => raw_response($name)], [close => 1]];
 });
 my $MP = $mock->port;
-my $DEAD = free_port();
+my $DEAD = dead_port();
 
 my $ng = start_nginx(http => emulator_http() . <<"EOF");
 

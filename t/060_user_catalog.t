@@ -143,7 +143,7 @@ my $RELOAD = write_catalog('reload.json', {
 
 my $hang = mock_upstream(script => [[hang => 1]]);
 my $HANG = $hang->port;
-my $DEAD = free_port();
+my $DEAD = dead_port();
 
 # ---------------------------------------------------------------------------
 # nginx

@@ -33,7 +33,7 @@ my $catalog = do {
 };
 my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
 
-my $DEAD = free_port();
+my $DEAD = dead_port();
 my $WWW = File::Temp::tempdir('mqttapi-www-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $WWW;
 {

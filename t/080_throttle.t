@@ -235,6 +235,7 @@ my $mock = mock_upstream(per_request => sub {
     return \@steps;
 });
 my $mport = $mock->port;
+my $dead = dead_port();     # nothing listens here: the upstream is down
 
 my $http = <<"EOF";
     include %%REPO%%/conf/emulator_http.conf;
@@ -351,7 +352,7 @@ my $http = <<"EOF";
         }
         location /gwd/ {
             mqttapi_throttle zone=gwp;
-            proxy_pass http://127.0.0.1:%%PORT3%%/;
+            proxy_pass http://127.0.0.1:$dead/;
         }
     }
 

@@ -38,7 +38,7 @@ our @EXPORT = qw(
     http_request http_read_response get h headers_all
     mock_upstream
     json_decode json_decode_ordered json_top_keys
-    free_port repo_dir emulator_http
+    free_port dead_port repo_dir emulator_http
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -168,6 +168,22 @@ sub _children {
     }
     closedir $dh;
     return @kids;
+}
+
+# A TCP port on 127.0.0.1 where nothing listens, for as long as this test
+# process runs: a socket bound to it without SO_REUSEADDR and never put to
+# listen, so that connecting is refused and no other process (a parallel
+# test's nginx, which binds with SO_REUSEADDR) can take the port.  A port
+# of free_port() is only free when it is handed out.
+my @DEAD_SOCKETS;
+
+sub dead_port {
+    my $s = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
+    ) or die "cannot bind a port: $!";
+    push @DEAD_SOCKETS, $s;
+    $USED_PORTS{ $s->sockport } = 1;
+    return $s->sockport;
 }
 
 # A free TCP port on 127.0.0.1 (bind port 0, close).  Never returns the same
