@@ -225,7 +225,6 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
         return;
     }
 
-
     a->nheaders = 0;
     a->nholes = 0;
 

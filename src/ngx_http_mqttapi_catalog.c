@@ -71,6 +71,8 @@ static ngx_http_mqttapi_entry_t **ngx_http_mqttapi_find_entry(
     ngx_array_t *a, ngx_str_t *code);
 static void *ngx_http_mqttapi_hash_find(ngx_http_mqttapi_names_t *names,
     ngx_str_t *name);
+static ngx_http_mqttapi_slot_t *ngx_http_mqttapi_hash_slot(
+    ngx_http_mqttapi_names_t *names, ngx_str_t *name, uint32_t hash);
 static ngx_int_t ngx_http_mqttapi_printf_match(ngx_http_mqttapi_entry_t *e,
     ngx_str_t *code, ngx_str_t *param);
 static ngx_int_t ngx_http_mqttapi_find_lang(ngx_http_mqttapi_catalog_t *cat,
@@ -1374,7 +1376,7 @@ ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_http_mqttapi_names_t *names,
     void                     **elt;
     uint32_t                   hash;
     ngx_str_t                 *key;
-    ngx_uint_t                 i, n, slot;
+    ngx_uint_t                 i, n;
     ngx_http_mqttapi_slot_t   *s;
 
     for (n = 8; n < 2 * elts->nelts; n <<= 1) { /* void */ }
@@ -1390,23 +1392,13 @@ ngx_http_mqttapi_hash_build(ngx_conf_t *cf, ngx_http_mqttapi_names_t *names,
 
     for (i = 0; i < elts->nelts; i++) {
         key = elt[i];
-
-        if (ngx_http_mqttapi_hash_find(names, key)) {
-            continue;
-        }
-
         hash = ngx_murmur_hash2(key->data, key->len);
 
-        for (slot = hash & names->mask; /* void */;
-             slot = (slot + 1) & names->mask)
-        {
-            s = &names->slots[slot];
+        s = ngx_http_mqttapi_hash_slot(names, key, hash);
 
-            if (s->value == NULL) {
-                s->hash = hash;
-                s->value = elt[i];
-                break;
-            }
+        if (s->value == NULL) {
+            s->hash = hash;
+            s->value = elt[i];
         }
     }
 
@@ -1526,29 +1518,40 @@ ngx_http_mqttapi_catalog_action(ngx_http_mqttapi_catalog_t *catalog,
 static void *
 ngx_http_mqttapi_hash_find(ngx_http_mqttapi_names_t *names, ngx_str_t *name)
 {
-    uint32_t                  hash;
+    ngx_http_mqttapi_slot_t  *s;
+
+    s = ngx_http_mqttapi_hash_slot(names, name,
+                                   ngx_murmur_hash2(name->data, name->len));
+
+    return s->value;
+}
+
+
+/*
+ * The slot that holds "name", or the free one where it would go: a table
+ * is never more than half full, so the probe always ends
+ */
+
+static ngx_http_mqttapi_slot_t *
+ngx_http_mqttapi_hash_slot(ngx_http_mqttapi_names_t *names, ngx_str_t *name,
+    uint32_t hash)
+{
     ngx_str_t                *key;
     ngx_uint_t                slot;
     ngx_http_mqttapi_slot_t  *s;
-
-    hash = ngx_murmur_hash2(name->data, name->len);
 
     for (slot = hash & names->mask; /* void */;
          slot = (slot + 1) & names->mask)
     {
         s = &names->slots[slot];
-
-        if (s->value == NULL) {
-            return NULL;
-        }
-
         key = s->value;
 
-        if (s->hash == hash
-            && key->len == name->len
-            && ngx_memcmp(key->data, name->data, name->len) == 0)
+        if (key == NULL
+            || (s->hash == hash
+                && key->len == name->len
+                && ngx_memcmp(key->data, name->data, name->len) == 0))
         {
-            return s->value;
+            return s;
         }
     }
 }

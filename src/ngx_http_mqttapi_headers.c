@@ -8,7 +8,6 @@
 #include "ngx_http_mqttapi_headers.h"
 
 
-
 /*
  * The next live header (hash != 0) after "after" (NULL: from the start)
  * in a request or response header list whose name is "name", or, with
@@ -62,7 +61,9 @@ ngx_http_mqttapi_header(ngx_list_t *headers, ngx_str_t *name,
                 continue;
             }
 
-        } else if (!ngx_http_mqttapi_caseeq(h[i].key.data, name->data, name->len)) {
+        } else if (!ngx_http_mqttapi_caseeq(h[i].key.data, name->data,
+                                            name->len))
+        {
             continue;
         }
 
