@@ -15,7 +15,8 @@
 #include <jansson.h>
 
 
-#define NGX_HTTP_MQTTAPI_CODE_MAX_LEN  128
+#define NGX_HTTP_MQTTAPI_CODE_MAX_LEN    128
+#define NGX_HTTP_MQTTAPI_NAME_MAX_LEN    64     /* actions, categories */
 
 
 #define NGX_HTTP_MQTTAPI_BODY_OFF      0

@@ -15,7 +15,9 @@
 /*
  * Prepared local answers.  While a key is backed off, every one of its
  * requests gets the same answer but for the RequestId and the delay left:
- * the first local answer of a location for a code, an action and a
+ * the first local answer of a location for a code, an action of the
+ * catalog (or none: an action the catalog does not list says nothing
+ * about the answer, so made-up ones take no place of their own) and a
  * language is resolved and rendered as usual, then kept, per worker, as
  * body parts and headers with holes for those values; the next ones are
  * copied from it.  Kept answers live as long as the configuration (the
@@ -51,7 +53,7 @@ typedef struct {
 
 struct ngx_http_mqttapi_answer_s {
     ngx_str_t                          code;
-    ngx_str_t                          action;
+    ngx_http_mqttapi_action_t         *action;
     ngx_uint_t                         lang;
 
     ngx_http_mqttapi_error_t           error;
@@ -97,8 +99,8 @@ ngx_http_mqttapi_answer_t *
 ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code)
 {
-    ngx_str_t                    action;
     ngx_uint_t                   i, lang;
+    ngx_http_mqttapi_action_t   *action;
     ngx_http_mqttapi_answer_t   *a;
     ngx_http_mqttapi_answers_t  *as;
 
@@ -107,9 +109,7 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
         return NULL;
     }
 
-    if (ngx_http_mqttapi_action(r, &action) != NGX_OK) {
-        ngx_str_null(&action);
-    }
+    action = ngx_http_mqttapi_request_action(r, lcf->catalog);
 
     lang = ngx_http_mqttapi_negotiate_lang(r, lcf->catalog);
 
@@ -127,12 +127,10 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
     for (i = 0; i < as->n; i++) {
         a = &as->a[i];
 
-        if (a->lang == lang
+        if (a->action == action
+            && a->lang == lang
             && a->code.len == code->len
-            && a->action.len == action.len
-            && ngx_memcmp(a->code.data, code->data, code->len) == 0
-            && (action.len == 0
-                || ngx_memcmp(a->action.data, action.data, action.len) == 0))
+            && ngx_memcmp(a->code.data, code->data, code->len) == 0)
         {
             return a;
         }
@@ -207,7 +205,6 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
     a->error = *err;
 
     if (ngx_http_mqttapi_answer_copy(&a->code, &a->code) != NGX_OK
-        || ngx_http_mqttapi_answer_copy(&a->action, &a->action) != NGX_OK
         || ngx_http_mqttapi_answer_copy(&a->error.code, &err->code)
            != NGX_OK
         || ngx_http_mqttapi_answer_copy(&a->error.param, &err->param)

@@ -1715,7 +1715,7 @@ ngx_http_mqttapi_valid_name(ngx_str_t *s)
     size_t  i;
     u_char  c;
 
-    if (s->len == 0 || s->len > 64) {
+    if (s->len == 0 || s->len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
         return NGX_DECLINED;
     }
 

@@ -31,7 +31,6 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
     ngx_str_t *code, ngx_http_mqttapi_entry_t *entry)
 {
     ngx_int_t                   delay;
-    ngx_str_t                   name;
     ngx_http_mqttapi_action_t  *action;
 
     err->entry = entry;
@@ -63,11 +62,7 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
         err->category = ngx_http_mqttapi_gateway;
 
     } else {
-        action = NULL;
-
-        if (ngx_http_mqttapi_action(r, &name) == NGX_OK) {
-            action = ngx_http_mqttapi_catalog_action(catalog, &name);
-        }
+        action = ngx_http_mqttapi_request_action(r, catalog);
 
         if (action && action->category.len) {
             err->category = action->category;
@@ -105,10 +100,17 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
 }
 
 
-ngx_int_t
-ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
+/*
+ * The Action of the request (the x-acs-action header, else the Action
+ * argument) as the catalog knows it, or NULL: an action the catalog does
+ * not list is looked up no further, whatever it says.
+ */
+
+ngx_http_mqttapi_action_t *
+ngx_http_mqttapi_request_action(ngx_http_request_t *r,
+    ngx_http_mqttapi_catalog_t *catalog)
 {
-    size_t            j;
+    ngx_str_t         action;
     ngx_table_elt_t  *h;
 
     static ngx_str_t  name = ngx_string("x-acs-action");
@@ -118,32 +120,23 @@ ngx_http_mqttapi_action(ngx_http_request_t *r, ngx_str_t *action)
                                 NGX_HTTP_MQTTAPI_HEADER_IN);
 
     if (h) {
-        *action = h->value;
+        action = h->value;
 
     } else {
-        ngx_str_null(action);
+        ngx_str_null(&action);
     }
 
-    if (action->len == 0
-        && ngx_http_mqttapi_arg(r, &arg, action) != NGX_OK)
+    if (action.len == 0
+        && ngx_http_mqttapi_arg(r, &arg, &action) != NGX_OK)
     {
-        return NGX_DECLINED;
+        return NULL;
     }
 
-    if (action->len == 0 || action->len > 64) {
-        return NGX_DECLINED;
+    if (action.len == 0 || action.len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
+        return NULL;
     }
 
-    for (j = 0; j < action->len; j++) {
-        if (!((action->data[j] >= 'A' && action->data[j] <= 'Z')
-              || (action->data[j] >= 'a' && action->data[j] <= 'z')
-              || (action->data[j] >= '0' && action->data[j] <= '9')))
-        {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_mqttapi_catalog_action(catalog, &action);
 }
 
 

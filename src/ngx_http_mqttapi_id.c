@@ -29,7 +29,8 @@ static ngx_int_t  ngx_http_mqttapi_id_index = NGX_ERROR;
 
 
 static uint64_t ngx_http_mqttapi_id_next(void);
-static u_char *ngx_http_mqttapi_id_hex(u_char *p, uint32_t n);
+static ngx_inline u_char *ngx_http_mqttapi_id_hex(u_char *p, uint64_t n);
+static ngx_inline uint64_t ngx_http_mqttapi_id_digits(uint32_t n);
 
 
 ngx_int_t
@@ -93,12 +94,10 @@ ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
         vv->data = p;
 
         n = ngx_http_mqttapi_id_next();
-        p = ngx_http_mqttapi_id_hex(p, (uint32_t) n);
-        p = ngx_http_mqttapi_id_hex(p, (uint32_t) (n >> 32));
+        p = ngx_http_mqttapi_id_hex(p, n);
 
         n = ngx_http_mqttapi_id_next();
-        p = ngx_http_mqttapi_id_hex(p, (uint32_t) n);
-        (void) ngx_http_mqttapi_id_hex(p, (uint32_t) (n >> 32));
+        (void) ngx_http_mqttapi_id_hex(p, n);
 
         id->data = vv->data;
         id->len = 32;
@@ -134,6 +133,22 @@ ngx_http_mqttapi_id_next(void)
 }
 
 
+/* sixteen hex digits of "n" */
+
+static ngx_inline u_char *
+ngx_http_mqttapi_id_hex(u_char *p, uint64_t n)
+{
+    uint64_t  x[2];
+
+    x[0] = ngx_http_mqttapi_id_digits((uint32_t) n);
+    x[1] = ngx_http_mqttapi_id_digits((uint32_t) (n >> 32));
+
+    ngx_memcpy(p, x, sizeof(x));
+
+    return p + sizeof(x);
+}
+
+
 /*
  * Eight lowercase hex digits of "n", eight at a time: its nibbles spread
  * one a byte, then 0-9 and 10-15 moved to '0'-'9' and 'a'-'f' in every
@@ -141,8 +156,8 @@ ngx_http_mqttapi_id_next(void)
  * does not matter for a random id.
  */
 
-static u_char *
-ngx_http_mqttapi_id_hex(u_char *p, uint32_t n)
+static ngx_inline uint64_t
+ngx_http_mqttapi_id_digits(uint32_t n)
 {
     uint64_t  x, letters;
 
@@ -155,9 +170,5 @@ ngx_http_mqttapi_id_hex(u_char *p, uint32_t n)
 
     letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
 
-    x += 0x3030303030303030ULL + letters * ('a' - '0' - 10);
-
-    ngx_memcpy(p, &x, sizeof(uint64_t));
-
-    return p + sizeof(uint64_t);
+    return x + 0x3030303030303030ULL + letters * ('a' - '0' - 10);
 }

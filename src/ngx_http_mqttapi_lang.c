@@ -41,6 +41,19 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
 
     static ngx_str_t  name = ngx_string("accept-language");
 
+#if (NGX_HTTP_HEADERS)
+
+    /*
+     * nginx keeps the first Accept-Language header at hand: without one
+     * the answer is the default language, with no walk over the headers
+     */
+
+    if (r->headers_in.accept_language == NULL) {
+        return catalog->default_lang;
+    }
+
+#endif
+
     best = -1;
     best_q = 0;
     wildcard_q = 0;

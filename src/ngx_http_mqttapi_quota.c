@@ -60,15 +60,9 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_mqttapi_module);
     ceiling = mcf->ceiling->data;
 
-    action = NULL;
+    action = ngx_http_mqttapi_request_action(r, lcf->catalog);
 
-    if (ngx_http_mqttapi_action(r, &name) == NGX_OK) {
-        action = ngx_http_mqttapi_catalog_action(lcf->catalog, &name);
-    }
-
-    if (action == NULL) {
-        name = ngx_http_mqttapi_other;
-    }
+    name = action ? action->name : ngx_http_mqttapi_other;
 
     limit = (action && action->quota) ? action->quota
                                       : lcf->catalog->default_quota;

@@ -799,8 +799,8 @@ ngx_http_mqttapi_delay_header(ngx_table_elt_t *h)
 u_char *
 ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 {
-    u_char      *d, *last;
-    ngx_uint_t   u, q, v;
+    u_char      *d, *last, digits[NGX_INT_T_LEN];
+    ngx_uint_t   u, q;
 
     static u_char  pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233"
@@ -809,8 +809,8 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 
     /*
      * ngx_sprintf("%i") without the format parsing, two digits a division
-     * written in place from the last: a hot spot of rejects (the delay in
-     * seconds and in milliseconds)
+     * from the last: a hot spot of rejects (the delay in seconds and in
+     * milliseconds)
      */
 
     if (n < 0) {
@@ -821,16 +821,7 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         u = (ngx_uint_t) n;
     }
 
-    /* the number of digits: at most NGX_INT_T_LEN - 1, 9, 99, 999, ... */
-
-    last = p + 1;
-
-    for (v = 9; u > v && (size_t) (last - p) < NGX_INT_T_LEN - 1;
-         v = v * 10 + 9)
-    {
-        last++;
-    }
-
+    last = digits + NGX_INT_T_LEN;
     d = last;
 
     while (u >= 100) {
@@ -848,7 +839,7 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         *--d = (u_char) ('0' + u);
     }
 
-    return last;
+    return ngx_cpymem(p, d, last - d);
 }
 
 

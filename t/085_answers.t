@@ -12,6 +12,7 @@
 #     augment, problem and off bodies;
 #   * the Action (argument or x-acs-action) and the language of each
 #     request are its own: a kept answer for one is never given to another;
+#     an Action the catalog does not list is answered as no Action;
 #   * problem bodies carry the RequestId twice (RequestId, instance);
 #   * the RequestIds are distinct and the delays count down.
 
@@ -138,6 +139,10 @@ my @variants = (
       h => [ 'x-acs-action' => 'QueryToken', 'Accept-Language' => 'zh-HK' ] ],
     [ 'ApplyToken, zh-TW',     q => { Action => 'ApplyToken' },
       h => [ 'Accept-Language' => 'zh-TW;q=0.9, en;q=0.1' ] ],
+    # actions the catalog does not list say what no Action says
+    [ 'made-up Action',        q => { Action => 'NoSuchAction' } ],
+    [ 'made-up x-acs-action',  q => { Action => 'ListGroupId' },
+      h => [ 'x-acs-action' => 'listgroupid' ] ],
 );
 
 my %category = ('no Action, English' => 'token',
@@ -145,7 +150,9 @@ my %category = ('no Action, English' => 'token',
                 'ApplyToken, English' => 'token',
                 'ListGroupId, zh-TW' => 'group',
                 'x-acs-action, zh-HK' => 'token',
-                'ApplyToken, zh-TW' => 'token');
+                'ApplyToken, zh-TW' => 'token',
+                'made-up Action' => 'token',
+                'made-up x-acs-action' => 'token');
 
 my (%ids, %first);
 
@@ -235,9 +242,9 @@ for my $kind (qw(augment problem off)) {
 my $n = scalar keys %ids;
 is(scalar(grep { $ids{$_} > 1 } keys %ids), 0,
    "RequestIds: $n ids, none twice");
-is($n, 2 * 6 * 12 * 3, 'RequestIds: one per answer');
+is($n, 2 * @variants * 12 * 3, 'RequestIds: one per answer');
 
-# the ids are random hex: over 432 ids every digit 0-9a-f stands in every
+# the ids are random hex: over 576 ids every digit 0-9a-f stands in every
 # one of the 32 places (a digit missing somewhere would mean a broken
 # digit conversion; by chance, about 4e-10)
 my @seen = map { {} } 1 .. 32;
