@@ -11,6 +11,8 @@ SHELL := /bin/bash
 #   make run                   the gateway in front of the bundled emulator
 #   make test                  build and run the whole test suite
 #   make bench                 the SPEC 9 benchmarks (bench/RESULTS.md)
+#   make fuzz                  the fast JSON scan against jansson
+#                              (libFuzzer, FUZZ_TIME=60 seconds a build)
 #   make deps                  install the Debian packages needed
 
 REPO        := $(abspath .)
@@ -27,7 +29,7 @@ TESTS       ?= t/*.t
 DEPS_PKGS   := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
                zlib1g-dev perl make gcc curl
 
-.PHONY: all module deps run test bench clean FORCE
+.PHONY: all module deps run test bench fuzz clean FORCE
 
 all: module
 
@@ -97,6 +99,9 @@ test: deps module
 
 bench: deps module
 	bash bench/run.sh
+
+fuzz: deps module
+	bash t/fuzz/run.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -75,7 +75,11 @@ my %BUILDS = (
 sub run_build {
     my ($build) = @_;
 
+    # the second build is a dynamic module for the packaged nginx, also
+    # when the suite runs against an nginx with the module compiled in
     local $MqttapiTest::MODULE = $BUILDS{$build};
+    local $MqttapiTest::NGINX = $build eq 'no_sse2' ? '/usr/sbin/nginx'
+                                                    : $MqttapiTest::NGINX;
 
     my $ng = start_nginx(http => <<"EOF");
     server {
