@@ -11,6 +11,7 @@ compare the gateway worker's CPU time per request (utime+stime).
 """
 
 import os
+import random
 import statistics
 import sys
 
@@ -97,6 +98,45 @@ def pooled(runs, case, base):
     cpu = (tot(b, "ticks") / tot(b, "requests")) / \
           (tot(a, "ticks") / tot(a, "requests"))
     return rps, cpu, len(a)
+
+
+def pooled_ci(runs, case, base, n=2000):
+    """95% bootstrap interval of the pooled (req/s, CPU) ratios: the A B B A
+    repetitions of the check drawn with replacement, n times (a fixed seed,
+    so that a report is reproducible)"""
+    reps = sorted(k for k in set(r["round"] for r in runs)
+                  if set((case, base)) <= set(r["case"] for r in runs
+                                              if r["round"] == k))
+    if len(reps) < 3:
+        return None
+    by_rep = dict((k, [r for r in runs if r["round"] == k]) for k in reps)
+    rng = random.Random(9)
+    rs, cs = [], []
+    for _ in range(n):
+        sample = []
+        for _ in reps:
+            sample.extend(by_rep[rng.choice(reps)])
+        p = pooled(sample, case, base)
+        if p:
+            rs.append(p[0])
+            cs.append(p[1])
+    if not rs:
+        return None
+    rs.sort()
+    cs.sort()
+    lo, hi = int(0.025 * len(rs)), int(0.975 * len(rs)) - 1
+    return (rs[lo], rs[hi]), (cs[lo], cs[hi])
+
+
+def fmt_check(chk, ci):
+    """the pooled check ratios with their bootstrap intervals"""
+    if not chk:
+        return "-"
+    if not ci:
+        return "%s / %s" % (fmt(chk[0]), fmt(chk[1]))
+    return "%s [%s-%s] / %s [%s-%s]" % (
+        fmt(chk[0]), fmt(ci[0][0]), fmt(ci[0][1]),
+        fmt(chk[1]), fmt(ci[1][0]), fmt(ci[1][1]))
 
 
 def med(xs):
@@ -230,12 +270,16 @@ def main():
       "%d times (%d runs of each) after an unrecorded warm-up of both: "
       "its runs pooled (all requests over all "
       "seconds, all CPU ticks over all requests) are steadier than the "
-      "median of the rounds.  A target is met when the rounds and the "
+      "median of the rounds; the interval beside each is a bootstrap "
+      "over its A B B A repetitions (drawn with replacement 2,000 times), "
+      "what the pooled ratio could have been had the same minutes gone "
+      "otherwise.  A target is met when the rounds and the "
       "check both meet it, missed when the check misses it on both "
       "counts, a close call otherwise." % (nchk, 2 * nchk))
     w("")
     w("| case | baseline (same run) | target | req/s ratio, median [min-max] "
       "| CPU ratio, median [min-max] | check: req/s / CPU, pooled "
+      "[95% interval] "
       "| instructions/request, case vs baseline | met? |")
     w("| --- | --- | --- | --- | --- | --- | --- | --- |")
     verdicts = []
@@ -282,7 +326,7 @@ def main():
             case, base, ("%.2f" % target) if target < 1 else
             ("%.2fx" % target), fmt(m), fmt(min(rps)), fmt(max(rps)),
             fmt(c), fmt(min(cpu)), fmt(max(cpu)),
-            ("%s / %s" % (fmt(chk[0]), fmt(chk[1]))) if chk else "-",
+            fmt_check(chk, pooled_ci(check, case, base)),
             ir, v))
     cap = env.get("capacity_check", "")
     held = None
@@ -348,7 +392,7 @@ def main():
 
     w("## Other comparisons")
     w("")
-    w("| comparison | req/s ratio, median [min-max] | CPU ratio, median [min-max] | check: req/s / CPU, pooled |")
+    w("| comparison | req/s ratio, median [min-max] | CPU ratio, median [min-max] | check: req/s / CPU, pooled [95% interval] |")
     w("| --- | --- | --- | --- |")
     for case, base, what in OTHERS:
         if case not in by_case or base not in by_case:
@@ -358,7 +402,7 @@ def main():
         w("| %s (`%s` / `%s`) | %s [%s-%s] | %s [%s-%s] | %s |" % (
             what, case, base, fmt(med(rps)), fmt(min(rps)), fmt(max(rps)),
             fmt(med(cpu)), fmt(min(cpu)), fmt(max(cpu)),
-            ("%s / %s" % (fmt(chk[0]), fmt(chk[1]))) if chk else "-"))
+            fmt_check(chk, pooled_ci(check, case, base))))
     w("")
 
     if "reject" in by_case and "reject_full" in by_case:
