@@ -194,17 +194,7 @@ ok($entry{'InvalidParameter.%s'}, 'InvalidParameter.%s is a catalog entry');
 # (b) through nginx
 # ---------------------------------------------------------------------------
 
-my $ng = start_nginx(http => emulator_http() . <<'EOF');
-
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-
-        location / {
-            mqttapi on;
-            proxy_pass http://127.0.0.1:%%PORT1%%;
-        }
-    }
-EOF
+my $ng = start_nginx(http => emulator_gateway());
 
 my $GW  = $ng->port(0);
 my $EMU = $ng->port(1);

@@ -42,17 +42,7 @@ my %entry = map { $_->{code} => $_ } @{ $catalog->{errors} };
 my @upstream_codes = grep { !grep { $_ eq 'gateway' } @{ $entry{$_}{categories} } }
                      map { $_->{code} } @{ $catalog->{errors} };
 
-my $ng = start_nginx(http => emulator_http() . <<'EOF');
-
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-
-        location / {
-            mqttapi on;
-            proxy_pass http://127.0.0.1:%%PORT1%%;
-        }
-    }
-EOF
+my $ng = start_nginx(http => emulator_gateway());
 
 my $GW = $ng->port(0);
 

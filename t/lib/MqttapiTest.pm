@@ -38,7 +38,7 @@ our @EXPORT = qw(
     http_request http_read_response get h headers_all
     mock_upstream
     json_decode json_decode_ordered json_top_keys
-    free_port dead_port repo_dir emulator_http
+    free_port dead_port repo_dir emulator_http emulator_gateway
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -70,6 +70,23 @@ sub emulator_http {
     server {
         listen 127.0.0.1:%%PORT1%%;
         include %%REPO%%/conf/emulator.conf;
+    }
+EOF
+}
+
+# The emulator behind the gateway, wired as conf/gateway.conf does: the
+# gateway (`mqttapi on`, proxy_pass to the emulator) on %%PORT0%%, the
+# emulator on %%PORT1%%.
+sub emulator_gateway {
+    return emulator_http() . <<'EOF';
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+
+        location / {
+            mqttapi on;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
+        }
     }
 EOF
 }
