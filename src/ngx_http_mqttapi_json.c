@@ -20,6 +20,8 @@
 
 static u_char *ngx_http_mqttapi_json_fast_string(u_char *p, u_char *last,
     ngx_uint_t *escaped);
+static ngx_inline u_char *ngx_http_mqttapi_json_skip_ws(u_char *p,
+    u_char *last);
 static ngx_inline u_char *ngx_http_mqttapi_json_plain(u_char *p,
     u_char *last);
 
@@ -45,9 +47,6 @@ static ngx_inline u_char *ngx_http_mqttapi_json_plain(u_char *p,
 
 #define NGX_HTTP_MQTTAPI_FAST_MEMBERS  32
 
-#define ngx_http_mqttapi_json_ws(c)                                            \
-    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
-
 #define ngx_http_mqttapi_json_key_is(key, name)                               \
     ((key)->len == sizeof(name) - 1                                           \
      && ngx_memcmp((key)->data, name, sizeof(name) - 1) == 0)
@@ -69,9 +68,7 @@ ngx_http_mqttapi_json_fast(ngx_http_request_t *r, ngx_str_t *body,
     p = body->data;
     last = p + body->len;
 
-    while (p < last && ngx_http_mqttapi_json_ws(*p)) {
-        p++;
-    }
+    p = ngx_http_mqttapi_json_skip_ws(p, last);
 
     if (p == last || *p++ != '{') {
         return NGX_DECLINED;
@@ -84,9 +81,7 @@ ngx_http_mqttapi_json_fast(ngx_http_request_t *r, ngx_str_t *body,
 
         /* the member's name: a string without escapes, not seen before */
 
-        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
-            p++;
-        }
+        p = ngx_http_mqttapi_json_skip_ws(p, last);
 
         if (p == last || *p != '"' || n == NGX_HTTP_MQTTAPI_FAST_MEMBERS) {
             return NGX_DECLINED;
@@ -122,17 +117,13 @@ ngx_http_mqttapi_json_fast(ngx_http_request_t *r, ngx_str_t *body,
             other++;
         }
 
-        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
-            p++;
-        }
+        p = ngx_http_mqttapi_json_skip_ws(p, last);
 
         if (p == last || *p++ != ':') {
             return NGX_DECLINED;
         }
 
-        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
-            p++;
-        }
+        p = ngx_http_mqttapi_json_skip_ws(p, last);
 
         if (p == last) {
             return NGX_DECLINED;
@@ -221,9 +212,7 @@ ngx_http_mqttapi_json_fast(ngx_http_request_t *r, ngx_str_t *body,
 
         /* "," and the next member, or "}" */
 
-        while (p < last && ngx_http_mqttapi_json_ws(*p)) {
-            p++;
-        }
+        p = ngx_http_mqttapi_json_skip_ws(p, last);
 
         if (p == last) {
             return NGX_DECLINED;
@@ -241,9 +230,7 @@ ngx_http_mqttapi_json_fast(ngx_http_request_t *r, ngx_str_t *body,
         break;
     }
 
-    while (p < last && ngx_http_mqttapi_json_ws(*p)) {
-        p++;
-    }
+    p = ngx_http_mqttapi_json_skip_ws(p, last);
 
     if (p != last || code->data == NULL) {
         return NGX_DECLINED;
@@ -422,6 +409,21 @@ ngx_http_mqttapi_json_plain(u_char *p, u_char *last)
 #endif
 
     while (p < last && plain[*p]) {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* past the JSON whitespace from p on */
+
+static ngx_inline u_char *
+ngx_http_mqttapi_json_skip_ws(u_char *p, u_char *last)
+{
+    while (p < last
+           && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    {
         p++;
     }
 
