@@ -14,7 +14,14 @@ OBJS=$REPO/build/objs
 OUT=$REPO/build/fuzz
 TIME=${FUZZ_TIME:-60}
 
-command -v clang >/dev/null || apt-get install -y --no-install-recommends clang
+# clang, and libFuzzer's runtime (only a Recommends of clang in Debian)
+if ! command -v clang >/dev/null \
+    || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
+        >/dev/null 2>&1
+then
+    apt-get update
+    apt-get install -y --no-install-recommends clang libclang-rt-dev
+fi
 [ -f "$OBJS/ngx_auto_config.h" ] || { echo "run make first" >&2; exit 1; }
 
 mkdir -p "$OUT/corpus"
