@@ -61,7 +61,8 @@ static ngx_int_t ngx_http_mqttapi_load_pattern(
 static ngx_int_t ngx_http_mqttapi_load_status(ngx_http_mqttapi_loader_t *ld,
     json_t *obj, const char *key, ngx_uint_t *status);
 static ngx_int_t ngx_http_mqttapi_load_string(ngx_http_mqttapi_loader_t *ld,
-    json_t *v, const char *what, ngx_str_t *s, ngx_str_t *json);
+    json_t *v, const char *what, ngx_str_t *s, ngx_str_t *json,
+    ngx_uint_t *holes);
 static ngx_int_t ngx_http_mqttapi_catalog_hash(ngx_conf_t *cf,
     ngx_http_mqttapi_catalog_t *catalog);
 static ngx_int_t ngx_http_mqttapi_hash_build(ngx_conf_t *cf,
@@ -946,7 +947,7 @@ ngx_http_mqttapi_load_entry(ngx_http_mqttapi_loader_t *ld, json_t *obj)
 
         } else if (ngx_strcmp(key, "message") == 0) {
             if (ngx_http_mqttapi_load_string(ld, v, "message", &e->message,
-                                             &e->message_json)
+                                             &e->message_json, NULL)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -1149,7 +1150,8 @@ ngx_http_mqttapi_load_texts(ngx_http_mqttapi_loader_t *ld,
 
             if (ngx_strcmp(k, "cause") == 0) {
                 if (ngx_http_mqttapi_load_string(ld, s, k, &t->cause,
-                                                 &t->cause_json)
+                                                 &t->cause_json,
+                                                 &t->cause_holes)
                     != NGX_OK)
                 {
                     return NGX_ERROR;
@@ -1157,7 +1159,8 @@ ngx_http_mqttapi_load_texts(ngx_http_mqttapi_loader_t *ld,
 
             } else if (ngx_strcmp(k, "solution") == 0) {
                 if (ngx_http_mqttapi_load_string(ld, s, k, &t->solution,
-                                                 &t->solution_json)
+                                                 &t->solution_json,
+                                                 &t->solution_holes)
                     != NGX_OK)
                 {
                     return NGX_ERROR;
@@ -1165,7 +1168,8 @@ ngx_http_mqttapi_load_texts(ngx_http_mqttapi_loader_t *ld,
 
             } else if (ngx_strcmp(k, "description") == 0) {
                 if (ngx_http_mqttapi_load_string(ld, s, k, &t->description,
-                                                 &t->description_json)
+                                                 &t->description_json,
+                                                 &t->description_holes)
                     != NGX_OK)
                 {
                     return NGX_ERROR;
@@ -1307,9 +1311,10 @@ ngx_http_mqttapi_load_status(ngx_http_mqttapi_loader_t *ld, json_t *obj,
 
 static ngx_int_t
 ngx_http_mqttapi_load_string(ngx_http_mqttapi_loader_t *ld, json_t *v,
-    const char *what, ngx_str_t *s, ngx_str_t *json)
+    const char *what, ngx_str_t *s, ngx_str_t *json, ngx_uint_t *holes)
 {
-    char  *dump;
+    char    *dump;
+    u_char  *p, *last;
 
     if (!json_is_string(v) || json_string_length(v) == 0) {
         ngx_http_mqttapi_loader_error(ld, "\"%s\" is not a non-empty string",
@@ -1324,6 +1329,20 @@ ngx_http_mqttapi_load_string(ngx_http_mqttapi_loader_t *ld, json_t *v,
     }
 
     ngx_memcpy(s->data, json_string_value(v), s->len);
+
+    /* JSON escaping leaves "%s" alone: both forms have as many */
+
+    if (holes) {
+        *holes = 0;
+        last = s->data + s->len;
+
+        for (p = s->data; p + 1 < last; p++) {
+            if (p[0] == '%' && p[1] == 's') {
+                (*holes)++;
+                p++;
+            }
+        }
+    }
 
     dump = json_dumps(v, JSON_ENCODE_ANY);
     if (dump == NULL) {

@@ -15,7 +15,8 @@
  * Texts come in two forms: raw (for headers; only the English cause and
  * solution go there, and they are checked to be printable ASCII at load
  * time) and as ready JSON string literals, quotes included, so that
- * rendering a body is a memcpy.
+ * rendering a body is a memcpy.  A text's "%s" stand for the parameter of
+ * a patterned code; how many each has is counted once, at load time.
  */
 
 typedef struct {
@@ -25,6 +26,9 @@ typedef struct {
     ngx_str_t                    cause_json;
     ngx_str_t                    solution_json;
     ngx_str_t                    description_json;
+    ngx_uint_t                   cause_holes;
+    ngx_uint_t                   solution_holes;
+    ngx_uint_t                   description_holes;
 } ngx_http_mqttapi_text_t;
 
 

@@ -49,7 +49,7 @@ static ngx_int_t ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
     json_t *obj, ngx_http_mqttapi_members_t *ms);
 static ngx_str_t *ngx_http_mqttapi_fill(ngx_http_request_t *r,
-    ngx_str_t *text, ngx_str_t *param, ngx_str_t *buf);
+    ngx_str_t *text, ngx_uint_t holes, ngx_str_t *param, ngx_str_t *buf);
 static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
@@ -96,7 +96,7 @@ ngx_int_t
 ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
 {
-    ngx_str_t                 buf;
+    ngx_str_t                 buf, *value;
     ngx_http_mqttapi_text_t  *t;
 
     ngx_http_mqttapi_hide_spoofed(r);
@@ -134,24 +134,27 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
                                       lcf->catalog->default_lang);
 
-    if (t && t->cause.len
-        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_cause,
-                                        ngx_http_mqttapi_fill(r, &t->cause,
-                                                              &err->param,
-                                                              &buf))
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    if (t && t->cause.len) {
+        value = ngx_http_mqttapi_fill(r, &t->cause, t->cause_holes,
+                                      &err->param, &buf);
+
+        if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_cause, value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
-    if (t && t->solution.len
-        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_solution,
-                                        ngx_http_mqttapi_fill(r, &t->solution,
-                                                              &err->param,
-                                                              &buf))
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    if (t && t->solution.len) {
+        value = ngx_http_mqttapi_fill(r, &t->solution, t->solution_holes,
+                                      &err->param, &buf);
+
+        if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_solution,
+                                         value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_retryable,
@@ -401,10 +404,10 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     json_t *obj, ngx_http_mqttapi_members_t *ms)
 {
     u_char                   *p;
-    ngx_str_t                *cause, *solution, retry, *buf;
+    ngx_str_t                *value, retry, *buf;
     ngx_table_elt_t          *h;
     ngx_http_mqttapi_lang_t  *lang;
-    ngx_http_mqttapi_text_t  *t, *dt;
+    ngx_http_mqttapi_text_t  *t, *dt, *ct, *st;
 
     t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry, err->lang);
     dt = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
@@ -417,22 +420,22 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
         return;
     }
 
-    cause = (t && t->cause_json.len) ? &t->cause_json
-            : (dt && dt->cause_json.len) ? &dt->cause_json : NULL;
-    solution = (t && t->solution_json.len) ? &t->solution_json
-               : (dt && dt->solution_json.len) ? &dt->solution_json : NULL;
+    ct = (t && t->cause_json.len) ? t
+         : (dt && dt->cause_json.len) ? dt : NULL;
+    st = (t && t->solution_json.len) ? t
+         : (dt && dt->solution_json.len) ? dt : NULL;
 
-    if (cause) {
-        ngx_http_mqttapi_member(ms, obj, "Cause",
-                                ngx_http_mqttapi_fill(r, cause, &err->param,
-                                                      &buf[0]), 0);
+    if (ct) {
+        value = ngx_http_mqttapi_fill(r, &ct->cause_json, ct->cause_holes,
+                                      &err->param, &buf[0]);
+        ngx_http_mqttapi_member(ms, obj, "Cause", value, 0);
     }
 
-    if (solution) {
-        ngx_http_mqttapi_member(ms, obj, "Solution",
-                                ngx_http_mqttapi_fill(r, solution,
-                                                      &err->param, &buf[1]),
-                                0);
+    if (st) {
+        value = ngx_http_mqttapi_fill(r, &st->solution_json,
+                                      st->solution_holes, &err->param,
+                                      &buf[1]);
+        ngx_http_mqttapi_member(ms, obj, "Solution", value, 0);
     }
 
     ngx_http_mqttapi_member(ms, obj, "Category", &err->category, 1);
@@ -455,10 +458,10 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     }
 
     if (t && t->description_json.len) {
-        ngx_http_mqttapi_member(ms, obj, "Description",
-                                ngx_http_mqttapi_fill(r, &t->description_json,
-                                                      &err->param, &buf[2]),
-                                0);
+        value = ngx_http_mqttapi_fill(r, &t->description_json,
+                                      t->description_holes, &err->param,
+                                      &buf[2]);
+        ngx_http_mqttapi_member(ms, obj, "Description", value, 0);
     }
 
     /* Content-Language: the language whose text the body carries */
@@ -572,6 +575,7 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     if (t && t->cause_json.len) {
         ngx_http_mqttapi_member(ms, obj, "detail",
                                 ngx_http_mqttapi_fill(r, &t->cause_json,
+                                                      t->cause_holes,
                                                       &err->param, &v[3]),
                                 0);
     }
@@ -672,10 +676,9 @@ ngx_http_mqttapi_members_write(u_char *p, ngx_http_mqttapi_members_t *ms,
 
 static ngx_str_t *
 ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
-    ngx_str_t *param, ngx_str_t *buf)
+    ngx_uint_t holes, ngx_str_t *param, ngx_str_t *buf)
 {
-    u_char      *p, *s, *t, *last;
-    ngx_uint_t   n;
+    u_char  *p, *s, *t, *last;
 
     /*
      * "The parameter indicated by %s is missing or invalid." names the
@@ -683,33 +686,20 @@ ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
      * so it is safe in a header and in a JSON string as it is.  Without a
      * parameter (a regex whose first capture took no part in the match,
      * or a code that has none) "%s" stands for nothing: a text never
-     * shows it.
+     * shows it.  The catalog counted the holes of each text.
      */
 
-    /* memchr() for the '%', a byte at a time is a hot spot on every error */
-
-    last = text->data + text->len;
-    n = 0;
-
-    for (s = text->data;
-         s + 1 < last && (s = memchr(s, '%', last - 1 - s)) != NULL;
-         s++)
-    {
-        if (s[1] == 's') {
-            n++;
-        }
-    }
-
-    if (n == 0) {
+    if (holes == 0) {
         return text;
     }
 
-    p = ngx_pnalloc(r->pool, text->len + n * param->len);
+    p = ngx_pnalloc(r->pool, text->len + holes * param->len);
     if (p == NULL) {
         return text;
     }
 
     buf->data = p;
+    last = text->data + text->len;
 
     for (s = text->data; s < last; /* void */) {
 

@@ -110,6 +110,10 @@ my $OVERRIDE = write_catalog('override.json', {
           text => { en => { cause => 'Alternative [%s].' } } },
         { code => 'Limit.%s.Exceeded', status => 400, message => 'A limit.',
           text => { en => { cause => 'The %s limit is exceeded.' } } },
+        { regex => '^Holes\.(\w+)$', status => 400, message => 'Several holes.',
+          text => { en => { cause => '100% of %s, %s again, %%s, %d and %',
+                            solution => 'No hole: 50% off.' },
+                    de => { description => '%s%s' } } },
         { code => 'Exact.WithPercent', status => 400, message => 'No capture at all.',
           text => { en => { cause => 'Nothing [%s] to fill.' } } },
         { regex => '^InvalidParameter\.Group(\w+)$', status => 400,
@@ -472,6 +476,16 @@ EOF
         unlike($r->{body}, qr/%s/, "$w: no %s in the body");
         ok(!grep({ $_->[1] =~ /%s/ } @{ $r->{headers} }), "$w: no %s in a header");
     }
+
+    # every "%s" of a text is filled (counted once, at load time); a lone
+    # '%' and "%d" stay as they are, "%%s" is a '%' and the parameter
+    $r = req('ov', 'Holes.P7', lang => 'de');
+    is(h($r, 'X-MQTTAPI-Error-Cause'), '100% of P7, P7 again, %P7, %d and %',
+       'several holes: cause header');
+    is($r->{json}{Cause}, '100% of P7, P7 again, %P7, %d and %', 'several holes: Cause');
+    is(h($r, 'X-MQTTAPI-Error-Solution'), 'No hole: 50% off.', 'no hole: solution header');
+    is($r->{json}{Solution}, 'No hole: 50% off.', 'no hole: Solution');
+    is($r->{json}{Description}, 'P7P7', 'two adjacent holes: Description');
 
     $r = req('ov', 'Alt.N12');
     is(h($r, 'X-MQTTAPI-Invalid-Parameter'), '12', 'alternatives: the first capture');
