@@ -26,6 +26,12 @@ NGINX       ?= /usr/sbin/nginx
 PROVE       ?= prove
 TESTS       ?= t/*.t
 
+# The module is compiled as Debian compiles nginx and its module packages
+# (dpkg-buildflags: -O2 and the hardening options), not with the -O that
+# nginx's configure puts first; CC_OPT adds to it, OPTIMIZE= drops it.
+OPTIMIZE    ?= -O2 -fstack-protector-strong -Wformat -Werror=format-security \
+               -Wdate-time -D_FORTIFY_SOURCE=2
+
 DEPS_PKGS   := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
                zlib1g-dev perl make gcc curl
 
@@ -38,7 +44,8 @@ module: $(TARGET)
 # What a build directory was configured from: the tree and the options.
 # Rewritten only when they change (another tree with the same directory
 # name, other EXTRA_CONFIGURE or CC_OPT), which then reconfigures.
-CONF_ID     := $(SRC) $(if $(STATIC),static,dynamic) $(EXTRA_CONFIGURE) $(CC_OPT)
+CONF_ID     := $(SRC) $(if $(STATIC),static,dynamic) $(EXTRA_CONFIGURE) \
+               $(OPTIMIZE) $(CC_OPT)
 
 $(OBJS)/configured-from: FORCE
 	@mkdir -p $(OBJS)
@@ -57,7 +64,7 @@ $(OBJS)/Makefile: config conf/mqttapi_catalog.json $(OBJS)/configured-from
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	    else NGX_CONF_FLAGS="--with-compat"; fi && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" $(EXTRA_CONFIGURE) \
-	        --with-cc-opt="-Werror $(CC_OPT)" \
+	        --with-cc-opt="-Werror $(OPTIMIZE) $(CC_OPT)" \
 	        $(if $(STATIC),--add-module,--add-dynamic-module)=$(REPO) \
 	        --builddir=$(OBJS) > $(OBJS)/configure.log 2>&1 \
 	    || { tail -30 $(OBJS)/configure.log; exit 1; }

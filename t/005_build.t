@@ -144,9 +144,13 @@ build_ok($A, 'tree A with EXTRA_CONFIGURE', 'EXTRA_CONFIGURE=--with-foo');
 like(slurp("$BUILD/objs-nginx-1.0/configure.args") // '', qr/^--with-foo$/m,
      'EXTRA_CONFIGURE: passed to configure');
 build_ok($A, "tree A with CC_OPT containing a quote", "CC_OPT=-DX='a b'");
-like(slurp("$BUILD/objs-nginx-1.0/configure.args") // '', qr/^--with-cc-opt=-Werror -DX='a b'$/m,
-     'CC_OPT: passed to configure');
+like(slurp("$BUILD/objs-nginx-1.0/configure.args") // '',
+     qr/^--with-cc-opt=-Werror -O2 -fstack-protector-strong .* -DX='a b'$/m,
+     'CC_OPT: passed to configure, after the default OPTIMIZE');
 is(slurp("$BUILD/objs-nginx-1.0/configure.count"), "5\n", 'each option change reconfigured');
+build_ok($A, 'tree A with OPTIMIZE empty', 'OPTIMIZE=');
+like(slurp("$BUILD/objs-nginx-1.0/configure.args") // '', qr/^--with-cc-opt=-Werror\s*$/m,
+     'OPTIMIZE=: only -Werror is passed');
 
 # STATIC=1: build/nginx, same rule
 build_ok($A, 'STATIC=1 tree A', 'STATIC=1');
