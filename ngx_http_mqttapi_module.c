@@ -13,13 +13,15 @@
  *   ngx_http_mqttapi_error.c      resolving an error against it
  *   ngx_http_mqttapi_lang.c       Accept-Language negotiation
  *   ngx_http_mqttapi_filter.c     header and body filters (deciding)
+ *   ngx_http_mqttapi_json.c       the fast scan of error bodies
  *   ngx_http_mqttapi_render.c     headers and bodies (writing)
  *   ngx_http_mqttapi_id.c         the RequestId of gateway-made errors
  *   ngx_http_mqttapi_variables.c  $mqttapi_* variables
  *   ngx_http_mqttapi_ctx.c        the request context
+ *   ngx_http_mqttapi_headers.c    request and response header lookups
  *   ngx_http_mqttapi_zone.c       the shared zone of rate limiting
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
- *   ngx_http_mqttapi_answer.c     prepared local answers
+ *   ngx_http_mqttapi_answer.c     prepared local answers and annotations
  *   ngx_http_mqttapi_quota.c      proactive quotas
  */
 

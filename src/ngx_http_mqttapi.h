@@ -53,6 +53,7 @@ typedef struct {
     ngx_array_t                 *throttle_codes;  /* NULL: the catalog's */
 
     void                        *answers;     /* per worker, at run time */
+    void                        *notes;       /* per worker, at run time */
 } ngx_http_mqttapi_loc_conf_t;
 
 

@@ -27,7 +27,19 @@
  */
 
 
+/*
+ * Prepared annotations, the same way.  An upstream error whose body the
+ * fast scan read with only the OpenAPI's own members (nothing of it can
+ * clash with an annotation member) and that is not retryable (no delay)
+ * gets the same members and headers for a code, a language, a category
+ * and an upstream status, whatever else the request and the body say:
+ * the first one of a location is annotated as usual and what was added
+ * kept, the next ones have it added as it is.
+ */
+
+
 #define NGX_HTTP_MQTTAPI_ANSWERS   16
+#define NGX_HTTP_MQTTAPI_NOTES     16
 #define NGX_HTTP_MQTTAPI_PARTS     4
 #define NGX_HTTP_MQTTAPI_HOLES     4      /* headers with a delay */
 
@@ -77,11 +89,38 @@ typedef struct {
 } ngx_http_mqttapi_answers_t;
 
 
+struct ngx_http_mqttapi_note_s {
+    ngx_http_mqttapi_entry_t          *entry;
+    ngx_str_t                          code;
+    ngx_str_t                          category;
+    ngx_uint_t                         lang;
+    ngx_uint_t                         status;
+    ngx_uint_t                         upstream_status;
+
+    ngx_str_t                          members;   /* after the upstream's */
+
+    ngx_uint_t                         nheaders;
+    ngx_table_elt_t                   *headers;   /* NULL: not ready */
+};
+
+
+typedef struct {
+    ngx_uint_t                         n;
+    ngx_http_mqttapi_note_t            a[NGX_HTTP_MQTTAPI_NOTES];
+} ngx_http_mqttapi_notes_t;
+
+
 static ngx_int_t ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a,
     ngx_str_t *body, ngx_str_t *id, ngx_http_mqttapi_error_t *err);
 static u_char *ngx_http_mqttapi_answer_find(u_char *p, u_char *last,
     u_char *s, size_t len);
 static ngx_int_t ngx_http_mqttapi_answer_copy(ngx_str_t *dst, ngx_str_t *src);
+static ngx_table_elt_t *ngx_http_mqttapi_keep_headers(ngx_http_request_t *r,
+    ngx_uint_t first, ngx_uint_t *n, ngx_http_mqttapi_hole_t *holes,
+    ngx_uint_t *nholes);
+static ngx_inline ngx_int_t ngx_http_mqttapi_push_kept(ngx_http_request_t *r,
+    ngx_table_elt_t *kept, ngx_uint_t n, ngx_http_mqttapi_hole_t *holes,
+    ngx_uint_t nholes, ngx_table_elt_t **at);
 static ngx_inline void ngx_http_mqttapi_answer_fill(ngx_table_elt_t *h,
     ngx_uint_t hole, ngx_str_t *seconds, ngx_str_t *msec);
 
@@ -184,9 +223,7 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
     ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_uint_t first)
 {
     ngx_str_t                          id;
-    ngx_uint_t                         i, n, hole;
-    ngx_list_part_t                   *part;
-    ngx_table_elt_t                   *h, *kh;
+    ngx_table_elt_t                   *kh;
     ngx_http_mqttapi_answers_t        *as;
 
     as = lcf->answers;
@@ -213,67 +250,10 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
         return;
     }
 
-    n = ngx_http_mqttapi_answer_headers(r) - first;
-
-    n = n ? n : 1;
-
-    kh = ngx_palloc(ngx_cycle->pool, n * sizeof(ngx_table_elt_t));
+    kh = ngx_http_mqttapi_keep_headers(r, first, &a->nheaders, a->holes,
+                                       &a->nholes);
     if (kh == NULL) {
         return;
-    }
-
-    a->nheaders = 0;
-    a->nholes = 0;
-
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (first) {
-            first--;
-            continue;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        hole = ngx_http_mqttapi_delay_header(&h[i]);
-
-        if (hole != NGX_HTTP_MQTTAPI_HOLE_NONE) {
-            if (a->nholes == NGX_HTTP_MQTTAPI_HOLES) {
-                return;
-            }
-
-            a->holes[a->nholes].header = a->nheaders;
-            a->holes[a->nholes].hole = hole;
-            a->nholes++;
-        }
-
-        ngx_memzero(&kh[a->nheaders], sizeof(ngx_table_elt_t));
-        kh[a->nheaders].hash = 1;
-
-        if (ngx_http_mqttapi_answer_copy(&kh[a->nheaders].key, &h[i].key)
-            != NGX_OK
-            || ngx_http_mqttapi_answer_copy(&kh[a->nheaders].value,
-                                            &h[i].value)
-               != NGX_OK)
-        {
-            return;
-        }
-
-        a->nheaders++;
     }
 
     /* ready */
@@ -292,10 +272,9 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     size_t            len;
     ngx_int_t         retry_after;
     ngx_str_t         id, seconds, msec;
-    ngx_uint_t        i, j;
+    ngx_uint_t        i;
     ngx_msec_t        retry_after_ms;
-    ngx_list_t       *list;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *at[NGX_HTTP_MQTTAPI_HOLES];
 
     /* the kept error, with this request's delay */
 
@@ -348,45 +327,18 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
 
     body->len = p - body->data;
 
-    /*
-     * the headers: copied at once into the list's last part when they fit
-     * there, as ngx_list_push() would have placed them, else one by one;
-     * then the delays put in their holes
-     */
+    /* the headers, then the delays put in their holes */
 
-    list = &r->headers_out.headers;
-
-    if (list->size == sizeof(ngx_table_elt_t)
-        && list->nalloc - list->last->nelts >= a->nheaders)
+    if (ngx_http_mqttapi_push_kept(r, a->headers, a->nheaders, a->holes,
+                                   a->nholes, at)
+        != NGX_OK)
     {
-        h = (ngx_table_elt_t *) list->last->elts + list->last->nelts;
-        list->last->nelts += a->nheaders;
-
-        ngx_memcpy(h, a->headers, a->nheaders * sizeof(ngx_table_elt_t));
-
-        for (i = 0; i < a->nholes; i++) {
-            ngx_http_mqttapi_answer_fill(&h[a->holes[i].header],
-                                         a->holes[i].hole, &seconds, &msec);
-        }
-
-        return NGX_OK;
+        return NGX_ERROR;
     }
 
-    j = 0;
-
-    for (i = 0; i < a->nheaders; i++) {
-        h = ngx_list_push(list);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        *h = a->headers[i];
-
-        if (j < a->nholes && a->holes[j].header == i) {
-            ngx_http_mqttapi_answer_fill(h, a->holes[j].hole, &seconds,
-                                         &msec);
-            j++;
-        }
+    for (i = 0; i < a->nholes; i++) {
+        ngx_http_mqttapi_answer_fill(at[i], a->holes[i].hole, &seconds,
+                                     &msec);
     }
 
     return NGX_OK;
@@ -398,6 +350,258 @@ ngx_http_mqttapi_answer_fill(ngx_table_elt_t *h, ngx_uint_t hole,
     ngx_str_t *seconds, ngx_str_t *msec)
 {
     h->value = (hole == NGX_HTTP_MQTTAPI_HOLE_MSEC) ? *msec : *seconds;
+}
+
+
+/*
+ * The kept annotation for this error, the free place to keep one (not
+ * ready yet), or NULL: the error must be annotated and cannot be kept.
+ * The caller has checked that the body has only the OpenAPI's members.
+ */
+
+ngx_http_mqttapi_note_t *
+ngx_http_mqttapi_note_get(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
+{
+    ngx_uint_t                 i;
+    ngx_http_mqttapi_note_t   *n;
+    ngx_http_mqttapi_notes_t  *ns;
+
+    if (lcf->body != NGX_HTTP_MQTTAPI_BODY_AUGMENT
+        || err->retryable || err->throttle || err->gateway || err->local)
+    {
+        return NULL;
+    }
+
+    ns = lcf->notes;
+
+    if (ns == NULL) {
+        ns = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_mqttapi_notes_t));
+        if (ns == NULL) {
+            return NULL;
+        }
+
+        lcf->notes = ns;
+    }
+
+    for (i = 0; i < ns->n; i++) {
+        n = &ns->a[i];
+
+        if (n->entry == err->entry
+            && n->lang == err->lang
+            && n->status == err->status
+            && n->upstream_status == err->upstream_status
+            && n->code.len == err->code.len
+            && n->category.len == err->category.len
+            && ngx_memcmp(n->code.data, err->code.data, err->code.len) == 0
+            && ngx_memcmp(n->category.data, err->category.data,
+                          err->category.len)
+               == 0)
+        {
+            return n;
+        }
+    }
+
+    if (ns->n == NGX_HTTP_MQTTAPI_NOTES) {
+        return NULL;
+    }
+
+    n = &ns->a[ns->n];
+    n->headers = NULL;
+
+    return n;
+}
+
+
+ngx_uint_t
+ngx_http_mqttapi_note_ready(ngx_http_mqttapi_note_t *n)
+{
+    return n->headers != NULL;
+}
+
+
+/* what the annotation added: the members, the headers after "first" */
+
+void
+ngx_http_mqttapi_note_keep(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_note_t *n,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *members, ngx_uint_t first)
+{
+    ngx_table_elt_t           *kh;
+    ngx_http_mqttapi_notes_t  *ns;
+
+    ns = lcf->notes;
+
+    if (n != &ns->a[ns->n]) {
+        return;
+    }
+
+    if (ngx_http_mqttapi_answer_copy(&n->code, &err->code) != NGX_OK
+        || ngx_http_mqttapi_answer_copy(&n->category, &err->category)
+           != NGX_OK
+        || ngx_http_mqttapi_answer_copy(&n->members, members) != NGX_OK)
+    {
+        return;
+    }
+
+    n->entry = err->entry;
+    n->lang = err->lang;
+    n->status = err->status;
+    n->upstream_status = err->upstream_status;
+
+    kh = ngx_http_mqttapi_keep_headers(r, first, &n->nheaders, NULL, NULL);
+    if (kh == NULL) {
+        return;
+    }
+
+    /* ready */
+
+    n->headers = kh;
+    ns->n++;
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_note_make(ngx_http_request_t *r, ngx_http_mqttapi_note_t *n,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *body)
+{
+    if (ngx_http_mqttapi_render_kept(r, err, body, &n->members) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mqttapi_push_kept(r, n->headers, n->nheaders, NULL, 0,
+                                      NULL);
+}
+
+
+/*
+ * The response headers after the first "first", copied to the cycle pool,
+ * and which of them are delays ("holes"; with holes NULL, a delay makes
+ * them not kept).
+ */
+
+static ngx_table_elt_t *
+ngx_http_mqttapi_keep_headers(ngx_http_request_t *r, ngx_uint_t first,
+    ngx_uint_t *n, ngx_http_mqttapi_hole_t *holes, ngx_uint_t *nholes)
+{
+    ngx_uint_t        i, hole;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *kh;
+
+    i = ngx_http_mqttapi_answer_headers(r) - first;
+
+    kh = ngx_palloc(ngx_cycle->pool, (i ? i : 1) * sizeof(ngx_table_elt_t));
+    if (kh == NULL) {
+        return NULL;
+    }
+
+    *n = 0;
+
+    if (nholes) {
+        *nholes = 0;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (first) {
+            first--;
+            continue;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        hole = ngx_http_mqttapi_delay_header(&h[i]);
+
+        if (hole != NGX_HTTP_MQTTAPI_HOLE_NONE) {
+            if (holes == NULL || *nholes == NGX_HTTP_MQTTAPI_HOLES) {
+                return NULL;
+            }
+
+            holes[*nholes].header = *n;
+            holes[*nholes].hole = hole;
+            (*nholes)++;
+        }
+
+        ngx_memzero(&kh[*n], sizeof(ngx_table_elt_t));
+        kh[*n].hash = 1;
+
+        if (ngx_http_mqttapi_answer_copy(&kh[*n].key, &h[i].key) != NGX_OK
+            || ngx_http_mqttapi_answer_copy(&kh[*n].value, &h[i].value)
+               != NGX_OK)
+        {
+            return NULL;
+        }
+
+        (*n)++;
+    }
+
+    return kh;
+}
+
+
+/*
+ * Kept headers pushed: copied at once into the list's last part when they
+ * fit there, as ngx_list_push() would have placed them, else one by one;
+ * at[] gets where the holes are.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_mqttapi_push_kept(ngx_http_request_t *r, ngx_table_elt_t *kept,
+    ngx_uint_t n, ngx_http_mqttapi_hole_t *holes, ngx_uint_t nholes,
+    ngx_table_elt_t **at)
+{
+    ngx_uint_t        i, j;
+    ngx_list_t       *list;
+    ngx_table_elt_t  *h;
+
+    list = &r->headers_out.headers;
+
+    if (list->size == sizeof(ngx_table_elt_t)
+        && list->nalloc - list->last->nelts >= n)
+    {
+        h = (ngx_table_elt_t *) list->last->elts + list->last->nelts;
+        list->last->nelts += n;
+
+        ngx_memcpy(h, kept, n * sizeof(ngx_table_elt_t));
+
+        for (j = 0; j < nholes; j++) {
+            at[j] = &h[holes[j].header];
+        }
+
+        return NGX_OK;
+    }
+
+    j = 0;
+
+    for (i = 0; i < n; i++) {
+        h = ngx_list_push(list);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = kept[i];
+
+        if (j < nholes && holes[j].header == i) {
+            at[j++] = h;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

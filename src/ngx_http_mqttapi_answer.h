@@ -12,6 +12,7 @@
 
 
 typedef struct ngx_http_mqttapi_answer_s  ngx_http_mqttapi_answer_t;
+typedef struct ngx_http_mqttapi_note_s    ngx_http_mqttapi_note_t;
 
 
 ngx_http_mqttapi_answer_t *ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
@@ -23,6 +24,16 @@ void ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
     ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_uint_t first);
 ngx_int_t ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     ngx_http_mqttapi_answer_t *a, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *body);
+
+ngx_http_mqttapi_note_t *ngx_http_mqttapi_note_get(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
+ngx_uint_t ngx_http_mqttapi_note_ready(ngx_http_mqttapi_note_t *n);
+void ngx_http_mqttapi_note_keep(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_note_t *n,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *members, ngx_uint_t first);
+ngx_int_t ngx_http_mqttapi_note_make(ngx_http_request_t *r,
+    ngx_http_mqttapi_note_t *n, ngx_http_mqttapi_error_t *err,
     ngx_str_t *body);
 
 

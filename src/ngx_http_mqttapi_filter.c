@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_answer.h"
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_filter.h"
@@ -315,10 +316,12 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
 {
     u_char                       *p;
     ngx_int_t                     rc;
-    ngx_str_t                     body, code;
+    ngx_str_t                     body, code, added;
+    ngx_uint_t                    first;
     json_t                       *obj, *v;
     json_error_t                  jerr;
     ngx_pool_cleanup_t           *cln;
+    ngx_http_mqttapi_note_t      *note;
     ngx_http_mqttapi_entry_t     *gateway;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
@@ -441,6 +444,31 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         ctx->error.status = ctx->error.entry->mapped_status;
     }
 
+    /* the body has the OpenAPI's members only: maybe annotated before */
+
+    note = NULL;
+    first = 0;
+
+    if (ctx->json && obj == NULL) {
+        note = ngx_http_mqttapi_note_get(r, lcf, &ctx->error);
+
+        if (note && ngx_http_mqttapi_note_ready(note)) {
+            if (ngx_http_mqttapi_note_make(r, note, &ctx->error, &body)
+                != NGX_OK
+                || ngx_http_mqttapi_set_body_headers(r, lcf, body.len, 1)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            goto done;
+        }
+
+        first = ngx_http_mqttapi_answer_headers(r);
+    }
+
+    ngx_str_null(&added);
+
     if (lcf->body != NGX_HTTP_MQTTAPI_BODY_OFF) {
 
         if (gateway) {
@@ -451,7 +479,7 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
             }
 
         } else if (ngx_http_mqttapi_render_body(r, lcf, &ctx->error, obj,
-                                                &body)
+                                                &body, &added)
                    != NGX_OK)
         {
             return NGX_ERROR;
@@ -467,6 +495,12 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     if (ngx_http_mqttapi_render_headers(r, lcf, &ctx->error) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    if (note) {
+        ngx_http_mqttapi_note_keep(r, lcf, note, &ctx->error, &added, first);
+    }
+
+done:
 
     ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
     ctx->annotated = 1;

@@ -54,7 +54,14 @@ static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
     ngx_str_t *key, ngx_int_t n);
+static ngx_int_t ngx_http_mqttapi_insert(ngx_http_request_t *r,
+    ngx_str_t *body, ngx_http_mqttapi_members_t *head,
+    ngx_http_mqttapi_members_t *tail, ngx_str_t *kept, ngx_str_t *added);
 static void ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r);
+static void ngx_http_mqttapi_hide(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_uint_t flags);
+static void ngx_http_mqttapi_set_status(ngx_http_request_t *r,
+    ngx_http_mqttapi_error_t *err);
 
 
 #define ngx_http_mqttapi_member(ms, obj, key, value, quote)                   \
@@ -111,10 +118,7 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
         }
     }
 
-    if (err->status != r->headers_out.status) {
-        r->headers_out.status = err->status;
-        r->headers_out.status_line.len = 0;
-    }
+    ngx_http_mqttapi_set_status(r, err);
 
     if (err->code.len
         && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_code,
@@ -201,18 +205,67 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_mqttapi_render_body(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
-    json_t *obj, ngx_str_t *body)
+    json_t *obj, ngx_str_t *body, ngx_str_t *added)
 {
-    u_char                      *p, *start, *open, *close, *last;
-    size_t                       len;
-    ngx_uint_t                   empty;
-    ngx_http_mqttapi_members_t   head, tail;
+    ngx_http_mqttapi_members_t  head, tail;
 
     if (lcf->body == NGX_HTTP_MQTTAPI_BODY_OFF) {
         return NGX_OK;
     }
 
-    /* the body is a valid JSON object: find its braces */
+    head.n = 0;
+    tail.n = 0;
+
+    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_PROBLEM
+        && ngx_http_mqttapi_problem_members(r, lcf, err, obj, &head)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_mqttapi_annotations(r, lcf, err, obj, &tail);
+
+    return ngx_http_mqttapi_insert(r, body, &head, &tail, NULL, added);
+}
+
+
+/*
+ * A kept annotation (ngx_http_mqttapi_note_make()): what rendering the
+ * headers and the body does to the upstream's headers, the status, and
+ * the members after the upstream's; the caller pushes the kept headers.
+ */
+
+ngx_int_t
+ngx_http_mqttapi_render_kept(ngx_http_request_t *r,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_str_t *members)
+{
+    if (err->entry) {
+        ngx_http_mqttapi_hide(r, &ngx_http_mqttapi_h_content_language, 0);
+    }
+
+    ngx_http_mqttapi_hide_spoofed(r);
+    ngx_http_mqttapi_set_status(r, err);
+
+    return ngx_http_mqttapi_insert(r, body, NULL, NULL, members, NULL);
+}
+
+
+/*
+ * The body, a valid JSON object, with the head members first and the tail
+ * members (or the kept text of members) last; "added" gets what was added
+ * after the upstream's members, without the comma before it.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_insert(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_http_mqttapi_members_t *head, ngx_http_mqttapi_members_t *tail,
+    ngx_str_t *kept, ngx_str_t *added)
+{
+    u_char      *p, *start, *open, *close, *last;
+    size_t       len;
+    ngx_uint_t   empty, nhead, ntail;
+
+    /* find the object's braces */
 
     open = body->data;
     last = body->data + body->len;
@@ -241,20 +294,16 @@ ngx_http_mqttapi_render_body(ngx_http_request_t *r,
 
     empty = (p == close);
 
-    head.n = 0;
-    tail.n = 0;
+    nhead = head ? head->n : 0;
+    ntail = tail ? tail->n : (kept->len != 0);
 
-    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_PROBLEM
-        && ngx_http_mqttapi_problem_members(r, lcf, err, obj, &head)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    len = body->len + 2;
+
+    if (nhead) {
+        len += ngx_http_mqttapi_members_len(head);
     }
 
-    ngx_http_mqttapi_annotations(r, lcf, err, obj, &tail);
-
-    len = body->len + ngx_http_mqttapi_members_len(&head)
-          + ngx_http_mqttapi_members_len(&tail) + 2;
+    len += tail ? ngx_http_mqttapi_members_len(tail) : kept->len;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -269,8 +318,8 @@ ngx_http_mqttapi_render_body(ngx_http_request_t *r,
 
     p = ngx_cpymem(p, start, open + 1 - start);
 
-    if (head.n) {
-        p = ngx_http_mqttapi_members_write(p, &head, 0);
+    if (nhead) {
+        p = ngx_http_mqttapi_members_write(p, head, 0);
 
         if (!empty) {
             *p++ = ',';
@@ -279,7 +328,23 @@ ngx_http_mqttapi_render_body(ngx_http_request_t *r,
 
     p = ngx_cpymem(p, open + 1, close - (open + 1));
 
-    p = ngx_http_mqttapi_members_write(p, &tail, head.n || !empty);
+    if (ntail && (nhead || !empty)) {
+        *p++ = ',';
+    }
+
+    start = p;
+
+    if (tail) {
+        p = ngx_http_mqttapi_members_write(p, tail, 0);
+
+    } else {
+        p = ngx_cpymem(p, kept->data, kept->len);
+    }
+
+    if (added) {
+        added->data = start;
+        added->len = p - start;
+    }
 
     p = ngx_cpymem(p, close, last - close);
 
@@ -359,7 +424,7 @@ ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
 
     body->len = p - body->data;
 
-    return ngx_http_mqttapi_render_body(r, lcf, err, NULL, body);
+    return ngx_http_mqttapi_render_body(r, lcf, err, NULL, body, NULL);
 }
 
 
@@ -405,7 +470,6 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
 {
     u_char                   *p;
     ngx_str_t                *value, retry, *buf;
-    ngx_table_elt_t          *h;
     ngx_http_mqttapi_lang_t  *lang;
     ngx_http_mqttapi_text_t  *t, *dt, *ct, *st;
 
@@ -478,16 +542,7 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
 
         /* one Content-Language: the upstream's said less of this body */
 
-        for (h = ngx_http_mqttapi_header(&r->headers_out.headers,
-                                         &ngx_http_mqttapi_h_content_language,
-                                         NULL, 0);
-             h;
-             h = ngx_http_mqttapi_header(&r->headers_out.headers,
-                                         &ngx_http_mqttapi_h_content_language,
-                                         h, 0))
-        {
-            h->hash = 0;
-        }
+        ngx_http_mqttapi_hide(r, &ngx_http_mqttapi_h_content_language, 0);
 
         (void) ngx_http_mqttapi_push_header(r,
                                       &ngx_http_mqttapi_h_content_language,
@@ -836,19 +891,38 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 static void
 ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r)
 {
-    ngx_table_elt_t  *h;
-
     static ngx_str_t  prefix = ngx_string("X-MQTTAPI-");
 
     /* only the gateway speaks X-MQTTAPI-*: drop what the upstream sent */
 
-    for (h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, NULL,
-                                     NGX_HTTP_MQTTAPI_HEADER_PREFIX);
+    ngx_http_mqttapi_hide(r, &prefix, NGX_HTTP_MQTTAPI_HEADER_PREFIX);
+}
+
+
+static void
+ngx_http_mqttapi_hide(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_uint_t flags)
+{
+    ngx_table_elt_t  *h;
+
+    for (h = ngx_http_mqttapi_header(&r->headers_out.headers, name, NULL,
+                                     flags);
          h;
-         h = ngx_http_mqttapi_header(&r->headers_out.headers, &prefix, h,
-                                     NGX_HTTP_MQTTAPI_HEADER_PREFIX))
+         h = ngx_http_mqttapi_header(&r->headers_out.headers, name, h,
+                                     flags))
     {
         h->hash = 0;
+    }
+}
+
+
+static void
+ngx_http_mqttapi_set_status(ngx_http_request_t *r,
+    ngx_http_mqttapi_error_t *err)
+{
+    if (err->status != r->headers_out.status) {
+        r->headers_out.status = err->status;
+        r->headers_out.status_line.len = 0;
     }
 }
 

@@ -16,7 +16,9 @@ ngx_int_t ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
 ngx_int_t ngx_http_mqttapi_render_body(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
-    json_t *obj, ngx_str_t *body);
+    json_t *obj, ngx_str_t *body, ngx_str_t *added);
+ngx_int_t ngx_http_mqttapi_render_kept(ngx_http_request_t *r,
+    ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_str_t *members);
 ngx_int_t ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
     ngx_str_t *body);
