@@ -138,6 +138,7 @@ ngx_http_mqttapi_answer_t *
 ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code)
 {
+    ngx_str_t                    name;
     ngx_uint_t                   i, lang;
     ngx_http_mqttapi_action_t   *action;
     ngx_http_mqttapi_answer_t   *a;
@@ -147,8 +148,6 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
         /* the HostId may differ from request to request */
         return NULL;
     }
-
-    action = ngx_http_mqttapi_request_action(r, lcf->catalog);
 
     lang = ngx_http_mqttapi_negotiate_lang(r, lcf->catalog);
 
@@ -163,10 +162,39 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
         lcf->answers = as;
     }
 
-    for (i = 0; i < as->n; i++) {
+    /*
+     * names of the catalog's actions compare exactly: a kept answer of an
+     * action is found by the request's spelling of it, without the hash
+     */
+
+    action = NULL;
+
+    if (ngx_http_mqttapi_request_action_name(r, &name) == NGX_OK) {
+
+        for (i = 0; i < as->n; i++) {
+            a = &as->a[i];
+
+            if (a->action
+                && a->action->name.len == name.len
+                && a->lang == lang
+                && a->code.len == code->len
+                && ngx_memcmp(a->action->name.data, name.data, name.len)
+                   == 0
+                && ngx_memcmp(a->code.data, code->data, code->len) == 0)
+            {
+                return a;
+            }
+        }
+
+        action = ngx_http_mqttapi_catalog_action(lcf->catalog, &name);
+    }
+
+    /* no action the catalog lists: the answer of no Action */
+
+    for (i = 0; action == NULL && i < as->n; i++) {
         a = &as->a[i];
 
-        if (a->action == action
+        if (a->action == NULL
             && a->lang == lang
             && a->code.len == code->len
             && ngx_memcmp(a->code.data, code->data, code->len) == 0)

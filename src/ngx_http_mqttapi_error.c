@@ -110,7 +110,21 @@ ngx_http_mqttapi_action_t *
 ngx_http_mqttapi_request_action(ngx_http_request_t *r,
     ngx_http_mqttapi_catalog_t *catalog)
 {
-    ngx_str_t         action;
+    ngx_str_t  action;
+
+    if (ngx_http_mqttapi_request_action_name(r, &action) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_mqttapi_catalog_action(catalog, &action);
+}
+
+
+/* how the request spells its Action, if it has one a catalog could list */
+
+ngx_int_t
+ngx_http_mqttapi_request_action_name(ngx_http_request_t *r, ngx_str_t *action)
+{
     ngx_table_elt_t  *h;
 
     static ngx_str_t  name = ngx_string("x-acs-action");
@@ -120,23 +134,23 @@ ngx_http_mqttapi_request_action(ngx_http_request_t *r,
                                 NGX_HTTP_MQTTAPI_HEADER_IN);
 
     if (h) {
-        action = h->value;
+        *action = h->value;
 
     } else {
-        ngx_str_null(&action);
+        ngx_str_null(action);
     }
 
-    if (action.len == 0
-        && ngx_http_mqttapi_arg(r, &arg, &action) != NGX_OK)
+    if (action->len == 0
+        && ngx_http_mqttapi_arg(r, &arg, action) != NGX_OK)
     {
-        return NULL;
+        return NGX_DECLINED;
     }
 
-    if (action.len == 0 || action.len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
-        return NULL;
+    if (action->len == 0 || action->len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
+        return NGX_DECLINED;
     }
 
-    return ngx_http_mqttapi_catalog_action(catalog, &action);
+    return NGX_OK;
 }
 
 
