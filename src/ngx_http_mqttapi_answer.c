@@ -94,7 +94,6 @@ struct ngx_http_mqttapi_note_s {
     ngx_str_t                          code;
     ngx_str_t                          category;
     ngx_uint_t                         lang;
-    ngx_uint_t                         status;
     ngx_uint_t                         upstream_status;
 
     ngx_str_t                          members;   /* after the upstream's */
@@ -110,6 +109,9 @@ typedef struct {
 } ngx_http_mqttapi_notes_t;
 
 
+static ngx_http_mqttapi_answer_t *ngx_http_mqttapi_answer_kept(
+    ngx_http_mqttapi_answers_t *as, ngx_str_t *action, ngx_uint_t lang,
+    ngx_str_t *code);
 static ngx_int_t ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a,
     ngx_str_t *body, ngx_str_t *id, ngx_http_mqttapi_error_t *err);
 static u_char *ngx_http_mqttapi_answer_find(u_char *p, u_char *last,
@@ -139,7 +141,7 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code)
 {
     ngx_str_t                    name;
-    ngx_uint_t                   i, lang;
+    ngx_uint_t                   lang;
     ngx_http_mqttapi_action_t   *action;
     ngx_http_mqttapi_answer_t   *a;
     ngx_http_mqttapi_answers_t  *as;
@@ -164,41 +166,24 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
 
     /*
      * names of the catalog's actions compare exactly: a kept answer of an
-     * action is found by the request's spelling of it, without the hash
+     * action is found by the request's spelling of it, without the hash;
+     * an action the catalog does not list gets the answer of no Action
      */
 
     action = NULL;
 
     if (ngx_http_mqttapi_request_action_name(r, &name) == NGX_OK) {
-
-        for (i = 0; i < as->n; i++) {
-            a = &as->a[i];
-
-            if (a->action
-                && a->action->name.len == name.len
-                && a->lang == lang
-                && a->code.len == code->len
-                && ngx_memcmp(a->action->name.data, name.data, name.len)
-                   == 0
-                && ngx_memcmp(a->code.data, code->data, code->len) == 0)
-            {
-                return a;
-            }
+        a = ngx_http_mqttapi_answer_kept(as, &name, lang, code);
+        if (a) {
+            return a;
         }
 
         action = ngx_http_mqttapi_catalog_action(lcf->catalog, &name);
     }
 
-    /* no action the catalog lists: the answer of no Action */
-
-    for (i = 0; action == NULL && i < as->n; i++) {
-        a = &as->a[i];
-
-        if (a->action == NULL
-            && a->lang == lang
-            && a->code.len == code->len
-            && ngx_memcmp(a->code.data, code->data, code->len) == 0)
-        {
+    if (action == NULL) {
+        a = ngx_http_mqttapi_answer_kept(as, NULL, lang, code);
+        if (a) {
             return a;
         }
     }
@@ -217,6 +202,47 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
     a->headers = NULL;
 
     return a;
+}
+
+
+/*
+ * A kept answer for the code and the language, of the action so spelled
+ * or, with action NULL, of no action.
+ */
+
+static ngx_http_mqttapi_answer_t *
+ngx_http_mqttapi_answer_kept(ngx_http_mqttapi_answers_t *as,
+    ngx_str_t *action, ngx_uint_t lang, ngx_str_t *code)
+{
+    ngx_uint_t                  i;
+    ngx_http_mqttapi_answer_t  *a;
+
+    for (i = 0; i < as->n; i++) {
+        a = &as->a[i];
+
+        if (a->lang != lang
+            || a->code.len != code->len
+            || ngx_memcmp(a->code.data, code->data, code->len) != 0)
+        {
+            continue;
+        }
+
+        if (action == NULL) {
+            if (a->action == NULL) {
+                return a;
+            }
+
+        } else if (a->action
+                   && a->action->name.len == action->len
+                   && ngx_memcmp(a->action->name.data, action->data,
+                                 action->len)
+                      == 0)
+        {
+            return a;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -417,7 +443,6 @@ ngx_http_mqttapi_note_get(ngx_http_request_t *r,
 
         if (n->entry == err->entry
             && n->lang == err->lang
-            && n->status == err->status
             && n->upstream_status == err->upstream_status
             && n->code.len == err->code.len
             && n->category.len == err->category.len
@@ -474,7 +499,6 @@ ngx_http_mqttapi_note_keep(ngx_http_request_t *r,
 
     n->entry = err->entry;
     n->lang = err->lang;
-    n->status = err->status;
     n->upstream_status = err->upstream_status;
 
     kh = ngx_http_mqttapi_keep_headers(r, first, &n->nheaders, NULL, NULL);
