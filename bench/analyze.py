@@ -80,6 +80,12 @@ def load_raw(path):
             r["cpu_us"] = (r["ticks"] / r["hz"] * 1e6 / r["requests"]
                            if r["requests"] else float("nan"))
             r["util"] = r["ticks"] / r["hz"] / r["seconds"] if r["seconds"] else 0
+            # the load side's core: wrk and the upstream worker (runs of
+            # before 2026-12-02 did not record it)
+            if row.get("load_ticks") and r["seconds"]:
+                r["load_util"] = ((int(row["load_ticks"])
+                                   + int(row.get("upstream_ticks") or 0))
+                                  / r["hz"] / r["seconds"])
             runs.append(r)
     return runs
 
@@ -357,12 +363,16 @@ def main():
     w("Requests/s and the gateway worker's CPU time per request "
       "(utime+stime from `/proc/<pid>/stat`, %s ticks/s), median [min-max] "
       "over the rounds; *busy* is the worker's CPU time over the wall "
-      "time of the run (1.00 = the core was saturated by the gateway)."
+      "time of the run (1.00 = the core was saturated by the gateway); "
+      "*load busy* is the same for the other core: wrk's CPU time (the "
+      "cutime and cstime it leaves to the shell that waited for it) plus "
+      "the upstream worker's, over the wall time."
       % (runs[0]["hz"] if runs else "?"))
     w("")
     w("| case | location | req/s median | req/s min-max | spread | "
-      "CPU us/req median | CPU min-max | busy | non-2xx/3xx | socket errors |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+      "CPU us/req median | CPU min-max | busy | load busy | non-2xx/3xx | "
+      "socket errors |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     loc = {
         "plain_ok": "proxy_pass (200)", "mod_ok": "mqttapi on (200)",
         "plain_ok2": "proxy_pass (200), A/A twin of plain_ok",
@@ -382,11 +392,14 @@ def main():
         rps = [r["rps"] for r in rs]
         cpu = [r["cpu_us"] for r in rs]
         util = [r["util"] for r in rs]
+        lutil = [r["load_util"] for r in rs if "load_util" in r]
         m = med(rps)
         spreads[c] = (max(rps) - min(rps)) / m if m else 0
-        w("| %s | %s | %.0f | %.0f-%.0f | %.0f%% | %s | %s-%s | %.2f | %d | %d |" % (
+        w("| %s | %s | %.0f | %.0f-%.0f | %.0f%% | %s | %s-%s | %.2f | %s "
+          "| %d | %d |" % (
             c, loc.get(c, ""), m, min(rps), max(rps), 100 * spreads[c],
             fmt(med(cpu)), fmt(min(cpu)), fmt(max(cpu)), med(util),
+            "%.2f" % med(lutil) if lutil else "-",
             sum(r["non2xx"] for r in rs), sum(r["errors"] for r in rs)))
     w("")
 
@@ -487,6 +500,24 @@ def main():
           max(spreads, key=spreads.get), min(loads), max(loads),
           min(utils), max(utils)))
     w("")
+    sides = []
+    for case, base, _, _ in TARGETS:
+        if case not in by_case or base not in by_case:
+            continue
+        for c in (case, base):
+            lu = [r["load_util"] for r in by_case[c] if "load_util" in r]
+            if lu and c not in [x[0] for x in sides]:
+                sides.append((c, med([r["util"] for r in by_case[c]]),
+                              med(lu)))
+    if sides:
+        w("Which core was the limit (median busy of the gateway's core / of "
+          "the load side's core): %s.  Where the load side's core is the "
+          "fuller one, wrk could not ask faster: the requests/s of that "
+          "case say as much about wrk (which parses every header and byte "
+          "of the answer) as about the gateway, and the gateway's CPU time "
+          "per request is its own measure." % ", ".join(
+              "%s %.2f / %.2f" % x for x in sides))
+        w("")
     def iqr_rel(xs):
         q1, q3 = quartiles(xs)
         return (q3 - q1) / med(xs)

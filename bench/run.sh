@@ -9,8 +9,9 @@
 # location; a second nginx (one worker, pinned to core 1) plays the OpenAPI
 # upstream; wrk runs on core 1 too (taskset).  Cases are interleaved round
 # by round (each next to its baseline, see round_order); each run reports wrk's
-# requests/s and the gateway worker's CPU time (utime+stime from
-# /proc/<pid>/stat) per request.  bench/analyze.py turns the raw numbers
+# requests/s, the gateway worker's CPU time (utime+stime from
+# /proc/<pid>/stat) per request, and what the load side used of its core
+# (wrk's and the upstream worker's CPU time).  bench/analyze.py turns the raw numbers
 # into bench/RESULTS.md.
 #
 # Environment (all optional):
@@ -285,26 +286,36 @@ log "all cases answer as expected (samples in $OUT/samples.txt)"
 
 # ---- the runs ------------------------------------------------------------
 
-cpu_ticks() {
-    # utime + stime of a process, in clock ticks (fields 14 and 15)
-    local s
+stat_ticks() {
+    # two fields of /proc/<pid>/stat added, counted from its third (the
+    # state) as 0: 11 12 utime + stime, 13 14 cutime + cstime (what the
+    # children the process waited for used)
+    local s f
     s=$(cat "/proc/$1/stat")
-    s=${s##*) }
-    set -- $s
-    echo $(( ${12} + ${13} ))
+    read -ra f <<<"${s##*) }"
+    echo $(( f[$2] + f[$3] ))
 }
+
+# a worker's CPU time; wrk's, as what this shell's children used
+cpu_ticks() { stat_ticks "$1" 11 12; }
+load_ticks() { stat_ticks $$ 13 14; }
 
 HZ=$(getconf CLK_TCK)
 RAW="$OUT/raw.tsv"
-printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_errors\tload1\n' > "$RAW"
+printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_errors\tload1\tload_ticks\tupstream_ticks\n' > "$RAW"
 
 run_case() {
-    local round=$1 c=$2 d=$3 u t0 t1 w rps reqs secs non2xx errs load1
+    local round=$1 c=$2 d=$3 u t0 t1 l0 l1 p0 p1 w rps reqs secs non2xx errs
+    local load1
     u=$(url_of "$c")
+    l0=$(load_ticks)
+    p0=$(cpu_ticks "$UP_WORKER")
     t0=$(cpu_ticks "$GW_WORKER")
     w=$("${WRK[@]}" -t1 -c"$CONNS" -d"${d}s" "$u" 2>&1) \
         || die "wrk failed for $c: $w"
     t1=$(cpu_ticks "$GW_WORKER")
+    p1=$(cpu_ticks "$UP_WORKER")
+    l1=$(load_ticks)
     [ "$round" = 0 ] && return 0
     rps=$(sed -n 's/^Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p' <<<"$w")
     read -r reqs secs < <(sed -n \
@@ -313,9 +324,9 @@ run_case() {
     non2xx=$(sed -n 's/^[[:space:]]*Non-2xx or 3xx responses:[[:space:]]*\([0-9]*\).*/\1/p' <<<"$w")
     errs=$(sed -n 's/^[[:space:]]*Socket errors:.*connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1+\2+\3+\4/p' <<<"$w")
     load1=$(cut -d' ' -f1 /proc/loadavg)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$c" "$rps" \
-        "$reqs" "$secs" "$((t1 - t0))" "$HZ" "${non2xx:-0}" \
-        "$(( ${errs:-0} ))" "$load1" >> "$RAW"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" \
+        "$c" "$rps" "$reqs" "$secs" "$((t1 - t0))" "$HZ" "${non2xx:-0}" \
+        "$(( ${errs:-0} ))" "$load1" "$((l1 - l0))" "$((p1 - p0))" >> "$RAW"
     echo "$w" > "$OUT/wrk-${WRK_TAG:-r}$round-$c.txt"
     printf '  %-18s %10s req/s  %6.2f us CPU/req\n' "$c" "$rps" \
         "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" \
@@ -388,7 +399,7 @@ CHECK_PAIRS="mod_ok:plain_ok mod_augment:plain_error
 RAW_ROUNDS=$RAW
 RAW="$OUT/check.tsv"
 WRK_TAG=check
-printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_errors\tload1\n' > "$RAW"
+printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_errors\tload1\tload_ticks\tupstream_ticks\n' > "$RAW"
 if (( CHECK > 0 )); then
     for pair in $CHECK_PAIRS; do
         a=${pair%%:*} b=${pair#*:}
