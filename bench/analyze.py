@@ -149,6 +149,11 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def load_busy(rs):
+    """median busy of the load side's core over runs that recorded it"""
+    return med([r["load_util"] for r in rs if "load_util" in r])
+
+
 def quartiles(xs):
     """first and third quartile (the middle half of the values)"""
     if len(xs) < 4:
@@ -392,14 +397,14 @@ def main():
         rps = [r["rps"] for r in rs]
         cpu = [r["cpu_us"] for r in rs]
         util = [r["util"] for r in rs]
-        lutil = [r["load_util"] for r in rs if "load_util" in r]
+        lbusy = load_busy(rs)
         m = med(rps)
         spreads[c] = (max(rps) - min(rps)) / m if m else 0
         w("| %s | %s | %.0f | %.0f-%.0f | %.0f%% | %s | %s-%s | %.2f | %s "
           "| %d | %d |" % (
             c, loc.get(c, ""), m, min(rps), max(rps), 100 * spreads[c],
             fmt(med(cpu)), fmt(min(cpu)), fmt(max(cpu)), med(util),
-            "%.2f" % med(lutil) if lutil else "-",
+            fmt(lbusy),
             sum(r["non2xx"] for r in rs), sum(r["errors"] for r in rs)))
     w("")
 
@@ -500,15 +505,14 @@ def main():
           max(spreads, key=spreads.get), min(loads), max(loads),
           min(utils), max(utils)))
     w("")
-    sides = []
+    sides = {}
     for case, base, _, _ in TARGETS:
         if case not in by_case or base not in by_case:
             continue
         for c in (case, base):
-            lu = [r["load_util"] for r in by_case[c] if "load_util" in r]
-            if lu and c not in [x[0] for x in sides]:
-                sides.append((c, med([r["util"] for r in by_case[c]]),
-                              med(lu)))
+            lbusy = load_busy(by_case[c])
+            if lbusy == lbusy and c not in sides:
+                sides[c] = (c, med([r["util"] for r in by_case[c]]), lbusy)
     if sides:
         w("Which core was the limit (median busy of the gateway's core / of "
           "the load side's core): %s.  Where the load side's core is the "
@@ -516,7 +520,7 @@ def main():
           "case say as much about wrk (which parses every header and byte "
           "of the answer) as about the gateway, and the gateway's CPU time "
           "per request is its own measure." % ", ".join(
-              "%s %.2f / %.2f" % x for x in sides))
+              "%s %.2f / %.2f" % x for x in sides.values()))
         w("")
     def iqr_rel(xs):
         q1, q3 = quartiles(xs)

@@ -11,8 +11,8 @@
 # by round (each next to its baseline, see round_order); each run reports wrk's
 # requests/s, the gateway worker's CPU time (utime+stime from
 # /proc/<pid>/stat) per request, and what the load side used of its core
-# (wrk's and the upstream worker's CPU time).  bench/analyze.py turns the raw numbers
-# into bench/RESULTS.md.
+# (wrk's and the upstream worker's CPU time).  bench/analyze.py turns the
+# raw numbers into bench/RESULTS.md.
 #
 # Environment (all optional):
 #   BENCH_ROUNDS=10  BENCH_DURATION=3  BENCH_CONNS=16  BENCH_KEYS=12000
