@@ -23,6 +23,7 @@
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
  *   ngx_http_mqttapi_answer.c     prepared local answers and annotations
  *   ngx_http_mqttapi_quota.c      proactive quotas
+ *   ngx_http_mqttapi_sync*.c      state shared by several nodes (Redis)
  */
 
 
@@ -30,6 +31,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_id.h"
+#include "ngx_http_mqttapi_sync.h"
 #include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_variables.h"
 #include "ngx_http_mqttapi_zone.h"
@@ -37,6 +39,7 @@
 
 static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mqttapi_init_process(ngx_cycle_t *cycle);
 static void *ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -182,6 +185,13 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       offsetof(ngx_http_mqttapi_loc_conf_t, throttle_codes),
       NULL },
 
+    { ngx_string("mqttapi_sync"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mqttapi_sync_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -208,10 +218,10 @@ ngx_module_t  ngx_http_mqttapi_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_mqttapi_id_init_process,      /* init process */
+    ngx_http_mqttapi_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_mqttapi_sync_exit_process,    /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -235,7 +245,22 @@ ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_mqttapi_sync_postconfiguration(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_mqttapi_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_mqttapi_id_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mqttapi_sync_init_process(cycle);
 }
 
 

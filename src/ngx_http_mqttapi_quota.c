@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_sync.h"
 #include "ngx_http_mqttapi_zone.h"
 
 
@@ -35,7 +36,8 @@ typedef struct {
 static ngx_int_t ngx_http_mqttapi_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
     ngx_msec_t now, ngx_http_mqttapi_window_t *w, ngx_msec_t *left);
-static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node);
+static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node, ngx_msec_t now);
 
 
 static ngx_str_t  ngx_http_mqttapi_other = ngx_string("*");
@@ -103,8 +105,8 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
                                       left);
 
         if (rc2 == NGX_OK) {
-            ngx_http_mqttapi_window_count(wk.node);
-            ngx_http_mqttapi_window_count(wa.node);
+            ngx_http_mqttapi_window_count(zone, wk.node, now);
+            ngx_http_mqttapi_window_count(ceiling, wa.node, now);
         }
 
         ngx_shmtx_unlock(&ceiling->shpool->mutex);
@@ -133,6 +135,7 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_http_mqttapi_window_t *w, ngx_msec_t *left)
 {
     uint32_t                  hash;
+    ngx_int_t                 rc;
     ngx_msec_t                bucket, n;
     ngx_uint_t                i, sum;
     ngx_http_mqttapi_node_t  *node;
@@ -152,6 +155,22 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
         }
 
         node->until = bucket;
+    }
+
+    if (zone->sync) {
+        rc = ngx_http_mqttapi_sync_window(r, zone, node, key, &limit, now,
+                                          left);
+
+        if (rc == NGX_DONE) {
+            /* not limited while Redis is away ("fail=open") */
+            w->node = NULL;
+            return NGX_OK;
+        }
+
+        if (rc != NGX_DECLINED) {
+            w->node = node;
+            return rc;
+        }
     }
 
     /*
@@ -211,11 +230,17 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
 
 
 static void
-ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
+ngx_http_mqttapi_window_count(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node, ngx_msec_t now)
 {
     uint16_t  *b;
 
     if (node == NULL) {
+        return;
+    }
+
+    if (node->code == NGX_HTTP_MQTTAPI_SYNC_LEASED) {
+        ngx_http_mqttapi_sync_window_count(zone, node, now);
         return;
     }
 

@@ -10,6 +10,7 @@
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_sync.h"
 #include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_zone.h"
 
@@ -25,7 +26,10 @@
  * without an answer of the upstream (client gone, or an error the gateway
  * made) gives its turn back and leaves the count as it is; one that hangs
  * loses it after NGX_HTTP_MQTTAPI_PROBE_TIMEOUT.  Nothing ever waits.  The
- * answer that opens a back-off advertises its delay.
+ * answer that opens a back-off advertises its delay.  In a zone synced with
+ * other nodes, openings and closings are handed to the sync task, and
+ * while Redis is up only the node that holds the fleet's right to probe
+ * lets the probe through (ngx_http_mqttapi_sync_backoff.c).
  */
 
 
@@ -223,6 +227,13 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     } else if (lcf->throttle_dry_run) {
         rc = NGX_DECLINED;
 
+    } else if (!(node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_RIGHT)
+               && ngx_http_mqttapi_sync_up(zone))
+    {
+        /* another node of the fleet probes: its answer comes by Redis */
+        *left = 1000;
+        rc = NGX_BUSY;
+
     } else {
         /* the back-off is over: this request is the probe */
 
@@ -351,11 +362,17 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
         node->delay = (uint32_t) delay;
         node->until = now + delay;
         node->u.backoff.probe = 0;
+        node->u.backoff.flags = 0;
         node->code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
 
         count = node->u.backoff.count;
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (zone->sync) {
+            ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_OPEN,
+                                         &ctx->key, count);
+        }
 
         ngx_http_mqttapi_advertise(lcf, err, delay);
 
@@ -375,8 +392,15 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     if (node && (ngx_msec_int_t) (node->until - now) <= 0
         && (ctx->probe || node->u.backoff.probe == 0 || lcf->throttle_dry_run))
     {
+        count = node->u.backoff.count;
+
         ngx_http_mqttapi_zone_free(zone, node);
         node = NULL;
+
+        if (zone->sync) {
+            ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_CLOSE,
+                                         &ctx->key, count);
+        }
 
         if (ctx->probe) {
             ctx->probe = 0;

@@ -164,6 +164,12 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "sync") == 0) {
+            /* shared with other nodes through mqttapi_sync */
+            zone->synced = 1;
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in \"%V\" directive",
                            &value[i], &cmd->name);

@@ -59,7 +59,8 @@
  * A node is allocated from "color" on, as in limit_req: the rbtree key,
  * links and parent come first and the rest follows.  A back-off node uses
  * "until" (its end), "delay", "code" and u.backoff; a quota node uses
- * "until" as the number of its latest bucket, and u.buckets.
+ * "until" as the number of its latest bucket, and u.buckets, or, in a
+ * zone shared with other nodes, "delay" as its limit and u.lease.
  */
 
 typedef struct {
@@ -74,7 +75,15 @@ typedef struct {
         struct {
             ngx_msec_t           probe;       /* probe start, 0: none */
             uint32_t             count;       /* consecutive throttles */
+            u_char               flags;       /* NGX_HTTP_MQTTAPI_SYNC_* */
         } backoff;
+
+        struct {
+            ngx_msec_t           end;         /* of the leased window */
+            uint16_t             tokens;      /* leased for it */
+            uint16_t             spent;
+            u_char               asked;       /* a lease is asked for */
+        } lease;
 
         uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
     } u;
@@ -115,6 +124,10 @@ struct ngx_http_mqttapi_zone_s {
     ngx_msec_t                   backoff;
     ngx_msec_t                   max_backoff;
     ngx_shm_zone_t              *shm_zone;
+
+    void                        *sync;        /* mqttapi_sync, if synced */
+    ngx_uint_t                   sync_index;
+    unsigned                     synced:1;    /* the "sync" flag */
 };
 
 

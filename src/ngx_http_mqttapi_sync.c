@@ -1,0 +1,403 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi_sync.h"
+
+
+/*
+ * mqttapi_sync: the configuration, the node's shared state (which worker
+ * runs the background task, whether Redis is up, the nodes alive, the
+ * counters) and the outbox through which requests hand what they learnt
+ * to the task.  A request only ever touches shared memory; the task, in
+ * ngx_http_mqttapi_sync_task.c, talks to Redis.
+ */
+
+
+static ngx_int_t ngx_http_mqttapi_sync_shm_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static char *ngx_http_mqttapi_sync_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *value, ngx_msec_t *ms);
+
+
+char *
+ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_mqttapi_main_conf_t *mcf = conf;
+
+    ngx_url_t                      u;
+    ngx_str_t                     *value, s, name;
+    ngx_uint_t                     i;
+    ngx_http_mqttapi_sync_conf_t  *scf;
+
+    if (mcf->sync) {
+        return "is duplicate";
+    }
+
+    scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_sync_conf_t));
+    if (scf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&scf->prefix, "mqttapi:");
+    scf->interval = 100;
+    scf->timeout = 50;
+    scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_LOCAL;
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "redis=", 6) == 0) {
+
+            /* resolved here, so that no worker ever blocks on DNS */
+
+            u.url.data = value[i].data + 6;
+            u.url.len = value[i].len - 6;
+            u.default_port = 6379;
+            u.no_resolve = 0;
+
+            if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid address \"%V\" in \"%V\" "
+                                   "directive%s%s", &value[i], &cmd->name,
+                                   u.err ? ": " : "", u.err ? u.err : "");
+                return NGX_CONF_ERROR;
+            }
+
+            scf->sockaddr = u.addrs[0].sockaddr;
+            scf->socklen = u.addrs[0].socklen;
+            scf->name = u.addrs[0].name;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            scf->password.data = value[i].data + 9;
+            scf->password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            scf->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (scf->db == NGX_ERROR || scf->db > 65535) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            scf->prefix.data = value[i].data + 7;
+            scf->prefix.len = value[i].len - 7;
+
+            if (scf->prefix.len > 64
+                || ngx_strlchr(scf->prefix.data,
+                               scf->prefix.data + scf->prefix.len, ' '))
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0
+            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
+        {
+            if (ngx_http_mqttapi_sync_msec(cf, cmd, &value[i],
+                                           value[i].data[0] == 'i'
+                                           ? &scf->interval : &scf->timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fail=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            if (s.len == 5 && ngx_strncmp(s.data, "local", 5) == 0) {
+                scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_LOCAL;
+
+            } else if (s.len == 4 && ngx_strncmp(s.data, "open", 4) == 0) {
+                scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN;
+
+            } else if (s.len == 6 && ngx_strncmp(s.data, "closed", 6) == 0) {
+                scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"%V\" directive, it "
+                                   "must be \"local\", \"open\" or "
+                                   "\"closed\"", &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "shared_egress=", 14) == 0) {
+            s.data = value[i].data + 14;
+            s.len = value[i].len - 14;
+
+            if (s.len == 2 && ngx_strncmp(s.data, "on", 2) == 0) {
+                scf->shared_egress = 1;
+
+            } else if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
+                scf->shared_egress = 0;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (scf->sockaddr == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"redis\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (scf->timeout > scf->interval * 20) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"timeout\" must not be more than 20 times "
+                           "\"interval\" in \"%V\" directive", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&scf->zones, cf->pool, 4, sizeof(void *)) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&name, NGX_HTTP_MQTTAPI_SYNC_ZONE);
+
+    scf->shm_zone = ngx_shared_memory_add(cf, &name,
+                                  ngx_align(sizeof(ngx_http_mqttapi_sync_sh_t),
+                                            ngx_pagesize)
+                                  + 8 * ngx_pagesize,
+                                  &ngx_http_mqttapi_module);
+    if (scf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    scf->shm_zone->init = ngx_http_mqttapi_sync_shm_init;
+    scf->shm_zone->data = scf;
+
+    mcf->sync = scf;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\" directive",
+                       &value[i], &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/* "name=TIME" */
+
+static char *
+ngx_http_mqttapi_sync_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *value, ngx_msec_t *ms)
+{
+    ngx_str_t  s;
+
+    s.data = (u_char *) ngx_strchr(value->data, '=') + 1;
+    s.len = value->data + value->len - s.data;
+
+    *ms = ngx_parse_time(&s, 0);
+
+    if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0 || *ms > 60000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\" in \"%V\" directive, it must be "
+                           "a time between 1ms and 60s", value, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * After the http block: the zones with the "sync" flag, which need
+ * mqttapi_sync, and the per-API ceiling when the nodes share an egress.
+ */
+
+ngx_int_t
+ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_uint_t                     i;
+    ngx_list_part_t               *part;
+    ngx_shm_zone_t                *shm;
+    ngx_http_mqttapi_zone_t       *zone, **z;
+    ngx_http_mqttapi_sync_conf_t  *scf;
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+    scf = mcf->sync;
+
+    part = &cf->cycle->shared_memory.part;
+    shm = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm = part->elts;
+            i = 0;
+        }
+
+        if (shm[i].tag != &ngx_http_mqttapi_module
+            || shm[i].init == ngx_http_mqttapi_sync_shm_init
+            || shm[i].data == NULL)
+        {
+            continue;
+        }
+
+        zone = shm[i].data;
+
+        if (ngx_strcmp(shm[i].shm.name.data, NGX_HTTP_MQTTAPI_CEILING_ZONE)
+            == 0)
+        {
+            zone->synced = (scf && scf->shared_egress);
+        }
+
+        if (!zone->synced) {
+            continue;
+        }
+
+        if (scf == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "mqttapi_throttle_zone \"%V\" has \"sync\" "
+                               "but there is no \"mqttapi_sync\"",
+                               &shm[i].shm.name);
+            return NGX_ERROR;
+        }
+
+        if (ngx_strlchr(shm[i].shm.name.data,
+                        shm[i].shm.name.data + shm[i].shm.name.len, ' ')
+            || scf->zones.nelts == 255)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "mqttapi_throttle_zone \"%V\" cannot be "
+                               "synced by \"mqttapi_sync\"",
+                               &shm[i].shm.name);
+            return NGX_ERROR;
+        }
+
+        z = ngx_array_push(&scf->zones);
+        if (z == NULL) {
+            return NGX_ERROR;
+        }
+
+        *z = zone;
+        zone->sync = scf;
+        zone->sync_index = scf->zones.nelts - 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_sync_shm_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mqttapi_sync_conf_t  *oscf = data;
+
+    ngx_http_mqttapi_sync_conf_t  *scf;
+
+    scf = shm_zone->data;
+
+    if (oscf) {
+        /* a reload: the same node, its task and counters go on */
+        scf->shpool = oscf->shpool;
+        scf->sh = oscf->sh;
+        return NGX_OK;
+    }
+
+    scf->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        scf->sh = scf->shpool->data;
+        return NGX_OK;
+    }
+
+    scf->sh = ngx_slab_calloc(scf->shpool, sizeof(ngx_http_mqttapi_sync_sh_t));
+    if (scf->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    scf->shpool->data = scf->sh;
+    scf->sh->nodes = 1;
+
+    /* the node's name in Redis, unique enough among a fleet */
+
+    ngx_snprintf(scf->sh->id, NGX_HTTP_MQTTAPI_SYNC_ID_LEN - 1,
+                 "%08xD%08xD%P%Z", (uint32_t) ngx_random(),
+                 (uint32_t) ngx_time(), ngx_pid);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request path: an event for the task, in the outbox.  When the
+ * outbox is full the task is told to look at the zones itself.
+ */
+
+void
+ngx_http_mqttapi_sync_notify(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
+    ngx_str_t *key, uint32_t count)
+{
+    ngx_http_mqttapi_sync_sh_t     *sh;
+    ngx_http_mqttapi_sync_conf_t   *scf;
+    ngx_http_mqttapi_sync_event_t  *ev;
+
+    scf = zone->sync;
+
+    if (scf == NULL || scf->sh == NULL
+        || key->len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN)
+    {
+        return;
+    }
+
+    sh = scf->sh;
+
+    ngx_shmtx_lock(&scf->shpool->mutex);
+
+    if (sh->n == NGX_HTTP_MQTTAPI_SYNC_OUTBOX) {
+        sh->overflow = 1;
+        ngx_shmtx_unlock(&scf->shpool->mutex);
+        return;
+    }
+
+    ev = &sh->outbox[(sh->head + sh->n) % NGX_HTTP_MQTTAPI_SYNC_OUTBOX];
+    sh->n++;
+
+    ev->type = (u_char) type;
+    ev->zone = (u_char) zone->sync_index;
+    ev->len = (u_short) key->len;
+    ev->count = count;
+    ngx_memcpy(ev->key, key->data, key->len);
+
+    ngx_shmtx_unlock(&scf->shpool->mutex);
+}

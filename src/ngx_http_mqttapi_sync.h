@@ -1,0 +1,135 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_zone.h"
+
+
+#define NGX_HTTP_MQTTAPI_SYNC_ZONE       "mqttapi:sync"
+
+#define NGX_HTTP_MQTTAPI_SYNC_FAIL_LOCAL   0
+#define NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN    1
+#define NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED  2
+
+/* what the request path hands to the background task */
+
+#define NGX_HTTP_MQTTAPI_SYNC_OPEN       1   /* a back-off opened */
+#define NGX_HTTP_MQTTAPI_SYNC_CLOSE      2   /* a probe closed it */
+#define NGX_HTTP_MQTTAPI_SYNC_LEASE      3   /* a quota needs tokens */
+
+#define NGX_HTTP_MQTTAPI_SYNC_OUTBOX     1024
+#define NGX_HTTP_MQTTAPI_SYNC_ID_LEN     24
+
+/* error counters, by operation */
+
+#define NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT  0
+#define NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF  1
+#define NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE 2
+#define NGX_HTTP_MQTTAPI_SYNC_OP_PROBE    3
+#define NGX_HTTP_MQTTAPI_SYNC_OP_LEASE    4
+#define NGX_HTTP_MQTTAPI_SYNC_OP_BEAT     5
+#define NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB   6
+#define NGX_HTTP_MQTTAPI_SYNC_OPS         7
+
+#define NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS 8
+
+/* flags of a back-off node of a synced zone */
+
+#define NGX_HTTP_MQTTAPI_SYNC_PEER       0x01  /* learnt from another node */
+#define NGX_HTTP_MQTTAPI_SYNC_RIGHT      0x02  /* this node may probe */
+
+/* the mode of a quota node of a synced zone (in its "code") */
+
+#define NGX_HTTP_MQTTAPI_SYNC_WINDOW     0
+#define NGX_HTTP_MQTTAPI_SYNC_LEASED     1
+
+
+typedef struct {
+    u_char                       type;
+    u_char                       zone;
+    u_short                      len;
+    uint32_t                     count;
+    u_char                       key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+} ngx_http_mqttapi_sync_event_t;
+
+
+typedef struct {
+    ngx_atomic_t                 owner;       /* the task's worker pid */
+    ngx_atomic_t                 beat;        /* its last tick */
+    ngx_atomic_t                 up;          /* Redis connected */
+    ngx_atomic_t                 nodes;       /* nodes last seen alive */
+
+    ngx_atomic_t                 errors[NGX_HTTP_MQTTAPI_SYNC_OPS];
+    ngx_atomic_t                 rtt[NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS];
+    ngx_atomic_t                 rtt_count;
+    ngx_atomic_t                 rtt_sum;     /* microseconds */
+
+    u_char                       id[NGX_HTTP_MQTTAPI_SYNC_ID_LEN];
+
+    /* events of the request path, under the pool's mutex */
+
+    ngx_uint_t                   head;
+    ngx_uint_t                   n;
+    ngx_uint_t                   overflow;
+    ngx_http_mqttapi_sync_event_t  outbox[NGX_HTTP_MQTTAPI_SYNC_OUTBOX];
+} ngx_http_mqttapi_sync_sh_t;
+
+
+typedef struct {
+    struct sockaddr             *sockaddr;
+    socklen_t                    socklen;
+    ngx_str_t                    name;        /* host:port, for the log */
+    ngx_str_t                    password;
+    ngx_int_t                    db;
+    ngx_str_t                    prefix;
+    ngx_msec_t                   interval;
+    ngx_msec_t                   timeout;
+    ngx_uint_t                   fail;
+    ngx_flag_t                   shared_egress;
+
+    ngx_array_t                  zones;       /* ngx_http_mqttapi_zone_t * */
+
+    ngx_shm_zone_t              *shm_zone;
+    ngx_slab_pool_t             *shpool;
+    ngx_http_mqttapi_sync_sh_t  *sh;
+} ngx_http_mqttapi_sync_conf_t;
+
+
+/* configuration, ngx_http_mqttapi_sync.c */
+
+char *ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf);
+ngx_int_t ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle);
+void ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle);
+
+/* the request path: shared memory only */
+
+void ngx_http_mqttapi_sync_notify(ngx_http_mqttapi_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *key, uint32_t count);
+
+
+static ngx_inline ngx_uint_t
+ngx_http_mqttapi_sync_up(ngx_http_mqttapi_zone_t *zone)
+{
+    ngx_http_mqttapi_sync_conf_t  *scf = zone->sync;
+
+    return scf && scf->sh && scf->sh->up;
+}
+
+
+ngx_int_t ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
+    ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left);
+void ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node, ngx_msec_t now);
+
+
+#endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

@@ -1,0 +1,1060 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi_sync_task.h"
+
+
+/*
+ * Back-offs shared by the fleet.  A request that sees a throttle opens the
+ * back-off in the zone at once and leaves an event in the outbox; the task
+ * tracks it and pushes it (the "open" script: key with a TTL, index,
+ * PUBLISH), and adopts what the fleet holds when another node's is newer.
+ * Every node applies what it hears on the channel, and what the index
+ * holds on each reconnect and at least every two seconds (Pub/Sub drops
+ * messages): same count, same end, relative to Redis's clock.  Ahead of a
+ * back-off's end the task asks Redis for the right to probe (SET NX PX);
+ * only the node that holds it lets a request through when the back-off
+ * ends, and that probe's clean answer closes the back-off everywhere.
+ * The task's list of back-offs is its own (process memory); a worker that
+ * takes the task over rebuilds it from the zones and Redis.
+ */
+
+
+typedef struct {
+    ngx_uint_t                    zone;
+    ngx_uint_t                    seq;
+    u_short                       len;
+    u_char                        key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+} ngx_http_mqttapi_sync_ref_t;
+
+
+static ngx_http_mqttapi_sync_tracked_t *ngx_http_mqttapi_sync_track(
+    ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, u_char *key,
+    size_t len, ngx_uint_t create);
+static void ngx_http_mqttapi_sync_untrack(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_tracked_t *t);
+static void ngx_http_mqttapi_sync_push(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_tracked_t *t);
+static void ngx_http_mqttapi_sync_push_reply(
+    ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_ask_right(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_tracked_t *t);
+static void ngx_http_mqttapi_sync_right_reply(
+    ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_pull_reply(
+    ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t zone, ngx_str_t *key, uint32_t count, ngx_msec_int_t left,
+    ngx_msec_t delay, ngx_str_t *code, ngx_uint_t peer);
+static void ngx_http_mqttapi_sync_apply_close(
+    ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, ngx_str_t *key,
+    uint32_t count);
+static ngx_http_mqttapi_sync_ref_t *ngx_http_mqttapi_sync_ref(
+    ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, u_char *key,
+    size_t len);
+static ngx_int_t ngx_http_mqttapi_sync_zone_index(
+    ngx_http_mqttapi_sync_task_t *task, ngx_str_t *name);
+static ngx_int_t ngx_http_mqttapi_sync_number(u_char *p, size_t len,
+    ngx_msec_int_t *n);
+
+
+void
+ngx_http_mqttapi_sync_backoff_event(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_event_t *ev)
+{
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    t = ngx_http_mqttapi_sync_track(task, ev->zone, ev->key, ev->len, 1);
+    if (t == NULL) {
+        return;
+    }
+
+    t->seq = ++task->seq;
+    t->pushed = 0;
+
+    if (ev->type == NGX_HTTP_MQTTAPI_SYNC_CLOSE) {
+        t->closed = 1;
+        t->count = ev->count;
+
+    } else {
+        t->closed = 0;
+        t->peer = 0;
+        t->right = 0;
+
+        if (ev->count != t->count) {
+            t->asking_right = 0;
+            t->next_ask = 0;
+        }
+
+        t->count = ev->count;
+    }
+
+    if (task->state == NGX_HTTP_MQTTAPI_SYNC_READY && !t->asking) {
+        ngx_http_mqttapi_sync_push(task, t);
+    }
+}
+
+
+void
+ngx_http_mqttapi_sync_backoff_tick(ngx_http_mqttapi_sync_task_t *task)
+{
+    ngx_msec_t                        now;
+    ngx_queue_t                      *q, *next;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    now = ngx_current_msec;
+
+    for (q = ngx_queue_head(&task->tracked);
+         q != ngx_queue_sentinel(&task->tracked);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+
+        if (!t->closed && !t->asking
+            && (ngx_msec_int_t) (now - t->until)
+               > NGX_HTTP_MQTTAPI_SYNC_KEEP)
+        {
+            /* long over, and no longer in Redis either */
+            ngx_http_mqttapi_sync_untrack(task, t);
+            continue;
+        }
+
+        if (!t->pushed) {
+            if (!t->asking) {
+                ngx_http_mqttapi_sync_push(task, t);
+            }
+
+            continue;
+        }
+
+        /* the right to probe, asked for ahead of the end */
+
+        if (!t->closed && !t->right && !t->asking_right
+            && (ngx_msec_int_t) (t->until - now)
+               <= (ngx_msec_int_t) (2 * task->conf->interval)
+            && (ngx_msec_int_t) (now - t->next_ask) >= 0)
+        {
+            ngx_http_mqttapi_sync_ask_right(task, t);
+        }
+
+        if (task->state != NGX_HTTP_MQTTAPI_SYNC_READY) {
+            return;
+        }
+    }
+}
+
+
+void
+ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task)
+{
+    ngx_queue_t                      *q;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    /*
+     * the connection is gone: the replies under way will not come, and
+     * the next Redis may have lost anything, so everything is pushed again
+     */
+
+    for (q = ngx_queue_head(&task->tracked);
+         q != ngx_queue_sentinel(&task->tracked);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+        t->asking = 0;
+        t->asking_right = 0;
+        t->pushed = 0;
+        t->next_ask = 0;
+    }
+}
+
+
+void
+ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task)
+{
+    ngx_uint_t                        i;
+    ngx_msec_t                        now;
+    ngx_queue_t                      *q;
+    ngx_http_mqttapi_node_t          *n;
+    ngx_http_mqttapi_zone_t         **zones, *zone;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    /*
+     * A new owner, or events lost to a full outbox: the back-offs in the
+     * zones are tracked again (their pushes merge with what the fleet has)
+     */
+
+    zones = task->conf->zones.elts;
+    now = ngx_current_msec;
+
+    for (i = 0; i < task->conf->zones.nelts; i++) {
+        zone = zones[i];
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        for (q = ngx_queue_head(&zone->sh->queue);
+             q != ngx_queue_sentinel(&zone->sh->queue);
+             q = ngx_queue_next(q))
+        {
+            n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+
+            if (n->type != NGX_HTTP_MQTTAPI_NODE_BACKOFF
+                || (ngx_msec_int_t) (now - n->until)
+                   > NGX_HTTP_MQTTAPI_SYNC_KEEP)
+            {
+                continue;
+            }
+
+            t = ngx_http_mqttapi_sync_track(task, i, n->data, n->len, 1);
+            if (t == NULL) {
+                break;
+            }
+
+            t->count = n->u.backoff.count;
+            t->until = n->until;
+            t->peer = (n->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER) != 0;
+            t->pushed = 0;
+            t->seq = ++task->seq;
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+    }
+}
+
+
+static void
+ngx_http_mqttapi_sync_push(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_tracked_t *t)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     args[11], c;
+    ngx_msec_t                    now;
+    ngx_msec_int_t                left;
+    ngx_http_mqttapi_node_t      *node;
+    ngx_http_mqttapi_zone_t     **zones, *zone;
+    ngx_http_mqttapi_sync_ref_t  *ref;
+    u_char                        k0[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                        k1[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                        k2[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                        count[NGX_INT_T_LEN];
+    u_char                        l[NGX_INT_T_LEN];
+    u_char                        d[NGX_INT_T_LEN];
+    u_char                        keep[NGX_INT_T_LEN];
+    u_char                        code[NGX_HTTP_MQTTAPI_CODE_MAX_LEN];
+
+    zones = task->conf->zones.elts;
+    zone = zones[t->zone];
+    now = ngx_current_msec;
+
+    args[0].data = k0;
+    args[1].data = k1;
+    args[2].data = k2;
+
+    if (ngx_http_mqttapi_sync_key(task, &args[0], t->zone, "", t->key, t->len)
+        != NGX_OK
+        || ngx_http_mqttapi_sync_key(task, &args[1], t->zone, "index", NULL, 0)
+           != NGX_OK
+        || ngx_http_mqttapi_sync_key(task, &args[2], t->zone, "p:", t->key,
+                                     t->len)
+           != NGX_OK)
+    {
+        ngx_http_mqttapi_sync_untrack(task, t);
+        return;
+    }
+
+    args[3].data = t->key;
+    args[3].len = t->len;
+    args[4].data = count;
+    args[4].len = ngx_sprintf(count, "%uD", t->count) - count;
+
+    ref = ngx_http_mqttapi_sync_ref(task, t->zone, t->key, t->len);
+    if (ref == NULL) {
+        return;
+    }
+
+    if (t->closed) {
+        args[5] = task->channel;
+        args[6] = zone->shm_zone->shm.name;
+
+        rc = ngx_http_mqttapi_sync_eval(task, NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF,
+                                        NGX_HTTP_MQTTAPI_SCRIPT_CLOSE, 3, 7,
+                                        args, ngx_http_mqttapi_sync_push_reply,
+                                        ref);
+        goto sent;
+    }
+
+    /* the back-off as the zone holds it now */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &args[3],
+                                    ngx_http_mqttapi_zone_hash(&args[3]));
+
+    if (node == NULL || node->type != NGX_HTTP_MQTTAPI_NODE_BACKOFF) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_free(ref);
+        ngx_http_mqttapi_sync_untrack(task, t);
+        return;
+    }
+
+    t->count = node->u.backoff.count;
+    t->until = node->until;
+
+    args[4].len = ngx_sprintf(count, "%uD", t->count) - count;
+
+    left = (ngx_msec_int_t) (node->until - now);
+    if (left < 0) {
+        left = 0;
+    }
+
+    args[6].data = d;
+    args[6].len = ngx_sprintf(d, "%uD", node->delay) - d;
+
+    ngx_http_mqttapi_zone_code(zone, node->code, &c);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    args[5].data = l;
+    args[5].len = ngx_sprintf(l, "%M", (ngx_msec_t) left) - l;
+
+    if (c.len == 0) {
+        ngx_str_set(&args[7], "-");
+
+    } else {
+        args[7].data = code;
+        args[7].len = ngx_min(c.len, sizeof(code));
+        ngx_memcpy(code, c.data, args[7].len);
+    }
+
+    args[8] = task->channel;
+    args[9] = zone->shm_zone->shm.name;
+    args[10].data = keep;
+    args[10].len = ngx_sprintf(keep, "%d", NGX_HTTP_MQTTAPI_SYNC_KEEP) - keep;
+
+    rc = ngx_http_mqttapi_sync_eval(task, NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF,
+                                    NGX_HTTP_MQTTAPI_SCRIPT_OPEN, 3, 11, args,
+                                    ngx_http_mqttapi_sync_push_reply, ref);
+
+sent:
+
+    if (rc != NGX_OK) {
+        ngx_free(ref);
+        return;
+    }
+
+    ref->seq = t->seq;
+    t->asking = 1;
+}
+
+
+static void
+ngx_http_mqttapi_sync_push_reply(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_http_mqttapi_sync_ref_t *ref = data;
+
+    ngx_str_t                         key, code;
+    long long                         count, left, delay;
+    redisReply                      **e;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    key.data = ref->key;
+    key.len = ref->len;
+
+    t = ngx_http_mqttapi_sync_track(task, ref->zone, ref->key, ref->len, 0);
+
+    if (t) {
+        t->asking = 0;
+    }
+
+    if (ngx_http_mqttapi_sync_reply_error(task,
+                                          NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF,
+                                          reply)
+        != NGX_OK
+        || t == NULL || t->seq != ref->seq)
+    {
+        /* pushed again on the next tick if still wanted */
+        ngx_free(ref);
+        return;
+    }
+
+    if (t->closed) {
+        if (reply->type != REDIS_REPLY_INTEGER) {
+            goto invalid;
+        }
+
+        ngx_http_mqttapi_sync_untrack(task, t);
+        ngx_free(ref);
+        return;
+    }
+
+    e = reply->element;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4
+        || ngx_http_mqttapi_sync_integer(e[0], &count) != NGX_OK
+        || ngx_http_mqttapi_sync_integer(e[1], &left) != NGX_OK
+        || ngx_http_mqttapi_sync_integer(e[2], &delay) != NGX_OK
+        || e[3]->type != REDIS_REPLY_STRING
+        || count < 1 || count > 31 || delay < 0 || delay > 86400000
+        || left < -86400000 || left > 86400000)
+    {
+        goto invalid;
+    }
+
+    t->pushed = 1;
+
+    /* the fleet's back-off, which may be another node's */
+
+    code.data = (u_char *) e[3]->str;
+    code.len = e[3]->len;
+
+    ngx_http_mqttapi_sync_apply(task, ref->zone, &key, (uint32_t) count,
+                                (ngx_msec_int_t) left, (ngx_msec_t) delay,
+                                &code, 0);
+    ngx_free(ref);
+    return;
+
+invalid:
+
+    ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF,
+                                "unexpected reply to a back-off's push");
+    ngx_free(ref);
+}
+
+
+static void
+ngx_http_mqttapi_sync_ask_right(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_tracked_t *t)
+{
+    ngx_msec_t                    now;
+    ngx_msec_int_t                ttl;
+    ngx_http_mqttapi_sync_ref_t  *ref;
+    const char                   *argv[6];
+    size_t                        argvlen[6];
+    ngx_str_t                     key;
+    u_char                        k[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                        px[NGX_INT_T_LEN];
+
+    now = ngx_current_msec;
+
+    key.data = k;
+
+    if (ngx_http_mqttapi_sync_key(task, &key, t->zone, "p:", t->key, t->len)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ref = ngx_http_mqttapi_sync_ref(task, t->zone, t->key, t->len);
+    if (ref == NULL) {
+        return;
+    }
+
+    ref->seq = t->count;
+
+    /* held until a while after the end, then another node may take it */
+
+    ttl = (ngx_msec_int_t) (t->until - now);
+    ttl = ngx_max(ttl, 0) + NGX_HTTP_MQTTAPI_SYNC_RIGHT_TTL;
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key.data;
+    argvlen[1] = key.len;
+    argv[2] = (const char *) task->conf->sh->id;
+    argvlen[2] = ngx_strlen(task->conf->sh->id);
+    argv[3] = "NX";
+    argvlen[3] = 2;
+    argv[4] = "PX";
+    argvlen[4] = 2;
+    argv[5] = (const char *) px;
+    argvlen[5] = ngx_sprintf(px, "%i", ttl) - px;
+
+    if (ngx_http_mqttapi_sync_link_send(&task->cmd,
+                                        NGX_HTTP_MQTTAPI_SYNC_OP_PROBE, 6,
+                                        argv, argvlen,
+                                        ngx_http_mqttapi_sync_right_reply,
+                                        ref)
+        != NGX_OK)
+    {
+        ngx_free(ref);
+        return;
+    }
+
+    t->asking_right = 1;
+    t->next_ask = now + NGX_HTTP_MQTTAPI_SYNC_RIGHT_TTL / 2;
+}
+
+
+static void
+ngx_http_mqttapi_sync_right_reply(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_http_mqttapi_sync_ref_t *ref = data;
+
+    ngx_str_t                         key;
+    ngx_http_mqttapi_node_t          *node;
+    ngx_http_mqttapi_zone_t         **zones, *zone;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    t = ngx_http_mqttapi_sync_track(task, ref->zone, ref->key, ref->len, 0);
+
+    if (t) {
+        t->asking_right = 0;
+    }
+
+    if (ngx_http_mqttapi_sync_reply_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_PROBE,
+                                          reply)
+        != NGX_OK
+        || t == NULL)
+    {
+        ngx_free(ref);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        /* another node holds it */
+        ngx_free(ref);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STATUS || reply->len != 2
+        || ngx_strncmp(reply->str, "OK", 2) != 0)
+    {
+        ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_PROBE,
+                                    "unexpected reply to the probe's SET");
+        ngx_free(ref);
+        return;
+    }
+
+    zones = task->conf->zones.elts;
+    zone = zones[ref->zone];
+
+    key.data = ref->key;
+    key.len = ref->len;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &key,
+                                        ngx_http_mqttapi_zone_hash(&key));
+
+    if (node && node->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
+        && node->u.backoff.count == ref->seq)
+    {
+        node->u.backoff.flags |= NGX_HTTP_MQTTAPI_SYNC_RIGHT;
+        t->right = 1;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, task->log, 0,
+                   "mqttapi sync: this node probes \"%V\" (#%ui)", &key,
+                   ref->seq);
+
+    ngx_free(ref);
+}
+
+
+void
+ngx_http_mqttapi_sync_backoff_reconcile(ngx_http_mqttapi_sync_task_t *task)
+{
+    ngx_uint_t                    i;
+    ngx_str_t                     args[2];
+    ngx_http_mqttapi_sync_ref_t  *ref;
+    u_char                        k0[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                        k1[NGX_HTTP_MQTTAPI_SYNC_KEY];
+
+    for (i = 0; i < task->conf->zones.nelts; i++) {
+        args[0].data = k0;
+        args[1].data = k1;
+
+        if (ngx_http_mqttapi_sync_key(task, &args[0], i, "index", NULL, 0)
+            != NGX_OK
+            || ngx_http_mqttapi_sync_key(task, &args[1], i, "", NULL, 0)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        ref = ngx_http_mqttapi_sync_ref(task, i, NULL, 0);
+        if (ref == NULL) {
+            return;
+        }
+
+        ref->seq = task->seq;
+
+        if (ngx_http_mqttapi_sync_eval(task,
+                                       NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                       NGX_HTTP_MQTTAPI_SCRIPT_PULL, 1, 2,
+                                       args, ngx_http_mqttapi_sync_pull_reply,
+                                       ref)
+            != NGX_OK)
+        {
+            ngx_free(ref);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_http_mqttapi_sync_ref_t *ref = data;
+
+    size_t                            i;
+    ngx_str_t                         key, code;
+    long long                         count, left, delay;
+    ngx_queue_t                      *q, *next;
+    redisReply                      **e;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    if (ngx_http_mqttapi_sync_reply_error(task,
+                                          NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                          reply)
+        != NGX_OK)
+    {
+        ngx_free(ref);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 5) {
+        goto invalid;
+    }
+
+    for (q = ngx_queue_head(&task->tracked);
+         q != ngx_queue_sentinel(&task->tracked);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+        t->seen = 0;
+    }
+
+    for (i = 0; i < reply->elements; i += 5) {
+        e = &reply->element[i];
+
+        if (e[0]->type != REDIS_REPLY_STRING
+            || e[0]->len == 0 || e[0]->len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN
+            || ngx_http_mqttapi_sync_integer(e[1], &count) != NGX_OK
+            || ngx_http_mqttapi_sync_integer(e[2], &left) != NGX_OK
+            || ngx_http_mqttapi_sync_integer(e[3], &delay) != NGX_OK
+            || e[4]->type != REDIS_REPLY_STRING
+            || count < 1 || count > 31 || delay < 0 || delay > 86400000
+            || left < -86400000 || left > 86400000)
+        {
+            goto invalid;
+        }
+
+        key.data = (u_char *) e[0]->str;
+        key.len = e[0]->len;
+        code.data = (u_char *) e[4]->str;
+        code.len = e[4]->len;
+
+        ngx_http_mqttapi_sync_apply(task, ref->zone, &key, (uint32_t) count,
+                                    (ngx_msec_int_t) left,
+                                    (ngx_msec_t) delay, &code, 1);
+
+        t = ngx_http_mqttapi_sync_track(task, ref->zone, key.data, key.len,
+                                        0);
+        if (t) {
+            t->seen = 1;
+        }
+    }
+
+    /*
+     * a back-off the fleet had and has no more was closed by a message
+     * this node missed; one changed since the pull was sent is left alone
+     */
+
+    for (q = ngx_queue_head(&task->tracked);
+         q != ngx_queue_sentinel(&task->tracked);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+
+        if (t->zone == ref->zone && !t->seen && t->pushed && !t->closed
+            && !t->asking && t->seq <= ref->seq)
+        {
+            key.data = t->key;
+            key.len = t->len;
+
+            ngx_http_mqttapi_sync_apply_close(task, t->zone, &key, t->count);
+        }
+    }
+
+    ngx_free(ref);
+    return;
+
+invalid:
+
+    ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                "unexpected reply to the reconciliation");
+    ngx_free(ref);
+}
+
+
+/* a message on the channel: "O Z count left delay code K" or "C ..." */
+
+void
+ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_int_t        zone;
+    uint32_t         count;
+    ngx_str_t        name, code, key;
+    ngx_uint_t       close;
+    ngx_msec_t       delay;
+    ngx_msec_int_t   left;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[2]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 7
+        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0)
+    {
+        goto invalid;
+    }
+
+    if (ngx_http_mqttapi_sync_parse_message(
+            (u_char *) reply->element[2]->str, reply->element[2]->len,
+            &name, &close, &count, &left, &delay, &code, &key)
+        != NGX_OK)
+    {
+        goto invalid;
+    }
+
+    zone = ngx_http_mqttapi_sync_zone_index(task, &name);
+
+    if (zone == NGX_ERROR) {
+        /* a zone this node does not sync */
+        return;
+    }
+
+    if (close) {
+        ngx_http_mqttapi_sync_apply_close(task, zone, &key, count);
+        return;
+    }
+
+    ngx_http_mqttapi_sync_apply(task, zone, &key, count, left, delay, &code,
+                                1);
+    return;
+
+invalid:
+
+    ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB,
+                                "unexpected message on the channel");
+}
+
+
+ngx_int_t
+ngx_http_mqttapi_sync_parse_message(u_char *p, size_t len, ngx_str_t *zone,
+    ngx_uint_t *close, uint32_t *count, ngx_msec_int_t *left,
+    ngx_msec_t *delay, ngx_str_t *code, ngx_str_t *key)
+{
+    u_char          *last, *f[6];
+    size_t           flen[6];
+    ngx_uint_t       i;
+    ngx_msec_int_t   n;
+
+    /* six fields separated by one space, then the key (any bytes) */
+
+    last = p + len;
+
+    for (i = 0; i < 6; i++) {
+        f[i] = p;
+
+        while (p < last && *p != ' ') {
+            p++;
+        }
+
+        if (p == last) {
+            return NGX_ERROR;
+        }
+
+        flen[i] = p - f[i];
+        p++;
+    }
+
+    if (flen[0] != 1 || (f[0][0] != 'O' && f[0][0] != 'C')
+        || flen[1] == 0 || flen[5] == 0
+        || flen[5] > NGX_HTTP_MQTTAPI_CODE_MAX_LEN
+        || p == last || (size_t) (last - p) > NGX_HTTP_MQTTAPI_KEY_MAX_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    *close = (f[0][0] == 'C');
+
+    zone->data = f[1];
+    zone->len = flen[1];
+
+    if (ngx_http_mqttapi_sync_number(f[2], flen[2], &n) != NGX_OK
+        || n < 1 || n > 31)
+    {
+        return NGX_ERROR;
+    }
+
+    *count = (uint32_t) n;
+
+    if (ngx_http_mqttapi_sync_number(f[3], flen[3], left) != NGX_OK
+        || *left > 86400000 || *left < -86400000)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_sync_number(f[4], flen[4], &n) != NGX_OK
+        || n < 0 || n > 86400000)
+    {
+        return NGX_ERROR;
+    }
+
+    *delay = (ngx_msec_t) n;
+
+    code->data = f[5];
+    code->len = flen[5];
+
+    key->data = p;
+    key->len = last - p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_sync_number(u_char *p, size_t len, ngx_msec_int_t *n)
+{
+    ngx_int_t  neg, v;
+
+    neg = (len > 1 && p[0] == '-');
+
+    v = ngx_atoi(p + neg, len - neg);
+
+    if (v == NGX_ERROR || len > 12) {
+        return NGX_ERROR;
+    }
+
+    *n = neg ? -v : v;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t zone_index, ngx_str_t *key, uint32_t count,
+    ngx_msec_int_t left, ngx_msec_t delay, ngx_str_t *code, ngx_uint_t peer)
+{
+    uint32_t                          hash;
+    ngx_msec_t                        now, until;
+    ngx_http_mqttapi_node_t          *node;
+    ngx_http_mqttapi_zone_t         **zones, *zone;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    zones = task->conf->zones.elts;
+    zone = zones[zone_index];
+    now = ngx_current_msec;
+    until = now + left;
+    hash = ngx_http_mqttapi_zone_hash(key);
+
+    if (code->len == 1 && code->data[0] == '-') {
+        code->len = 0;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
+
+    if (node == NULL) {
+        if (left <= 0 && peer) {
+            /* over already: nothing to answer locally */
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return;
+        }
+
+        node = ngx_http_mqttapi_zone_alloc(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                           key, hash, task->log);
+        if (node == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return;
+        }
+
+        node->u.backoff.flags = peer ? NGX_HTTP_MQTTAPI_SYNC_PEER : 0;
+
+    } else if (node->type != NGX_HTTP_MQTTAPI_NODE_BACKOFF
+               || node->u.backoff.count > count)
+    {
+        /* this node's back-off is newer: its push is under way */
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+
+    } else if (node->u.backoff.count < count) {
+        node->u.backoff.flags = peer ? NGX_HTTP_MQTTAPI_SYNC_PEER : 0;
+        node->u.backoff.probe = 0;
+    }
+
+    node->u.backoff.count = count;
+    node->until = until;
+    node->delay = (uint32_t) delay;
+
+    if (code->len) {
+        node->code = ngx_http_mqttapi_zone_code_index(zone, code);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    t = ngx_http_mqttapi_sync_track(task, zone_index, key->data, key->len, 1);
+
+    if (t) {
+        if (t->count != count) {
+            t->right = 0;
+            t->next_ask = 0;
+        }
+
+        t->count = count;
+        t->until = until;
+        t->pushed = 1;
+        t->closed = 0;
+        t->seq = ++task->seq;
+    }
+}
+
+
+static void
+ngx_http_mqttapi_sync_apply_close(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t zone_index, ngx_str_t *key, uint32_t count)
+{
+    ngx_http_mqttapi_node_t          *node;
+    ngx_http_mqttapi_zone_t         **zones, *zone;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    zones = task->conf->zones.elts;
+    zone = zones[zone_index];
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, key,
+                                        ngx_http_mqttapi_zone_hash(key));
+
+    if (node && node->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
+        && node->u.backoff.count <= count)
+    {
+        ngx_http_mqttapi_zone_free(zone, node);
+        node = NULL;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    t = ngx_http_mqttapi_sync_track(task, zone_index, key->data, key->len, 0);
+
+    if (t && node == NULL && !t->asking) {
+        ngx_http_mqttapi_sync_untrack(task, t);
+    }
+}
+
+
+static ngx_http_mqttapi_sync_tracked_t *
+ngx_http_mqttapi_sync_track(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t zone, u_char *key, size_t len, ngx_uint_t create)
+{
+    ngx_queue_t                      *q;
+    ngx_http_mqttapi_sync_tracked_t  *t;
+
+    if (len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN) {
+        return NULL;
+    }
+
+    for (q = ngx_queue_head(&task->tracked);
+         q != ngx_queue_sentinel(&task->tracked);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+
+        if (t->zone == zone && t->len == len
+            && ngx_memcmp(t->key, key, len) == 0)
+        {
+            return t;
+        }
+    }
+
+    if (!create || task->ntracked == NGX_HTTP_MQTTAPI_SYNC_TRACKED) {
+        return NULL;
+    }
+
+    t = ngx_calloc(sizeof(ngx_http_mqttapi_sync_tracked_t), task->log);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    t->zone = zone;
+    t->len = (u_short) len;
+    ngx_memcpy(t->key, key, len);
+    t->until = ngx_current_msec;
+
+    ngx_queue_insert_tail(&task->tracked, &t->queue);
+    task->ntracked++;
+
+    return t;
+}
+
+
+static void
+ngx_http_mqttapi_sync_untrack(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_tracked_t *t)
+{
+    ngx_queue_remove(&t->queue);
+    task->ntracked--;
+    ngx_free(t);
+}
+
+
+static ngx_http_mqttapi_sync_ref_t *
+ngx_http_mqttapi_sync_ref(ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone,
+    u_char *key, size_t len)
+{
+    ngx_http_mqttapi_sync_ref_t  *ref;
+
+    /* what a reply's handler needs, since the entry may be gone by then */
+
+    ref = ngx_alloc(sizeof(ngx_http_mqttapi_sync_ref_t), task->log);
+    if (ref == NULL) {
+        return NULL;
+    }
+
+    ref->zone = zone;
+    ref->seq = 0;
+    ref->len = (u_short) len;
+
+    if (len) {
+        ngx_memcpy(ref->key, key, len);
+    }
+
+    return ref;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_sync_zone_index(ngx_http_mqttapi_sync_task_t *task,
+    ngx_str_t *name)
+{
+    ngx_uint_t                 i;
+    ngx_http_mqttapi_zone_t  **zones;
+
+    zones = task->conf->zones.elts;
+
+    for (i = 0; i < task->conf->zones.nelts; i++) {
+        if (zones[i]->shm_zone->shm.name.len == name->len
+            && ngx_strncmp(zones[i]->shm_zone->shm.name.data, name->data,
+                           name->len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}

@@ -1,0 +1,254 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi_sync_task.h"
+
+
+/*
+ * Quotas shared by the fleet.  While Redis is up, a quota node of a synced
+ * zone spends tokens leased from the second's budget in Redis (the
+ * "lease" script: never more than the limit granted per second, for the
+ * whole fleet); a request that finds none is answered locally and leaves
+ * an event for the task, which leases a share (the limit divided by the
+ * nodes alive) and puts it in the node.  Without Redis, "fail=local"
+ * counts in the node's own window at the limit divided by the nodes last
+ * seen alive, "open" does not limit, "closed" spends what is left of the
+ * leases and then answers locally.
+ */
+
+
+typedef struct {
+    ngx_uint_t                    zone;
+    u_short                       len;
+    u_char                        key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+} ngx_http_mqttapi_sync_lease_t;
+
+
+static void ngx_http_mqttapi_sync_lease_reply(
+    ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+
+
+/*
+ * The request path, with the zone locked.  NGX_OK: a token to spend (with
+ * ngx_http_mqttapi_sync_window_count); NGX_BUSY: none, "left" set;
+ * NGX_DONE: not limited; NGX_DECLINED: the node's own window, at "limit"
+ * divided by the nodes last seen alive.
+ */
+
+ngx_int_t
+ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
+    ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
+{
+    ngx_uint_t                     nodes;
+    ngx_http_mqttapi_sync_conf_t  *scf;
+
+    scf = zone->sync;
+
+    if (!scf->sh->up && scf->fail != NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED) {
+
+        if (scf->fail == NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN) {
+            return NGX_DONE;
+        }
+
+        if (node->code != NGX_HTTP_MQTTAPI_SYNC_WINDOW) {
+            ngx_memzero(&node->u, sizeof(node->u));
+            node->code = NGX_HTTP_MQTTAPI_SYNC_WINDOW;
+            node->until = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+        }
+
+        nodes = ngx_max(scf->sh->nodes, 1);
+        *limit = ngx_max((*limit + nodes - 1) / nodes, 1);
+
+        return NGX_DECLINED;
+    }
+
+    if (node->code != NGX_HTTP_MQTTAPI_SYNC_LEASED) {
+        ngx_memzero(&node->u, sizeof(node->u));
+        node->code = NGX_HTTP_MQTTAPI_SYNC_LEASED;
+        node->u.lease.end = now;
+    }
+
+    /* for the zone's expiry, as a window's latest bucket */
+    node->until = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    node->delay = (uint32_t) *limit;
+
+    if ((ngx_msec_int_t) (now - node->u.lease.end) >= 0) {
+        node->u.lease.tokens = 0;
+        node->u.lease.spent = 0;
+        node->u.lease.asked = 0;
+    }
+
+    if (node->u.lease.spent < node->u.lease.tokens) {
+        return NGX_OK;
+    }
+
+    if (!node->u.lease.asked) {
+        /* the answer sets the second's real end */
+        node->u.lease.asked = 1;
+        node->u.lease.end = now + 1000;
+
+        ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_LEASE, key,
+                                     (uint32_t) *limit);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi sync: no token for \"%V\" (limit %ui)",
+                   key, *limit);
+
+    *left = node->u.lease.end - now;
+
+    if ((ngx_msec_int_t) *left <= 0 || *left > 1000) {
+        *left = 1000;
+    }
+
+    return NGX_BUSY;
+}
+
+
+void
+ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node, ngx_msec_t now)
+{
+    if (node->u.lease.spent < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
+        node->u.lease.spent++;
+    }
+}
+
+
+/* the task: lease a share of the second's budget */
+
+void
+ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_event_t *ev)
+{
+    ngx_uint_t                      nodes, want;
+    ngx_str_t                       args[3];
+    ngx_http_mqttapi_sync_lease_t  *lease;
+    u_char                          base[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                          w[NGX_INT_T_LEN];
+    u_char                          l[NGX_INT_T_LEN];
+
+    if (task->state != NGX_HTTP_MQTTAPI_SYNC_READY || ev->count == 0) {
+        /* the request path asks again a second later */
+        return;
+    }
+
+    args[0].data = base;
+
+    if (ngx_http_mqttapi_sync_key(task, &args[0], ev->zone, "w:", ev->key,
+                                  ev->len)
+        != NGX_OK
+        || args[0].len == NGX_HTTP_MQTTAPI_SYNC_KEY)
+    {
+        return;
+    }
+
+    base[args[0].len++] = ':';
+
+    nodes = task->conf->sh->nodes;
+    nodes = ngx_max(nodes, 1);
+
+    want = (ev->count + nodes - 1) / nodes;
+
+    args[1].data = w;
+    args[1].len = ngx_sprintf(w, "%ui", want) - w;
+    args[2].data = l;
+    args[2].len = ngx_sprintf(l, "%uD", ev->count) - l;
+
+    lease = ngx_alloc(sizeof(ngx_http_mqttapi_sync_lease_t), task->log);
+    if (lease == NULL) {
+        return;
+    }
+
+    lease->zone = ev->zone;
+    lease->len = ev->len;
+    ngx_memcpy(lease->key, ev->key, ev->len);
+
+    if (ngx_http_mqttapi_sync_eval(task, NGX_HTTP_MQTTAPI_SYNC_OP_LEASE,
+                                   NGX_HTTP_MQTTAPI_SCRIPT_LEASE, 0, 3, args,
+                                   ngx_http_mqttapi_sync_lease_reply, lease)
+        != NGX_OK)
+    {
+        ngx_free(lease);
+    }
+}
+
+
+static void
+ngx_http_mqttapi_sync_lease_reply(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_http_mqttapi_sync_lease_t *lease = data;
+
+    long long                  granted, left, second;
+    ngx_str_t                  key;
+    ngx_msec_t                 now;
+    redisReply               **e;
+    ngx_http_mqttapi_node_t   *node;
+    ngx_http_mqttapi_zone_t  **zones, *zone;
+
+    if (ngx_http_mqttapi_sync_reply_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_LEASE,
+                                          reply)
+        != NGX_OK)
+    {
+        ngx_free(lease);
+        return;
+    }
+
+    e = reply->element;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || ngx_http_mqttapi_sync_integer(e[0], &granted) != NGX_OK
+        || ngx_http_mqttapi_sync_integer(e[1], &left) != NGX_OK
+        || ngx_http_mqttapi_sync_integer(e[2], &second) != NGX_OK
+        || granted < 0 || granted > NGX_HTTP_MQTTAPI_QUOTA_MAX
+        || left < 0 || left > 1000)
+    {
+        ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_LEASE,
+                                    "unexpected reply to a lease");
+        ngx_free(lease);
+        return;
+    }
+
+    zones = task->conf->zones.elts;
+    zone = zones[lease->zone];
+    now = ngx_current_msec;
+
+    key.data = lease->key;
+    key.len = lease->len;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &key,
+                                        ngx_http_mqttapi_zone_hash(&key));
+
+    if (node && node->type == NGX_HTTP_MQTTAPI_NODE_QUOTA
+        && node->code == NGX_HTTP_MQTTAPI_SYNC_LEASED)
+    {
+        /* the tokens of this second, which ends "left" from now */
+
+        if (node->u.lease.asked) {
+            node->u.lease.tokens = node->u.lease.spent;
+        }
+
+        node->u.lease.tokens = (uint16_t) ngx_min(node->u.lease.tokens
+                                                  + granted,
+                                                  NGX_HTTP_MQTTAPI_QUOTA_MAX);
+        node->u.lease.end = now + (ngx_msec_t) left;
+
+        /* none left this second: ask again in the next one */
+        node->u.lease.asked = (granted == 0);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, task->log, 0,
+                   "mqttapi sync: leased %L tokens of \"%V\" for %L ms",
+                   granted, &key, left);
+
+    ngx_free(lease);
+}

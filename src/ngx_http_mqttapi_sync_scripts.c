@@ -1,0 +1,130 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#include "ngx_http_mqttapi_sync_task.h"
+
+
+/*
+ * What the fleet keeps in Redis, each change made by one atomic script
+ * (loaded with SCRIPT LOAD on connect, run with EVALSHA).  Times are
+ * Redis's own (TIME) or relative: no node's clock is compared with
+ * another's.  For a zone Z and a node's key K (prefix P):
+ *
+ *   P Z ":" K           a back-off: "count until delay code", until in
+ *                       Redis milliseconds, expiring a while after it
+ *   P Z ":index"        sorted set of the back-offs' K by expiry
+ *   P Z ":p:" K         the right to probe K (SET NX PX), a node's id
+ *   P Z ":w:" K ":" W   the tokens of K leased in the second W
+ *   P "nodes"           sorted set of node ids by their last heartbeat
+ *   P "events"          channel: "O Z count left delay code K" (opened)
+ *                       and "C Z count 0 0 - K" (closed)
+ */
+
+
+#define NGX_HTTP_MQTTAPI_LUA_NOW                                              \
+    "local t = redis.call('TIME') "                                           \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+
+
+const char  *ngx_http_mqttapi_sync_scripts[] = {
+
+    /*
+     * open: KEYS back-off, index, right; ARGV K, count, left, delay, code,
+     * channel, Z, keep.  The higher count wins, then the later end; the
+     * reply is the fleet's back-off {count, left, delay, code}.
+     */
+
+    NGX_HTTP_MQTTAPI_LUA_NOW
+    "local count = tonumber(ARGV[2]) "
+    "local untl = now + tonumber(ARGV[3]) "
+    "local keep = tonumber(ARGV[8]) "
+    "local old = redis.call('GET', KEYS[1]) "
+    "local c, u, d, k "
+    "if old then "
+      "c, u, d, k = string.match(old, '^(%d+) (%d+) (%d+) (%S+)$') "
+    "end "
+    "if c then "
+      "c = tonumber(c) u = tonumber(u) "
+      "if c > count or (c == count and u >= untl) then "
+        "return {c, u - now, tonumber(d), k} "
+      "end "
+      "if c < count then redis.call('DEL', KEYS[3]) end "
+    "else "
+      "redis.call('DEL', KEYS[3]) "
+    "end "
+    "redis.call('SET', KEYS[1], count .. ' ' .. untl .. ' ' .. ARGV[4] "
+      ".. ' ' .. ARGV[5], 'PX', untl - now + keep) "
+    "redis.call('ZADD', KEYS[2], untl + keep, ARGV[1]) "
+    "redis.call('PUBLISH', ARGV[6], 'O ' .. ARGV[7] .. ' ' .. count .. ' ' "
+      ".. (untl - now) .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' "
+      ".. ARGV[1]) "
+    "return {count, untl - now, tonumber(ARGV[4]), ARGV[5]}",
+
+    /* close: KEYS back-off, index, right; ARGV K, count, channel, Z */
+
+    "local old = redis.call('GET', KEYS[1]) "
+    "if old then "
+      "local c = tonumber(string.match(old, '^(%d+) ')) "
+      "if c and c > tonumber(ARGV[2]) then return 0 end "
+    "end "
+    "redis.call('DEL', KEYS[1], KEYS[3]) "
+    "redis.call('ZREM', KEYS[2], ARGV[1]) "
+    "redis.call('PUBLISH', ARGV[3], 'C ' .. ARGV[4] .. ' ' .. ARGV[2] "
+      ".. ' 0 0 - ' .. ARGV[1]) "
+    "return 1",
+
+    /*
+     * pull: KEYS index; ARGV the back-offs' prefix "P Z :".  The zone's
+     * back-offs, flat: K, count, left, delay, code, ...
+     */
+
+    NGX_HTTP_MQTTAPI_LUA_NOW
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+    "local out = {} "
+    "for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, 4095)) do "
+      "local v = redis.call('GET', ARGV[1] .. k) "
+      "local c, u, d, code "
+      "if v then "
+        "c, u, d, code = string.match(v, '^(%d+) (%d+) (%d+) (%S+)$') "
+      "end "
+      "if c then "
+        "out[#out + 1] = k "
+        "out[#out + 1] = tonumber(c) "
+        "out[#out + 1] = tonumber(u) - now "
+        "out[#out + 1] = tonumber(d) "
+        "out[#out + 1] = code "
+      "else "
+        "redis.call('ZREM', KEYS[1], k) "
+      "end "
+    "end "
+    "return out",
+
+    /* beat: KEYS nodes; ARGV node id, alive ms.  The nodes alive */
+
+    NGX_HTTP_MQTTAPI_LUA_NOW
+    "redis.call('ZADD', KEYS[1], now, ARGV[1]) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2])) "
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2) "
+    "return redis.call('ZCARD', KEYS[1])",
+
+    /*
+     * lease: ARGV the budget's prefix "P Z :w: K :", tokens wanted, the
+     * limit.  {tokens granted, ms left in this second, the second}
+     */
+
+    NGX_HTTP_MQTTAPI_LUA_NOW
+    "local w = math.floor(now / 1000) "
+    "local k = ARGV[1] .. w "
+    "local used = tonumber(redis.call('GET', k) or '0') "
+    "local g = math.min(tonumber(ARGV[2]), tonumber(ARGV[3]) - used) "
+    "if g > 0 then "
+      "redis.call('INCRBY', k, g) "
+      "redis.call('PEXPIRE', k, 3000) "
+    "else "
+      "g = 0 "
+    "end "
+    "return {g, (w + 1) * 1000 - now, w}"
+};

@@ -1,0 +1,196 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_SYNC_TASK_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_SYNC_TASK_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi_sync.h"
+
+#include <hiredis/hiredis.h>
+
+
+/*
+ * The background task of one worker per node: its Redis connections (one
+ * for commands, one subscribed to the events channel), the back-offs it
+ * tracks and the scripts it runs.  Nothing here is touched by a request.
+ */
+
+
+#define NGX_HTTP_MQTTAPI_SYNC_PENDING    1024
+#define NGX_HTTP_MQTTAPI_SYNC_TRACKED    4096
+
+/* a reply over this many bytes is hostile */
+#define NGX_HTTP_MQTTAPI_SYNC_MAX_REPLY  (4 * 1024 * 1024)
+
+#define NGX_HTTP_MQTTAPI_SYNC_DOWN       0
+#define NGX_HTTP_MQTTAPI_SYNC_HANDSHAKE  1
+#define NGX_HTTP_MQTTAPI_SYNC_READY      2
+
+#define NGX_HTTP_MQTTAPI_SCRIPT_OPEN     0
+#define NGX_HTTP_MQTTAPI_SCRIPT_CLOSE    1
+#define NGX_HTTP_MQTTAPI_SCRIPT_PULL     2
+#define NGX_HTTP_MQTTAPI_SCRIPT_BEAT     3
+#define NGX_HTTP_MQTTAPI_SCRIPT_LEASE    4
+#define NGX_HTTP_MQTTAPI_SCRIPTS         5
+
+/* a back-off is kept in Redis this long after its end (its count) */
+#define NGX_HTTP_MQTTAPI_SYNC_KEEP       60000
+
+/* how long a node keeps the right to probe past the back-off's end */
+#define NGX_HTTP_MQTTAPI_SYNC_RIGHT_TTL  2000
+
+/* the heartbeat, and how long a silent node still counts */
+#define NGX_HTTP_MQTTAPI_SYNC_BEAT       1000
+#define NGX_HTTP_MQTTAPI_SYNC_ALIVE      3000
+
+/* the longest gap between two reconciliations */
+#define NGX_HTTP_MQTTAPI_SYNC_RECONCILE  2000
+
+#define NGX_HTTP_MQTTAPI_SYNC_MAX_RETRY  2000
+
+/* the longest Redis key: prefix, zone name, a part and a node's key */
+#define NGX_HTTP_MQTTAPI_SYNC_KEY        512
+
+
+typedef struct ngx_http_mqttapi_sync_task_s  ngx_http_mqttapi_sync_task_t;
+typedef struct ngx_http_mqttapi_sync_link_s  ngx_http_mqttapi_sync_link_t;
+
+/* a reply, or NULL when the connection closed before it came */
+typedef void (*ngx_http_mqttapi_sync_reply_pt)(
+    ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+
+
+typedef struct {
+    ngx_http_mqttapi_sync_reply_pt   handler;
+    void                            *data;
+    ngx_msec_t                       sent;
+    ngx_uint_t                       op;
+} ngx_http_mqttapi_sync_pending_t;
+
+
+struct ngx_http_mqttapi_sync_link_s {
+    ngx_peer_connection_t            pc;
+    ngx_http_mqttapi_sync_task_t    *task;
+    redisReader                     *reader;
+    const char                      *name;
+
+    u_char                          *out;
+    size_t                           len;
+    size_t                           size;
+    size_t                           sent;
+
+    ngx_http_mqttapi_sync_pending_t  pending[NGX_HTTP_MQTTAPI_SYNC_PENDING];
+    ngx_uint_t                       head;
+    ngx_uint_t                       n;
+
+    /* replies nobody asked for: Pub/Sub messages */
+    ngx_http_mqttapi_sync_reply_pt   push;
+
+    unsigned                         connecting:1;
+};
+
+
+typedef struct {
+    ngx_queue_t                      queue;
+    ngx_uint_t                       zone;
+    uint32_t                         count;
+    ngx_msec_t                       until;       /* local, as the node's */
+    ngx_msec_t                       next_ask;    /* for the right */
+    unsigned                         pushed:1;
+    unsigned                         asking:1;
+    unsigned                         right:1;
+    unsigned                         peer:1;
+    unsigned                         seen:1;      /* by this reconcile */
+    unsigned                         asking_right:1;
+    unsigned                         closed:1;    /* to be pushed closed */
+    ngx_uint_t                       seq;         /* of its last update */
+    u_short                          len;
+    u_char                           key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+} ngx_http_mqttapi_sync_tracked_t;
+
+
+struct ngx_http_mqttapi_sync_task_s {
+    ngx_http_mqttapi_sync_conf_t    *conf;
+    ngx_log_t                       *log;
+    ngx_event_t                      tick;
+    ngx_uint_t                       owner;
+
+    ngx_http_mqttapi_sync_link_t     cmd;
+    ngx_http_mqttapi_sync_link_t     sub;
+
+    ngx_uint_t                       state;
+    ngx_uint_t                       handshake;   /* replies to come */
+    ngx_msec_t                       retry_at;
+    ngx_msec_t                       retry_delay;
+    ngx_msec_t                       reconcile_at;
+    ngx_msec_t                       beat_at;
+    ngx_msec_t                       logged_at;
+    ngx_uint_t                       seq;
+
+    char                             sha[NGX_HTTP_MQTTAPI_SCRIPTS][41];
+
+    ngx_queue_t                      tracked;
+    ngx_uint_t                       ntracked;
+    ngx_uint_t                       rescan;
+
+    ngx_str_t                        channel;
+};
+
+
+/* ngx_http_mqttapi_sync_redis.c: one connection in nginx's event loop */
+
+ngx_int_t ngx_http_mqttapi_sync_link_connect(
+    ngx_http_mqttapi_sync_link_t *link);
+void ngx_http_mqttapi_sync_link_close(ngx_http_mqttapi_sync_link_t *link);
+ngx_int_t ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
+    ngx_uint_t op, int argc, const char **argv, const size_t *argvlen,
+    ngx_http_mqttapi_sync_reply_pt handler, void *data);
+
+/* ngx_http_mqttapi_sync_task.c: the session */
+
+void ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t op, const char *fmt, ...);
+void ngx_http_mqttapi_sync_error(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t op, const char *fmt, ...);
+void ngx_http_mqttapi_sync_roundtrip(ngx_http_mqttapi_sync_task_t *task,
+    ngx_msec_t sent);
+ngx_int_t ngx_http_mqttapi_sync_eval(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t op, ngx_uint_t script, int nkeys, int argc, ngx_str_t *args,
+    ngx_http_mqttapi_sync_reply_pt handler, void *data);
+ngx_int_t ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task,
+    ngx_str_t *out, ngx_uint_t zone, const char *part, u_char *key,
+    size_t len);
+ngx_int_t ngx_http_mqttapi_sync_reply_error(
+    ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op, redisReply *reply);
+ngx_int_t ngx_http_mqttapi_sync_integer(redisReply *r, long long *n);
+
+/* ngx_http_mqttapi_sync_backoff.c: back-offs shared by the fleet */
+
+void ngx_http_mqttapi_sync_backoff_event(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_event_t *ev);
+void ngx_http_mqttapi_sync_backoff_tick(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_backoff_reconcile(
+    ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data);
+void ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task);
+ngx_int_t ngx_http_mqttapi_sync_parse_message(u_char *p, size_t len,
+    ngx_str_t *zone, ngx_uint_t *close, uint32_t *count,
+    ngx_msec_int_t *left, ngx_msec_t *delay, ngx_str_t *code,
+    ngx_str_t *key);
+
+/* ngx_http_mqttapi_sync_quota.c: leases of quota tokens */
+
+void ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_sync_event_t *ev);
+
+
+extern const char  *ngx_http_mqttapi_sync_scripts[];
+
+
+#endif /* _NGX_HTTP_MQTTAPI_SYNC_TASK_H_INCLUDED_ */

@@ -1,0 +1,393 @@
+#!/usr/bin/perl
+# Several gateway nodes sharing their rate limiting state through Redis
+# (mqttapi_sync), all on loopback: one redis-server of the test's own, an
+# upstream nginx that logs "key|code|marker|msec" per request (how the
+# tests count what reached it), and three gateway nodes of two workers
+# each, synced (interval=100ms; the waits allow seconds, for a busy
+# machine):
+#
+#   * nginx -t: the directive's parameters and the zone's "sync" flag;
+#   * a throttle seen by node A makes B and C answer locally, with nothing
+#     sent upstream;
+#   * one probe per back-off window for the whole fleet, and a clean probe
+#     opens every node;
+#   * a 5/s quota (RevokeToken) holds at about 5/s over the three nodes;
+#   * Redis frozen (SIGSTOP): requests do not wait, the nodes fall back to
+#     their own state, and reconcile after SIGCONT;
+#   * a killed Pub/Sub connection heals; Redis restarted empty gets back
+#     what the nodes hold; a killed task worker is replaced;
+#   * reload and quit are prompt with sync on, even with Redis frozen.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use MqttapiTest;
+use MqttapiRedis;
+
+# ---------------------------------------------------------------------------
+# nginx -t
+# ---------------------------------------------------------------------------
+
+{
+    my $srv = "server { listen 127.0.0.1:%%PORT0%%; location / { mqttapi on;"
+            . " mqttapi_throttle zone=f; mqttapi_quota zone=f;"
+            . " proxy_pass http://127.0.0.1:%%PORT1%%; } }";
+    my $zone = 'mqttapi_throttle_zone $arg_AccessKeyId zone=f:1m sync;';
+
+    for my $b (
+        [ 'sync zone without mqttapi_sync', "$zone $srv",
+          qr/"f".*sync.*mqttapi_sync/ ],
+        [ 'no redis=', "mqttapi_sync interval=100ms; $zone $srv",
+          qr/mqttapi_sync.*redis/ ],
+        [ 'bad address', "mqttapi_sync redis=127.0.0.1:notaport; $zone $srv",
+          qr/mqttapi_sync/ ],
+        [ 'bad fail=', "mqttapi_sync redis=127.0.0.1:1 fail=maybe; $zone $srv",
+          qr/fail=maybe.*mqttapi_sync/ ],
+        [ 'bad interval=', "mqttapi_sync redis=127.0.0.1:1 interval=0; "
+          . "$zone $srv", qr/interval=0.*mqttapi_sync/ ],
+        [ 'bad shared_egress=', "mqttapi_sync redis=127.0.0.1:1 "
+          . "shared_egress=yes; $zone $srv", qr/shared_egress=yes/ ],
+        [ 'unknown parameter', "mqttapi_sync redis=127.0.0.1:1 nodes=3; "
+          . "$zone $srv", qr/nodes=3.*mqttapi_sync/ ],
+        [ 'duplicate', "mqttapi_sync redis=127.0.0.1:1; "
+          . "mqttapi_sync redis=127.0.0.1:2; $zone $srv",
+          qr/mqttapi_sync.*duplicate/ ],
+        [ 'outside http', "$zone server { listen 127.0.0.1:%%PORT0%%;"
+          . " mqttapi_sync redis=127.0.0.1:1; }",
+          qr/mqttapi_sync.*not allowed/ ],
+    ) {
+        my ($name, $http, $re) = @$b;
+        my ($rc, $out) = nginx_test_config($http);
+        isnt($rc, 0, "nginx -t fails: $name");
+        like($out, $re, "nginx -t: $name: message") or diag $out;
+    }
+
+    my ($rc, $out) = nginx_test_config(
+        'mqttapi_sync redis=127.0.0.1:6399 password=secret db=2 prefix=gw: '
+        . 'interval=200ms timeout=100ms fail=closed shared_egress=on;'
+        . " $zone $srv");
+    is($rc, 0, 'nginx -t: every parameter, valid') or diag $out;
+}
+
+# ---------------------------------------------------------------------------
+# the fleet
+# ---------------------------------------------------------------------------
+
+my $redis = MqttapiRedis->start;
+my $rport = $redis->port;
+
+my $up = start_nginx(workers => 1, http => <<'EOF');
+    log_format up '$arg_AccessKeyId|$arg_code|$arg_m|$msec';
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        access_log %%PREFIX%%/up.log up;
+        keepalive_requests 100000;
+        default_type application/json;
+
+        location / {
+            if ($arg_code) {
+                return 400 '{"RequestId":"UP-$request_id","HostId":"up","Code":"$arg_code","Message":"from the upstream"}';
+            }
+            return 200 '{"RequestId":"UP-$request_id"}';
+        }
+    }
+EOF
+my $UPLOG = $up->prefix . '/up.log';
+my $uport = $up->port(0);
+
+my $node_http = <<"EOF";
+    mqttapi_sync redis=127.0.0.1:$rport interval=100ms timeout=500ms;
+
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=fleet:1m backoff=1s
+                          max_backoff=1s sync;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=long:1m backoff=30s
+                          max_backoff=30s sync;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=quota:1m sync;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        mqttapi on;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
+        location /f/ {
+            mqttapi_throttle zone=fleet;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+        location /long/ {
+            mqttapi_throttle zone=long;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+        location /q/ {
+            mqttapi_quota zone=quota;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+    }
+EOF
+
+my @nodes = map { start_nginx(workers => 2, http => $node_http) } 1 .. 3;
+my ($A, $B, $C) = @nodes;
+
+sub wait_for {
+    my ($what, $timeout, $cond) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        my $v = $cond->();
+        return $v if $v;
+        sleep 0.05;
+    }
+    diag "gave up waiting ${timeout}s for: $what";
+    return 0;
+}
+
+for my $i (0 .. 2) {
+    ok(wait_for("node $i connects", 10,
+                sub { $nodes[$i]->error_log =~ /mqttapi sync: connected to/ }),
+       "node $i: connected to Redis");
+}
+
+sub up_lines {
+    open my $fh, '<', $UPLOG or return ();
+    my @l = <$fh>;
+    chomp @l;
+    return map { [split /\|/, $_, -1] } @l;
+}
+
+sub up_hits { my ($k) = @_; return grep { $_->[0] eq $k } up_lines(); }
+
+sub path {
+    my ($loc, $key, %a) = @_;
+    my $p = "/$loc/?AccessKeyId=$key";
+    $p .= "&$_=$a{$_}" for sort keys %a;
+    return $p;
+}
+
+sub req {
+    my ($node, $loc, $key, %a) = @_;
+    return get($node->port(0), path($loc, $key, %a));
+}
+
+sub local_reject {
+    my ($r) = @_;
+    return $r->{status} == 429
+        && (MqttapiTest::h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
+}
+
+my $THROTTLE = 'ApplyTokenOverFlow';
+
+# A's push is in Redis; the other nodes hear it within an interval (100ms),
+# given 0.5 s here: no request is sent to them before, so that none could
+# reach the upstream in the meantime
+sub published {
+    my ($zone, $k) = @_;
+    my $ok = wait_for("the back-off of $k in Redis", 5,
+                      sub { defined $redis->cmd('GET', "mqttapi:$zone:b:$k") });
+    sleep 0.5;
+    return $ok;
+}
+
+# --- a throttle on A: B and C answer locally, nothing sent upstream --------
+
+{
+    my $k = 'AK-spread';
+    my $r = req($A, 'f', $k, code => $THROTTLE);
+    is($r->{status}, 400, 'A: the throttle from the upstream is relayed');
+    ok(published('fleet', $k), 'A published the back-off');
+
+    for my $n ([B => $B], [C => $C]) {
+        ok(local_reject(req($n->[1], 'f', $k)),
+           "$n->[0] answers the key locally after A's throttle");
+    }
+    is(scalar(up_hits($k)), 1, 'only A\'s request reached the upstream');
+}
+
+# --- one probe per window for the fleet ------------------------------------
+
+{
+    my $k = 'AK-probe';
+    is(req($A, 'f', $k, code => $THROTTLE)->{status}, 400,
+       'probe test: the back-off opens on A');
+    published('fleet', $k);
+
+    # every node, round robin, all the time; each probe is throttled again
+    my $end = time + 4.5;
+    my $i = 0;
+    my %st;
+    while (time < $end) {
+        my $r = req($nodes[$i++ % 3], 'f', $k, code => $THROTTLE);
+        $st{$r->{status}}++;
+        sleep 0.03;
+    }
+    my @t = map { $_->[3] } up_hits($k);
+    my @gaps = map { $t[$_] - $t[$_ - 1] } 1 .. $#t;
+    my ($min) = sort { $a <=> $b } @gaps;
+    ok(@t >= 3, 'probes reached the upstream window after window ('
+                . scalar(@t) . ' in all)') or diag explain \%st;
+    ok(defined $min && $min >= 0.8,
+       'never two requests of the fleet in one back-off window (min gap '
+       . ($min // 'none') . ' s)') or diag "@t";
+    ok(@t <= 7, 'at most one probe per window over 4.5 s (' . scalar(@t)
+                . ')');
+}
+
+# --- a clean probe opens every node ----------------------------------------
+
+{
+    my $k = 'AK-open';
+    req($A, 'f', $k, code => $THROTTLE);
+    published('fleet', $k);
+    ok(local_reject(req($C, 'f', $k)), 'C answers the key locally');
+    sleep 1;
+
+    my $opened = wait_for('the probe', 5, sub {
+        for my $n (@nodes) {
+            return 1 if req($n, 'f', $k)->{status} == 200;
+        }
+        return 0;
+    });
+    ok($opened, 'a clean probe went through');
+    for my $n ([A => $A], [B => $B], [C => $C]) {
+        ok(wait_for("$n->[0] opens", 5,
+                    sub { req($n->[1], 'f', $k)->{status} == 200 }),
+           "$n->[0] lets the key through after the clean probe");
+    }
+}
+
+# --- a 5/s quota over three nodes ------------------------------------------
+
+{
+    my $k = 'AK-quota';
+    my ($ok, $rej, $other) = (0, 0, 0);
+    my $start = time;
+    my $i = 0;
+    while (time < $start + 4) {
+        my $r = req($nodes[$i++ % 3], 'q', $k, Action => 'RevokeToken');
+        if ($r->{status} == 200) { $ok++ }
+        elsif (local_reject($r)) { $rej++ }
+        else { $other++ }
+        sleep 0.02;
+    }
+    my $secs = time - $start;
+    my %per;
+    $per{int $_->[3]}++ for up_hits($k);
+    my ($max) = sort { $b <=> $a } values %per;
+    diag sprintf "quota: %d admitted, %d rejected in %.1f s, per second %s",
+                 $ok, $rej, $secs, join(' ', map { $per{$_} } sort keys %per);
+    is($other, 0, 'quota: every answer is a pass or a local reject');
+    ok($rej > $ok, 'quota: most requests over 5/s are answered locally');
+    ok($ok <= 5 * (int($secs) + 2), "quota: at most 5/s for the fleet ($ok)");
+    ok($ok >= 2 * int($secs), "quota: about 5/s still admitted ($ok)");
+    ok(($max // 0) <= 6, "quota: no second of the upstream saw over 5 (+1 "
+                         . "at a second's edge): max " . ($max // 0));
+}
+
+# --- Redis frozen: no waiting, local fallback, reconciled after CONT -------
+
+{
+    $redis->freeze;
+    my $slow = 0;
+    for my $i (1 .. 20) {
+        my $t0 = time;
+        my $r = req($nodes[$i % 3], 'f', "AK-frozen-$i");
+        $slow++ if time - $t0 > 2 || $r->{status} != 200;
+        sleep 0.1;
+    }
+    is($slow, 0, 'Redis frozen: every request answered, none waited');
+
+    # the nodes notice (timeout=500ms) and use their own state
+    sleep 1.5;
+    my $k = 'AK-frozen';
+    is(req($A, 'f', $k, code => $THROTTLE)->{status}, 400,
+       'Redis frozen: a throttle on A');
+    ok(local_reject(req($A, 'f', $k)), 'Redis frozen: A answers locally');
+    is(req($B, 'f', $k)->{status}, 200,
+       'Redis frozen: B does not know (its own state)');
+
+    $redis->thaw;
+    ok(wait_for('B learns it after CONT', 8,
+                sub { local_reject(req($B, 'f', $k)) }),
+       'after SIGCONT: A pushes what it learnt, B answers locally');
+}
+
+# --- a killed Pub/Sub connection heals -------------------------------------
+
+{
+    ok(wait_for('three subscribers', 10, sub {
+           $redis->cmd('PUBSUB', 'NUMSUB', 'mqttapi:events')->[1] == 3 }),
+       'the three nodes are subscribed');
+    my $killed = $redis->cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    ok($killed >= 3, "CLIENT KILL TYPE pubsub killed $killed connections");
+    my $k = 'AK-pubsub';
+    req($A, 'f', $k, code => $THROTTLE);
+    ok(wait_for('C learns it', 8, sub { local_reject(req($C, 'f', $k)) }),
+       'after the Pub/Sub connections were killed: C answers locally');
+}
+
+# --- Redis restarted empty -------------------------------------------------
+
+{
+    my $k = 'AK-restart';
+    req($A, 'long', $k, code => $THROTTLE);
+    wait_for('B applies it', 5, sub { local_reject(req($B, 'long', $k)) });
+
+    my ($id0) = $redis->cmd('INFO', 'server') =~ /run_id:(\w+)/;
+    $redis->restart;
+    my ($id1) = $redis->cmd('INFO', 'server') =~ /run_id:(\w+)/;
+    isnt($id1, $id0, 'Redis restarted (no persistence: empty)');
+
+    ok(wait_for('the back-off is back in Redis', 10,
+                sub { defined $redis->cmd('GET', "mqttapi:long:b:$k") }),
+       'the nodes push what they hold to the new Redis');
+    ok(local_reject(req($C, 'long', $k)), 'C still answers locally');
+}
+
+# --- the task's worker killed: another one takes over ----------------------
+
+{
+    my $log = $B->error_log;
+    my @owners = $log =~ /\[notice\] (\d+)#\d+: mqttapi sync: this worker runs/g;
+    my $pid = $owners[-1];
+    ok($pid && kill(0, $pid), "B's task runs in worker $pid");
+    kill 'KILL', $pid if $pid;
+    ok(wait_for('another worker takes over', 10, sub {
+           my @o = $B->error_log =~
+               /\[notice\] (\d+)#\d+: mqttapi sync: this worker runs/g;
+           return @o && $o[-1] != $pid;
+       }), 'another worker of B runs the task');
+    my $k = 'AK-takeover';
+    req($A, 'f', $k, code => $THROTTLE);
+    ok(wait_for('B learns it', 8, sub { local_reject(req($B, 'f', $k)) }),
+       'B follows the fleet again');
+}
+
+# --- reload and quit are prompt --------------------------------------------
+
+{
+    ok($A->reload, 'reload with sync on');
+    ok(wait_for('A reconnects', 10, sub {
+           () = $A->error_log =~ /mqttapi sync: connected to/g;
+       }), 'A syncs after the reload');
+
+    $redis->freeze;
+    sleep 0.5;
+    my $pid = $C->pid;
+    my $t0 = time;
+    kill 'QUIT', $pid;
+    my $gone = wait_for('C quits', 10, sub { !kill(0, $pid) });
+    ok($gone, sprintf('quit with Redis frozen: gone in %.1f s', time - $t0));
+    ok(time - $t0 < 5, 'quit is prompt');
+    $redis->thaw;
+}
+
+for my $n ([A => $A], [B => $B], [C => $C]) {
+    my $log = $n->[1]->error_log;
+    unlike($log, qr/open socket .* left|exited on signal (?!9)/,
+           "$n->[0]: no socket left open, no crash") or diag $log;
+}
+
+done_testing();
