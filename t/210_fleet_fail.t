@@ -1,0 +1,190 @@
+#!/usr/bin/perl
+# mqttapi_sync when Redis fails: the three fail= modes of a 5/s quota
+# (RevokeToken) with Redis frozen, and a Redis that answers garbage.
+#
+#   * fail=local: the node counts on its own at the limit divided by the
+#     nodes last seen alive (3 here: 2/s);
+#   * fail=open: the quota is not enforced;
+#   * fail=closed: what is left of the leases, then everything is answered
+#     locally;
+#   * a hostile "Redis" (wrong types, invalid protocol, huge lengths): the
+#     gateway keeps serving, the error is logged at most about once per
+#     interval (1 s here), nothing crashes.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use MqttapiTest;
+use MqttapiRedis;
+
+my $redis = MqttapiRedis->start;
+my $rport = $redis->port;
+
+my $up = start_nginx(workers => 1, http => <<'EOF');
+    log_format up '$arg_AccessKeyId|$arg_m|$msec';
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        access_log %%PREFIX%%/up.log up;
+        default_type application/json;
+        location / { return 200 '{"RequestId":"UP"}'; }
+    }
+EOF
+my $uport = $up->port(0);
+
+sub node_http {
+    my ($fail, $port) = @_;
+    return <<"EOF";
+    mqttapi_sync redis=127.0.0.1:$port interval=100ms timeout=300ms
+                 fail=$fail;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=quota:1m sync;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        mqttapi on;
+        location / {
+            mqttapi_quota zone=quota;
+            proxy_pass http://127.0.0.1:$uport;
+        }
+    }
+EOF
+}
+
+my %node;
+for my $f (qw(local open closed)) {
+    $node{$f} = start_nginx(workers => 2, http => node_http($f, $rport));
+}
+
+sub wait_for {
+    my ($timeout, $cond) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+    return 0;
+}
+
+for my $f (sort keys %node) {
+    ok(wait_for(10, sub { $node{$f}->error_log =~ /sync: connected to/ }),
+       "fail=$f: connected");
+}
+
+# three nodes beat: each knows there are three
+ok(wait_for(10, sub {
+       my $n = $redis->cmd('ZCARD', 'mqttapi:nodes');
+       defined $n && $n == 3 }), 'three nodes in the heartbeat set');
+sleep 1.5;     # every node has read the count
+
+sub admitted {
+    my ($n, $k, $secs) = @_;
+    my ($ok, $rej, $other) = (0, 0, 0);
+    my $end = time + $secs;
+    while (time < $end) {
+        my $r = get($n->port(0), "/?AccessKeyId=$k&Action=RevokeToken");
+        if ($r->{status} == 200) { $ok++ }
+        elsif ($r->{status} == 429) { $rej++ }
+        else { $other++ }
+        sleep 0.02;
+    }
+    return ($ok, $rej, $other);
+}
+
+$redis->freeze;
+
+# every node notices (timeout=300ms, a heartbeat a second)
+ok(wait_for(10, sub {
+       (() = join('', map { $_->error_log } values %node)
+             =~ /did not answer/g) >= 3 }),
+   'Redis frozen: every node noticed');
+
+{
+    my ($ok, $rej, $other) = admitted($node{local}, 'AK-local', 3);
+    diag "fail=local: $ok admitted, $rej rejected in 3 s";
+    is($other, 0, 'fail=local: passes and local rejects only');
+    ok($ok >= 3 && $ok <= 2 * 4 + 1,
+       "fail=local: about 2/s, the limit over 3 nodes ($ok in 3 s)");
+}
+
+{
+    my ($ok, $rej, $other) = admitted($node{open}, 'AK-open', 2);
+    diag "fail=open: $ok admitted, $rej rejected in 2 s";
+    is($rej + $other, 0, 'fail=open: no quota');
+    ok($ok > 15, "fail=open: more than 5/s ($ok in 2 s)");
+}
+
+{
+    my ($ok, $rej, $other) = admitted($node{closed}, 'AK-closed', 2);
+    diag "fail=closed: $ok admitted, $rej rejected in 2 s";
+    is($other, 0, 'fail=closed: passes and local rejects only');
+    is($ok, 0, 'fail=closed: nothing without a lease');
+}
+
+$redis->thaw;
+
+ok(wait_for(10, sub {
+       (() = $node{closed}->error_log =~ /sync: connected to/g) >= 2 }),
+   'fail=closed: reconnected after SIGCONT');
+{
+    my ($ok) = admitted($node{closed}, 'AK-closed2', 2);
+    ok($ok >= 2, "fail=closed: leases again once Redis is back ($ok)");
+}
+
+$_->stop for values %node;
+
+# ---------------------------------------------------------------------------
+# a hostile Redis
+# ---------------------------------------------------------------------------
+
+my @garbage = (
+    "+OK\r\n" x 20,                              # wrong types
+    "*3\r\n:1\r\n:2\r\n\$-1\r\n" x 10,
+    "*-5\r\n\$999999999999\r\n",                 # huge length
+    "*1\r\n" x 200,                              # deep nesting
+    "\x00\xff garbage \r\n\r\n",
+    "-NOSCRIPT no\r\n" x 20,
+    ":99999999999999999999999\r\n",
+    "\$40\r\n" . ('x' x 40) . "\r\n" x 12,       # SCRIPT LOAD, then junk
+);
+
+my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                Listen => 64, Proto => 'tcp', ReuseAddr => 1)
+    or die "listen: $!";
+my $fport = $srv->sockport;
+my $fake = fork // die "fork: $!";
+if ($fake == 0) {
+    my $i = 0;
+    while (my $c = $srv->accept) {
+        my $g = $garbage[$i++ % @garbage];
+        sysread($c, my $buf, 65536);
+        syswrite($c, $g);
+        sleep 0.05;
+        close $c;
+    }
+    POSIX::_exit(0);
+}
+close $srv;
+
+my $ng = start_nginx(workers => 2, http => node_http('local', $fport));
+my $mark = time;
+my $bad = 0;
+while (time < $mark + 4) {
+    my $r = get($ng->port(0), "/?AccessKeyId=AK-h&Action=ListGroupId");
+    $bad++ unless $r->{status} == 200 || $r->{status} == 429;
+    sleep 0.05;
+}
+is($bad, 0, 'a hostile Redis: the gateway keeps answering');
+my $log = $ng->error_log;
+my $n = () = $log =~ /\[error\].*mqttapi sync:/g;
+ok($n >= 1, "a hostile Redis: errors logged ($n)");
+ok($n <= 2 * 6, "a hostile Redis: at most about once per second ($n in 4 s)");
+unlike($log, qr/exited on signal|\[alert\]/, 'a hostile Redis: no crash')
+    or diag $log;
+
+kill 'KILL', $fake;
+waitpid $fake, 0;
+
+done_testing();
