@@ -11,7 +11,8 @@ SHELL := /bin/bash
 #   make run                   the gateway in front of the bundled emulator
 #   make test                  build and run the whole test suite
 #   make bench                 the SPEC 9 benchmarks (bench/RESULTS.md)
-#   make fuzz                  the fast JSON scan against jansson
+#   make fuzz                  the fast JSON scan against jansson, and
+#                              the parsers of Redis replies (mqttapi_sync)
 #                              (libFuzzer, FUZZ_TIME=60 seconds a build)
 #   make deps                  install the Debian packages needed
 

@@ -47,8 +47,7 @@ static void ngx_http_mqttapi_sync_right_reply(
 static void ngx_http_mqttapi_sync_pull_reply(
     ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
 static void ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
-    ngx_uint_t zone, ngx_str_t *key, uint32_t count, ngx_msec_int_t left,
-    ngx_msec_t delay, ngx_str_t *code, ngx_uint_t peer);
+    ngx_uint_t zone, ngx_http_mqttapi_sync_backoff_t *b, ngx_uint_t peer);
 static void ngx_http_mqttapi_sync_apply_close(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, ngx_str_t *key,
     uint32_t count);
@@ -57,8 +56,6 @@ static ngx_http_mqttapi_sync_ref_t *ngx_http_mqttapi_sync_ref(
     size_t len);
 static ngx_int_t ngx_http_mqttapi_sync_zone_index(
     ngx_http_mqttapi_sync_task_t *task, ngx_str_t *name);
-static ngx_int_t ngx_http_mqttapi_sync_number(u_char *p, size_t len,
-    ngx_msec_int_t *n);
 
 
 void
@@ -356,13 +353,8 @@ ngx_http_mqttapi_sync_push_reply(ngx_http_mqttapi_sync_task_t *task,
 {
     ngx_http_mqttapi_sync_ref_t *ref = data;
 
-    ngx_str_t                         key, code;
-    long long                         count, left, delay;
-    redisReply                      **e;
+    ngx_http_mqttapi_sync_backoff_t   b;
     ngx_http_mqttapi_sync_tracked_t  *t;
-
-    key.data = ref->key;
-    key.len = ref->len;
 
     t = ngx_http_mqttapi_sync_track(task, ref->zone, ref->key, ref->len, 0);
 
@@ -391,15 +383,8 @@ ngx_http_mqttapi_sync_push_reply(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    e = reply->element;
-
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4
-        || ngx_http_mqttapi_sync_integer(e[0], &count) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(e[1], &left) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(e[2], &delay) != NGX_OK
-        || e[3]->type != REDIS_REPLY_STRING
-        || count < 1 || count > 31 || delay < 0 || delay > 86400000
-        || left < -86400000 || left > 86400000)
+        || ngx_http_mqttapi_sync_parse_backoff(reply->element, &b) != NGX_OK)
     {
         goto invalid;
     }
@@ -408,12 +393,10 @@ ngx_http_mqttapi_sync_push_reply(ngx_http_mqttapi_sync_task_t *task,
 
     /* the fleet's back-off, which may be another node's */
 
-    code.data = (u_char *) e[3]->str;
-    code.len = e[3]->len;
+    b.key.data = ref->key;
+    b.key.len = ref->len;
 
-    ngx_http_mqttapi_sync_apply(task, ref->zone, &key, (uint32_t) count,
-                                (ngx_msec_int_t) left, (ngx_msec_t) delay,
-                                &code, 0);
+    ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 0);
     ngx_free(ref);
     return;
 
@@ -607,10 +590,9 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
     ngx_http_mqttapi_sync_ref_t *ref = data;
 
     size_t                            i;
-    ngx_str_t                         key, code;
-    long long                         count, left, delay;
+    ngx_str_t                         key;
     ngx_queue_t                      *q, *next;
-    redisReply                      **e;
+    ngx_http_mqttapi_sync_backoff_t   b;
     ngx_http_mqttapi_sync_tracked_t  *t;
 
     if (ngx_http_mqttapi_sync_reply_error(task,
@@ -635,31 +617,17 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
     }
 
     for (i = 0; i < reply->elements; i += 5) {
-        e = &reply->element[i];
 
-        if (e[0]->type != REDIS_REPLY_STRING
-            || e[0]->len == 0 || e[0]->len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN
-            || ngx_http_mqttapi_sync_integer(e[1], &count) != NGX_OK
-            || ngx_http_mqttapi_sync_integer(e[2], &left) != NGX_OK
-            || ngx_http_mqttapi_sync_integer(e[3], &delay) != NGX_OK
-            || e[4]->type != REDIS_REPLY_STRING
-            || count < 1 || count > 31 || delay < 0 || delay > 86400000
-            || left < -86400000 || left > 86400000)
+        if (ngx_http_mqttapi_sync_parse_entry(&reply->element[i], &b)
+            != NGX_OK)
         {
             goto invalid;
         }
 
-        key.data = (u_char *) e[0]->str;
-        key.len = e[0]->len;
-        code.data = (u_char *) e[4]->str;
-        code.len = e[4]->len;
+        ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 1);
 
-        ngx_http_mqttapi_sync_apply(task, ref->zone, &key, (uint32_t) count,
-                                    (ngx_msec_int_t) left,
-                                    (ngx_msec_t) delay, &code, 1);
-
-        t = ngx_http_mqttapi_sync_track(task, ref->zone, key.data, key.len,
-                                        0);
+        t = ngx_http_mqttapi_sync_track(task, ref->zone, b.key.data,
+                                        b.key.len, 0);
         if (t) {
             t->seen = 1;
         }
@@ -704,152 +672,38 @@ void
 ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data)
 {
-    ngx_int_t        zone;
-    uint32_t         count;
-    ngx_str_t        name, code, key;
-    ngx_uint_t       close;
-    ngx_msec_t       delay;
-    ngx_msec_int_t   left;
+    ngx_int_t                        zone;
+    ngx_http_mqttapi_sync_backoff_t  b;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[2]->type != REDIS_REPLY_STRING
-        || reply->element[0]->len != 7
-        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0)
-    {
-        goto invalid;
+    if (ngx_http_mqttapi_sync_parse_event(reply, &b) != NGX_OK) {
+        ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB,
+                                    "unexpected message on the channel");
+        return;
     }
 
-    if (ngx_http_mqttapi_sync_parse_message(
-            (u_char *) reply->element[2]->str, reply->element[2]->len,
-            &name, &close, &count, &left, &delay, &code, &key)
-        != NGX_OK)
-    {
-        goto invalid;
-    }
-
-    zone = ngx_http_mqttapi_sync_zone_index(task, &name);
+    zone = ngx_http_mqttapi_sync_zone_index(task, &b.zone);
 
     if (zone == NGX_ERROR) {
         /* a zone this node does not sync */
         return;
     }
 
-    if (close) {
-        ngx_http_mqttapi_sync_apply_close(task, zone, &key, count);
+    if (b.close) {
+        ngx_http_mqttapi_sync_apply_close(task, zone, &b.key, b.count);
         return;
     }
 
-    ngx_http_mqttapi_sync_apply(task, zone, &key, count, left, delay, &code,
-                                1);
-    return;
-
-invalid:
-
-    ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB,
-                                "unexpected message on the channel");
-}
-
-
-ngx_int_t
-ngx_http_mqttapi_sync_parse_message(u_char *p, size_t len, ngx_str_t *zone,
-    ngx_uint_t *close, uint32_t *count, ngx_msec_int_t *left,
-    ngx_msec_t *delay, ngx_str_t *code, ngx_str_t *key)
-{
-    u_char          *last, *f[6];
-    size_t           flen[6];
-    ngx_uint_t       i;
-    ngx_msec_int_t   n;
-
-    /* six fields separated by one space, then the key (any bytes) */
-
-    last = p + len;
-
-    for (i = 0; i < 6; i++) {
-        f[i] = p;
-
-        while (p < last && *p != ' ') {
-            p++;
-        }
-
-        if (p == last) {
-            return NGX_ERROR;
-        }
-
-        flen[i] = p - f[i];
-        p++;
-    }
-
-    if (flen[0] != 1 || (f[0][0] != 'O' && f[0][0] != 'C')
-        || flen[1] == 0 || flen[5] == 0
-        || flen[5] > NGX_HTTP_MQTTAPI_CODE_MAX_LEN
-        || p == last || (size_t) (last - p) > NGX_HTTP_MQTTAPI_KEY_MAX_LEN)
-    {
-        return NGX_ERROR;
-    }
-
-    *close = (f[0][0] == 'C');
-
-    zone->data = f[1];
-    zone->len = flen[1];
-
-    if (ngx_http_mqttapi_sync_number(f[2], flen[2], &n) != NGX_OK
-        || n < 1 || n > 31)
-    {
-        return NGX_ERROR;
-    }
-
-    *count = (uint32_t) n;
-
-    if (ngx_http_mqttapi_sync_number(f[3], flen[3], left) != NGX_OK
-        || *left > 86400000 || *left < -86400000)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_mqttapi_sync_number(f[4], flen[4], &n) != NGX_OK
-        || n < 0 || n > 86400000)
-    {
-        return NGX_ERROR;
-    }
-
-    *delay = (ngx_msec_t) n;
-
-    code->data = f[5];
-    code->len = flen[5];
-
-    key->data = p;
-    key->len = last - p;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_mqttapi_sync_number(u_char *p, size_t len, ngx_msec_int_t *n)
-{
-    ngx_int_t  neg, v;
-
-    neg = (len > 1 && p[0] == '-');
-
-    v = ngx_atoi(p + neg, len - neg);
-
-    if (v == NGX_ERROR || len > 12) {
-        return NGX_ERROR;
-    }
-
-    *n = neg ? -v : v;
-
-    return NGX_OK;
+    ngx_http_mqttapi_sync_apply(task, zone, &b, 1);
 }
 
 
 static void
 ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
-    ngx_uint_t zone_index, ngx_str_t *key, uint32_t count,
-    ngx_msec_int_t left, ngx_msec_t delay, ngx_str_t *code, ngx_uint_t peer)
+    ngx_uint_t zone_index, ngx_http_mqttapi_sync_backoff_t *b,
+    ngx_uint_t peer)
 {
-    uint32_t                          hash;
+    uint32_t                          hash, count;
+    ngx_str_t                        *key, *code;
     ngx_msec_t                        now, until;
     ngx_http_mqttapi_node_t          *node;
     ngx_http_mqttapi_zone_t         **zones, *zone;
@@ -858,19 +712,18 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     zones = task->conf->zones.elts;
     zone = zones[zone_index];
     now = ngx_current_msec;
-    until = now + left;
+    until = now + b->left;
+    key = &b->key;
+    code = &b->code;
+    count = b->count;
     hash = ngx_http_mqttapi_zone_hash(key);
-
-    if (code->len == 1 && code->data[0] == '-') {
-        code->len = 0;
-    }
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
 
     if (node == NULL) {
-        if (left <= 0 && peer) {
+        if (b->left <= 0 && peer) {
             /* over already: nothing to answer locally */
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return;
@@ -899,7 +752,7 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
 
     node->u.backoff.count = count;
     node->until = until;
-    node->delay = (uint32_t) delay;
+    node->delay = (uint32_t) b->delay;
 
     if (code->len) {
         node->code = ngx_http_mqttapi_zone_code_index(zone, code);

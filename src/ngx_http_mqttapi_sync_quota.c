@@ -184,10 +184,9 @@ ngx_http_mqttapi_sync_lease_reply(ngx_http_mqttapi_sync_task_t *task,
 {
     ngx_http_mqttapi_sync_lease_t *lease = data;
 
-    long long                  granted, left, second;
     ngx_str_t                  key;
-    ngx_msec_t                 now;
-    redisReply               **e;
+    ngx_uint_t                 granted;
+    ngx_msec_t                 now, left;
     ngx_http_mqttapi_node_t   *node;
     ngx_http_mqttapi_zone_t  **zones, *zone;
 
@@ -199,15 +198,7 @@ ngx_http_mqttapi_sync_lease_reply(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    e = reply->element;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || ngx_http_mqttapi_sync_integer(e[0], &granted) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(e[1], &left) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(e[2], &second) != NGX_OK
-        || granted < 0 || granted > NGX_HTTP_MQTTAPI_QUOTA_MAX
-        || left < 0 || left > 1000)
-    {
+    if (ngx_http_mqttapi_sync_parse_lease(reply, &granted, &left) != NGX_OK) {
         ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_LEASE,
                                     "unexpected reply to a lease");
         ngx_free(lease);
@@ -238,7 +229,7 @@ ngx_http_mqttapi_sync_lease_reply(ngx_http_mqttapi_sync_task_t *task,
         node->u.lease.tokens = (uint16_t) ngx_min(node->u.lease.tokens
                                                   + granted,
                                                   NGX_HTTP_MQTTAPI_QUOTA_MAX);
-        node->u.lease.end = now + (ngx_msec_t) left;
+        node->u.lease.end = now + left;
 
         /* none left this second: ask again in the next one */
         node->u.lease.asked = (granted == 0);
@@ -247,7 +238,7 @@ ngx_http_mqttapi_sync_lease_reply(ngx_http_mqttapi_sync_task_t *task,
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, task->log, 0,
-                   "mqttapi sync: leased %L tokens of \"%V\" for %L ms",
+                   "mqttapi sync: leased %ui tokens of \"%V\" for %M ms",
                    granted, &key, left);
 
     ngx_free(lease);

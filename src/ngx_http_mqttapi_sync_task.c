@@ -650,18 +650,6 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
 }
 
 
-ngx_int_t
-ngx_http_mqttapi_sync_integer(redisReply *r, long long *n)
-{
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *n = r->integer;
-        return NGX_OK;
-    }
-
-    return NGX_ERROR;
-}
-
-
 static void
 ngx_http_mqttapi_sync_beat(ngx_http_mqttapi_sync_task_t *task)
 {

@@ -56,6 +56,19 @@
 #define NGX_HTTP_MQTTAPI_SYNC_KEY        512
 
 
+/* a back-off as Redis tells it (a reply, a message) */
+
+typedef struct {
+    ngx_str_t                        zone;        /* messages */
+    ngx_str_t                        key;
+    ngx_str_t                        code;        /* empty: not kept */
+    uint32_t                         count;
+    ngx_msec_int_t                   left;
+    ngx_msec_t                       delay;
+    ngx_uint_t                       close;       /* messages */
+} ngx_http_mqttapi_sync_backoff_t;
+
+
 typedef struct ngx_http_mqttapi_sync_task_s  ngx_http_mqttapi_sync_task_t;
 typedef struct ngx_http_mqttapi_sync_link_s  ngx_http_mqttapi_sync_link_t;
 
@@ -166,7 +179,18 @@ ngx_int_t ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task,
     size_t len);
 ngx_int_t ngx_http_mqttapi_sync_reply_error(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op, redisReply *reply);
+
+/* ngx_http_mqttapi_sync_reply.c: what Redis sent, checked */
+
 ngx_int_t ngx_http_mqttapi_sync_integer(redisReply *r, long long *n);
+ngx_int_t ngx_http_mqttapi_sync_parse_backoff(redisReply **e,
+    ngx_http_mqttapi_sync_backoff_t *b);
+ngx_int_t ngx_http_mqttapi_sync_parse_entry(redisReply **e,
+    ngx_http_mqttapi_sync_backoff_t *b);
+ngx_int_t ngx_http_mqttapi_sync_parse_event(redisReply *reply,
+    ngx_http_mqttapi_sync_backoff_t *b);
+ngx_int_t ngx_http_mqttapi_sync_parse_lease(redisReply *reply,
+    ngx_uint_t *granted, ngx_msec_t *left);
 
 /* ngx_http_mqttapi_sync_backoff.c: back-offs shared by the fleet */
 
@@ -179,10 +203,6 @@ void ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task);
 void ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
 void ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task);
-ngx_int_t ngx_http_mqttapi_sync_parse_message(u_char *p, size_t len,
-    ngx_str_t *zone, ngx_uint_t *close, uint32_t *count,
-    ngx_msec_int_t *left, ngx_msec_t *delay, ngx_str_t *code,
-    ngx_str_t *key);
 
 /* ngx_http_mqttapi_sync_quota.c: leases of quota tokens */
 

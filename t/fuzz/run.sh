@@ -4,7 +4,8 @@
 # (SSE2 on x86-64) and with __SSE2__ undefined (the 64-bit word scan), and
 # runs each for FUZZ_TIME seconds (default 60) from a small seed corpus.
 # A crash or an abort() of the harness (the scan and jansson disagree)
-# fails the run and leaves the input (crash-*) in build/fuzz/.
+# fails the run and leaves the input (crash-*) in build/fuzz/.  Then
+# t/fuzz/sync_reply.c (mqttapi_sync's handling of Redis replies), alike.
 
 set -euo pipefail
 
@@ -65,3 +66,39 @@ for variant in as_built no_sse2; do
 done
 
 echo "fuzz: no disagreement between the fast scan and jansson"
+
+# mqttapi_sync: what Redis sends, through hiredis's reader and the reply
+# parsers (t/fuzz/sync_reply.c), from replies of the scripts and messages
+
+mkdir -p "$OUT/corpus.sync" "$OUT/seeds.sync"
+i=0
+while IFS= read -r line; do
+    printf '%b' "$line" > "$OUT/seeds.sync/seed$((i++))"
+done <<'SEEDS'
+*4\r\n:2\r\n:950\r\n:1000\r\n$18\r\nApplyTokenOverFlow\r\n
+*5\r\n$4\r\nb:AK\r\n:1\r\n:-20\r\n:1000\r\n$1\r\n-\r\n
+*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$40\r\nO fleet 3 990 1000 SystemOverFlow b:AK 1\r\n
+*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$20\r\nC fleet 2 0 0 - b:AK\r\n
+*3\r\n:2\r\n:431\r\n:1796226054\r\n
++OK\r\n$-1\r\n:3\r\n-NOSCRIPT No matching script\r\n
+SEEDS
+
+bin="$OUT/sync_reply"
+clang -g -O1 -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined "${INCS[@]}" \
+    "$REPO/t/fuzz/sync_reply.c" -lhiredis -o "$bin"
+
+echo "fuzz: sync_reply, ${TIME}s"
+rc=0
+(cd "$OUT" && "$bin" -max_total_time="$TIME" -max_len=4096 \
+    -print_final_stats=1 corpus.sync seeds.sync) > "$OUT/sync_reply.log" 2>&1 \
+    || rc=$?
+grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' "$OUT/sync_reply.log" \
+    || true
+if [ "$rc" != 0 ]; then
+    tail -30 "$OUT/sync_reply.log" >&2
+    echo "fuzz: sync_reply failed (exit $rc), the input is in $OUT" >&2
+    exit 1
+fi
+
+echo "fuzz: the sync reply parsers took every input safely"
