@@ -79,7 +79,6 @@ ngx_http_mqttapi_sync_link_connect(ngx_http_mqttapi_sync_link_t *link)
     c->write->handler = ngx_http_mqttapi_sync_link_write;
     c->read->cancelable = 1;
     c->write->cancelable = 1;
-    c->log->action = "talking to Redis for mqttapi_sync";
 
     link->connecting = (rc == NGX_AGAIN);
 
