@@ -35,6 +35,7 @@ use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
+use MqttapiLimit;
 
 my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
                                    SystemOverFlow);
@@ -382,32 +383,11 @@ my $ng = start_nginx(http => $http, workers => 2);
 my $port = $ng->port(0);
 my $UPLOG = $ng->prefix . '/up.log';
 
-sub up_lines {
-    open my $fh, '<', $UPLOG or return ();
-    my @l = <$fh>;
-    chomp @l;
-    return @l;
-}
+my $UP = upstream_log($UPLOG);
 
 # requests with this key (or this marker) the upstream has seen
-sub up_count {
-    my ($key, $field) = @_;
-    $field //= 0;
-    return scalar grep { ((split /\|/, $_, -1)[$field] // '') eq $key }
-                  up_lines();
-}
-
-# the upstream logs after it answered: wait a little for a late line
-sub up_count_settled {
-    my ($key, $want, $field) = @_;
-    my $deadline = time + 1;
-    my $n;
-    while (1) {
-        $n = up_count($key, $field);
-        return $n if $n >= $want || time > $deadline;
-        sleep 0.02;
-    }
-}
+sub up_count { $UP->count(@_) }
+sub up_count_settled { $UP->count_settled(@_) }
 
 sub path {
     my ($loc, $key, %a) = @_;
@@ -420,23 +400,6 @@ sub path {
 sub req {
     my ($loc, $key, %a) = @_;
     return get($port, path($loc, $key, %a));
-}
-
-# several requests at once: connect all, send all, then read the answers
-sub burst {
-    my ($p, @paths) = @_;
-    my @socks;
-    for (@paths) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
-                                      Proto => 'tcp')
-            or die "connect: $!";
-        push @socks, $s;
-    }
-    for my $i (0 .. $#paths) {
-        syswrite($socks[$i], "GET $paths[$i] HTTP/1.1\r\nHost: localhost\r\n"
-                           . "Connection: close\r\n\r\n");
-    }
-    return map { http_read_response($_, timeout => 10) } @socks;
 }
 
 sub is_reject {
