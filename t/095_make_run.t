@@ -6,6 +6,10 @@
 # its output must show what the comment above it promises, the access log
 # on stdout must carry the annotations.  Then SIGINT (Ctrl-C) stops it: the
 # script's nginx and its workers are gone, nothing listens any more.
+# It runs a copy of the template (MQTTAPI_CONF), and its error log has no
+# line for the keep-alive connections curl closes.  A second run.sh on a
+# port in use refuses to start, before printing anything else, and says how
+# to pick other ports.
 #
 # README.md shows the output of these examples: its demo responses must be
 # what the demo answers (up to the Date and the request ids), and every
@@ -35,6 +39,11 @@ my $EMU  = free_port();
 my $out  = "$dir/stdout";
 my $err  = "$dir/stderr";
 
+# the template, copied (MQTTAPI_CONF runs a copy): a marker line added
+my $template = "$dir/my-gateway.conf";
+MqttapiTest::_spew($template, "# my copy of the demo template\n"
+                              . slurp("$REPO/conf/gateway.conf"));
+
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
     setpgrp(0, 0);
@@ -44,6 +53,7 @@ if ($pid == 0) {
     $ENV{MQTTAPI_PORT} = $PORT;
     $ENV{MQTTAPI_EMULATOR_PORT} = $EMU;
     $ENV{MQTTAPI_RUN_DIR} = "$dir/prefix";
+    $ENV{MQTTAPI_CONF} = $template;
     $ENV{NGINX} = $MqttapiTest::NGINX;
     $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
     delete $ENV{STATIC};
@@ -59,6 +69,13 @@ sub slurp { MqttapiTest::_slurp($_[0]) // '' }
 # they take on a loaded machine: every wait polls until its condition
 # holds, the demo exits, or this deadline passes, whichever comes first.
 my $DEADLINE = $ENV{MQTTAPI_DEMO_DEADLINE} || 90;
+
+# wait_until($cond): poll until $cond holds or the deadline passes
+sub wait_until {
+    my ($cond) = @_;
+    my $deadline = Time::HiRes::time() + $DEADLINE;
+    Time::HiRes::sleep(0.05) until $cond->() || Time::HiRes::time() > $deadline;
+}
 
 # wait_for($cond) -> '' once $cond holds, else why not
 sub wait_for {
@@ -87,8 +104,31 @@ like($banner, qr{emulator\s+http://127\.0\.0\.1:$EMU/}, 'banner: the emulator ad
 like($banner, qr{config\s+\Q$dir\E/prefix/nginx\.conf}, 'banner: the generated config');
 ok(-f "$dir/prefix/nginx.conf" && -f "$dir/prefix/nginx.pid",
    'nginx.conf and the pid file are in MQTTAPI_RUN_DIR');
+like(slurp("$dir/prefix/nginx.conf"), qr/\A# my copy of the demo template\n/,
+     'MQTTAPI_CONF: the copy of the template is what runs');
+like($banner, qr/generated from \Q$template\E/, 'banner: names the template');
 like(slurp("$dir/prefix/nginx.pid"), qr/^$pid\b/,
      'the pid file names the foreground nginx (run.sh exec-ed it)');
+
+# ---------------------------------------------------------------------------
+# another demo on the same gateway port
+# ---------------------------------------------------------------------------
+
+{
+    local $ENV{MQTTAPI_PORT} = $PORT;
+    local $ENV{MQTTAPI_EMULATOR_PORT} = free_port();
+    local $ENV{MQTTAPI_RUN_DIR} = "$dir/prefix2";
+    local $ENV{NGINX} = $MqttapiTest::NGINX;
+    local $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
+    my ($rc, $text) = MqttapiTest::_run_cmd('timeout', $DEADLINE, 'bash',
+                                            "$REPO/conf/run.sh");
+    isnt($rc, 0, 'a second demo on a port in use: run.sh fails');
+    like($text, qr/port\(s\) $PORT already in use/, 'it names the port');
+    like($text, qr/MQTTAPI_PORT=\d+ MQTTAPI_EMULATOR_PORT=\d+ make run/,
+         'it says how to pick other ports');
+    unlike($text, qr/ngx_http_mqttapi_module demo|syntax is ok/,
+           'it stops before nginx -t and the banner');
+}
 
 # ---------------------------------------------------------------------------
 # the printed examples, run as printed
@@ -119,7 +159,7 @@ sub run_shell {
         open STDIN,  '<', '/dev/null';
         open STDOUT, '>', "$dir/cmd.out" or POSIX::_exit(126);
         open STDERR, '>', "$dir/cmd.err" or POSIX::_exit(126);
-        exec 'timeout', '20', 'bash', '-c', $script or POSIX::_exit(127);
+        exec 'timeout', $DEADLINE, 'bash', '-c', $script or POSIX::_exit(127);
     }
     waitpid($k, 0);
     return ($? >> 8, slurp("$dir/cmd.out"), slurp("$dir/cmd.err"));
@@ -264,7 +304,9 @@ for my $n (1, 2, 4) {
 # Ctrl-C
 # ---------------------------------------------------------------------------
 
-my @workers = map { $_->[0] } MqttapiTest::_children($pid);
+# (the error log's filter is a child of the nginx run.sh exec-ed too)
+my @workers = map { $_->[0] } grep { $_->[1] =~ /^nginx: worker process/ }
+              MqttapiTest::_children($pid);
 ok(@workers, 'the demo nginx has workers');
 kill 'INT', $pid;
 my $gone = 0;
@@ -278,7 +320,12 @@ is($? >> 8, 0, 'the demo exits with status 0') if $gone;
 ok(!grep({ MqttapiTest::_alive($_) } @workers), 'its workers are gone');
 ok(!MqttapiTest::_port_listening($PORT) && !MqttapiTest::_port_listening($EMU),
    'nothing listens on the demo ports any more');
+# the error log passes through a filter, which ends after nginx: wait for
+# its last line
+wait_until(sub { slurp($err) =~ /\b$pid#\d+: exit\n\z/ });
 like(slurp($err), qr/\b$pid#\d+: exit\n\z/, 'the error log ends with the master exiting');
+unlike(slurp($err), qr/closed keepalive connection/,
+       'error log: no line for the keep-alive connections curl closed');
 unlike(slurp($err), qr/\[(alert|crit|emerg)\]|could not build optimal/,
        'error log: no alert, crit, emerg, no hash warning');
 $pid = 0 if $gone;
