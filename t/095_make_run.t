@@ -44,6 +44,19 @@ my $template = "$dir/my-gateway.conf";
 MqttapiTest::_spew($template, "# my copy of the demo template\n"
                               . slurp("$REPO/conf/gateway.conf"));
 
+# the nginx and module under test: MQTTAPI_MODULE=none is a build with
+# the module compiled in (run.sh's STATIC=1)
+sub demo_env {
+    $ENV{NGINX} = $MqttapiTest::NGINX;
+    if ($MqttapiTest::MODULE eq 'none') {
+        $ENV{STATIC} = 1;
+        delete $ENV{MQTTAPI_MODULE};
+    } else {
+        delete $ENV{STATIC};
+        $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
+    }
+}
+
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
     setpgrp(0, 0);
@@ -54,9 +67,7 @@ if ($pid == 0) {
     $ENV{MQTTAPI_EMULATOR_PORT} = $EMU;
     $ENV{MQTTAPI_RUN_DIR} = "$dir/prefix";
     $ENV{MQTTAPI_CONF} = $template;
-    $ENV{NGINX} = $MqttapiTest::NGINX;
-    $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
-    delete $ENV{STATIC};
+    demo_env();
     exec 'bash', "$REPO/conf/run.sh" or POSIX::_exit(127);
 }
 
@@ -118,8 +129,8 @@ like(slurp("$dir/prefix/nginx.pid"), qr/^$pid\b/,
     local $ENV{MQTTAPI_PORT} = $PORT;
     local $ENV{MQTTAPI_EMULATOR_PORT} = free_port();
     local $ENV{MQTTAPI_RUN_DIR} = "$dir/prefix2";
-    local $ENV{NGINX} = $MqttapiTest::NGINX;
-    local $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
+    local ($ENV{NGINX}, $ENV{STATIC}, $ENV{MQTTAPI_MODULE});
+    demo_env();
     my ($rc, $text) = MqttapiTest::_run_cmd('timeout', $DEADLINE, 'bash',
                                             "$REPO/conf/run.sh");
     isnt($rc, 0, 'a second demo on a port in use: run.sh fails');
