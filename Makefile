@@ -10,6 +10,7 @@ SHELL := /bin/bash
 #                              build build/nginx with the module compiled in
 #   make run                   the gateway in front of the bundled emulator
 #   make test                  build and run the whole test suite
+#                              (with STATIC=1: against build/nginx)
 #   make bench                 the benchmarks (bench/RESULTS.md; raw
 #                              outputs in build/bench, outside git)
 #   make fuzz                  the fast JSON scan against jansson
@@ -150,8 +151,11 @@ run: check-build
 	    || { tail -40 $(BUILD)/run-build.log; exit 1; }
 	@bash conf/run.sh
 
+# With STATIC=1 the suite runs the build/nginx just built (the module
+# compiled in) instead of the packaged nginx and build/*.so.
 test: check-test module
-	$(PROVE) -j2 $(PROVE_FLAGS) $(TESTS)
+	$(if $(STATIC),MQTTAPI_NGINX=$(TARGET) MQTTAPI_MODULE=none) \
+	    $(PROVE) -j2 $(PROVE_FLAGS) $(TESTS)
 
 bench: check-bench module
 	bash bench/run.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Client-side rate limiting, the quota part (SPEC 6), through a real nginx
+# Client-side rate limiting, the quota part, through a real nginx
 # with two workers: a sliding one-second window per key and action at the
 # action's published quota (conf/mqttapi_catalog.json "actions"), a
 # per-action ceiling across all keys ("quota" "api_ceiling"), local answers
@@ -31,7 +31,7 @@ my $catalog = do {
     JSON::PP->new->utf8->decode(scalar <$fh>);
 };
 
-# the data the tests rely on (SPEC 6)
+# the data the tests rely on (the built-in catalog's quotas)
 is($catalog->{actions}{RevokeToken}{quota}, 5, 'catalog: RevokeToken 5/s');
 is($catalog->{actions}{ApplyToken}{quota}, 100, 'catalog: ApplyToken 100/s');
 is($catalog->{actions}{QueryToken}{quota}, 100, 'catalog: QueryToken 100/s');
@@ -623,8 +623,8 @@ sleep 1.2;
 
 # A quiet key, then a cluster at the end of its window, then a steady
 # stream: the upstream must still never see more than 5 RevokeToken of the
-# key in any one second (SPEC 6: below the published limits; the
-# per-IP ceiling "must never" be crossed).
+# key in any one second (below the published limits; the per-IP
+# ceiling must never be crossed).
 {
     my $k = 'clustered';
     my $t0 = time;
