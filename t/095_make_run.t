@@ -13,7 +13,8 @@
 #
 # README.md shows the output of these examples: its demo responses must be
 # what the demo answers (up to the Date and the request ids), and every
-# example response in it must have a Content-Length that is its body's.
+# example response in it and in docs/*.md must have a Content-Length that
+# is its body's.
 
 use strict;
 use warnings;
@@ -21,6 +22,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use POSIX ();
+use File::Basename ();
 use Time::HiRes ();
 use MqttapiTest;
 
@@ -261,30 +263,42 @@ my %r = map { $_ => parse_curl($example{$_}{out}) } grep { $_ != 5 } keys %examp
 }
 
 # ---------------------------------------------------------------------------
-# README.md: its example responses
+# README.md and docs/: their example responses
 # ---------------------------------------------------------------------------
 
-my $readme = slurp("$REPO/README.md");
-# fenced blocks, each from its opening fence (with or without an info
-# string) to the next fence
-my (@fenced, $cur);
-for (split /\n/, $readme) {
-    if (/^```\S*\s*$/) {
-        if (defined $cur) { push @fenced, $cur; undef $cur; } else { $cur = ''; }
-        next;
+# fenced_responses($file) -> the fenced blocks (from an opening fence, with
+# or without an info string, to the next fence) that are HTTP responses
+sub fenced_responses {
+    my ($file) = @_;
+    my (@fenced, $cur);
+    for (split /\n/, slurp($file)) {
+        if (/^```\S*\s*$/) {
+            if (defined $cur) { push @fenced, $cur; undef $cur; } else { $cur = ''; }
+            next;
+        }
+        $cur .= "$_\n" if defined $cur;
     }
-    $cur .= "$_\n" if defined $cur;
+    return grep { /\AHTTP\/1\.1 \d{3}/ } @fenced;
 }
-my @blocks = grep { /\AHTTP\/1\.1 \d{3}/ } @fenced;
-cmp_ok(scalar @blocks, '>=', 5, 'README: example responses found');
-for my $b (@blocks) {
-    my ($head, $body) = split /\n\n/, $b, 2;
-    my ($status) = $head =~ /\A(HTTP\S+ \d+)/;
-    my ($code) = $head =~ /^X-MQTTAPI-Error-Code: (\S+)/m;
-    my ($cl) = $head =~ /^Content-Length: (\d+)/m;
-    chomp(my $bytes = $body // '');
-    utf8::encode($bytes) if utf8::is_utf8($bytes);
-    is($cl, length $bytes, "README: $status " . ($code // '') . ": Content-Length is the body's");
+
+my @blocks = fenced_responses("$REPO/README.md");
+cmp_ok(scalar @blocks, '>=', 4, 'README: example responses found');
+my @docs = map { [ "docs/$_", fenced_responses("$REPO/docs/$_") ] }
+           map { File::Basename::basename($_) } glob("$REPO/docs/*.md");
+cmp_ok(scalar(map { @$_[1 .. $#$_] } @docs), '>=', 3,
+       'docs/: example responses found');
+for my $d ([ 'README', @blocks ], @docs) {
+    my ($where, @b) = @$d;
+    for my $b (@b) {
+        my ($head, $body) = split /\n\n/, $b, 2;
+        my ($status) = $head =~ /\A(HTTP\S+ \d+)/;
+        my ($code) = $head =~ /^X-MQTTAPI-Error-Code: (\S+)/m;
+        my ($cl) = $head =~ /^Content-Length: (\d+)/m;
+        chomp(my $bytes = $body // '');
+        utf8::encode($bytes) if utf8::is_utf8($bytes);
+        is($cl, length $bytes,
+           "$where: $status " . ($code // '') . ": Content-Length is the body's");
+    }
 }
 
 # the demo examples, as they were answered here (the README's "# ..."
