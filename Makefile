@@ -33,7 +33,7 @@ OPTIMIZE    ?= -O2 -fstack-protector-strong -Wformat -Werror=format-security \
                -Wdate-time -D_FORTIFY_SOURCE=2
 
 DEPS_PKGS   := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
-               zlib1g-dev perl make gcc curl
+               zlib1g-dev perl make gcc curl prometheus
 
 .PHONY: all module deps run test bench fuzz clean FORCE
 
