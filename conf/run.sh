@@ -120,6 +120,10 @@ done
 # 6. any catalog code on demand (emulator argument mqttemu_code)
 curl -i '$GW/?Action=QueryToken&InstanceId=mqtt-cn-demo&Token=abc&mqttemu_code=InternalError'
 
+# The status endpoint (from 127.0.0.1 only): what the gateway counted
+#   curl -s '$GW/mqttapi/status'                     JSON
+#   curl -s '$GW/mqttapi/status?format=prometheus'   Prometheus text
+
 EOF
 
 exec "$NGINX_BIN" "${NGINX_ARGS[@]}" -g 'daemon off;'
