@@ -32,6 +32,7 @@ typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
     void                        *sync;        /* mqttapi_sync, or NULL */
+    void                        *stats;       /* with mqttapi_status */
 } ngx_http_mqttapi_main_conf_t;
 
 

@@ -16,6 +16,17 @@
  */
 
 
+const char  *ngx_http_mqttapi_sync_ops[] = {
+    "connect", "backoff", "reconcile", "probe", "lease", "beat", "pubsub"
+};
+
+/* the upper bounds of ngx_http_mqttapi_sync_task.c's buckets, in seconds */
+
+const char  *ngx_http_mqttapi_sync_rtt_le[] = {
+    "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.5", "+Inf"
+};
+
+
 static ngx_int_t ngx_http_mqttapi_sync_shm_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static char *ngx_http_mqttapi_sync_msec(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -102,6 +102,12 @@ typedef struct {
 } ngx_http_mqttapi_sync_conf_t;
 
 
+/* the words of the status endpoint, by operation and bucket */
+
+extern const char  *ngx_http_mqttapi_sync_ops[];
+extern const char  *ngx_http_mqttapi_sync_rtt_le[];
+
+
 /* configuration, ngx_http_mqttapi_sync.c */
 
 char *ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,

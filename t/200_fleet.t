@@ -16,7 +16,9 @@
 #     their own state, and reconcile after SIGCONT;
 #   * a killed Pub/Sub connection heals; Redis restarted empty gets back
 #     what the nodes hold; a killed task worker is replaced;
-#   * reload and quit are prompt with sync on, even with Redis frozen.
+#   * reload and quit are prompt with sync on, even with Redis frozen;
+#   * the status endpoint: sync_up, sync_nodes, sync_errors_total{op},
+#     sync_roundtrip_seconds, backoff_keys{origin="local|peer"}.
 
 use strict;
 use warnings;
@@ -24,6 +26,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
+use File::Temp ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
 use MqttapiRedis;
@@ -127,6 +130,9 @@ my $node_http = <<"EOF";
             mqttapi_quota zone=quota;
             proxy_pass http://127.0.0.1:$uport/;
         }
+        location = /mqttapi/status {
+            mqttapi_status;
+        }
     }
 EOF
 
@@ -180,6 +186,18 @@ sub local_reject {
 
 my $THROTTLE = 'ApplyTokenOverFlow';
 
+# a metric of a node's status endpoint (JSON), summed over matching rows
+sub status {
+    my ($node, $metric, %l) = @_;
+    my $d = json_decode(get($node->port(0), '/mqttapi/status')->{body});
+    my $sum = 0;
+    for my $row (@{ $d->{$metric} || [] }) {
+        next if grep { !defined $row->{$_} || $row->{$_} ne $l{$_} } keys %l;
+        $sum += $row->{value} // 0;
+    }
+    return $sum;
+}
+
 # A's push is in Redis; the other nodes hear it within an interval (100ms),
 # given 0.5 s here: no request is sent to them before, so that none could
 # reach the upstream in the meantime
@@ -204,6 +222,37 @@ sub published {
            "$n->[0] answers the key locally after A's throttle");
     }
     is(scalar(up_hits($k)), 1, 'only A\'s request reached the upstream');
+
+    is(status($A, 'backoff_keys', zone => 'fleet', origin => 'local'), 1,
+       'status A: backoff_keys{origin="local"} 1');
+    is(status($A, 'backoff_keys', zone => 'fleet', origin => 'peer'), 0,
+       'status A: backoff_keys{origin="peer"} 0');
+    is(status($B, 'backoff_keys', zone => 'fleet', origin => 'peer'), 1,
+       'status B: backoff_keys{origin="peer"} 1');
+    is(status($B, 'sync_up'), 1, 'status B: sync_up 1');
+    ok(wait_for('3 nodes', 5, sub { status($C, 'sync_nodes') == 3 }),
+       'status C: sync_nodes 3');
+
+    my $p = get($C->port(0), '/mqttapi/status?format=prometheus')->{body};
+    like($p, qr/^# TYPE mqttapi_sync_roundtrip_seconds histogram$/m,
+         'prometheus: sync_roundtrip_seconds is a histogram');
+    my ($inf) = $p =~ /^mqttapi_sync_roundtrip_seconds_bucket\{le="\+Inf"\} (\d+)$/m;
+    my ($cnt) = $p =~ /^mqttapi_sync_roundtrip_seconds_count (\d+)$/m;
+    ok($inf && $inf == $cnt, "prometheus: roundtrips counted ($cnt)");
+    like($p, qr/^mqttapi_sync_roundtrip_seconds_sum \d+\.\d{6}$/m,
+         'prometheus: the sum in seconds');
+    like($p, qr/^mqttapi_sync_errors_total\{op="connect"\} 0$/m,
+         'prometheus: sync_errors_total{op="connect"} 0');
+    like($p, qr/^mqttapi_backoff_keys\{zone="fleet",origin="peer"\} 1$/m,
+         'prometheus: backoff_keys with origin');
+    SKIP: {
+        skip 'no promtool', 1 unless -x '/usr/bin/promtool';
+        my $tmp = File::Temp->new(SUFFIX => '.prom');
+        print $tmp $p;
+        close $tmp;
+        my $out = `/usr/bin/promtool check metrics < $tmp 2>&1`;
+        is($?, 0, 'promtool check metrics passes') or diag $out;
+    }
 }
 
 # --- one probe per window for the fleet ------------------------------------
@@ -307,6 +356,10 @@ sub published {
     ok(local_reject(req($A, 'f', $k)), 'Redis frozen: A answers locally');
     is(req($B, 'f', $k)->{status}, 200,
        'Redis frozen: B does not know (its own state)');
+
+    is(status($B, 'sync_up'), 0, 'status B: sync_up 0 while frozen');
+    ok(status($B, 'sync_errors_total', op => 'connect') > 0,
+       'status B: sync_errors_total{op="connect"} counts the timeouts');
 
     $redis->thaw;
     ok(wait_for('B learns it after CONT', 8,
