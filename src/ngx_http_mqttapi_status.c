@@ -138,7 +138,8 @@ static ngx_int_t ngx_http_mqttapi_status_prometheus(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_status_q(ngx_str_t *accept, const char *type,
     size_t slash);
 static ngx_int_t ngx_http_mqttapi_status_render(ngx_http_request_t *r,
-    ngx_array_t *rows, ngx_uint_t prometheus, ngx_str_t *body);
+    ngx_array_t *rows, ngx_uint_t prometheus, ngx_uint_t families,
+    ngx_str_t *body);
 static u_char *ngx_http_mqttapi_status_total(u_char *p,
     ngx_http_mqttapi_family_t *fam, ngx_http_mqttapi_row_t *row,
     ngx_uint_t comma, ngx_uint_t prometheus);
@@ -231,7 +232,12 @@ ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
     ngx_sort(rows->elts, rows->nelts, sizeof(ngx_http_mqttapi_row_t),
              ngx_http_mqttapi_row_cmp);
 
-    if (ngx_http_mqttapi_status_render(r, rows, prometheus, &body)
+    /* the families of mqttapi_sync only when it is configured */
+
+    if (ngx_http_mqttapi_status_render(r, rows, prometheus,
+                                       mcf->sync ? NGX_HTTP_MQTTAPI_FAMILIES
+                                               : NGX_HTTP_MQTTAPI_F_SYNC_UP,
+                                       &body)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -717,7 +723,7 @@ ngx_http_mqttapi_status_q(ngx_str_t *accept, const char *type, size_t slash)
 
 static ngx_int_t
 ngx_http_mqttapi_status_render(ngx_http_request_t *r, ngx_array_t *rows,
-    ngx_uint_t prometheus, ngx_str_t *body)
+    ngx_uint_t prometheus, ngx_uint_t families, ngx_str_t *body)
 {
     u_char                     *p;
     size_t                      len;
@@ -729,7 +735,7 @@ ngx_http_mqttapi_status_render(ngx_http_request_t *r, ngx_array_t *rows,
 
     len = 64;
 
-    for (f = 0; f < NGX_HTTP_MQTTAPI_FAMILIES; f++) {
+    for (f = 0; f < families; f++) {
         fam = &ngx_http_mqttapi_families[f];
         len += 2 * ngx_strlen(fam->name) + ngx_strlen(fam->help) + 64;
     }
@@ -757,7 +763,7 @@ ngx_http_mqttapi_status_render(ngx_http_request_t *r, ngx_array_t *rows,
         *p++ = '{';
     }
 
-    for (f = 0; f < NGX_HTTP_MQTTAPI_FAMILIES; f++) {
+    for (f = 0; f < families; f++) {
         fam = &ngx_http_mqttapi_families[f];
 
         if (prometheus) {

@@ -8,15 +8,16 @@
 
 
 /*
- * Quotas shared by the fleet.  While Redis is up, a quota node of a synced
- * zone spends tokens leased from the second's budget in Redis (the
- * "lease" script: never more than the limit granted per second, for the
- * whole fleet); a request that finds none is answered locally and leaves
- * an event for the task, which leases a share (the limit divided by the
- * nodes alive) and puts it in the node.  Without Redis, "fail=local"
+ * Quotas shared by the fleet.  Each second, each of the N nodes alive may
+ * spend its share of a quota, the limit divided by N rounded down,
+ * without asking anyone; the rest of the limit is a budget in Redis, from
+ * which the nodes lease tokens (the "lease" script), so that the fleet
+ * never admits more than the limit in a second.  A request that finds no
+ * token left is answered locally and leaves an event for the task, which
+ * leases more and puts them in the node.  Without Redis, "fail=local"
  * counts in the node's own window at the limit divided by the nodes last
- * seen alive, "open" does not limit, "closed" spends what is left of the
- * leases and then answers locally.
+ * seen alive (rounded up), "open" does not limit, "closed" spends what is
+ * left of the leases, without the share, and then answers locally.
  */
 
 
@@ -77,9 +78,18 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
     node->delay = (uint32_t) *limit;
 
     if ((ngx_msec_int_t) (now - node->u.lease.end) >= 0) {
-        node->u.lease.tokens = 0;
+
+        /* a new second: the node's share, until a lease aligns it */
+
+        nodes = ngx_max(scf->sh->nodes, 1);
+
+        node->u.lease.tokens = scf->sh->up
+                               ? (uint16_t) ngx_min(*limit / nodes,
+                                                NGX_HTTP_MQTTAPI_QUOTA_MAX)
+                               : 0;
         node->u.lease.spent = 0;
         node->u.lease.asked = 0;
+        node->u.lease.end = now + 1000;
     }
 
     if (node->u.lease.spent < node->u.lease.tokens) {
@@ -125,12 +135,13 @@ void
 ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
     ngx_http_mqttapi_sync_event_t *ev)
 {
-    ngx_uint_t                      nodes, want;
-    ngx_str_t                       args[3];
+    ngx_uint_t                      nodes, want, shares, budget;
+    ngx_str_t                       args[4];
     ngx_http_mqttapi_sync_lease_t  *lease;
     u_char                          base[NGX_HTTP_MQTTAPI_SYNC_KEY];
     u_char                          w[NGX_INT_T_LEN];
     u_char                          l[NGX_INT_T_LEN];
+    u_char                          sh[NGX_INT_T_LEN];
 
     if (task->state != NGX_HTTP_MQTTAPI_SYNC_READY || ev->count == 0) {
         /* the request path asks again a second later */
@@ -152,12 +163,23 @@ ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
     nodes = task->conf->sh->nodes;
     nodes = ngx_max(nodes, 1);
 
-    want = (ev->count + nodes - 1) / nodes;
+    /* what the nodes spend without asking, and the rest */
+
+    shares = (ev->count / nodes) * nodes;
+    budget = ev->count - shares;
+
+    if (budget == 0) {
+        return;
+    }
+
+    want = (budget + nodes - 1) / nodes;
 
     args[1].data = w;
     args[1].len = ngx_sprintf(w, "%ui", want) - w;
     args[2].data = l;
     args[2].len = ngx_sprintf(l, "%uD", ev->count) - l;
+    args[3].data = sh;
+    args[3].len = ngx_sprintf(sh, "%ui", shares) - sh;
 
     lease = ngx_alloc(sizeof(ngx_http_mqttapi_sync_lease_t), task->log);
     if (lease == NULL) {
@@ -169,7 +191,7 @@ ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
     ngx_memcpy(lease->key, ev->key, ev->len);
 
     if (ngx_http_mqttapi_sync_eval(task, NGX_HTTP_MQTTAPI_SYNC_OP_LEASE,
-                                   NGX_HTTP_MQTTAPI_SCRIPT_LEASE, 0, 3, args,
+                                   NGX_HTTP_MQTTAPI_SCRIPT_LEASE, 0, 4, args,
                                    ngx_http_mqttapi_sync_lease_reply, lease)
         != NGX_OK)
     {

@@ -17,7 +17,8 @@
  *                       Redis milliseconds, expiring a while after it
  *   P Z ":index"        sorted set of the back-offs' K by expiry
  *   P Z ":p:" K         the right to probe K (SET NX PX), a node's id
- *   P Z ":w:" K ":" W   the tokens of K leased in the second W
+ *   P Z ":w:" K ":" W   the tokens of K leased in the second W, beyond
+ *                       the share each node spends without asking
  *   P "nodes"           sorted set of node ids by their last heartbeat
  *   P "events"          channel: "O Z count left delay code K" (opened)
  *                       and "C Z count 0 0 - K" (closed)
@@ -112,14 +113,16 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
 
     /*
      * lease: ARGV the budget's prefix "P Z :w: K :", tokens wanted, the
-     * limit.  {tokens granted, ms left in this second, the second}
+     * limit, the tokens the nodes spend without asking (their shares).
+     * {tokens granted, ms left in this second, the second}
      */
 
     NGX_HTTP_MQTTAPI_LUA_NOW
     "local w = math.floor(now / 1000) "
     "local k = ARGV[1] .. w "
     "local used = tonumber(redis.call('GET', k) or '0') "
-    "local g = math.min(tonumber(ARGV[2]), tonumber(ARGV[3]) - used) "
+    "local g = math.min(tonumber(ARGV[2]), "
+      "tonumber(ARGV[3]) - tonumber(ARGV[4]) - used) "
     "if g > 0 then "
       "redis.call('INCRBY', k, g) "
       "redis.call('PEXPIRE', k, 3000) "

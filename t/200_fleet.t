@@ -11,7 +11,8 @@
 #     sent upstream;
 #   * one probe per back-off window for the whole fleet, and a clean probe
 #     opens every node;
-#   * a 5/s quota (RevokeToken) holds at about 5/s over the three nodes;
+#   * a 5/s quota (RevokeToken) holds at about 5/s over the three nodes,
+#     and the first request of a new key is not refused;
 #   * Redis frozen (SIGSTOP): requests do not wait, the nodes fall back to
 #     their own state, and reconcile after SIGCONT;
 #   * a killed Pub/Sub connection heals; Redis restarted empty gets back
@@ -333,6 +334,18 @@ sub published {
     ok($ok >= 2 * int($secs), "quota: about 5/s still admitted ($ok)");
     ok(($max // 0) <= 6, "quota: no second of the upstream saw over 5 (+1 "
                          . "at a second's edge): max " . ($max // 0));
+}
+
+# a key seen for the first time is not refused while its lease is asked
+# for: each node spends its share of the second without asking
+{
+    my $refused = 0;
+    for my $i (1 .. 9) {
+        my $r = req($nodes[$i % 3], 'q', "AK-new-$i", Action => 'RevokeToken');
+        $refused++ unless $r->{status} == 200;
+        sleep 0.05;
+    }
+    is($refused, 0, 'quota: the first request of a new key passes');
 }
 
 # --- Redis frozen: no waiting, local fallback, reconciled after CONT -------

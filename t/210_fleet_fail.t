@@ -7,6 +7,7 @@
 #   * fail=open: the quota is not enforced;
 #   * fail=closed: what is left of the leases, then everything is answered
 #     locally;
+#   * shared_egress=on: the per-API ceiling holds for the fleet;
 #   * a hostile "Redis" (wrong types, invalid protocol, huge lengths): the
 #     gateway keeps serving, the error is logged at most about once per
 #     interval (1 s here), nothing crashes.
@@ -17,6 +18,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
+use File::Temp ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
@@ -134,6 +136,47 @@ ok(wait_for(10, sub {
 }
 
 $_->stop for values %node;
+
+# ---------------------------------------------------------------------------
+# shared_egress=on: the per-API ceiling (4/s here) for the fleet
+# ---------------------------------------------------------------------------
+
+{
+    my $dir = File::Temp::tempdir('mqttapi-egress-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    open my $fh, '>', "$dir/catalog.json" or die $!;
+    print $fh '{"quota":{"api_ceiling":4}}';
+    close $fh;
+
+    my $http = node_http('local', $rport);
+    $http =~ s/fail=local;/fail=local shared_egress=on;\n    mqttapi_catalog $dir\/catalog.json;/;
+    my @eg = map { start_nginx(workers => 2, http => $http) } 1 .. 2;
+    for my $i (0, 1) {
+        ok(wait_for(10, sub { $eg[$i]->error_log =~ /sync: connected to/ }),
+           "shared_egress node $i: connected");
+    }
+
+    my ($ok, $rej, $other, $i) = (0, 0, 0, 0);
+    my $t0 = time;
+    while (time < $t0 + 3) {
+        # a new key each time: only the ceiling limits
+        my $r = get($eg[$i % 2]->port(0),
+                    "/?AccessKeyId=AK-eg-$i&Action=ListGroupId");
+        $i++;
+        if ($r->{status} == 200) { $ok++ }
+        elsif ($r->{status} == 429) { $rej++ }
+        else { $other++ }
+        sleep 0.02;
+    }
+    my $secs = time - $t0;
+    diag sprintf "shared_egress: %d admitted, %d rejected in %.1f s",
+                 $ok, $rej, $secs;
+    is($other, 0, 'shared_egress: passes and local rejects only');
+    ok($ok <= 4 * (int($secs) + 2),
+       "shared_egress: the ceiling of 4/s holds for both nodes ($ok)");
+    ok($ok >= int($secs), "shared_egress: requests still admitted ($ok)");
+    $_->stop for @eg;
+}
 
 # ---------------------------------------------------------------------------
 # a hostile Redis
