@@ -35,6 +35,12 @@ TARGETS = [
      "success with a `mqttapi_status` location configured / without"),
     ("status_augment", "mod_augment", 0.99,
      "error annotated with a `mqttapi_status` location configured / without"),
+    ("sync_ok", "zone_ok", 0.98,
+     "success, throttle zone synced through Redis (`mqttapi_sync`) / sync off"),
+    ("sync_augment", "zone_augment", 0.98,
+     "error annotated, throttle zone synced through Redis / sync off"),
+    ("sync_reject", "reject", 0.98,
+     "local reject, back-off zone synced through Redis / sync off"),
 ]
 
 # more comparisons, for information
@@ -417,6 +423,11 @@ def main():
         "reject_logged": "back-off reject, logged at warn",
         "status_ok": "mqttapi on (200), status endpoint configured",
         "status_augment": "mqttapi augment (400), status endpoint configured",
+        "zone_ok": "mqttapi on (200), throttle zone, key not backed off",
+        "zone_augment": "mqttapi augment (400), throttle zone",
+        "sync_ok": "zone_ok with the zone synced (`mqttapi_sync`)",
+        "sync_augment": "zone_augment with the zone synced",
+        "sync_reject": "back-off reject, 1 key, zone synced",
     }
     spreads = {}
     for c in cases:
@@ -607,6 +618,12 @@ def main():
       "/mqttapi/status { mqttapi_status; }` added (another nginx on the "
       "same core, its worker's CPU time measured alike): with it, every "
       "request of that copy is counted.")
+    w("- the sync_* cases run the zone_* locations (and the reject's) in a "
+      "copy of the gateway whose zones have `sync`, with `mqttapi_sync "
+      "redis=...` of a private `redis-server` (`--save '' --appendonly "
+      "no`) on the load side's core, running for the whole run; its "
+      "back-off of the benchmark key is published in Redis before the "
+      "runs, and the copy is still subscribed after them.")
     w("- the reject cases use a key backed off once with `backoff=1h "
       "max_backoff=1h` before the runs; `reject_full` uses a zone filled "
       "first with %s keys (LRU keeps the newest)." %

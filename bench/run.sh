@@ -9,7 +9,9 @@
 # location; a second nginx (one worker, pinned to core 1) plays the OpenAPI
 # upstream; wrk runs on core 1 too (taskset).  A copy of the gateway with a
 # status endpoint configured (its requests are counted) runs the status_*
-# cases, pinned to core 0 as well.  Cases are interleaved round
+# cases, pinned to core 0 as well; a copy whose zones are synced through a
+# private redis-server (on core 1) runs the sync_* cases, against the
+# zone_* ones of the gateway (the same locations, sync off).  Cases are interleaved round
 # by round (each next to its baseline, see round_order); each run reports wrk's
 # requests/s, the gateway worker's CPU time (utime+stime from
 # /proc/<pid>/stat) per request, and what the load side used of its core
@@ -54,7 +56,8 @@ ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            plain_error mod_augment mod_problem lua_capture_error
            lua_filter_error
            return429 return429_json return429_same reject reject_full
-           reject_logged status_ok status_augment"
+           reject_logged status_ok status_augment
+           zone_ok zone_augment sync_ok sync_augment sync_reject"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
 declare -A CASE_PATH=(
@@ -76,6 +79,11 @@ declare -A CASE_PATH=(
     [reject_logged]=/reject/logged
     [status_ok]=/mod/ok
     [status_augment]=/mod/augment
+    [zone_ok]=/zone/ok
+    [zone_augment]=/zone/augment
+    [sync_ok]=/zone/ok
+    [sync_augment]=/zone/augment
+    [sync_reject]=/reject/one
 )
 
 # the status every response of a case must have
@@ -86,6 +94,8 @@ declare -A CASE_STATUS=(
     [return429]=429 [return429_json]=429 [return429_same]=429
     [reject]=429 [reject_full]=429 [reject_logged]=429
     [status_ok]=200 [status_augment]=400
+    [zone_ok]=200 [zone_augment]=400
+    [sync_ok]=200 [sync_augment]=400 [sync_reject]=429
 )
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -96,7 +106,8 @@ die() { log "error: $*"; exit 1; }
 
 # (the Makefile's BENCH_PKGS; `make deps` installs them)
 need_pkgs=""
-for p in wrk libnginx-mod-http-lua lua-cjson nginx curl python3 valgrind; do
+for p in wrk libnginx-mod-http-lua lua-cjson nginx curl python3 valgrind \
+         redis-server; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null \
         | grep -q '^install ok installed$' || need_pkgs="$need_pkgs $p"
 done
@@ -148,11 +159,11 @@ rm -rf "$OUT"/*.txt "$OUT"/*.tsv "$OUT"/*.log "$OUT"/*.conf "$OUT/profile" \
 free_ports() {
     "$PY" -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(5)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))'
 }
-read -r PORT UPORT SPORT < <(free_ports)
+read -r PORT UPORT SPORT YPORT RPORT < <(free_ports)
 
 BENCH_KEY=$("$PY" "$BENCH/keys.py" key backed-off 0)
 FULL_KEY=$("$PY" "$BENCH/keys.py" key backed-off-full 0)
@@ -184,22 +195,35 @@ sed -e "s|$DIR/gateway\.pid|$DIR/gateway-status.pid|" \
 grep -q 'mqttapi_status;' "$DIR/gateway-status.conf" \
     || die "gateway-status.conf has no status location"
 
-GW_MASTER=""; UP_MASTER=""; ST_MASTER=""
+# the same gateway with its zones synced through Redis
+sed -e "s|$DIR/gateway\.pid|$DIR/gateway-sync.pid|" \
+    -e "s|$DIR/gateway-error\.log|$DIR/gateway-sync-error.log|" \
+    -e "s|listen 127\.0\.0\.1:$PORT |listen 127.0.0.1:$YPORT |" \
+    -e "s|^\( *\)# mqttapi_sync:.*|\1mqttapi_sync redis=127.0.0.1:$RPORT;|" \
+    -e 's|\(max_backoff=[0-9a-z]*\);|\1 sync;|' \
+    "$DIR/gateway.conf" > "$DIR/gateway-sync.conf"
+grep -q 'mqttapi_sync redis=' "$DIR/gateway-sync.conf" \
+    || die "gateway-sync.conf has no mqttapi_sync"
+
+GW_MASTER=""; UP_MASTER=""; ST_MASTER=""; SY_MASTER=""; REDIS_PID=""
 
 cleanup() {
     local rc=$?
     if [ "${BENCH_KEEP:-}" = 1 ]; then
         log "left running: gateway 127.0.0.1:$PORT (master $GW_MASTER)," \
-            "upstream 127.0.0.1:$UPORT (master $UP_MASTER), files in $DIR"
+            "upstream 127.0.0.1:$UPORT (master $UP_MASTER)," \
+            "synced gateway 127.0.0.1:$YPORT (master $SY_MASTER)," \
+            "redis-server 127.0.0.1:$RPORT (pid $REDIS_PID), files in $DIR"
         exit $rc
     fi
-    for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
+    for m in $GW_MASTER $UP_MASTER $ST_MASTER $SY_MASTER; do
         kill -QUIT "$m" 2>/dev/null || true
     done
     sleep 0.5
-    for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
+    for m in $GW_MASTER $UP_MASTER $ST_MASTER $SY_MASTER; do
         kill -0 "$m" 2>/dev/null && kill -TERM "$m" 2>/dev/null || true
     done
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
     # the log has a line per reject of reject_logged: keep its end only
     tail -n 200 "$DIR"/gateway-error.log > "$OUT"/gateway-error.tail.log \
         2>/dev/null || true
@@ -229,11 +253,26 @@ worker_of() {
     echo "$w"
 }
 
+# Redis, for the synced copy (running for the whole run: the cases without
+# sync run beside it alike); on the load side's core
+taskset -c "$LOAD_CPU" redis-server --port "$RPORT" --bind 127.0.0.1 \
+    --save '' --appendonly no --daemonize no --dir "$DIR" \
+    > "$DIR/redis.log" 2>&1 &
+REDIS_PID=$!
+for _ in $(seq 50); do
+    [ "$(redis-cli -p "$RPORT" PING 2>/dev/null)" = PONG ] && break
+    sleep 0.1
+done
+[ "$(redis-cli -p "$RPORT" PING 2>/dev/null)" = PONG ] \
+    || die "redis-server did not start (see $DIR/redis.log)"
+
 UP_MASTER=$(start_nginx "$DIR/upstream.conf" "$DIR/upstream.pid")
 GW_MASTER=$(start_nginx "$DIR/gateway.conf" "$DIR/gateway.pid")
 ST_MASTER=$(start_nginx "$DIR/gateway-status.conf" "$DIR/gateway-status.pid")
+SY_MASTER=$(start_nginx "$DIR/gateway-sync.conf" "$DIR/gateway-sync.pid")
 GW_WORKER=$(worker_of "$GW_MASTER")
 ST_WORKER=$(worker_of "$ST_MASTER")
+SY_WORKER=$(worker_of "$SY_MASTER")
 UP_WORKER=$(worker_of "$UP_MASTER")
 log "gateway 127.0.0.1:$PORT worker $GW_WORKER and the one with a status" \
     "endpoint 127.0.0.1:$SPORT worker $ST_WORKER on core $GW_CPU;" \
@@ -241,12 +280,14 @@ log "gateway 127.0.0.1:$PORT worker $GW_WORKER and the one with a status" \
 
 GW="http://127.0.0.1:$PORT"
 STGW="http://127.0.0.1:$SPORT"
+SYGW="http://127.0.0.1:$YPORT"
 QS="Action=ApplyToken&AccessKeyId="
 
 url_of() {
     case $1 in
         reject_full) echo "$GW${CASE_PATH[$1]}?$QS$FULL_KEY" ;;
         status_*)    echo "$STGW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
+        sync_*)      echo "$SYGW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
         *)           echo "$GW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
     esac
 }
@@ -255,6 +296,7 @@ url_of() {
 worker_of_case() {
     case $1 in
         status_*) echo "$ST_WORKER" ;;
+        sync_*)   echo "$SY_WORKER" ;;
         *)        echo "$GW_WORKER" ;;
     esac
 }
@@ -264,6 +306,24 @@ worker_of_case() {
 
 # one throttle answer opens a back-off of 1h for the benchmark key
 curl -s -o /dev/null "$GW/reject/one?$QS$BENCH_KEY"
+
+# the synced copy: connected to Redis, and its back-off published there
+for _ in $(seq 100); do
+    [ "$(redis-cli -p "$RPORT" PUBSUB NUMSUB mqttapi:events | tail -1)" = 1 ] \
+        && break
+    sleep 0.1
+done
+[ "$(redis-cli -p "$RPORT" PUBSUB NUMSUB mqttapi:events | tail -1)" = 1 ] \
+    || die "the synced gateway did not connect to Redis" \
+           "(see $DIR/gateway-sync-error.log)"
+curl -s -o /dev/null "$SYGW/reject/one?$QS$BENCH_KEY"
+for _ in $(seq 50); do
+    [ "$(redis-cli -p "$RPORT" EXISTS "mqttapi:one:b:$BENCH_KEY")" = 1 ] \
+        && break
+    sleep 0.1
+done
+[ "$(redis-cli -p "$RPORT" EXISTS "mqttapi:one:b:$BENCH_KEY")" = 1 ] \
+    || die "the synced gateway did not publish its back-off"
 
 # the "full" zone: more keys than it holds, then the benchmark key
 log "filling the zone \"full\" with $NFULL keys"
@@ -297,13 +357,14 @@ for c in $CASES; do
     [ "$st" = "${CASE_STATUS[$c]}" ] \
         || die "$c: status $st, expected ${CASE_STATUS[$c]} (see $OUT/samples.txt)"
     case $c in
-        mod_augment|mod_problem|lua_capture_error|status_augment)
+        mod_augment|mod_problem|lua_capture_error|status_augment|\
+        zone_augment|sync_augment)
             grep -qi '^X-MQTTAPI-Error-Code: InvalidParameter.InstanceId' <<<"$h" \
                 || die "$c: not annotated" ;;
-        reject|reject_full|reject_logged)
+        reject|reject_full|reject_logged|sync_reject)
             grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
                 || die "$c: not answered locally" ;;
-        mod_ok|plain_ok|plain_ok2|plain_error|status_ok)
+        mod_ok|plain_ok|plain_ok2|plain_error|status_ok|zone_ok|sync_ok)
             ! grep -qi '^X-MQTTAPI-' <<<"$h" || die "$c: annotated" ;;
     esac
 done
@@ -368,12 +429,13 @@ read -ra case_list <<<"$CASES"
 # groups rotate from round to round, and within a group the order is
 # reversed every other round (ABBA), so that a drift of the machine during
 # a round weighs on a case and its baseline alike.  Each target pair is
-# adjacent (plain_ok mod_ok status_ok, plain_error mod_augment
-# status_augment, return429_same reject); return429 stands next to
-# return429_same, reject_full next to reject, reject_logged next to both.
-CASE_GROUPS=("plain_ok mod_ok status_ok plain_ok2 lua_capture_ok lua_filter_ok"
-        "plain_error mod_augment status_augment mod_problem lua_capture_error lua_filter_error"
-        "return429 return429_same reject reject_logged reject_full return429_json")
+# adjacent (plain_ok mod_ok status_ok, zone_ok sync_ok, plain_error
+# mod_augment status_augment, zone_augment sync_augment, return429_same
+# reject sync_reject); return429 stands next to return429_same,
+# reject_full next to reject, reject_logged next to both.
+CASE_GROUPS=("plain_ok mod_ok status_ok zone_ok sync_ok plain_ok2 lua_capture_ok lua_filter_ok"
+        "plain_error mod_augment status_augment zone_augment sync_augment mod_problem lua_capture_error lua_filter_error"
+        "return429 return429_same reject sync_reject reject_logged reject_full return429_json")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
@@ -427,7 +489,8 @@ CHECK_PAIRS="mod_ok:plain_ok mod_augment:plain_error
              mod_augment:lua_capture_error reject:return429
              reject:return429_same return429_same:return429
              status_ok:mod_ok status_augment:mod_augment
-             reject_logged:return429_same"
+             reject_logged:return429_same sync_ok:zone_ok
+             sync_augment:zone_augment sync_reject:reject"
 RAW_ROUNDS=$RAW
 RAW="$OUT/check.tsv"
 WRK_TAG=check
@@ -454,7 +517,7 @@ WRK_TAG=r
 # ---- after the runs ------------------------------------------------------
 
 # the back-offs held for the whole run
-for c in reject reject_full; do
+for c in reject reject_full sync_reject; do
     case " $CASES " in *" $c "*) ;; *) continue ;; esac
     curl -s -D - -o /dev/null "$(url_of $c)" | tr -d '\r' \
         | grep -qi '^X-MQTTAPI-Throttled: gateway' \
@@ -469,7 +532,15 @@ case " $CASES " in
             || die "the status gateway counted no response (see $OUT/status.prom)" ;;
 esac
 
+# the synced copy stayed connected (a reconnection is logged at error)
+case " $CASES " in
+    *" sync_"*)
+        [ "$(redis-cli -p "$RPORT" PUBSUB NUMSUB mqttapi:events | tail -1)" = 1 ] \
+            || die "the synced gateway is not subscribed after the run" ;;
+esac
+
 if cat "$DIR/gateway-error.log" "$DIR/gateway-status-error.log" \
+        "$DIR/gateway-sync-error.log" \
         | grep -E '\[(alert|crit|emerg)\]' > "$OUT/gateway-alerts.txt"; then
     log "warning: alerts in the gateway's error log (see $OUT/gateway-alerts.txt)"
 fi
@@ -481,7 +552,7 @@ fi
     echo "nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
     echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
     for p in nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-cjson \
-             libluajit2-5.1-2 libjansson4 wrk; do
+             libluajit2-5.1-2 libjansson4 libhiredis0.14 redis-server wrk; do
         echo "pkg: $p $(dpkg-query -W -f '${Version}' "$p" 2>/dev/null || echo '-')"
     done
     echo "kernel: $(uname -sr)"
@@ -504,6 +575,7 @@ fi
 } > "$OUT/env.txt"
 
 cp "$DIR/gateway.conf" "$OUT/gateway.conf"
+cp "$DIR/gateway-sync.conf" "$OUT/gateway-sync.conf"
 cp "$DIR/upstream.conf" "$OUT/upstream.conf"
 
 # instructions per request (callgrind): deterministic, backs the close calls
