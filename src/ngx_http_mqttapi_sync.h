@@ -65,6 +65,8 @@ typedef struct {
     ngx_atomic_t                 beat;        /* its last tick */
     ngx_atomic_t                 up;          /* Redis connected */
     ngx_atomic_t                 nodes;       /* nodes last seen alive */
+    ngx_atomic_t                 clock;       /* Redis ms - local ms */
+    ngx_atomic_t                 clocked;     /* "clock" is known */
 
     ngx_atomic_t                 errors[NGX_HTTP_MQTTAPI_SYNC_OPS];
     ngx_atomic_t                 rtt[NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS];

@@ -16,8 +16,10 @@
  * token left is answered locally and leaves an event for the task, which
  * leases more and puts them in the node.  Without Redis, "fail=local"
  * counts in the node's own window at the limit divided by the nodes last
- * seen alive (rounded up), "open" does not limit, "closed" spends what is
- * left of the leases, without the share, and then answers locally.
+ * seen alive (rounded up), "open" does not limit (but for the per-API
+ * ceiling, which is divided as with "local": past it the upstream blocks
+ * the egress address), "closed" spends what is left of the leases, without
+ * the share, and then answers locally.
  */
 
 
@@ -51,7 +53,10 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
 
     if (!scf->sh->up && scf->fail != NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED) {
 
-        if (scf->fail == NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN) {
+        if (scf->fail == NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN
+            && zone->key.value.len)
+        {
+            /* quotas stop; the per-API ceiling (no key) is divided */
             return NGX_DONE;
         }
 
@@ -89,7 +94,14 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
                                : 0;
         node->u.lease.spent = 0;
         node->u.lease.asked = 0;
+
+        /* the end of Redis's current second, as all nodes count it */
+
         node->u.lease.end = now + 1000;
+
+        if (scf->sh->clocked) {
+            node->u.lease.end -= (now + scf->sh->clock) % 1000;
+        }
     }
 
     if (node->u.lease.spent < node->u.lease.tokens) {

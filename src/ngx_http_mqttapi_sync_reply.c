@@ -216,6 +216,29 @@ ngx_http_mqttapi_sync_number(u_char *p, size_t len, ngx_msec_int_t *n)
 }
 
 
+/* the nodes alive and Redis's time in ms: the "beat" script */
+
+ngx_int_t
+ngx_http_mqttapi_sync_parse_beat(redisReply *reply, ngx_uint_t *nodes,
+    ngx_msec_t *now)
+{
+    long long  n, t;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || ngx_http_mqttapi_sync_integer(reply->element[0], &n) != NGX_OK
+        || ngx_http_mqttapi_sync_integer(reply->element[1], &t) != NGX_OK
+        || n < 1 || n > 100000 || t <= 0)
+    {
+        return NGX_ERROR;
+    }
+
+    *nodes = (ngx_uint_t) n;
+    *now = (ngx_msec_t) t;
+
+    return NGX_OK;
+}
+
+
 /* tokens granted, ms left in the second, the second: the "lease" script */
 
 ngx_int_t

@@ -103,13 +103,16 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
     "end "
     "return out",
 
-    /* beat: KEYS nodes; ARGV node id, alive ms.  The nodes alive */
+    /*
+     * beat: KEYS nodes; ARGV node id, alive ms.  {the nodes alive, Redis's
+     * time in ms}: the nodes count their quotas' seconds on Redis's clock
+     */
 
     NGX_HTTP_MQTTAPI_LUA_NOW
     "redis.call('ZADD', KEYS[1], now, ARGV[1]) "
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2])) "
     "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2) "
-    "return redis.call('ZCARD', KEYS[1])",
+    "return {redis.call('ZCARD', KEYS[1]), now}",
 
     /*
      * lease: ARGV the budget's prefix "P Z :w: K :", tokens wanted, the

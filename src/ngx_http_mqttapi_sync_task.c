@@ -680,7 +680,9 @@ static void
 ngx_http_mqttapi_sync_beat_reply(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data)
 {
-    long long  n;
+    ngx_uint_t                   n;
+    ngx_msec_t                   now;
+    ngx_http_mqttapi_sync_sh_t  *sh;
 
     if (ngx_http_mqttapi_sync_reply_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_BEAT,
                                           reply)
@@ -689,13 +691,18 @@ ngx_http_mqttapi_sync_beat_reply(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    if (ngx_http_mqttapi_sync_integer(reply, &n) != NGX_OK
-        || n < 1 || n > 100000)
-    {
+    if (ngx_http_mqttapi_sync_parse_beat(reply, &n, &now) != NGX_OK) {
         ngx_http_mqttapi_sync_error(task, NGX_HTTP_MQTTAPI_SYNC_OP_BEAT,
                                     "unexpected reply to the heartbeat");
         return;
     }
 
-    task->conf->sh->nodes = (ngx_atomic_uint_t) n;
+    sh = task->conf->sh;
+
+    sh->nodes = (ngx_atomic_uint_t) n;
+
+    /* Redis's clock against this host's, within a roundtrip */
+
+    sh->clock = (ngx_atomic_uint_t) (now - ngx_current_msec);
+    sh->clocked = 1;
 }

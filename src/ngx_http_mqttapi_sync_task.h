@@ -191,6 +191,8 @@ ngx_int_t ngx_http_mqttapi_sync_parse_event(redisReply *reply,
     ngx_http_mqttapi_sync_backoff_t *b);
 ngx_int_t ngx_http_mqttapi_sync_parse_lease(redisReply *reply,
     ngx_uint_t *granted, ngx_msec_t *left);
+ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
+    ngx_uint_t *nodes, ngx_msec_t *now);
 
 /* ngx_http_mqttapi_sync_backoff.c: back-offs shared by the fleet */
 

@@ -15,7 +15,8 @@
 #     and the first request of a new key is not refused;
 #   * Redis frozen (SIGSTOP): requests do not wait, the nodes fall back to
 #     their own state, and reconcile after SIGCONT;
-#   * a killed Pub/Sub connection heals; Redis restarted empty gets back
+#   * a killed Pub/Sub connection heals; scripts flushed from Redis are
+#     loaded again (NOSCRIPT); Redis restarted empty gets back
 #     what the nodes hold; a killed task worker is replaced;
 #   * reload and quit are prompt with sync on, even with Redis frozen;
 #   * the status endpoint: sync_up, sync_nodes, sync_errors_total{op},
@@ -392,6 +393,16 @@ sub published {
     req($A, 'f', $k, code => $THROTTLE);
     ok(wait_for('C learns it', 8, sub { local_reject(req($C, 'f', $k)) }),
        'after the Pub/Sub connections were killed: C answers locally');
+}
+
+# --- the scripts flushed (SCRIPT FLUSH): NOSCRIPT loads them again ---------
+
+{
+    is($redis->cmd('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
+    my $k = 'AK-noscript';
+    req($A, 'f', $k, code => $THROTTLE);
+    ok(wait_for('B learns it', 8, sub { local_reject(req($B, 'f', $k)) }),
+       'after SCRIPT FLUSH: the scripts are loaded again, B answers locally');
 }
 
 # --- Redis restarted empty -------------------------------------------------

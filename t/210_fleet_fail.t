@@ -8,6 +8,7 @@
 #   * fail=closed: what is left of the leases, then everything is answered
 #     locally;
 #   * shared_egress=on: the per-API ceiling holds for the fleet;
+#   * password=: AUTH; a wrong password is logged, requests go on;
 #   * a hostile "Redis" (wrong types, invalid protocol, huge lengths): the
 #     gateway keeps serving, the error is logged at most about once per
 #     interval (1 s here), nothing crashes.
@@ -172,10 +173,35 @@ $_->stop for values %node;
     diag sprintf "shared_egress: %d admitted, %d rejected in %.1f s",
                  $ok, $rej, $secs;
     is($other, 0, 'shared_egress: passes and local rejects only');
-    ok($ok <= 4 * (int($secs) + 2),
+    ok($ok <= 4 * (int($secs) + 1),
        "shared_egress: the ceiling of 4/s holds for both nodes ($ok)");
     ok($ok >= int($secs), "shared_egress: requests still admitted ($ok)");
     $_->stop for @eg;
+}
+
+# ---------------------------------------------------------------------------
+# password=: AUTH, and a wrong one is refused and logged
+# ---------------------------------------------------------------------------
+
+{
+    my $pr = MqttapiRedis->start(password => 'Secret-1');
+    my $ok = start_nginx(workers => 1,
+                         http => node_http('local', $pr->port)
+                                 =~ s/fail=local;/fail=local password=Secret-1;/r);
+    my $bad = start_nginx(workers => 1,
+                          http => node_http('local', $pr->port)
+                                  =~ s/fail=local;/fail=local password=wrong;/r);
+    ok(wait_for(10, sub { $ok->error_log =~ /sync: connected to/ }),
+       'password=: connected');
+    ok(wait_for(10, sub {
+           $bad->error_log =~ /\[error\].*refused the connection's setup/ }),
+       'a wrong password: the refusal is logged');
+    unlike($bad->error_log, qr/sync: connected to/,
+           'a wrong password: not connected');
+    is(get($bad->port(0), '/?AccessKeyId=AK-pw&Action=ListGroupId')->{status},
+       200, 'a wrong password: requests are served');
+    $_->stop for $ok, $bad;
+    $pr->stop;
 }
 
 # ---------------------------------------------------------------------------

@@ -102,6 +102,12 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
         abort();
     }
 
+    if (ngx_http_mqttapi_sync_parse_beat(r, &granted, &left) == NGX_OK
+        && (granted < 1 || granted > 100000 || left == 0))
+    {
+        abort();
+    }
+
     if (r->type != REDIS_REPLY_ARRAY) {
         return;
     }

@@ -1,7 +1,8 @@
 package MqttapiRedis;
 
 # A private redis-server for the fleet tests: started on a free loopback
-# port without persistence (--save '' --appendonly no), stopped at the end
+# port without persistence (--save '' --appendonly no), optionally with a
+# password (start(password => ...)), stopped at the end
 # of the test even when it fails; a minimal RESP client for the test's own
 # look at what Redis holds; freeze (SIGSTOP), thaw (SIGCONT) and a restart
 # on the same port with nothing in it.
@@ -21,6 +22,7 @@ my $MAIN_PID = $$;
 sub start {
     my ($class, %a) = @_;
     my $self = bless {
+        password => $a{password},
         port => $a{port} // MqttapiTest::free_port(),
         dir  => File::Temp::tempdir('mqttapi-redis-XXXXXX', TMPDIR => 1,
                                     CLEANUP => 1),
@@ -42,7 +44,9 @@ sub _spawn {
         POSIX::setsid();
         { exec 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
              '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-             '--dir', $self->{dir} };
+             '--dir', $self->{dir},
+             (defined $self->{password}
+                 ? ('--requirepass', $self->{password}) : ()) };
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
@@ -70,6 +74,11 @@ sub cmd {
         or die "connect to redis: $!";
     my $req = '*' . @args . "\r\n";
     $req .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    if (defined $self->{password}) {
+        print $s "*2\r\n\$4\r\nAUTH\r\n\$" . length($self->{password})
+               . "\r\n$self->{password}\r\n";
+        _read($s);
+    }
     print $s $req;
     my $r = _read($s);
     close $s;
