@@ -43,11 +43,11 @@ OPTIMIZE    ?= -O2 -fstack-protector-strong -Wformat -Werror=format-security \
 # is missing of all of them; run, test, bench and fuzz only check theirs
 # (dpkg-query, no apt-get) and name what is missing.
 BUILD_PKGS  := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
-               zlib1g-dev make gcc
+               zlib1g-dev libhiredis-dev make gcc
 TEST_PKGS   := $(BUILD_PKGS) perl curl ca-certificates redis-server \
-               libhiredis-dev prometheus opencc dpkg-dev
+               prometheus opencc dpkg-dev
 BENCH_PKGS  := $(BUILD_PKGS) wrk libnginx-mod-http-lua lua-cjson curl \
-               python3 valgrind
+               python3 valgrind redis-server
 FUZZ_PKGS   := $(BUILD_PKGS) clang libclang-rt-dev
 DEPS_PKGS   := $(sort $(TEST_PKGS) $(BENCH_PKGS) $(FUZZ_PKGS))
 
