@@ -16,8 +16,8 @@
 #     wins), inheritance into locations without their own; a location
 #     without user catalogs sees the built-in one only;
 #   * Accept-Language: zh-TW, zh-HK, zh-MO, zh-Hant, zh-Hant-TW (prefix
-#     fallback), case, zh-CN / zh (not Traditional), q-values, ties, q=0,
-#     "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, malformed
+#     fallback), case, zh-CN / zh / zh-Hans-CN (Simplified), q-values,
+#     ties, q=0, "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, malformed
 #     weights (the range is ignored), with Content-Language and Vary;
 #   * broken catalogs fail `nginx -t` naming mqttapi_catalog, the file, the
 #     entry and the problem: bad JSON (line and column), unknown keys, bad
@@ -579,6 +579,7 @@ EOF
 # ---------------------------------------------------------------------------
 
 my $ZH = $entry{InstanceNotFound}{text}{'zh-Hant'}{description};
+my $ZHS = $entry{InstanceNotFound}{text}{'zh-Hans'}{description};
 my $JA = $ex{InstanceNotFound}{text}{ja}{description};
 
 my @langs = (
@@ -590,9 +591,9 @@ my @langs = (
     ['inh', 'zh-Hant-TW', 'zh-Hant'],
     ['inh', 'zh-Hant-HK', 'zh-Hant'],
     ['inh', 'ZH-tw', 'zh-Hant'],
-    ['inh', 'zh-CN', 'en'],
-    ['inh', 'zh', 'en'],
-    ['inh', 'zh-Hans-CN', 'en'],
+    ['inh', 'zh-CN', 'zh-Hans'],
+    ['inh', 'zh', 'zh-Hans'],
+    ['inh', 'zh-Hans-CN', 'zh-Hans'],
     ['inh', 'fr-FR', 'en'],
     ['inh', '*', 'en'],
     ['inh', '', 'en'],
@@ -609,7 +610,9 @@ my @langs = (
     ['inh', 'en;q=0, zh-TW;q=0.1', 'zh-Hant'],
     ['inh', 'zh-HK;q=0.5, en;q=0', 'zh-Hant'],
     ['inh', '*;q=0.9, zh-TW', 'zh-Hant'],
-    ['inh', 'en;q=0, zh-HK;q=0', 'en'],
+    # both excluded: the first language that is not (zh-Hans)
+    ['inh', 'en;q=0, zh-HK;q=0', 'zh-Hans'],
+    ['inh', 'en;q=0, zh-HK;q=0, zh;q=0', 'en'],
     # a malformed weight: the range is ignored, it neither chooses nor
     # excludes (before: q=abc counted as q=0, q=1.5 and q= as q=1)
     ['inh', 'fr;q=abc', 'en'],
@@ -648,7 +651,8 @@ for my $l (@langs) {
     my $r = req($loc, 'InstanceNotFound', lang => $al);
     my $w = "Accept-Language " . (defined $al ? "\"$al\"" : '(none)') . " at /$loc/";
     is(h($r, 'Content-Language'), $want, "$w: Content-Language $want");
-    my $desc = $want eq 'zh-Hant' ? $ZH : $want eq 'ja' ? $JA : undef;
+    my $desc = $want eq 'zh-Hant' ? $ZH : $want eq 'zh-Hans' ? $ZHS
+             : $want eq 'ja' ? $JA : undef;
     is($r->{json}{Description}, $desc, "$w: Description");
     like(h($r, 'Vary') // '', qr/Accept-Language/i, "$w: Vary: Accept-Language");
     is(h($r, 'X-MQTTAPI-Error-Cause'), $entry{InstanceNotFound}{text}{en}{cause},
