@@ -10,6 +10,7 @@
  * configuration; the work is done in src/:
  *
  *   ngx_http_mqttapi_catalog.c    the error catalog (knowing)
+ *   ngx_http_mqttapi_catalog_load.c  loading it from JSON
  *   ngx_http_mqttapi_error.c      resolving an error against it
  *   ngx_http_mqttapi_lang.c       Accept-Language negotiation
  *   ngx_http_mqttapi_filter.c     header and body filters (deciding)
@@ -28,6 +29,7 @@
 
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_catalog_load.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_id.h"
 #include "ngx_http_mqttapi_throttle.h"
@@ -38,6 +40,8 @@
 static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_mqttapi_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_http_mqttapi_catalog_t *ngx_http_mqttapi_builtin(ngx_conf_t *cf);
 static void *ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -191,7 +195,7 @@ static ngx_http_module_t  ngx_http_mqttapi_module_ctx = {
     ngx_http_mqttapi_postconfiguration,    /* postconfiguration */
 
     ngx_http_mqttapi_create_main_conf,     /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_mqttapi_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -249,14 +253,47 @@ ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /* the built-in catalog, compiled in from conf/mqttapi_catalog.json */
-
-    mcf->catalog = ngx_http_mqttapi_catalog_builtin(cf);
-    if (mcf->catalog == NULL) {
-        return NULL;
-    }
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->catalog = NULL;
+     *     mcf->ceiling = NULL;
+     */
 
     return mcf;
+}
+
+
+static char *
+ngx_http_mqttapi_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    if (ngx_http_mqttapi_builtin(cf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The built-in catalog, compiled in from conf/mqttapi_catalog.json: read
+ * once the http block is, or at the first mqttapi_catalog, which applies
+ * its file on top of it there and then (so that a broken file is reported
+ * at its directive's line).
+ */
+
+static ngx_http_mqttapi_catalog_t *
+ngx_http_mqttapi_builtin(ngx_conf_t *cf)
+{
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+
+    if (mcf->catalog == NULL) {
+        mcf->catalog = ngx_http_mqttapi_catalog_builtin(cf);
+    }
+
+    return mcf->catalog;
 }
 
 
@@ -431,9 +468,8 @@ ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mqttapi_loc_conf_t *lcf = conf;
 
-    ngx_str_t                     *value, *file;
-    ngx_http_mqttapi_catalog_t    *base;
-    ngx_http_mqttapi_main_conf_t  *mcf;
+    ngx_str_t                   *value, *file;
+    ngx_http_mqttapi_catalog_t  *base;
 
     value = cf->args->elts;
 
@@ -464,8 +500,10 @@ ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     base = lcf->catalog;
 
     if (base == NULL) {
-        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
-        base = mcf->catalog;
+        base = ngx_http_mqttapi_builtin(cf);
+        if (base == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     lcf->catalog = ngx_http_mqttapi_catalog_load(cf, base, file);

@@ -48,11 +48,9 @@
  * A bucket is a uint16_t (wider ones would not fit the node in
  * NGX_HTTP_MQTTAPI_NODE_SIZE).  A request is counted only while the
  * window's sum is below the limit, so no bucket ever exceeds the limit,
- * and a limit up to this is enforced exactly; the catalog takes no higher
- * one.
+ * and a limit up to NGX_HTTP_MQTTAPI_QUOTA_MAX, the highest the catalog
+ * takes, is enforced exactly.
  */
-
-#define NGX_HTTP_MQTTAPI_QUOTA_MAX     65535
 
 
 /*
