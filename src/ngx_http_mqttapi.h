@@ -38,6 +38,8 @@ typedef struct ngx_http_mqttapi_entry_s    ngx_http_mqttapi_entry_t;
 typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
+    ngx_array_t                 *zone_refs;   /* of zone references */
+    ngx_flag_t                   enabled;     /* mqttapi on somewhere */
 } ngx_http_mqttapi_main_conf_t;
 
 
