@@ -20,6 +20,7 @@
  *   ngx_http_mqttapi_variables.c  $mqttapi_* variables
  *   ngx_http_mqttapi_ctx.c        the request context
  *   ngx_http_mqttapi_headers.c    request and response header lookups
+ *   ngx_http_mqttapi_request.c    the request's arguments and action
  *   ngx_http_mqttapi_zone.c       the shared zone of rate limiting
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
  *   ngx_http_mqttapi_answer.c     prepared local answers and annotations

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_variables.h"
 
 
@@ -14,7 +15,8 @@
  * said about the error of this request, empty ("not found") for responses
  * it did not annotate; $mqttapi_throttle: the rate limiting verdict.
  * They are evaluated from the context kept in a pool cleanup, so they work
- * in the log phase and after error_page.
+ * in the log phase and after error_page.  $mqttapi_action: the API action
+ * the request names, in either of its places, whatever the gateway did.
  */
 
 
@@ -28,6 +30,8 @@
 static ngx_int_t ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -56,6 +60,9 @@ static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
     { ngx_string("mqttapi_throttle"), NULL,
       ngx_http_mqttapi_throttle_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mqttapi_action"), NULL,
+      ngx_http_mqttapi_action_variable, 0, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -183,6 +190,49 @@ ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
     v->data = state->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The x-acs-action header, else the Action query argument, when it is a
+ * name (letters, digits, '-' and '_', as every OpenAPI action is): what
+ * a client sends there may end up in a log line or a header, anything
+ * else is not found.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char     c;
+    size_t     i;
+    ngx_str_t  action;
+
+    if (ngx_http_mqttapi_request_action_name(r, &action) != NGX_OK) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    for (i = 0; i < action.len; i++) {
+        c = action.data[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mqttapi: the request's action is not a name");
+            v->not_found = 1;
+            return NGX_OK;
+        }
+    }
+
+    v->len = action.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = action.data;
 
     return NGX_OK;
 }

@@ -5,7 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
-#include "ngx_http_mqttapi_headers.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_zone.h"
 
 #include <ngx_md5.h>
@@ -609,7 +609,7 @@ ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_http_variable_value_t  *vv;
 
     if (zone->arg.len) {
-        if (ngx_http_mqttapi_arg(r, &zone->arg, &value) != NGX_OK) {
+        if (ngx_http_mqttapi_request_arg(r, &zone->arg, &value) != NGX_OK) {
             value.len = 0;
         }
 
