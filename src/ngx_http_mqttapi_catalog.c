@@ -105,6 +105,8 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
     e = ngx_http_mqttapi_hash_find(&catalog->codes_hash, code);
 
     if (e) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "mqttapi catalog: \"%V\" found", code);
         return e;
     }
 
@@ -117,6 +119,9 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
 
         if (e->printf) {
             if (ngx_http_mqttapi_printf_match(e, code, param) == NGX_OK) {
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                               "mqttapi catalog: \"%V\" matches \"%V\"",
+                               code, &e->code);
                 return e;
             }
 
@@ -132,6 +137,9 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
         }
 
         if (rc < 0) {
+            ngx_log_error(NGX_LOG_ALERT, pool->log, 0,
+                          ngx_regex_exec_n " failed: %i on \"%V\" "
+                          "(catalog regex \"%V\")", rc, code, &e->code);
             return NULL;
         }
 
@@ -145,10 +153,17 @@ ngx_http_mqttapi_catalog_find(ngx_http_mqttapi_catalog_t *catalog,
             param->len = captures[3] - captures[2];
         }
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "mqttapi catalog: \"%V\" matches the regex \"%V\"",
+                       code, &e->code);
+
         return e;
 
 #endif
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                   "mqttapi catalog: \"%V\" is not in the catalog", code);
 
     return NULL;
 }
@@ -326,6 +341,34 @@ ngx_http_mqttapi_valid_code(u_char *p, size_t len)
         if (!valid[*p]) {
             return NGX_DECLINED;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a name of an action, a category or a language: [A-Za-z0-9_-] */
+
+ngx_int_t
+ngx_http_mqttapi_valid_name(ngx_str_t *s)
+{
+    size_t  i;
+    u_char  c;
+
+    if (s->len == 0 || s->len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '_')
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

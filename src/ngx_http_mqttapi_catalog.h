@@ -132,6 +132,7 @@ ngx_http_mqttapi_text_t *ngx_http_mqttapi_catalog_text(
     ngx_uint_t lang);
 
 ngx_int_t ngx_http_mqttapi_valid_code(u_char *p, size_t len);
+ngx_int_t ngx_http_mqttapi_valid_name(ngx_str_t *s);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_CATALOG_H_INCLUDED_ */

@@ -131,7 +131,6 @@ static ngx_http_mqttapi_entry_t **ngx_http_mqttapi_find_entry(
 static ngx_int_t ngx_http_mqttapi_find_lang(ngx_http_mqttapi_catalog_t *cat,
     ngx_str_t *tag);
 static ngx_int_t ngx_http_mqttapi_header_safe(ngx_str_t *s);
-static ngx_int_t ngx_http_mqttapi_valid_name(ngx_str_t *s);
 static ngx_int_t ngx_http_mqttapi_copy_string(ngx_http_mqttapi_loader_t *ld,
     json_t *v, ngx_str_t *s);
 static void ngx_http_mqttapi_loader_error(ngx_http_mqttapi_loader_t *ld,
@@ -1522,32 +1521,6 @@ ngx_http_mqttapi_header_safe(ngx_str_t *s)
         if (s->data[i] < 0x20 || s->data[i] > 0x7e) {
             return NGX_DECLINED;
         }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_mqttapi_valid_name(ngx_str_t *s)
-{
-    size_t  i;
-    u_char  c;
-
-    if (s->len == 0 || s->len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < s->len; i++) {
-        c = s->data[i];
-
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-            || (c >= '0' && c <= '9') || c == '-' || c == '_')
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -49,6 +49,8 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
      */
 
     if (r->headers_in.accept_language == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi lang: no Accept-Language, the default");
         return catalog->default_lang;
     }
 
@@ -141,6 +143,10 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
         }
     }
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi lang: %ui ranges, best %i (q=%i), \"*\" q=%i",
+                   ranges, best, best_q, wildcard_q);
+
     if (best >= 0 && best_q >= wildcard_q) {
         return best;
     }
@@ -155,6 +161,8 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
 
     for (i = 0; i < catalog->langs.nelts && i < 64; i++) {
         if (!(excluded & ((uint64_t) 1 << i))) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mqttapi lang: the default is excluded, %ui", i);
             return i;
         }
     }

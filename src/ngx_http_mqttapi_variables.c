@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_variables.h"
 
@@ -33,6 +34,8 @@ static ngx_int_t ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mqttapi_variable_value(ngx_http_variable_value_t *v,
+    ngx_str_t *value);
 
 
 static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
@@ -154,18 +157,7 @@ ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
         break;
     }
 
-    if (value.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = value.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = value.data;
-
-    return NGX_OK;
+    return ngx_http_mqttapi_variable_value(v, &value);
 }
 
 
@@ -173,25 +165,19 @@ static ngx_int_t
 ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t               *state;
     ngx_http_mqttapi_ctx_t  *ctx;
 
     ctx = ngx_http_mqttapi_get_ctx(r);
 
-    if (ctx == NULL || ctx->throttle == NGX_HTTP_MQTTAPI_THROTTLE_NONE) {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    state = &ngx_http_mqttapi_throttle_states[ctx->throttle];
+    /* NGX_HTTP_MQTTAPI_THROTTLE_NONE: the empty string, not found */
 
-    v->len = state->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = state->data;
-
-    return NGX_OK;
+    return ngx_http_mqttapi_variable_value(v,
+                               &ngx_http_mqttapi_throttle_states[ctx->throttle]);
 }
 
 
@@ -206,33 +192,37 @@ static ngx_int_t
 ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char     c;
-    size_t     i;
     ngx_str_t  action;
 
     if (ngx_http_mqttapi_request_action_name(r, &action) != NGX_OK) {
+        ngx_str_null(&action);
+
+    } else if (ngx_http_mqttapi_valid_name(&action) != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: the request's action is not a name");
+        ngx_str_null(&action);
+    }
+
+    return ngx_http_mqttapi_variable_value(v, &action);
+}
+
+
+/* a value, or "not found" for an empty one */
+
+static ngx_int_t
+ngx_http_mqttapi_variable_value(ngx_http_variable_value_t *v,
+    ngx_str_t *value)
+{
+    if (value->len == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    for (i = 0; i < action.len; i++) {
-        c = action.data[i];
-
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-        {
-            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "mqttapi: the request's action is not a name");
-            v->not_found = 1;
-            return NGX_OK;
-        }
-    }
-
-    v->len = action.len;
+    v->len = value->len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
-    v->data = action.data;
+    v->data = value->data;
 
     return NGX_OK;
 }
