@@ -47,6 +47,9 @@ static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *value);
+static ngx_int_t ngx_http_mqttapi_zone_args(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_http_mqttapi_zone_t *zone, ngx_str_t **key,
+    ngx_str_t *name, ssize_t *size);
 static ngx_int_t ngx_http_mqttapi_zone_size(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_str_t *value, ngx_str_t *name, ssize_t *size);
 static ngx_msec_t ngx_http_mqttapi_zone_time(ngx_conf_t *cf,
@@ -59,94 +62,19 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ssize_t                            size;
-    ngx_str_t                         *value, *key, name;
-    ngx_msec_t                         backoff, max_backoff;
-    ngx_uint_t                         i;
+    ngx_str_t                         *key, name;
     ngx_shm_zone_t                    *shm_zone;
     ngx_http_mqttapi_zone_t           *zone;
     ngx_http_compile_complex_value_t   ccv;
 
-    value = cf->args->elts;
-
-    key = NULL;
-    size = 0;
-    name.len = 0;
-    backoff = 1000;
-    max_backoff = 60000;
-
-    /* the key and the parameters, in any order */
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            if (ngx_http_mqttapi_zone_size(cf, cmd, &value[i], &name, &size)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
-            backoff = ngx_http_mqttapi_zone_time(cf, cmd, &value[i], 8);
-            if (backoff == (ngx_msec_t) NGX_ERROR) {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_backoff=", 12) == 0) {
-            max_backoff = ngx_http_mqttapi_zone_time(cf, cmd, &value[i], 12);
-            if (max_backoff == (ngx_msec_t) NGX_ERROR) {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (key == NULL && !ngx_http_mqttapi_zone_is_param(&value[i])) {
-            key = &value[i];
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" in \"%V\" directive",
-                           &value[i], &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (key == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no key in \"%V\" directive, expected one such "
-                           "as $arg_AccessKeyId", &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (name.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must have \"zone\" parameter",
-                           &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (max_backoff < backoff) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"max_backoff\" must not be less than "
-                           "\"backoff\" in \"%V\" directive", &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (max_backoff > 86400000) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"max_backoff\" must not be more than 1 day "
-                           "in \"%V\" directive", &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
     zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_zone_t));
     if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_mqttapi_zone_args(cf, cmd, zone, &key, &name, &size)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -168,9 +96,6 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     if (zone->index == NGX_ERROR) {
         return NGX_CONF_ERROR;
     }
-
-    zone->backoff = backoff;
-    zone->max_backoff = max_backoff;
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_mqttapi_module);
@@ -198,9 +123,102 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, cf->log, 0,
                    "mqttapi zone \"%V\": key \"%V\", backoff %M, "
-                   "max_backoff %M", &name, key, backoff, max_backoff);
+                   "max_backoff %M", &name, key, zone->backoff,
+                   zone->max_backoff);
 
     return NGX_CONF_OK;
+}
+
+
+/* the key and the parameters, in any order, as limit_req_zone's */
+
+static ngx_int_t
+ngx_http_mqttapi_zone_args(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t **key, ngx_str_t *name,
+    ssize_t *size)
+{
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    *key = NULL;
+    *size = 0;
+    name->len = 0;
+    zone->backoff = 1000;
+    zone->max_backoff = 60000;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            if (ngx_http_mqttapi_zone_size(cf, cmd, &value[i], name, size)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+            zone->backoff = ngx_http_mqttapi_zone_time(cf, cmd, &value[i], 8);
+            if (zone->backoff == (ngx_msec_t) NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_backoff=", 12) == 0) {
+            zone->max_backoff = ngx_http_mqttapi_zone_time(cf, cmd, &value[i],
+                                                           12);
+            if (zone->max_backoff == (ngx_msec_t) NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (*key == NULL && !ngx_http_mqttapi_zone_is_param(&value[i])) {
+            *key = &value[i];
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[i], &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (*key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no key in \"%V\" directive, expected one such "
+                           "as $arg_AccessKeyId", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (name->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter",
+                           &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (zone->max_backoff < zone->backoff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"max_backoff\" must not be less than "
+                           "\"backoff\" in \"%V\" directive", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (zone->max_backoff > 86400000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"max_backoff\" must not be more than 1 day "
+                           "in \"%V\" directive", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
