@@ -25,6 +25,8 @@
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
  *   ngx_http_mqttapi_answer.c     prepared local answers and annotations
  *   ngx_http_mqttapi_quota.c      proactive quotas
+ *   ngx_http_mqttapi_stats.c      the counters of the status endpoint
+ *   ngx_http_mqttapi_status.c     the status endpoint
  */
 
 
@@ -33,6 +35,8 @@
 #include "ngx_http_mqttapi_catalog_load.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_id.h"
+#include "ngx_http_mqttapi_stats.h"
+#include "ngx_http_mqttapi_status.h"
 #include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_variables.h"
 #include "ngx_http_mqttapi_zone.h"
@@ -200,6 +204,13 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       offsetof(ngx_http_mqttapi_loc_conf_t, throttle_codes),
       NULL },
 
+    { ngx_string("mqttapi_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mqttapi_status,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -250,6 +261,10 @@ ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
     }
 
     if (ngx_http_mqttapi_throttle_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_stats_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -389,6 +404,10 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->catalog == NULL) {
         mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
         conf->catalog = mcf->catalog;
+    }
+
+    if (ngx_http_mqttapi_stats_merge(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -8,14 +8,20 @@ zone capacity) and optionally profile/summary.txt-like notes.  Ratios are
 computed round by round (a case against its baseline of the same round),
 then the median and the range over the rounds are reported; CPU ratios
 compare the gateway worker's CPU time per request (utime+stime).
+
+The table of earlier runs is kept in RESULTS.md itself (the raw outputs
+are not in git): its rows are read back from the RESULTS.md being
+replaced, and each run in OUTDIR/../history/<run>/raw.tsv adds or
+replaces its own row.
 """
 
 import os
 import random
+import re
 import statistics
 import sys
 
-# (case, baseline, target, what) -- SPEC 9
+# (case, baseline, target, what): the performance targets
 TARGETS = [
     ("mod_ok", "plain_ok", 0.98,
      "success response through `mqttapi on` / plain `proxy_pass`"),
@@ -23,8 +29,12 @@ TARGETS = [
      "error annotated (`augment`) / plain `proxy_pass` relaying the same error"),
     ("mod_augment", "lua_capture_error", 1.25,
      "error annotated (`augment`) / the same in Lua, `ngx.location.capture`"),
-    ("reject", "return429", 0.95,
-     "local reject while backed off / `return 429`"),
+    ("reject", "return429_same", 0.95,
+     "local reject while backed off / `return 429` of the identical answer"),
+    ("status_ok", "mod_ok", 0.99,
+     "success with a `mqttapi_status` location configured / without"),
+    ("status_augment", "mod_augment", 0.99,
+     "error annotated with a `mqttapi_status` location configured / without"),
 ]
 
 # more comparisons, for information
@@ -33,15 +43,16 @@ OTHERS = [
     ("mod_problem", "plain_error", "error annotated (`problem`) / plain proxy, same error"),
     ("mod_augment", "lua_filter_error", "`augment` / Lua body filter (body only)"),
     ("mod_problem", "lua_capture_error", "`problem` / Lua capture"),
-    ("lua_capture_error", "plain_error", "Lua capture / plain proxy, error path (SPEC: ~0.66)"),
-    ("lua_filter_error", "plain_error", "Lua body filter / plain proxy, error path (SPEC: ~0.68)"),
-    ("lua_capture_ok", "plain_ok", "Lua capture / plain proxy, success path (SPEC: ~0.82)"),
-    ("lua_filter_ok", "plain_ok", "Lua body filter / plain proxy, success path (SPEC: ~0.90)"),
+    ("lua_capture_error", "plain_error", "Lua capture / plain proxy, error path (expected: about 0.66)"),
+    ("lua_filter_error", "plain_error", "Lua body filter / plain proxy, error path (expected: about 0.68)"),
+    ("lua_capture_ok", "plain_ok", "Lua capture / plain proxy, success path (expected: about 0.82)"),
+    ("lua_filter_ok", "plain_ok", "Lua body filter / plain proxy, success path (expected: about 0.90)"),
     ("reject", "return429_json", "local reject / `return 429` with a JSON body of the same size"),
-    ("reject", "return429_same", "local reject / `return 429` of the same answer as constant text (what the module adds to the answer's own cost)"),
+    ("reject", "return429", "local reject / nginx's own `return 429` page (the baseline before the identical answer)"),
     ("return429_same", "return429", "`return 429` of the module's answer as text / nginx's 429 page (what the answer's bytes and headers cost nginx and the kernel)"),
     ("reject_full", "reject", "reject with a full zone (~8,100 keys) / with one key"),
     ("reject_logged", "reject", "reject logged at warn (default) / logged at info (not written)"),
+    ("reject_logged", "return429_same", "reject at the default log level (warn) / `return 429` of the identical answer (goal: the same as at info, within noise)"),
 ]
 
 
@@ -166,12 +177,25 @@ def fmt(x, nd=2):
     return ("%.*f" % (nd, x)) if x == x else "-"
 
 
-def history_table(hdir):
-    """one line per kept run: the SPEC 9 ratios"""
-    if not os.path.isdir(hdir):
-        return []
-    rows = []
-    for d in sorted(os.listdir(hdir)):
+HISTORY_ROW = re.compile(r"^\| (\d{8}-\d{6}) \| .*\|$")
+
+
+def kept_history(path):
+    """the rows of the history table of an earlier RESULTS.md, by run"""
+    rows = {}
+    if path != "-" and os.path.exists(path):
+        for line in open(path, encoding="utf-8"):
+            m = HISTORY_ROW.match(line.rstrip("\n"))
+            if m:
+                rows[m.group(1)] = m.group(0)
+    return rows
+
+
+def history_table(hdir, kept):
+    """one line per run: the target ratios; the kept rows, then (added or
+    replacing them) the runs whose raw numbers are in hdir"""
+    rows = dict(kept)
+    for d in sorted(os.listdir(hdir)) if os.path.isdir(hdir) else []:
         p = os.path.join(hdir, d, "raw.tsv")
         if not os.path.exists(p):
             continue
@@ -195,20 +219,21 @@ def history_table(hdir):
                 rr.append(x["rps"] / y["rps"])
                 cc.append(y["cpu_us"] / x["cpu_us"])
         cells.append("%s / %s" % (fmt(med(rr)), fmt(med(cc))) if rr else "-")
-        rows.append("| %s | %d | %s |" % (d, len(br), " | ".join(cells)))
+        rows[d] = "| %s | %d | %s |" % (d, len(br), " | ".join(cells))
     if not rows:
         return []
     head = ["| run (UTC) | rounds | " + " | ".join(
         "%s / %s (>= %s)" % (c, b, t) for c, b, t, _ in TARGETS)
         + " | A/A plain_ok2 / plain_ok |",
         "| --- | --- |" + " --- |" * (len(TARGETS) + 1)]
-    return head + rows
+    return head + [rows[k] for k in sorted(rows)]
 
 
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     outdir, dest = sys.argv[1], sys.argv[2]
+    kept = kept_history(dest)
     env = load_env(os.path.join(outdir, "env.txt"))
     runs = load_raw(os.path.join(outdir, "raw.tsv"))
     cpath = os.path.join(outdir, "check.tsv")
@@ -259,14 +284,14 @@ def main():
     out = []
     w = out.append
 
-    w("# Benchmarks (SPEC 9)")
+    w("# Benchmarks")
     w("")
     w("Generated by `make bench` (`bench/run.sh`, then `bench/analyze.py`) "
       "on %s; git %s." % (env.get("date", "?"), env.get("git", "?")))
     w("Profiling notes (callgrind, `bench/profile.sh`): "
       "[PROFILE.md](PROFILE.md).")
     w("")
-    w("## SPEC 9 targets on this machine")
+    w("## The performance targets on this machine")
     w("")
     w("Requests/s ratios are taken round by round (the case and its "
       "baseline of the same round), then the median over %d rounds is "
@@ -302,7 +327,7 @@ def main():
         rps, cpu = ratios(case, base)
         m, c = med(rps), med(cpu)
         chk = pooled(check, case, base)
-        # requests/s decides (SPEC 9), backed by the CPU time per request
+        # requests/s decides, backed by the CPU time per request
         # and by the check; a miss by less than the noise measured by the
         # A/A pair is a close call, for the instruction counts to settle
         if chk:
@@ -354,11 +379,11 @@ def main():
           "runs below and bench/PROFILE.md.")
         w("")
     hist = history_table(os.path.join(os.path.dirname(os.path.abspath(outdir)),
-                                      "history"))
+                                      "history"), kept)
     if hist:
-        w("The same targets in every `make bench` run kept in "
-          "`bench/results/history/` (req/s ratio / CPU ratio, medians over "
-          "the rounds of each run):")
+        w("The same targets in every `make bench` run (req/s ratio / CPU "
+          "ratio, medians over the rounds of each run; the rows of earlier "
+          "runs are kept here, their raw numbers are not):")
         w("")
         out.extend(hist)
         w("")
@@ -390,6 +415,8 @@ def main():
         "return429_same": "return 429 + the reject's answer as text",
         "reject": "back-off reject, 1 key", "reject_full": "back-off reject, full zone",
         "reject_logged": "back-off reject, logged at warn",
+        "status_ok": "mqttapi on (200), status endpoint configured",
+        "status_augment": "mqttapi augment (400), status endpoint configured",
     }
     spreads = {}
     for c in cases:
@@ -458,7 +485,7 @@ def main():
         w("| --- | --- | --- | --- |")
         basel = {"mod_ok": "plain_ok", "mod_augment": "plain_error",
                  "mod_problem": "plain_error", "lua_capture_error": "plain_error",
-                 "lua_filter_error": "plain_error", "reject": "return429",
+                 "lua_filter_error": "plain_error", "reject": "return429_same",
                  "return429_json": "return429", "return429_same": "return429",
                  "reject_full": "reject"}
         for c in ["plain_ok", "mod_ok", "plain_error", "mod_augment",
@@ -567,13 +594,19 @@ def main():
                          env.get("load_cpu", "1")))
     w("- %s rounds of %s s per case, all cases in every round, after a "
       "1 s warm-up of every case; each case runs next to its baseline "
-      "(groups: plain_ok..., plain_error..., return429_same return429 reject...; the groups "
+      "(groups: plain_ok mod_ok status_ok..., plain_error mod_augment "
+      "status_augment..., return429 return429_same reject...; the groups "
       "rotate from round to round and the order within a group is "
       "reversed every other round; the first case of a group runs 1 s "
       "unrecorded before its run, since the first run after a change of "
       "location came out 3-5%% slower); %s s of runs in all." % (
           env.get("rounds", "?"), env.get("duration", "?"),
           env.get("elapsed", "?")))
+    w("- the status_* cases run the same locations as mod_ok and "
+      "mod_augment in a copy of the gateway with `location = "
+      "/mqttapi/status { mqttapi_status; }` added (another nginx on the "
+      "same core, its worker's CPU time measured alike): with it, every "
+      "request of that copy is counted.")
     w("- the reject cases use a key backed off once with `backoff=1h "
       "max_backoff=1h` before the runs; `reject_full` uses a zone filled "
       "first with %s keys (LRU keeps the newest)." %
@@ -595,9 +628,9 @@ def main():
     for p in env.get("pkgs", []):
         w("- package %s" % p)
     w("")
-    w("Raw numbers: `bench/results/latest/raw.tsv` (one line per run), "
-      "wrk outputs, sample responses of every case "
-      "(`bench/results/latest/samples.txt`) and the rendered configs.")
+    w("Raw numbers (not in git): `build/bench/latest/raw.tsv` (one line "
+      "per run), wrk outputs, sample responses of every case "
+      "(`build/bench/latest/samples.txt`) and the rendered configs.")
     w("")
 
     text = "\n".join(out)

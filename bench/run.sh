@@ -1,13 +1,15 @@
 #!/bin/bash
 #
-# bench/run.sh: the SPEC 9 benchmarks of ngx_http_mqttapi_module.
+# bench/run.sh: the benchmarks of ngx_http_mqttapi_module.
 #
 #   make bench                  (builds the module, then runs this)
 #   bash bench/run.sh           (the module must be built already)
 #
 # One gateway nginx (one worker, pinned to core 0) holds every case as a
 # location; a second nginx (one worker, pinned to core 1) plays the OpenAPI
-# upstream; wrk runs on core 1 too (taskset).  Cases are interleaved round
+# upstream; wrk runs on core 1 too (taskset).  A copy of the gateway with a
+# status endpoint configured (its requests are counted) runs the status_*
+# cases, pinned to core 0 as well.  Cases are interleaved round
 # by round (each next to its baseline, see round_order); each run reports wrk's
 # requests/s, the gateway worker's CPU time (utime+stime from
 # /proc/<pid>/stat) per request, and what the load side used of its core
@@ -17,13 +19,16 @@
 # Environment (all optional):
 #   BENCH_ROUNDS=10  BENCH_DURATION=3  BENCH_CONNS=16  BENCH_KEYS=12000
 #   BENCH_CASES="plain_ok mod_ok ..."   a subset of the cases below
-#   BENCH_OUT=bench/results/latest      raw results, samples, logs
+#   BENCH_OUT=build/bench/latest        raw results, samples, logs (not
+#                                       in git; a run of the default
+#                                       also keeps its numbers in
+#                                       build/bench/history/<UTC time>)
 #   BENCH_RESULTS=bench/RESULTS.md      the report ("" = do not write it)
 #   BENCH_KEEP=1                        leave both nginx running at the end
 #   BENCH_PROFILE=0                     skip the callgrind counts
 #                                       (bench/profile.sh, ~30 s)
 #   BENCH_SETUP_ONLY=1                  set up, check every case, keep running
-#   BENCH_CHECK=6                       ABBA repetitions per SPEC 9 target
+#   BENCH_CHECK=6                       ABBA repetitions per target pair
 #                                       after the rounds (0 = none)
 #   NGINX=/usr/sbin/nginx  MODULE=build/ngx_http_mqttapi_module.so
 
@@ -37,7 +42,7 @@ DURATION=${BENCH_DURATION:-3}
 CONNS=${BENCH_CONNS:-16}
 NKEYS=${BENCH_KEYS:-12000}
 NFULL=${BENCH_FULL_KEYS:-9000}
-OUT=${BENCH_OUT:-$BENCH/results/latest}
+OUT=${BENCH_OUT:-$REPO/build/bench/latest}
 RESULTS=${BENCH_RESULTS-$BENCH/RESULTS.md}
 # nginx reads $NGINX as inherited listening sockets: never pass it on
 NGINX_BIN=${NGINX:-/usr/sbin/nginx}
@@ -49,7 +54,7 @@ ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            plain_error mod_augment mod_problem lua_capture_error
            lua_filter_error
            return429 return429_json return429_same reject reject_full
-           reject_logged"
+           reject_logged status_ok status_augment"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
 declare -A CASE_PATH=(
@@ -69,6 +74,8 @@ declare -A CASE_PATH=(
     [reject]=/reject/one
     [reject_full]=/reject/full
     [reject_logged]=/reject/logged
+    [status_ok]=/mod/ok
+    [status_augment]=/mod/augment
 )
 
 # the status every response of a case must have
@@ -78,6 +85,7 @@ declare -A CASE_STATUS=(
     [lua_capture_error]=400 [lua_filter_error]=400
     [return429]=429 [return429_json]=429 [return429_same]=429
     [reject]=429 [reject_full]=429 [reject_logged]=429
+    [status_ok]=200 [status_augment]=400
 )
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -86,15 +94,13 @@ die() { log "error: $*"; exit 1; }
 
 # ---- what it needs -------------------------------------------------------
 
+# (the Makefile's BENCH_PKGS; `make deps` installs them)
 need_pkgs=""
 for p in wrk libnginx-mod-http-lua lua-cjson nginx curl python3 valgrind; do
-    dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null \
+        | grep -q '^install ok installed$' || need_pkgs="$need_pkgs $p"
 done
-if [ -n "$need_pkgs" ]; then
-    log "installing:$need_pkgs"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs
-fi
+[ -z "$need_pkgs" ] || die "missing packages:$need_pkgs (run 'make deps')"
 
 [ -x "$PY" ] || die "$PY is missing (Debian's python3)"
 [ -x "$NGINX_BIN" ] || die "no nginx at $NGINX_BIN"
@@ -142,11 +148,11 @@ rm -rf "$OUT"/*.txt "$OUT"/*.tsv "$OUT"/*.log "$OUT"/*.conf "$OUT/profile" \
 free_ports() {
     "$PY" -c '
 import socket
-ss = [socket.socket() for _ in range(2)]
+ss = [socket.socket() for _ in range(3)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))'
 }
-read -r PORT UPORT < <(free_ports)
+read -r PORT UPORT SPORT < <(free_ports)
 
 BENCH_KEY=$("$PY" "$BENCH/keys.py" key backed-off 0)
 FULL_KEY=$("$PY" "$BENCH/keys.py" key backed-off-full 0)
@@ -169,7 +175,16 @@ MODULE_DATE=$(stat -c '%y' "$MODULE" | cut -d. -f1)
 render "$BENCH/upstream.conf.in" "$DIR/upstream.conf"
 render "$BENCH/gateway.conf.in" "$DIR/gateway.conf"
 
-GW_MASTER=""; UP_MASTER=""
+# the same gateway with a status endpoint: every request of it is counted
+sed -e "s|$DIR/gateway\.pid|$DIR/gateway-status.pid|" \
+    -e "s|$DIR/gateway-error\.log|$DIR/gateway-status-error.log|" \
+    -e "s|listen 127\.0\.0\.1:$PORT |listen 127.0.0.1:$SPORT |" \
+    -e 's|^\( *\)# mqttapi_status:.*|\1location = /mqttapi/status { mqttapi_status; allow 127.0.0.1; deny all; }|' \
+    "$DIR/gateway.conf" > "$DIR/gateway-status.conf"
+grep -q 'mqttapi_status;' "$DIR/gateway-status.conf" \
+    || die "gateway-status.conf has no status location"
+
+GW_MASTER=""; UP_MASTER=""; ST_MASTER=""
 
 cleanup() {
     local rc=$?
@@ -178,11 +193,11 @@ cleanup() {
             "upstream 127.0.0.1:$UPORT (master $UP_MASTER), files in $DIR"
         exit $rc
     fi
-    for m in $GW_MASTER $UP_MASTER; do
+    for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
         kill -QUIT "$m" 2>/dev/null || true
     done
     sleep 0.5
-    for m in $GW_MASTER $UP_MASTER; do
+    for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
         kill -0 "$m" 2>/dev/null && kill -TERM "$m" 2>/dev/null || true
     done
     # the log has a line per reject of reject_logged: keep its end only
@@ -216,18 +231,31 @@ worker_of() {
 
 UP_MASTER=$(start_nginx "$DIR/upstream.conf" "$DIR/upstream.pid")
 GW_MASTER=$(start_nginx "$DIR/gateway.conf" "$DIR/gateway.pid")
+ST_MASTER=$(start_nginx "$DIR/gateway-status.conf" "$DIR/gateway-status.pid")
 GW_WORKER=$(worker_of "$GW_MASTER")
+ST_WORKER=$(worker_of "$ST_MASTER")
 UP_WORKER=$(worker_of "$UP_MASTER")
-log "gateway 127.0.0.1:$PORT worker $GW_WORKER on core $GW_CPU;" \
+log "gateway 127.0.0.1:$PORT worker $GW_WORKER and the one with a status" \
+    "endpoint 127.0.0.1:$SPORT worker $ST_WORKER on core $GW_CPU;" \
     "upstream 127.0.0.1:$UPORT worker $UP_WORKER and wrk on core $LOAD_CPU"
 
 GW="http://127.0.0.1:$PORT"
+STGW="http://127.0.0.1:$SPORT"
 QS="Action=ApplyToken&AccessKeyId="
 
 url_of() {
     case $1 in
         reject_full) echo "$GW${CASE_PATH[$1]}?$QS$FULL_KEY" ;;
+        status_*)    echo "$STGW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
         *)           echo "$GW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
+    esac
+}
+
+# the gateway worker that serves a case
+worker_of_case() {
+    case $1 in
+        status_*) echo "$ST_WORKER" ;;
+        *)        echo "$GW_WORKER" ;;
     esac
 }
 
@@ -269,13 +297,13 @@ for c in $CASES; do
     [ "$st" = "${CASE_STATUS[$c]}" ] \
         || die "$c: status $st, expected ${CASE_STATUS[$c]} (see $OUT/samples.txt)"
     case $c in
-        mod_augment|mod_problem|lua_capture_error)
+        mod_augment|mod_problem|lua_capture_error|status_augment)
             grep -qi '^X-MQTTAPI-Error-Code: InvalidParameter.InstanceId' <<<"$h" \
                 || die "$c: not annotated" ;;
         reject|reject_full|reject_logged)
             grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
                 || die "$c: not answered locally" ;;
-        mod_ok|plain_ok|plain_ok2|plain_error)
+        mod_ok|plain_ok|plain_ok2|plain_error|status_ok)
             ! grep -qi '^X-MQTTAPI-' <<<"$h" || die "$c: annotated" ;;
     esac
 done
@@ -306,14 +334,15 @@ printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_error
 
 run_case() {
     local round=$1 c=$2 d=$3 u t0 t1 l0 l1 p0 p1 w rps reqs secs non2xx errs
-    local load1
+    local load1 gw
     u=$(url_of "$c")
+    gw=$(worker_of_case "$c")
     l0=$(load_ticks)
     p0=$(cpu_ticks "$UP_WORKER")
-    t0=$(cpu_ticks "$GW_WORKER")
+    t0=$(cpu_ticks "$gw")
     w=$("${WRK[@]}" -t1 -c"$CONNS" -d"${d}s" "$u" 2>&1) \
         || die "wrk failed for $c: $w"
-    t1=$(cpu_ticks "$GW_WORKER")
+    t1=$(cpu_ticks "$gw")
     p1=$(cpu_ticks "$UP_WORKER")
     l1=$(load_ticks)
     [ "$round" = 0 ] && return 0
@@ -338,12 +367,13 @@ read -ra case_list <<<"$CASES"
 # A case runs next to its baseline: the cases are grouped by baseline, the
 # groups rotate from round to round, and within a group the order is
 # reversed every other round (ABBA), so that a drift of the machine during
-# a round weighs on a case and its baseline alike.  Each SPEC 9 pair is
-# adjacent (plain_ok mod_ok, plain_error mod_augment, return429 reject);
-# return429_same stands next to return429 and reject_full next to reject.
-CASE_GROUPS=("plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok"
-        "plain_error mod_augment mod_problem lua_capture_error lua_filter_error"
-        "return429_same return429 reject reject_full reject_logged return429_json")
+# a round weighs on a case and its baseline alike.  Each target pair is
+# adjacent (plain_ok mod_ok status_ok, plain_error mod_augment
+# status_augment, return429_same reject); return429 stands next to
+# return429_same, reject_full next to reject, reject_logged next to both.
+CASE_GROUPS=("plain_ok mod_ok status_ok plain_ok2 lua_capture_ok lua_filter_ok"
+        "plain_error mod_augment status_augment mod_problem lua_capture_error lua_filter_error"
+        "return429 return429_same reject reject_logged reject_full return429_json")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
@@ -387,7 +417,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 ELAPSED=$(( $(date +%s) - START ))
 
-# The check: each SPEC 9 target pair again, alone, A B B A repeated
+# The check: each target pair again, alone, A B B A repeated
 # BENCH_CHECK times; bench/analyze.py pools these runs (all ticks over
 # all requests), which is steadier than the median of the round ratios.
 # Each pair is warmed up first (not recorded): the first run after a
@@ -395,7 +425,9 @@ ELAPSED=$(( $(date +%s) - START ))
 CHECK=${BENCH_CHECK:-6}
 CHECK_PAIRS="mod_ok:plain_ok mod_augment:plain_error
              mod_augment:lua_capture_error reject:return429
-             reject:return429_same return429_same:return429"
+             reject:return429_same return429_same:return429
+             status_ok:mod_ok status_augment:mod_augment
+             reject_logged:return429_same"
 RAW_ROUNDS=$RAW
 RAW="$OUT/check.tsv"
 WRK_TAG=check
@@ -429,8 +461,16 @@ for c in reject reject_full; do
         || die "$c: the key is no longer backed off after the run"
 done
 
-if grep -E '\[(alert|crit|emerg)\]' "$DIR/gateway-error.log" \
-        > "$OUT/gateway-alerts.txt"; then
+# the status gateway counted its requests: its endpoint, kept with the run
+curl -s "$STGW/mqttapi/status?format=prometheus" > "$OUT/status.prom"
+case " $CASES " in
+    *" status_augment "*)
+        grep -Eq '^mqttapi_responses_total\{.*\} [1-9][0-9]*$' "$OUT/status.prom" \
+            || die "the status gateway counted no response (see $OUT/status.prom)" ;;
+esac
+
+if cat "$DIR/gateway-error.log" "$DIR/gateway-status-error.log" \
+        | grep -E '\[(alert|crit|emerg)\]' > "$OUT/gateway-alerts.txt"; then
     log "warning: alerts in the gateway's error log (see $OUT/gateway-alerts.txt)"
 fi
 
@@ -477,9 +517,10 @@ if [ "${BENCH_PROFILE:-1}" = 1 ] && command -v valgrind >/dev/null; then
         || log "warning: the profile failed (see $OUT/profile.log)"
 fi
 
-# every run's numbers are kept (small): RESULTS.md compares the runs
-if [ "$OUT" = "$BENCH/results/latest" ]; then
-    H="$BENCH/results/history/$(date -u +%Y%m%d-%H%M%S)"
+# every run's numbers are kept (small, outside git): RESULTS.md adds the
+# run's row to its table of runs, which keeps the rows of earlier ones
+if [ "$OUT" = "$REPO/build/bench/latest" ]; then
+    H="$REPO/build/bench/history/$(date -u +%Y%m%d-%H%M%S)"
     mkdir -p "$H"
     cp "$OUT/raw.tsv" "$OUT/env.txt" "$H/"
     [ -f "$OUT/check.tsv" ] && cp "$OUT/check.tsv" "$H/"

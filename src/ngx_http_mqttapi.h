@@ -40,6 +40,7 @@ typedef struct {
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
     ngx_array_t                 *zone_refs;   /* of zone references */
     ngx_flag_t                   enabled;     /* mqttapi on somewhere */
+    void                        *stats;       /* with mqttapi_status */
 } ngx_http_mqttapi_main_conf_t;
 
 

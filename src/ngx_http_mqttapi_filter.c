@@ -12,6 +12,7 @@
 #include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_json.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_throttle.h"
 
 
@@ -113,14 +114,17 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
 
     } else if (r->method == NGX_HTTP_HEAD) {
         reason = "a HEAD response";
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_HEAD);
 
     } else if (r->headers_out.content_encoding
                && r->headers_out.content_encoding->value.len)
     {
         reason = "an encoded body";
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_ENCODED);
 
     } else if (r->headers_out.content_length_n > (off_t) lcf->max_body_size) {
         reason = "a body over mqttapi_max_body_size";
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_TOO_LARGE);
     }
 
     if (reason) {
@@ -220,6 +224,9 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (rc == NGX_DECLINED) {
+            ngx_http_mqttapi_stats_pass(r, ngx_buf_in_memory(b)
+                                           ? NGX_HTTP_MQTTAPI_PASS_TOO_LARGE
+                                           : NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY);
             return ngx_http_mqttapi_pass(r, ctx, cl,
                                          ngx_buf_in_memory(b)
                                          ? "the body is over "
@@ -383,6 +390,7 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "mqttapi: passing through an unparsable error "
                               "body: %s at byte %d", jerr.text, jerr.position);
+                ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_UNPARSABLE);
                 return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
             }
         }
@@ -402,6 +410,7 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
             v = json_object_get(obj, "Code");
 
             if (!json_is_string(v)) {
+                ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NO_CODE);
                 return ngx_http_mqttapi_pass(r, ctx, NULL,
                                              "the error body is not an object "
                                              "with a string \"Code\"");
@@ -422,6 +431,7 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         gateway = ngx_http_mqttapi_catalog_gateway(lcf->catalog, ctx->origin,
                                                    r->headers_out.status);
         if (gateway == NULL) {
+            ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NOT_JSON);
             return ngx_http_mqttapi_pass(r, ctx, NULL,
                                          "no gateway code for the status");
         }
@@ -501,6 +511,8 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     }
 
 done:
+
+    ngx_http_mqttapi_stats_response(r, lcf, &ctx->error);
 
     ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
     ctx->annotated = 1;

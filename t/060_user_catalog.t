@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# User catalogs and languages.
+# User catalogs (mqttapi_catalog) and languages (Accept-Language).
 #
 #   * conf/example_user_catalog.json loads cleanly and does what it says:
 #     a third language (ja), an overridden built-in English solution, a
