@@ -28,6 +28,11 @@ use MqttapiTest;
 my $REPO = repo_dir();
 my $SRC  = '/usr/share/nginx/src';
 
+# `make test NGINX_SRC=... STATIC=1` exports its command-line variables
+# (and MAKEFLAGS) to the tests: the makes below choose their own
+delete @ENV{qw(NGINX_SRC STATIC EXTRA_CONFIGURE CC_OPT OPTIMIZE BUILD
+               MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES)};
+
 sub slurp { MqttapiTest::_slurp($_[0]) }
 sub spew  { MqttapiTest::_spew(@_) }
 
