@@ -30,12 +30,8 @@ my $REPO = repo_dir();
 my $CATALOG_FILE = "$REPO/conf/mqttapi_catalog.json";
 my $GEN = "$REPO/conf/gen_zh_hans.pl";
 
-my $catalog = do {
-    open my $fh, '<:raw', $CATALOG_FILE or die "cannot read $CATALOG_FILE: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(scalar <$fh>);
-};
-my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
+my ($catalog, $entries) = builtin_catalog();
+my %entry = %$entries;
 
 # ---------------------------------------------------------------------------
 # The data
