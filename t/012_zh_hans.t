@@ -20,7 +20,6 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Copy ();
 use File::Temp ();
-use JSON::PP ();
 use MqttapiTest;
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')

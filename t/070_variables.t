@@ -24,7 +24,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp ();
-use JSON::PP ();
 use Time::HiRes ();
 use MqttapiTest;
 
