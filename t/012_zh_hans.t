@@ -95,6 +95,16 @@ SKIP: {
             <$in>;
         };
         ok($regen eq $orig, 'the copy regenerated is the committed catalog');
+
+        # a zh-Hans text edited by hand is found out
+        (my $edited = $orig) =~ s/("zh-Hans": \{\n +"description": ")/$1X/;
+        isnt($edited, $orig, 'a copy with an edited zh-Hans text (sanity)');
+        open $fh, '>:raw', "$dir/conf/mqttapi_catalog.json" or die $!;
+        print {$fh} $edited;
+        close $fh;
+        $out = `perl '$dir/conf/gen_zh_hans.pl' --check 2>&1`;
+        isnt($?, 0, 'gen_zh_hans.pl --check fails on it');
+        like($out, qr/not those conf\/gen_zh_hans\.pl makes/, '... and says why');
     };
 }
 
