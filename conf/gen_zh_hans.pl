@@ -46,35 +46,38 @@ sub parse_value {
     my ($s) = @_;
     $$s =~ /\G\s*/gc;
     if ($$s =~ /\G\{/gc) {
-        my @pairs;
-        $$s =~ /\G\s*/gc;
-        return [ 'obj' ] if $$s =~ /\G\}/gc;
-        do {
+        return [ 'obj', parse_members($s, '}', sub {
             $$s =~ /\G\s*("(?:[^"\\]|\\.)*")\s*:/gc
                 or die "catalog: a key expected at offset " . pos($$s) . "\n";
             my $key = $STRING->decode($1);
-            push @pairs, [ $key, parse_value($s) ];
-            $$s =~ /\G\s*/gc;
-        } while ($$s =~ /\G,/gc);
-        $$s =~ /\G\}/gc or die "catalog: '}' expected at offset " . pos($$s) . "\n";
-        return [ 'obj', @pairs ];
+            return [ $key, parse_value($s) ];
+        }) ];
     }
     if ($$s =~ /\G\[/gc) {
-        my @items;
-        $$s =~ /\G\s*/gc;
-        return [ 'arr' ] if $$s =~ /\G\]/gc;
-        do {
-            push @items, parse_value($s);
-            $$s =~ /\G\s*/gc;
-        } while ($$s =~ /\G,/gc);
-        $$s =~ /\G\]/gc or die "catalog: ']' expected at offset " . pos($$s) . "\n";
-        return [ 'arr', @items ];
+        return [ 'arr', parse_members($s, ']', sub { parse_value($s) }) ];
     }
-    if ($$s =~ /\G("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null)/gc) {
+    if ($$s =~ /\G("(?:[^"\\]|\\.)*"
+                 |-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null)/gcx)
+    {
         my $text = $1;
         return \$text;
     }
     die "catalog: a value expected at offset " . pos($$s) . "\n";
+}
+
+# the members of an object or an array, up to its closing bracket
+sub parse_members {
+    my ($s, $close, $member) = @_;
+    my @members;
+    $$s =~ /\G\s*/gc;
+    return () if $$s =~ /\G\Q$close\E/gc;
+    do {
+        push @members, $member->();
+        $$s =~ /\G\s*/gc;
+    } while ($$s =~ /\G,/gc);
+    $$s =~ /\G\Q$close\E/gc
+        or die "catalog: '$close' expected at offset " . pos($$s) . "\n";
+    return @members;
 }
 
 sub dump_value {
@@ -87,7 +90,7 @@ sub dump_value {
     }
     my $in = $indent . '  ';
     my @lines = $type eq 'obj'
-        ? map { $in . ${ lit($_->[0]) } . ': ' . dump_value($_->[1], $in) } @elts
+        ? map { "$in${ lit($_->[0]) }: " . dump_value($_->[1], $in) } @elts
         : map { $in . dump_value($_, $in) } @elts;
     my ($open, $close) = $type eq 'obj' ? ('{', '}') : ('[', ']');
     return "$open\n" . join(",\n", @lines) . "\n$indent$close";

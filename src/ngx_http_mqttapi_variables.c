@@ -165,6 +165,7 @@ static ngx_int_t
 ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t               *state;
     ngx_http_mqttapi_ctx_t  *ctx;
 
     ctx = ngx_http_mqttapi_get_ctx(r);
@@ -176,8 +177,9 @@ ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
 
     /* NGX_HTTP_MQTTAPI_THROTTLE_NONE: the empty string, not found */
 
-    return ngx_http_mqttapi_variable_value(v,
-                               &ngx_http_mqttapi_throttle_states[ctx->throttle]);
+    state = &ngx_http_mqttapi_throttle_states[ctx->throttle];
+
+    return ngx_http_mqttapi_variable_value(v, state);
 }
 
 

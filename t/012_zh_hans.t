@@ -20,7 +20,6 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Copy ();
 use File::Temp ();
-use JSON::PP ();
 use MqttapiTest;
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
@@ -30,12 +29,8 @@ my $REPO = repo_dir();
 my $CATALOG_FILE = "$REPO/conf/mqttapi_catalog.json";
 my $GEN = "$REPO/conf/gen_zh_hans.pl";
 
-my $catalog = do {
-    open my $fh, '<:raw', $CATALOG_FILE or die "cannot read $CATALOG_FILE: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(scalar <$fh>);
-};
-my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
+my ($catalog, $entries) = builtin_catalog();
+my %entry = %$entries;
 
 # ---------------------------------------------------------------------------
 # The data
@@ -100,6 +95,16 @@ SKIP: {
             <$in>;
         };
         ok($regen eq $orig, 'the copy regenerated is the committed catalog');
+
+        # a zh-Hans text edited by hand is found out
+        (my $edited = $orig) =~ s/("zh-Hans": \{\n +"description": ")/$1X/;
+        isnt($edited, $orig, 'a copy with an edited zh-Hans text (sanity)');
+        open $fh, '>:raw', "$dir/conf/mqttapi_catalog.json" or die $!;
+        print {$fh} $edited;
+        close $fh;
+        $out = `perl '$dir/conf/gen_zh_hans.pl' --check 2>&1`;
+        isnt($?, 0, 'gen_zh_hans.pl --check fails on it');
+        like($out, qr/not those conf\/gen_zh_hans\.pl makes/, '... and says why');
     };
 }
 

@@ -49,8 +49,8 @@ sub slurp {
     return <$fh>;
 }
 
-my $builtin = JSON::PP->new->utf8->decode(slurp("$REPO/conf/mqttapi_catalog.json"));
-my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $builtin->{errors} };
+my ($builtin, $entries) = builtin_catalog();
+my %entry = %$entries;
 my $example = JSON::PP->new->utf8->decode(slurp($EXAMPLE));
 my %ex = map { (($_->{code} // $_->{regex}) => $_) } @{ $example->{errors} };
 

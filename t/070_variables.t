@@ -24,17 +24,12 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp ();
-use JSON::PP ();
 use Time::HiRes ();
 use MqttapiTest;
 
 my $REPO = repo_dir();
-my $catalog = do {
-    open my $fh, '<:raw', "$REPO/conf/mqttapi_catalog.json" or die "catalog: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(<$fh>);
-};
-my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
+my ($catalog, $entries) = builtin_catalog();
+my %entry = %$entries;
 
 my $DEAD = dead_port();
 my $WWW = File::Temp::tempdir('mqttapi-www-XXXXXX', TMPDIR => 1, CLEANUP => 1);
