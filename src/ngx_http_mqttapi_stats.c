@@ -62,6 +62,9 @@
 #define NGX_HTTP_MQTTAPI_MAX_ACTIONS      255
 #define NGX_HTTP_MQTTAPI_MAX_CODES        2047
 
+#define ngx_http_mqttapi_ptr_hash(p)                                          \
+    ((ngx_uint_t) (((uintptr_t) (p) >> 3) * 2654435761U) >> 4)
+
 #define ngx_http_mqttapi_key(m, a, action, code, word)                        \
     (((ngx_atomic_uint_t) (m) << NGX_HTTP_MQTTAPI_K_METRIC)                   \
      | ((ngx_atomic_uint_t) (a) << NGX_HTTP_MQTTAPI_K_A)                      \
@@ -74,6 +77,13 @@ typedef struct {
     ngx_atomic_t                 key;
     ngx_atomic_t                 count;
 } ngx_http_mqttapi_counter_t;
+
+
+typedef struct {
+    void                        *key;
+    ngx_http_mqttapi_labels_t   *labels;
+    ngx_str_t                    name;
+} ngx_http_mqttapi_pending_t;
 
 
 struct ngx_http_mqttapi_stats_sh_s {
@@ -97,6 +107,12 @@ static ngx_int_t ngx_http_mqttapi_labels_hash(ngx_conf_t *cf,
     ngx_http_mqttapi_labels_t *l, uint32_t *crc);
 static ngx_uint_t ngx_http_mqttapi_labels_find(ngx_http_mqttapi_labels_t *l,
     ngx_str_t *name);
+static ngx_int_t ngx_http_mqttapi_ptrs_add(ngx_http_mqttapi_stats_t *st,
+    void *key, ngx_http_mqttapi_labels_t *l, ngx_str_t *name);
+static ngx_int_t ngx_http_mqttapi_ptrs_build(ngx_conf_t *cf,
+    ngx_http_mqttapi_stats_t *st);
+static ngx_int_t ngx_http_mqttapi_ptrs_find(ngx_http_mqttapi_stats_t *st,
+    void *key);
 static ngx_int_t ngx_http_mqttapi_stats_catalog(ngx_conf_t *cf,
     ngx_http_mqttapi_stats_t *st, ngx_http_mqttapi_catalog_t *catalog);
 static ngx_int_t ngx_http_mqttapi_stats_entry(ngx_conf_t *cf,
@@ -167,6 +183,9 @@ ngx_http_mqttapi_stats_create(ngx_conf_t *cf)
         || ngx_array_init(&st->codes_conf, cf->pool, 4, sizeof(ngx_str_t))
            != NGX_OK
         || ngx_array_init(&st->zones, cf->pool, 4, sizeof(void *)) != NGX_OK
+        || ngx_array_init(&st->ptrs.pending, cf->temp_pool, 64,
+                          sizeof(ngx_http_mqttapi_pending_t))
+           != NGX_OK
         || ngx_http_mqttapi_labels_init(cf, &st->codes,
                                         NGX_HTTP_MQTTAPI_MAX_CODES)
            != NGX_OK
@@ -343,6 +362,10 @@ ngx_http_mqttapi_stats_init(ngx_conf_t *cf)
 
     ngx_crc32_update(&crc, (u_char *) &st->nslots, sizeof(ngx_uint_t));
     ngx_crc32_final(crc);
+
+    if (ngx_http_mqttapi_ptrs_build(cf, st) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     st->signature = crc;
 
@@ -537,6 +560,91 @@ ngx_http_mqttapi_labels_find(ngx_http_mqttapi_labels_t *l, ngx_str_t *name)
 }
 
 
+/*
+ * Catalog objects are known by their address on the request path: a
+ * pointer, not a name, to look up
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_ptrs_add(ngx_http_mqttapi_stats_t *st, void *key,
+    ngx_http_mqttapi_labels_t *l, ngx_str_t *name)
+{
+    ngx_http_mqttapi_pending_t  *p;
+
+    if (key == NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_array_push(&st->ptrs.pending);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p->key = key;
+    p->labels = l;
+    p->name = *name;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_ptrs_build(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st)
+{
+    ngx_uint_t                   i, n, h;
+    ngx_http_mqttapi_pending_t  *p;
+
+    for (n = 16; n < 2 * st->ptrs.pending.nelts; n <<= 1) { /* void */ }
+
+    st->ptrs.slots = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_mqttapi_ptr_t));
+    if (st->ptrs.slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    st->ptrs.mask = n - 1;
+
+    p = st->ptrs.pending.elts;
+
+    for (i = 0; i < st->ptrs.pending.nelts; i++) {
+
+        for (h = ngx_http_mqttapi_ptr_hash(p[i].key) & st->ptrs.mask;
+             st->ptrs.slots[h].key && st->ptrs.slots[h].key != p[i].key;
+             h = (h + 1) & st->ptrs.mask)
+        { /* void */ }
+
+        st->ptrs.slots[h].key = p[i].key;
+        st->ptrs.slots[h].index = ngx_http_mqttapi_labels_find(p[i].labels,
+                                                               &p[i].name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the label index of a catalog object, -1: not one */
+
+static ngx_int_t
+ngx_http_mqttapi_ptrs_find(ngx_http_mqttapi_stats_t *st, void *key)
+{
+    ngx_uint_t  h;
+
+    if (key == NULL) {
+        return -1;
+    }
+
+    for (h = ngx_http_mqttapi_ptr_hash(key) & st->ptrs.mask;
+         st->ptrs.slots[h].key;
+         h = (h + 1) & st->ptrs.mask)
+    {
+        if (st->ptrs.slots[h].key == key) {
+            return st->ptrs.slots[h].index;
+        }
+    }
+
+    return -1;
+}
+
+
 static ngx_int_t
 ngx_http_mqttapi_stats_catalog(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_catalog_t *catalog)
@@ -585,6 +693,11 @@ ngx_http_mqttapi_stats_catalog(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
         if (ngx_http_mqttapi_labels_add(cf, &st->actions, &a[i]->name,
                                         "action")
             != NGX_OK
+            || ngx_http_mqttapi_ptrs_add(st, a[i], &st->actions, &a[i]->name)
+               != NGX_OK
+            || ngx_http_mqttapi_ptrs_add(st, a[i]->category.data,
+                                         &st->categories, &a[i]->category)
+               != NGX_OK
             || ngx_http_mqttapi_labels_add(cf, &st->categories,
                                            &a[i]->category, "category")
                != NGX_OK
@@ -608,7 +721,8 @@ ngx_http_mqttapi_stats_entry(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
     ngx_uint_t   i;
 
     if (ngx_http_mqttapi_labels_add(cf, &st->codes, &e->code, "code")
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_mqttapi_ptrs_add(st, e, &st->codes, &e->code) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -622,7 +736,10 @@ ngx_http_mqttapi_stats_entry(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
     for (i = 0; i < e->categories->nelts; i++) {
         if (ngx_http_mqttapi_labels_add(cf, &st->categories, &c[i],
                                         "category")
-            != NGX_OK)
+            != NGX_OK
+            || ngx_http_mqttapi_ptrs_add(st, c[i].data, &st->categories,
+                                         &c[i])
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -771,7 +888,8 @@ void
 ngx_http_mqttapi_stats_response(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
 {
-    ngx_uint_t                 action, code, category;
+    ngx_int_t                  action, category;
+    ngx_uint_t                 code;
     ngx_http_mqttapi_stats_t  *st;
 
     st = ngx_http_mqttapi_stats_get(r);
@@ -780,13 +898,31 @@ ngx_http_mqttapi_stats_response(ngx_http_request_t *r,
         return;
     }
 
-    action = ngx_http_mqttapi_stats_action(r, st);
+    /* what resolving the error found; a gateway error looked for nothing */
+
+    if (err->gateway) {
+        action = ngx_http_mqttapi_stats_action(r, st);
+
+    } else {
+        action = ngx_http_mqttapi_ptrs_find(st, err->action);
+
+        if (action == -1) {
+            action = 0;
+        }
+    }
+
     code = ngx_http_mqttapi_stats_code(st, err);
-    category = ngx_http_mqttapi_labels_find(&st->categories, &err->category);
+
+    category = ngx_http_mqttapi_ptrs_find(st, err->category.data);
+
+    if (category == -1) {
+        category = ngx_http_mqttapi_labels_find(&st->categories,
+                                                &err->category);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mqttapi status: response, action %ui, code %ui, "
-                   "category %ui", action, code, category);
+                   "mqttapi status: response, action %i, code %ui, "
+                   "category %i", action, code, category);
 
     ngx_http_mqttapi_stats_count(st,
         ngx_http_mqttapi_key(NGX_HTTP_MQTTAPI_STAT_RESPONSES, category, action,
@@ -878,8 +1014,14 @@ static ngx_uint_t
 ngx_http_mqttapi_stats_code(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_error_t *err)
 {
+    ngx_int_t  i;
+
     if (err->entry) {
-        return ngx_http_mqttapi_labels_find(&st->codes, &err->entry->code);
+        i = ngx_http_mqttapi_ptrs_find(st, err->entry);
+
+        return (i != -1) ? (ngx_uint_t) i
+                         : ngx_http_mqttapi_labels_find(&st->codes,
+                                                        &err->entry->code);
     }
 
     if (err->code.len == 0) {

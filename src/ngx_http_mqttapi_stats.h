@@ -69,6 +69,24 @@ typedef struct {
 typedef struct ngx_http_mqttapi_stats_sh_s  ngx_http_mqttapi_stats_sh_t;
 
 
+/*
+ * The label index of catalog objects by their address: entries (their
+ * code), actions (their name), category strings (their data)
+ */
+
+typedef struct {
+    void                        *key;
+    ngx_uint_t                   index;
+} ngx_http_mqttapi_ptr_t;
+
+
+typedef struct {
+    ngx_array_t                  pending;     /* while configuring */
+    ngx_http_mqttapi_ptr_t      *slots;
+    ngx_uint_t                   mask;
+} ngx_http_mqttapi_ptrs_t;
+
+
 typedef struct {
     ngx_array_t                  catalogs;    /* seen while merging */
     ngx_array_t                  codes_conf;  /* mqttapi_throttle_codes */
@@ -78,6 +96,7 @@ typedef struct {
     ngx_http_mqttapi_labels_t    categories;
     ngx_http_mqttapi_labels_t    zone_names;
     ngx_array_t                  zones;       /* zone pointers, from 1 */
+    ngx_http_mqttapi_ptrs_t      ptrs;
 
     ngx_uint_t                   nslots;      /* a power of two */
     size_t                       slot_size;
