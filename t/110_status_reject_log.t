@@ -20,6 +20,7 @@ use Test::More;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
+use MqttapiStatus;
 
 my $http = <<'EOF';
     include %%REPO%%/conf/emulator_http.conf;
@@ -61,22 +62,7 @@ EOF
 my $ng = start_nginx(http => $http, workers => 2);
 my $port = $ng->port(0);
 
-sub local_answer {
-    my ($r) = @_;
-    return ($r->{status} // 0) == 429
-           && (h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
-}
-
-sub status_value {
-    my ($metric, %l) = @_;
-    my $d = json_decode(get($port, '/mqttapi/status')->{body}) || {};
-    my $sum = 0;
-    for my $row (@{ $d->{$metric} || [] }) {
-        next if grep { ($row->{$_} // '') ne $l{$_} } keys %l;
-        $sum += $row->{value};
-    }
-    return $sum;
-}
+sub status_now { status_value(status_json($port), @_) }
 
 # n requests on one keep-alive connection (a new one when it closes);
 # returns how many were answered locally
@@ -143,10 +129,10 @@ my @other_lines = grep { /answering "QueryTokenOverFlow" locally/
                          && /AccessKeyId=other/ } split /\n/, $log;
 is(scalar @other_lines, 1, 'the other key got its own first line');
 
-is(status_value('local_rejects_total', zone => 'fl', action => 'ApplyToken',
+is(status_now('local_rejects_total', zone => 'fl', action => 'ApplyToken',
                 code => 'ApplyTokenOverFlow', reason => 'backoff'),
    $CLIENTS * $PER, 'local_rejects_total: every answer of the flood');
-is(status_value('local_rejects_total', zone => 'fl', action => 'QueryToken',
+is(status_now('local_rejects_total', zone => 'fl', action => 'QueryToken',
                 code => 'QueryTokenOverFlow', reason => 'backoff'),
    3, 'local_rejects_total: the other key');
 
@@ -212,7 +198,7 @@ $reported += $1 while $log =~ /(\d+) requests over the quota of "RevokeToken" (?
                                )were answered locally in a second/g;
 is($reported, $q_local,
    'quota: the counts logged add up to the local answers');
-is(status_value('local_rejects_total', zone => 'q', action => 'RevokeToken',
+is(status_now('local_rejects_total', zone => 'q', action => 'RevokeToken',
                 reason => 'quota'), $q_local,
    'quota: local_rejects_total agrees');
 
