@@ -47,11 +47,22 @@
 #define NGX_HTTP_MQTTAPI_EVENT_CLOSE        4
 
 
-/* a label dimension: index 0 is "other" */
+/* the label dimensions */
+
+#define NGX_HTTP_MQTTAPI_DIM_CODES          0
+#define NGX_HTTP_MQTTAPI_DIM_ACTIONS        1
+#define NGX_HTTP_MQTTAPI_DIM_CATEGORIES     2
+#define NGX_HTTP_MQTTAPI_DIM_ZONES          3
+#define NGX_HTTP_MQTTAPI_DIMS               4
+
+
+/* a dimension's values in the configuration: index 0 is "other" */
 
 typedef struct {
     ngx_array_t                  names;       /* of ngx_str_t */
     ngx_hash_t                   hash;        /* name: index + 1 */
+    ngx_uint_t                  *ids;         /* their ids in the zone */
+    ngx_uint_t                   dim;
     ngx_uint_t                   max;
 } ngx_http_mqttapi_labels_t;
 
@@ -76,7 +87,7 @@ typedef struct ngx_http_mqttapi_stats_sh_s  ngx_http_mqttapi_stats_sh_t;
 
 typedef struct {
     void                        *key;
-    ngx_uint_t                   index;
+    ngx_uint_t                  *id;
 } ngx_http_mqttapi_ptr_t;
 
 
@@ -100,7 +111,6 @@ typedef struct {
 
     ngx_uint_t                   nslots;      /* a power of two */
     size_t                       slot_size;
-    uint32_t                     signature;
 
     ngx_shm_zone_t              *shm_zone;
     ngx_http_mqttapi_stats_sh_t *sh;

@@ -490,6 +490,53 @@ unlike($r->{body}, qr/responses_total/, 'deny: no figures');
              code => 'InstanceNotFound', source => 'upstream'), $N + 1,
        'after the reload: counting goes on');
 
+    # a reload that changes the label values: a user catalog (a new code,
+    # a regex code), another zone; the counts so far are kept
+    my $http2 = $http . <<'EOF2';
+    mqttapi_throttle_zone $arg_AccessKeyId zone=extra:1m;
+    server {
+        listen 127.0.0.1:%%PORT3%%;
+        location / {
+            mqttapi on;
+            mqttapi_catalog %%REPO%%/conf/example_user_catalog.json;
+            mqttapi_throttle zone=extra;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
+        }
+    }
+EOF2
+    ok($ng->reload(http => $http2), 'reload with a user catalog and a zone more');
+    my $c5 = status_json_ok();
+    for my $m (grep { /_total$/ && $_ ne 'zone_evictions_total' } sort keys %$c3) {
+        is_deeply($c5->{$m}, $c3->{$m}, "reload with other labels: $m kept");
+    }
+    is(status_value($c5, 'zone_keys', zone => 'extra'), 0,
+       'the new zone is listed');
+    my $p3 = $ng->port(3);
+    for my $code (qw(SignatureDoesNotMatch Throttling.User)) {
+        $r = get($p3, "/?Action=QueryToken&mqttemu_code=$code");
+        is(h($r, 'X-MQTTAPI-Error-Code'), $code, "user catalog: $code");
+    }
+    get($port, '/?Action=QueryToken&mqttemu_code=InstanceNotFound');
+    my $c6 = status_json_ok();
+    is(status_value($c6, 'responses_total', code => 'SignatureDoesNotMatch'),
+       1, 'a code of the new catalog counts under its name');
+    is(status_value($c6, 'responses_total', code => '^Throttling\.(\w+)$'),
+       1, 'a regex code under its pattern');
+    is(status_value($c6, 'responses_total', action => 'QueryToken',
+                    code => 'InstanceNotFound', source => 'upstream'), $N + 2,
+       'an old series goes on from where it was');
+    my $p6 = get($port, '/mqttapi/status?format=prometheus');
+    ok(index($p6->{body}, 'code="^Throttling\\\\.(\\\\w+)$"') >= 0,
+       'prometheus: the backslashes of a label escaped') or diag $p6->{body};
+    my $tmp = File::Temp->new(SUFFIX => '.prom');
+    print $tmp $p6->{body};
+    close $tmp;
+    my $out = `$PROMTOOL check metrics < $tmp 2>&1`;
+    is($?, 0, 'promtool check metrics passes after the reload') or diag $out;
+    is_deeply(parse_prometheus($p6->{body}),
+              json_as_prometheus(json_decode(get($port, '/mqttapi/status')->{body})),
+              'the same figures in JSON and Prometheus after the reload');
+
     $ng->stop;
     $ng = start_nginx(http => $http, workers => 2);
     $port = $ng->port(0);

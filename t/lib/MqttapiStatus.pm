@@ -56,7 +56,9 @@ sub parse_prometheus {
             or return undef;
         my %l;
         while (($labels // '') =~ /\G(\w+)="((?:[^"\\]|\\.)*)",?/gc) {
-            $l{$1} = $2;
+            my ($k, $v) = ($1, $2);
+            $v =~ s/\\(.)/$1 eq 'n' ? "\n" : $1/ge;
+            $l{$k} = $v;
         }
         $m{ _sample_key($name, %l) } = $v;
     }
