@@ -1269,7 +1269,8 @@ ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
         overflow = (ngx_atomic_t *) slot;
         c = (ngx_http_mqttapi_counter_t *) (slot + NGX_HTTP_MQTTAPI_STATS_PAD);
 
-        for (i = 0; i < NGX_HTTP_MQTTAPI_STATS_ENTRIES + NGX_HTTP_MQTTAPI_STAT_METRICS;
+        for (i = 0;
+             i < NGX_HTTP_MQTTAPI_STATS_ENTRIES + NGX_HTTP_MQTTAPI_STAT_METRICS;
              i++)
         {
             if (i < NGX_HTTP_MQTTAPI_STATS_ENTRIES) {

@@ -404,9 +404,10 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
-        ngx_http_mqttapi_stats_backoff(r, zone, count == 1
-                                                ? NGX_HTTP_MQTTAPI_EVENT_OPEN
-                                                : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
+        ngx_http_mqttapi_stats_backoff(r, zone,
+                                       (count == 1)
+                                       ? NGX_HTTP_MQTTAPI_EVENT_OPEN
+                                       : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
 
         ngx_http_mqttapi_advertise(lcf, err, delay);
 

@@ -407,7 +407,8 @@ is($p->{status}, 200, 'prometheus: 200');
 is(h($p, 'Content-Type'), 'text/plain; version=0.0.4',
    'prometheus: Content-Type text/plain; version=0.0.4');
 is(h($p, 'Cache-Control'), 'no-store', 'prometheus: Cache-Control');
-like($p->{body}, qr/^# HELP mqttapi_responses_total .+\n# TYPE mqttapi_responses_total counter\n/m,
+like($p->{body}, qr/^\# [ ] HELP [ ] mqttapi_responses_total [ ] .+\n
+                   \# [ ] TYPE [ ] mqttapi_responses_total [ ] counter\n/mx,
      'prometheus: HELP and TYPE');
 for my $m (qw(responses_total passthrough_total local_rejects_total
               dry_run_total backoff_events_total upstream_throttles_total
@@ -419,7 +420,8 @@ for my $m (qw(backoff_keys zone_bytes zone_keys build_info)) {
     like($p->{body}, qr/^# TYPE mqttapi_$m gauge$/m, "TYPE $m gauge");
 }
 like($p->{body},
-     qr/^mqttapi_responses_total\{action="QueryToken",code="InstanceNotFound",category="token",source="upstream"\} $N$/m,
+     qr/^mqttapi_responses_total\{action="QueryToken",code="InstanceNotFound",
+        category="token",source="upstream"\}[ ]$N$/mx,
      'prometheus: a sample line');
 like($p->{body}, qr/^mqttapi_build_info\{version="[^"]+",nginx="1\.22\.1"\} 1$/m,
      'prometheus: build_info');
@@ -534,7 +536,7 @@ EOF2
     my $out = `$PROMTOOL check metrics < $tmp 2>&1`;
     is($?, 0, 'promtool check metrics passes after the reload') or diag $out;
     is_deeply(parse_prometheus($p6->{body}),
-              json_as_prometheus(json_decode(get($port, '/mqttapi/status')->{body})),
+              json_as_prometheus(status_json($port)),
               'the same figures in JSON and Prometheus after the reload');
 
     $ng->stop;

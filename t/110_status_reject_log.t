@@ -107,7 +107,8 @@ for my $c (1 .. $CLIENTS) {
 # meanwhile, the other key
 my $other = 0;
 for (1 .. 3) {
-    $other++ if local_answer(get($port, '/fl/?Action=QueryToken&AccessKeyId=other'));
+    $r = get($port, '/fl/?Action=QueryToken&AccessKeyId=other');
+    $other++ if local_answer($r);
 }
 is($other, 3, 'the other key is answered locally during the flood');
 
@@ -185,7 +186,8 @@ while (time < $q0 + 2.5) {
 my $secs = time - $q0;
 cmp_ok($q_local, '>', 10, "quota: $q_local of $q_sent answered locally");
 sleep 1.5;
-$r = get($port, '/q/?Action=RevokeToken&AccessKeyId=qk&InstanceId=mqtt-cn-a&Token=t');
+$r = get($port, '/q/?Action=RevokeToken&AccessKeyId=qk'
+                . '&InstanceId=mqtt-cn-a&Token=t');
 ok(!local_answer($r), 'quota: a request after a quiet second passes');
 
 $log = $ng->error_log($mark);
