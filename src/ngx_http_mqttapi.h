@@ -72,6 +72,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                    code;        /* validated, or empty */
     ngx_http_mqttapi_entry_t    *entry;       /* catalog entry, or NULL */
+    void                        *action;      /* the request's catalog
+                                                 action, or NULL */
     ngx_str_t                    param;       /* pattern capture */
     ngx_str_t                    category;
     ngx_uint_t                   status;      /* sent status */

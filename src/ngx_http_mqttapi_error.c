@@ -35,6 +35,7 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
     ngx_http_mqttapi_action_t  *action;
 
     err->entry = entry;
+    err->action = NULL;
     err->category = ngx_http_mqttapi_unknown;
     err->retry_after = -1;
     ngx_str_null(&err->code);
@@ -64,6 +65,7 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
 
     } else {
         action = ngx_http_mqttapi_request_action(r, catalog);
+        err->action = action;
 
         if (action && action->category.len) {
             err->category = action->category;

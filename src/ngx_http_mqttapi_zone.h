@@ -57,14 +57,18 @@
  * A node is allocated from "color" on, as in limit_req: the rbtree key,
  * links and parent come first and the rest follows.  A back-off node uses
  * "until" (its end), "delay", "code" and u.backoff; a quota node uses
- * "until" as the number of its latest bucket, and u.buckets.
+ * "until" as the number of its latest bucket, and u.buckets.  Both count
+ * in "rejected" the local answers of the current window, of which only
+ * the first is logged: a back-off's window is the back-off (until the
+ * probe or the next throttle), a quota's the second after its first
+ * logged answer, which a quota node keeps in "delay" (a bucket number).
  */
 
 typedef struct {
     u_char                       color;
     u_char                       type;
     u_short                      len;
-    uint32_t                     delay;       /* ms */
+    uint32_t                     delay;       /* ms; quota: a bucket */
     ngx_queue_t                  queue;
     ngx_msec_t                   until;
 
@@ -77,6 +81,7 @@ typedef struct {
         uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
     } u;
 
+    uint32_t                     rejected;    /* local answers, see above */
     u_char                       code;        /* index into sh->codes */
     u_char                       data[1];
 } ngx_http_mqttapi_node_t;
