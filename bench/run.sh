@@ -224,7 +224,7 @@ cleanup() {
         kill -0 "$m" 2>/dev/null && kill -TERM "$m" 2>/dev/null || true
     done
     [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
-    # the log has a line per reject of reject_logged: keep its end only
+    # the gateway's log: its end only
     tail -n 200 "$DIR"/gateway-error.log > "$OUT"/gateway-error.tail.log \
         2>/dev/null || true
     rm -rf "$DIR"

@@ -224,9 +224,9 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (rc == NGX_DECLINED) {
-            ngx_http_mqttapi_stats_pass(r, ngx_buf_in_memory(b)
-                                           ? NGX_HTTP_MQTTAPI_PASS_TOO_LARGE
-                                           : NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY);
+            ngx_http_mqttapi_stats_pass(r,
+                ngx_buf_in_memory(b) ? NGX_HTTP_MQTTAPI_PASS_TOO_LARGE
+                                     : NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY);
             return ngx_http_mqttapi_pass(r, ctx, cl,
                                          ngx_buf_in_memory(b)
                                          ? "the body is over "
@@ -390,7 +390,8 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "mqttapi: passing through an unparsable error "
                               "body: %s at byte %d", jerr.text, jerr.position);
-                ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_UNPARSABLE);
+                ngx_http_mqttapi_stats_pass(r,
+                                            NGX_HTTP_MQTTAPI_PASS_UNPARSABLE);
                 return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
             }
         }

@@ -136,8 +136,7 @@ ngx_http_mqttapi_sync_up(ngx_http_mqttapi_zone_t *zone)
 ngx_int_t ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left);
-void ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_zone_t *zone,
-    ngx_http_mqttapi_node_t *node, ngx_msec_t now);
+void ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_node_t *node);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

@@ -748,6 +748,7 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     } else if (node->u.backoff.count < count) {
         node->u.backoff.flags = peer ? NGX_HTTP_MQTTAPI_SYNC_PEER : 0;
         node->u.backoff.probe = 0;
+        node->rejected = 0;
     }
 
     node->u.backoff.count = count;

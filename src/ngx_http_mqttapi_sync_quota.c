@@ -80,7 +80,6 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
 
     /* for the zone's expiry, as a window's latest bucket */
     node->until = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
-    node->delay = (uint32_t) *limit;
 
     if ((ngx_msec_int_t) (now - node->u.lease.end) >= 0) {
 
@@ -132,8 +131,7 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
 
 
 void
-ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_zone_t *zone,
-    ngx_http_mqttapi_node_t *node, ngx_msec_t now)
+ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_node_t *node)
 {
     if (node->u.lease.spent < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
         node->u.lease.spent++;

@@ -16,7 +16,8 @@
 #
 # It needs root (CI runs as root) and the build for the packaged nginx
 # (not MQTTAPI_MODULE=none); it leaves a package of the same name that was
-# installed before it alone.
+# installed before it alone, and runs one at a time on the machine (a lock
+# in /run/lock).
 
 use strict;
 use warnings;
@@ -24,6 +25,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes ();
+use Fcntl ();
 use MqttapiTest;
 
 my $REPO = repo_dir();
@@ -55,6 +57,19 @@ plan skip_all => 'no dpkg (not a Debian system)'
 plan skip_all => 'the package is the module for the packaged nginx: '
                . 'not with MQTTAPI_MODULE=none'
     if $MqttapiTest::MODULE eq 'none';
+
+# One run at a time on this machine (other checkouts may run their suites
+# at the same time): the rest holds a lock, waited for with a deadline.
+my $LOCK_FILE = '/run/lock/mqttapi-t096_deb.lock';
+open my $lock, '>>', $LOCK_FILE or die "cannot open $LOCK_FILE: $!";
+{
+    my $deadline = Time::HiRes::time() + 600;
+    until (flock($lock, Fcntl::LOCK_EX() | Fcntl::LOCK_NB())) {
+        die "another t/096_deb.t held $LOCK_FILE for 600 s\n"
+            if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.2);
+    }
+}
 plan skip_all => "$NAME is installed on this machine already: left alone"
     if status() =~ /\binstalled\b/;
 plan skip_all => 'the packaged nginx is running: installing the package '

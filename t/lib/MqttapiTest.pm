@@ -39,6 +39,7 @@ our @EXPORT = qw(
     mock_upstream
     json_decode json_decode_ordered json_top_keys
     free_port dead_port repo_dir emulator_http emulator_gateway
+    builtin_catalog
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -60,6 +61,17 @@ my @LIVE;               # weak refs to live nginx / mock objects
 my %USED_PORTS;         # ports already handed out by free_port()
 
 sub repo_dir { $REPO }
+
+# The built-in catalog, conf/mqttapi_catalog.json, decoded; in list
+# context also its entries by code (or regex): ($catalog, \%entry).
+sub builtin_catalog {
+    my $file = "$REPO/conf/mqttapi_catalog.json";
+    open my $fh, '<:raw', $file or die "cannot read $file: $!";
+    my $catalog = JSON::PP->new->utf8->decode(do { local $/; <$fh> });
+    return $catalog unless wantarray;
+    my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
+    return ($catalog, \%entry);
+}
 
 # The bundled OpenAPI emulator (conf/emulator*.conf) as the server on
 # %%PORT1%%: the text to start an http block with.
@@ -172,7 +184,8 @@ sub _children {
     opendir my $dh, '/proc' or return ();
     for my $p (grep { /^\d+$/ } readdir $dh) {
         my $stat = _slurp("/proc/$p/stat");
-        next unless defined $stat;
+        # a process that exits meanwhile leaves an empty file
+        next unless defined $stat && index($stat, ')') >= 0;
         my $rest = substr($stat, rindex($stat, ')') + 2);
         my (undef, $pp) = split / /, $rest;
         next unless defined $pp && $pp == $ppid;
