@@ -309,6 +309,22 @@ sub published {
     }
 }
 
+# --- a right to probe that is not used passes to another node -------------
+
+{
+    # all three nodes see the back-off; then only C gets requests: if
+    # another node took the right, C gets it once that right expires
+    my $k = 'AK-right';
+    req($A, 'f', $k, code => $THROTTLE);
+    published('fleet', $k);
+    sleep 1.2;
+    my $n0 = scalar(up_hits($k));
+    my $passed = wait_for('C probes', 10,
+                          sub { req($C, 'f', $k)->{status} == 200 });
+    ok($passed, 'only C has traffic: C probes in the end');
+    is(scalar(up_hits($k)) - $n0, 1, 'one request of C reached the upstream');
+}
+
 # --- a 5/s quota over three nodes ------------------------------------------
 
 {
