@@ -144,6 +144,25 @@ my %MOCK = (
                            . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                            . chunk(substr($JSON400, 0, 20))],
                   [hang => 1]],
+    # unknown codes: retryable as their status says
+    unk503ra  => [[send => resp('503 Service Unavailable', 'application/json',
+                                '{"RequestId":"u1","Code":"No.Such.Code","Message":"m"}',
+                                'Retry-After: 7')], [close => 1]],
+    unk429    => [[send => resp('429 Too Many Requests', 'application/json',
+                                '{"RequestId":"u2","Code":"No.Such.Code","Message":"m"}')],
+                  [close => 1]],
+    unk502    => [[send => resp('502 Bad Gateway', 'application/json',
+                                '{"RequestId":"u3","Code":"No.Such.Code","Message":"m"}')],
+                  [close => 1]],
+    unk504ra  => [[send => resp('504 Gateway Timeout', 'application/json',
+                                '{"RequestId":"u4","Code":"No.Such.Code","Message":"m"}',
+                                'Retry-After: 9')], [close => 1]],
+    unk500ra  => [[send => resp('500 Internal Server Error', 'application/json',
+                                '{"RequestId":"u5","Code":"No.Such.Code","Message":"m"}',
+                                'Retry-After: 7')], [close => 1]],
+    unk400ra  => [[send => resp('400 Bad Request', 'application/json',
+                                '{"RequestId":"u6","Code":"No.Such.Code","Message":"m"}',
+                                'Retry-After: 7')], [close => 1]],
     hang      => [[hang => 1]],
     reset     => [[close => 1]],
     bighead   => [[send => "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
@@ -846,6 +865,34 @@ is_deeply([sort grep { !$covered{$_} } map { $_->{code} // $_->{regex} } @mapped
     ok(!defined h($r, 'X-MQTTAPI-Upstream-Status'),
        'normalize off: no X-MQTTAPI-Upstream-Status on an envelope');
     is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamError', 'normalize off: envelope');
+}
+
+# ---------------------------------------------------------------------------
+# A code the catalog does not know: retryable as its status says (429, 502,
+# 503, 504), the upstream's delay kept, 1 s without one; others are not
+# ---------------------------------------------------------------------------
+
+for (['unk503ra', 503, 'true', 7], ['unk429', 429, 'true', 1],
+     ['unk502', 502, 'true', 1], ['unk504ra', 504, 'true', 9],
+     ['unk500ra', 500, 'false', undef], ['unk400ra', 400, 'false', undef]) {
+    my ($name, $status, $retryable, $delay) = @$_;
+    my $r = get($GW, "/m/$name");
+    my $d = json_decode($r->{body}) // {};
+    my $w = "unknown code, $status";
+    is($r->{status}, $status, "$w: status kept");
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'No.Such.Code', "$w: annotated");
+    is(h($r, 'X-MQTTAPI-Retryable'), $retryable, "$w: X-MQTTAPI-Retryable");
+    is(JSON::PP::is_bool($d->{Retryable}) ? ($d->{Retryable} ? 'true' : 'false')
+                                          : 'not a boolean',
+       $retryable, "$w: Retryable");
+    is($d->{RetryAfter}, $delay, "$w: RetryAfter");
+    if ($retryable eq 'true') {
+        is(h($r, 'Retry-After'), $delay, "$w: Retry-After");
+    } else {
+        # the upstream's header is the upstream's: relayed, not advertised
+        is(h($r, 'Retry-After'), '7', "$w: the upstream's Retry-After relayed");
+    }
+    is($d->{Code}, 'No.Such.Code', "$w: Code kept");
 }
 
 # ---------------------------------------------------------------------------
