@@ -741,8 +741,6 @@ for my $g (@gw_cases) {
        "$w: X-MQTTAPI-Upstream-Status " . ($ups // 'absent (no upstream answer)'));
     my $d = json_decode($r->{body});
     is($d && $d->{Code}, $code, "$w: envelope");
-    cmp_ok($r->{status}, '>=', 400, "$w: within 400-599");
-    cmp_ok($r->{status}, '<=', 599, "$w: within 400-599");
     $covered{$code}++;
 }
 
@@ -782,8 +780,6 @@ for my $g (@gw_cases) {
             $r = get($on ? $NORM : $GW, $path);
             check_envelope($r, $w, code => $code, status => $status,
                            defined $ra ? (retry_after => $ra) : ());
-            cmp_ok($r->{status}, '>=', 400, "$w: within 400-599");
-            cmp_ok($r->{status}, '<=', 599, "$w: within 400-599");
             is(h($r, 'X-MQTTAPI-Upstream-Status'), $on ? $ups : undef,
                "$w: X-MQTTAPI-Upstream-Status " . ($on && $ups ? $ups : 'absent'));
             is(h($r, 'x-acs-retry-after'),
