@@ -19,9 +19,10 @@
  * Deciding: the header and body filters.  An error response of the main
  * request (status 400-599, not HEAD, not encoded, not known to be over
  * mqttapi_max_body_size) has its header held back and its body copied
- * until the last buffer; then it is annotated (JSON with a string "Code"),
- * normalized into the envelope (anything else that is not JSON), or sent
- * on unchanged (unparsable JSON, or over the limit mid-stream).  Nothing
+ * until the last buffer; then it is annotated (a JSON object with a string
+ * "Code", whatever the upstream's content type says), normalized into the
+ * envelope (anything else that is not JSON by its type), or sent on
+ * unchanged (unparsable JSON, or over the limit mid-stream).  Nothing
  * else is touched: success responses never reach the body collection.
  */
 
@@ -429,7 +430,10 @@ ngx_http_mqttapi_parse(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
 
     /* an empty body says nothing, whatever its type */
 
-    if (p == last || !ctx->json) {
+    if (p == last
+        || (!ctx->json
+            && (ctx->origin != NGX_HTTP_MQTTAPI_GW_UPSTREAM || *p != '{')))
+    {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "mqttapi: not a JSON error body");
         return NGX_DECLINED;

@@ -163,6 +163,20 @@ my %MOCK = (
     unk400ra  => [[send => resp('400 Bad Request', 'application/json',
                                 '{"RequestId":"u6","Code":"No.Such.Code","Message":"m"}',
                                 'Retry-After: 7')], [close => 1]],
+    # the OpenAPI's error under another content type: read as JSON
+    sniffhtml  => [[send => resp('400 Bad Request', 'text/html;charset=utf-8', $JSON400)],
+                   [close => 1]],
+    sniffplain => [[send => resp('404 Not Found', 'text/plain', "\r\n $JSON400\n")],
+                   [close => 1]],
+    sniffnone  => [[send => resp('400 Bad Request', undef, $JSON400)], [close => 1]],
+    sniffnocode => [[send => resp('400 Bad Request', 'text/html',
+                                  '{"RequestId":"x","Message":"no code"}')], [close => 1]],
+    sniffnum   => [[send => resp('400 Bad Request', 'text/plain',
+                                 '{"RequestId":"x","Code":400}')], [close => 1]],
+    sniffbad   => [[send => resp('400 Bad Request', 'text/html',
+                                 '{"RequestId":"x","Code":"InstanceNotFound"')], [close => 1]],
+    sniffarray => [[send => resp('400 Bad Request', 'text/html',
+                                 '[{"Code":"InstanceNotFound"}]')], [close => 1]],
     hang      => [[hang => 1]],
     reset     => [[close => 1]],
     bighead   => [[send => "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
@@ -861,6 +875,40 @@ is_deeply([sort grep { !$covered{$_} } map { $_->{code} // $_->{regex} } @mapped
     ok(!defined h($r, 'X-MQTTAPI-Upstream-Status'),
        'normalize off: no X-MQTTAPI-Upstream-Status on an envelope');
     is(h($r, 'X-MQTTAPI-Error-Code'), 'GatewayUpstreamError', 'normalize off: envelope');
+}
+
+# ---------------------------------------------------------------------------
+# An error body that is the OpenAPI's JSON error under another content type
+# (HTML, plain text, none) is the upstream's error: annotated as JSON, its
+# Code, Message and RequestId kept; anything else under such a type still
+# gets the gateway's envelope
+# ---------------------------------------------------------------------------
+
+for (['sniffhtml', 400, 'text/html'], ['sniffplain', 404, 'text/plain'],
+     ['sniffnone', 400, 'no content type']) {
+    my ($name, $status, $type) = @$_;
+    my $r = get($GW, "/m/$name");
+    my $d = json_decode($r->{body}) // {};
+    my $w = "JSON error body under $type";
+    is($r->{status}, $status, "$w: status kept");
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'InstanceNotFound', "$w: the upstream's code");
+    is($d->{Code}, 'InstanceNotFound', "$w: Code kept");
+    is($d->{Message}, 'Failed to find the instance.', "$w: Message kept");
+    is($d->{RequestId}, '5A4F2C1E-0000-4C1B-9E0D-UPSTREAM', "$w: RequestId kept");
+    ok(length($d->{Cause} // ''), "$w: annotated (Cause)");
+    is(substr($r->{body}, 0, length($JSON400) - 1), substr($JSON400, 0, -1),
+       "$w: the upstream's bytes first")
+        unless $name eq 'sniffplain';
+    like(h($r, 'Content-Type') // '', qr{^application/json}, "$w: Content-Type JSON");
+    is(h($r, 'Content-Length'), length $r->{body}, "$w: Content-Length");
+}
+
+for (['sniffnocode', 'an object without Code'], ['sniffnum', 'a number Code'],
+     ['sniffbad', 'a truncated object'], ['sniffarray', 'an array']) {
+    my ($name, $what) = @$_;
+    my $r = get($GW, "/m/$name");
+    check_envelope($r, "$what under a non-JSON type", code => gw_code(upstream => 400),
+                   status => 400);
 }
 
 # ---------------------------------------------------------------------------
