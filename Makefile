@@ -10,10 +10,15 @@ SHELL := /bin/bash
 #                              build build/nginx with the module compiled in
 #   make run                   the gateway in front of the bundled emulator
 #   make test                  build and run the whole test suite
-#   make bench                 the SPEC 9 benchmarks (bench/RESULTS.md)
+#                              (with STATIC=1: against build/nginx)
+#   make bench                 the benchmarks (bench/RESULTS.md; raw
+#                              outputs in build/bench, outside git)
 #   make fuzz                  the fast JSON scan against jansson
 #                              (libFuzzer, FUZZ_TIME=60 seconds a build)
-#   make deps                  install the Debian packages needed
+#   make deb                   build/libnginx-mod-http-mqttapi_<v>_<arch>.deb
+#                              for the packaged nginx (pkg/build-deb.sh)
+#   make deps                  install the Debian packages needed (apt-get,
+#                              as root); the other targets only check them
 
 REPO        := $(abspath .)
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -32,10 +37,21 @@ TESTS       ?= t/*.t
 OPTIMIZE    ?= -O2 -fstack-protector-strong -Wformat -Werror=format-security \
                -Wdate-time -D_FORTIFY_SOURCE=2
 
-DEPS_PKGS   := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
-               zlib1g-dev perl make gcc curl
+# Debian packages: to build and run the demo, to run the test suite (the
+# same list as .ci/run), to benchmark, to fuzz.  `make deps` installs what
+# is missing of all of them; run, test, bench and fuzz only check theirs
+# (dpkg-query, no apt-get) and name what is missing.
+BUILD_PKGS  := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
+               zlib1g-dev make gcc
+TEST_PKGS   := $(BUILD_PKGS) perl curl ca-certificates redis-server \
+               libhiredis-dev prometheus opencc dpkg-dev
+BENCH_PKGS  := $(BUILD_PKGS) wrk libnginx-mod-http-lua lua-cjson curl \
+               python3 valgrind
+FUZZ_PKGS   := $(BUILD_PKGS) clang libclang-rt-dev
+DEPS_PKGS   := $(sort $(TEST_PKGS) $(BENCH_PKGS) $(FUZZ_PKGS))
 
-.PHONY: all module deps run test bench fuzz clean FORCE
+.PHONY: all module deps check-build check-test check-bench check-fuzz \
+        check-deb run test bench fuzz deb clean FORCE
 
 all: module
 
@@ -56,14 +72,20 @@ $(OBJS)/configured-from: FORCE
 # exact options of the packaged binary (--with-compat among them); a full
 # source tree is configured with --with-compat plus EXTRA_CONFIGURE.
 
+# A release tarball (and nginx-dev) has ./configure, a clone of the nginx
+# repository auto/configure: either is run from the top of the tree.
+CONFIGURE    = $(firstword $(foreach c,configure auto/configure,\
+                   $(if $(wildcard $(SRC)/$(c)),./$(c))))
+
 $(OBJS)/Makefile: config conf/mqttapi_catalog.json $(OBJS)/configured-from
-	@test -x $(SRC)/configure || { \
-	    echo "no nginx source at $(SRC): run 'make deps'" \
-	         "or set NGINX_SRC"; exit 1; }
-	cd $(SRC) && \
+	@test -n "$(CONFIGURE)" || { \
+	    echo "no nginx source at $(SRC) (neither configure nor" \
+	         "auto/configure): run 'make deps' or set NGINX_SRC"; exit 1; }
+	@echo "configuring $(SRC) into $(OBJS)"
+	@cd $(SRC) && \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	    else NGX_CONF_FLAGS="--with-compat"; fi && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" $(EXTRA_CONFIGURE) \
+	    $(CONFIGURE) "$${NGX_CONF_FLAGS[@]}" $(EXTRA_CONFIGURE) \
 	        --with-cc-opt="-Werror $(OPTIMIZE) $(CC_OPT)" \
 	        $(if $(STATIC),--add-module,--add-dynamic-module)=$(REPO) \
 	        --builddir=$(OBJS) > $(OBJS)/configure.log 2>&1 \
@@ -91,24 +113,58 @@ endif
 
 FORCE:
 
-deps:
-	@missing=""; for p in $(DEPS_PKGS); do \
-	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive \
-	        apt-get install -y --no-install-recommends $$missing; fi
+# missing(packages): the ones not installed ("install ok installed";
+# a removed package whose conffiles remain does not count)
+missing = for p in $(1); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q '^install ok installed$$' || printf ' %s' $$p; done
 
-run: deps module
+# check(packages): fail, naming them, when some are missing.  Without
+# dpkg (not a Debian system) nothing is checked.
+check = @command -v dpkg-query >/dev/null || exit 0; \
+	m=$$($(call missing,$(1))); [ -z "$$m" ] || { \
+	    echo "missing Debian packages:$$m"; \
+	    echo "run 'make deps' (as root), or apt-get install them"; exit 1; }
+
+deps:
+	@m=$$($(call missing,$(DEPS_PKGS))); \
+	if [ -n "$$m" ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y --no-install-recommends $$m; \
+	else echo "make deps: every package is installed"; fi
+
+check-build:
+	$(call check,$(BUILD_PKGS))
+check-test:
+	$(call check,$(TEST_PKGS))
+check-bench:
+	$(call check,$(BENCH_PKGS))
+check-fuzz:
+	$(call check,$(FUZZ_PKGS))
+check-deb:
+	$(call check,$(BUILD_PKGS) dpkg-dev)
+
+# the demo: a quiet build (the compiler's lines only when it fails)
+run: check-build
+	@mkdir -p $(BUILD)
+	@$(MAKE) -s --no-print-directory module > $(BUILD)/run-build.log 2>&1 \
+	    || { tail -40 $(BUILD)/run-build.log; exit 1; }
 	@bash conf/run.sh
 
-test: deps module
-	$(PROVE) -j2 $(PROVE_FLAGS) $(TESTS)
+# With STATIC=1 the suite runs the build/nginx just built (the module
+# compiled in) instead of the packaged nginx and build/*.so.
+test: check-test module
+	$(if $(STATIC),MQTTAPI_NGINX=$(TARGET) MQTTAPI_MODULE=none) \
+	    $(PROVE) -j2 $(PROVE_FLAGS) $(TESTS)
 
-bench: deps module
+bench: check-bench module
 	bash bench/run.sh
 
-fuzz: deps module
+fuzz: check-fuzz module
 	bash t/fuzz/run.sh
+
+deb: check-deb module
+	bash pkg/build-deb.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -12,7 +12,7 @@
 # requests, counters zeroed, N requests on one keep-alive connection
 # (bench/keys.py repeat), counters dumped.  Prints Ir per request per case
 # and writes callgrind_annotate output per case to $OUT (default
-# bench/results/profile).  Not part of "make bench".
+# build/bench/profile).  Not part of "make bench".
 
 set -euo pipefail
 
@@ -21,7 +21,7 @@ REPO=$(cd "$BENCH/.." && pwd)
 N=${1:-2000}
 shift || true
 CASES=${*:-plain_error mod_augment mod_problem lua_capture_error return429 return429_json reject reject_full plain_ok mod_ok}
-OUT=${BENCH_OUT:-$BENCH/results/profile}
+OUT=${BENCH_OUT:-$REPO/build/bench/profile}
 # nginx reads $NGINX as inherited listening sockets: never pass it on
 NGINX_BIN=${NGINX:-/usr/sbin/nginx}
 unset NGINX

@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# bench/run.sh: the SPEC 9 benchmarks of ngx_http_mqttapi_module.
+# bench/run.sh: the benchmarks of ngx_http_mqttapi_module.
 #
 #   make bench                  (builds the module, then runs this)
 #   bash bench/run.sh           (the module must be built already)
@@ -17,13 +17,16 @@
 # Environment (all optional):
 #   BENCH_ROUNDS=10  BENCH_DURATION=3  BENCH_CONNS=16  BENCH_KEYS=12000
 #   BENCH_CASES="plain_ok mod_ok ..."   a subset of the cases below
-#   BENCH_OUT=bench/results/latest      raw results, samples, logs
+#   BENCH_OUT=build/bench/latest        raw results, samples, logs (not
+#                                       in git; a run of the default
+#                                       also keeps its numbers in
+#                                       build/bench/history/<UTC time>)
 #   BENCH_RESULTS=bench/RESULTS.md      the report ("" = do not write it)
 #   BENCH_KEEP=1                        leave both nginx running at the end
 #   BENCH_PROFILE=0                     skip the callgrind counts
 #                                       (bench/profile.sh, ~30 s)
 #   BENCH_SETUP_ONLY=1                  set up, check every case, keep running
-#   BENCH_CHECK=6                       ABBA repetitions per SPEC 9 target
+#   BENCH_CHECK=6                       ABBA repetitions per target pair
 #                                       after the rounds (0 = none)
 #   NGINX=/usr/sbin/nginx  MODULE=build/ngx_http_mqttapi_module.so
 
@@ -37,7 +40,7 @@ DURATION=${BENCH_DURATION:-3}
 CONNS=${BENCH_CONNS:-16}
 NKEYS=${BENCH_KEYS:-12000}
 NFULL=${BENCH_FULL_KEYS:-9000}
-OUT=${BENCH_OUT:-$BENCH/results/latest}
+OUT=${BENCH_OUT:-$REPO/build/bench/latest}
 RESULTS=${BENCH_RESULTS-$BENCH/RESULTS.md}
 # nginx reads $NGINX as inherited listening sockets: never pass it on
 NGINX_BIN=${NGINX:-/usr/sbin/nginx}
@@ -86,15 +89,13 @@ die() { log "error: $*"; exit 1; }
 
 # ---- what it needs -------------------------------------------------------
 
+# (the Makefile's BENCH_PKGS; `make deps` installs them)
 need_pkgs=""
 for p in wrk libnginx-mod-http-lua lua-cjson nginx curl python3 valgrind; do
-    dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null \
+        | grep -q '^install ok installed$' || need_pkgs="$need_pkgs $p"
 done
-if [ -n "$need_pkgs" ]; then
-    log "installing:$need_pkgs"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y $need_pkgs
-fi
+[ -z "$need_pkgs" ] || die "missing packages:$need_pkgs (run 'make deps')"
 
 [ -x "$PY" ] || die "$PY is missing (Debian's python3)"
 [ -x "$NGINX_BIN" ] || die "no nginx at $NGINX_BIN"
@@ -338,7 +339,7 @@ read -ra case_list <<<"$CASES"
 # A case runs next to its baseline: the cases are grouped by baseline, the
 # groups rotate from round to round, and within a group the order is
 # reversed every other round (ABBA), so that a drift of the machine during
-# a round weighs on a case and its baseline alike.  Each SPEC 9 pair is
+# a round weighs on a case and its baseline alike.  Each target pair is
 # adjacent (plain_ok mod_ok, plain_error mod_augment, return429 reject);
 # return429_same stands next to return429 and reject_full next to reject.
 CASE_GROUPS=("plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok"
@@ -387,7 +388,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 ELAPSED=$(( $(date +%s) - START ))
 
-# The check: each SPEC 9 target pair again, alone, A B B A repeated
+# The check: each target pair again, alone, A B B A repeated
 # BENCH_CHECK times; bench/analyze.py pools these runs (all ticks over
 # all requests), which is steadier than the median of the round ratios.
 # Each pair is warmed up first (not recorded): the first run after a
@@ -477,9 +478,10 @@ if [ "${BENCH_PROFILE:-1}" = 1 ] && command -v valgrind >/dev/null; then
         || log "warning: the profile failed (see $OUT/profile.log)"
 fi
 
-# every run's numbers are kept (small): RESULTS.md compares the runs
-if [ "$OUT" = "$BENCH/results/latest" ]; then
-    H="$BENCH/results/history/$(date -u +%Y%m%d-%H%M%S)"
+# every run's numbers are kept (small, outside git): RESULTS.md adds the
+# run's row to its table of runs, which keeps the rows of earlier ones
+if [ "$OUT" = "$REPO/build/bench/latest" ]; then
+    H="$REPO/build/bench/history/$(date -u +%Y%m%d-%H%M%S)"
     mkdir -p "$H"
     cp "$OUT/raw.tsv" "$OUT/env.txt" "$H/"
     [ -f "$OUT/check.tsv" ] && cp "$OUT/check.tsv" "$H/"

@@ -9,7 +9,8 @@
 #   Makefile   build/ngx_http_mqttapi_module.so (build/nginx for STATIC=1)
 #              is always the requested tree's, whichever tree was built
 #              before; a build directory is reconfigured when its tree or
-#              options change.  Checked with throwaway nginx "trees" whose
+#              options change; a tree with auto/configure (a clone of the
+#              nginx repository) builds like one with ./configure.  Checked with throwaway nginx "trees" whose
 #              configure writes an objs Makefile that produces a file
 #              naming the tree, and BUILD= pointing to a temporary
 #              directory: no compiler, and the real build/ is not touched.
@@ -158,6 +159,17 @@ build_ok($B, 'STATIC=1 tree B', 'STATIC=1');
 build_ok($A, 'STATIC=1 tree A again', 'STATIC=1');
 ok(-d "$BUILD/objs-nginx-1.0-static", 'STATIC=1: its own build directory');
 is(installed(), "module of " . Cwd::abs_path($A) . "\n", 'STATIC=1 builds leave the module alone');
+
+# a clone of the nginx repository has auto/configure, not ./configure:
+# it is configured the same way, from the top of the tree
+{
+    my $R = fake_tree("$tmp/clone/nginx");
+    File::Path::make_path("$R/auto");
+    rename("$R/configure", "$R/auto/configure") or die "rename: $!";
+    build_ok($R, 'a repository clone (auto/configure)');
+    ok(-f "$BUILD/objs-nginx/configure.args",
+       'a repository clone: configured into objs-nginx');
+}
 
 # a tree without configure: a clear message
 {

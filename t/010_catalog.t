@@ -1,6 +1,6 @@
 #!/usr/bin/perl
-# The error catalog (SPEC 3) and its annotation of every catalog code
-# through a real nginx (SPEC 5).
+# The error catalog and its annotation of every catalog code through a
+# real nginx.
 #
 # (a) conf/mqttapi_catalog.json, the built-in catalog, against the seed
 #     documents ../shared/seeds/004_*.txt (English: Token, Group, Topic,
@@ -8,9 +8,13 @@
 #     every row is in the catalog with the same status, message, English
 #     cause and solution, Chinese description, and the code's categories
 #     are exactly the tables it appears in; plus QueryTokenOverFlow.
+#     The seeds are not part of the repository: without them (a bare
+#     clone) this part is skipped with one line; MQTTAPI_SEEDS names
+#     another directory, MQTTAPI_REQUIRE_SEEDS=1 (CI) makes their absence
+#     a failure.
 # (b) the gateway (mqttapi on; proxy_pass) in front of the bundled
 #     emulator (conf/emulator*.conf): every non-gateway catalog code, with
-#     and without Accept-Language: zh-TW, is annotated as SPEC 5 says:
+#     and without Accept-Language: zh-TW, is annotated as documented:
 #     status, X-MQTTAPI-* headers, Retry-After / x-acs-retry-after, the
 #     augmented body (original bytes first, then the annotation members in
 #     order), Content-Language, Content-Length; and the category follows
@@ -30,7 +34,7 @@ binmode(Test::More->builder->$_, ':encoding(UTF-8)')
 
 my $REPO = repo_dir();
 my $CATALOG_FILE = "$REPO/conf/mqttapi_catalog.json";
-my $SEEDS = "$REPO/../shared/seeds";
+my $SEEDS = $ENV{MQTTAPI_SEEDS} || "$REPO/../shared/seeds";
 
 my @RESOURCE = qw(token group topic rule);
 my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow SystemOverFlow);
@@ -110,69 +114,79 @@ sub parse_seed {
 
 my ($en_file) = glob("$SEEDS/004_*.txt");
 my ($zh_file) = glob("$SEEDS/000_*.txt");
+my $have_seeds = $en_file && -r $en_file && $zh_file && -r $zh_file;
 
-ok($en_file && -r $en_file, "English seed 004_*.txt found in $SEEDS")
-    or diag "the seed documents are missing: expected $SEEDS/004_*.txt";
-ok($zh_file && -r $zh_file, "Chinese seed 000_*.txt found in $SEEDS")
-    or diag "the seed documents are missing: expected $SEEDS/000_*.txt";
-
-my (%en_tables, %zh_tables);
-
-if ($en_file && -r $en_file) {
-    my @rows = parse_seed($en_file);
-    my %per_table;
-    $per_table{ $_->{table} // '?' }++ for @rows;
-    for my $t (@RESOURCE) {
-        cmp_ok($per_table{$t} // 0, '>', 0, "English seed: rows in the $t table");
-    }
-    is($per_table{'?'}, undef, 'English seed: every row is under a table title');
-    is(scalar @rows, 33, 'English seed: 33 rows (9 token, 8 group, 8 topic, 8 rule)');
-
-    for my $row (@rows) {
-        my (undef, $code, $message, $cause, $solution) = @{ $row->{cells} };
-        my $w = "004 line $row->{line} ($row->{table}) $code";
-        is(scalar @{ $row->{cells} }, 5, "$w: five cells");
-        $en_tables{$code}{ $row->{table} } = 1;
-        my $e = $entry{$code};
-        ok($e, "$w: in the catalog") or next;
-        is($e->{status}, $row->{status}, "$w: status");
-        is($e->{message}, $message, "$w: message");
-        is(en($e)->{cause}, $cause, "$w: English cause");
-        is(en($e)->{solution}, $solution, "$w: English solution");
-        ok((grep { $_ eq $row->{table} } @{ $e->{categories} }), "$w: category $row->{table}");
-    }
-
-    # categories = exactly the tables the code appears in
-    for my $code (sort keys %en_tables) {
-        my $e = $entry{$code} or next;
-        is(cats($e), join(',', sort keys %{ $en_tables{$code} }),
-           "$code: categories are its tables in the English seed");
-    }
+# The seed documents sit beside the repository in the project's CI, not in
+# a bare clone: without them the cross-check is skipped in one line, unless
+# MQTTAPI_REQUIRE_SEEDS is set (CI sets it), which makes it a failure.
+if (!$have_seeds && $ENV{MQTTAPI_REQUIRE_SEEDS}) {
+    fail("the seed documents are in $SEEDS (MQTTAPI_REQUIRE_SEEDS is set)");
+    diag "expected $SEEDS/004_*.txt and $SEEDS/000_*.txt";
 }
 
-if ($zh_file && -r $zh_file) {
-    my @rows = parse_seed($zh_file);
-    my %per_table;
-    $per_table{ $_->{table} // '?' }++ for @rows;
-    is($per_table{token}, 9, 'Chinese seed: 9 rows in the Token table');
-    is($per_table{group}, 8, 'Chinese seed: 8 rows in the Group ID table');
-    is($per_table{'?'}, undef, 'Chinese seed: every row is under a table title');
+subtest 'the catalog against the seed documents' => sub {
+    plan skip_all => "no seed documents in $SEEDS (a bare clone): "
+                   . "cross-check skipped"
+        unless $have_seeds;
 
-    for my $row (@rows) {
-        my (undef, $code, $message, $description) = @{ $row->{cells} };
-        my $w = "000 line $row->{line} ($row->{table}) $code";
-        is(scalar @{ $row->{cells} }, 4, "$w: four cells");
-        $zh_tables{$code}{ $row->{table} } = 1;
-        my $e = $entry{$code};
-        ok($e, "$w: in the catalog") or next;
-        is($e->{status}, $row->{status}, "$w: status");
-        is($e->{message}, $message, "$w: message");
-        is(zh($e)->{description}, $description, "$w: Traditional Chinese description");
-        ok((grep { $_ eq $row->{table} } @{ $e->{categories} }), "$w: category $row->{table}");
+    my (%en_tables, %zh_tables);
+
+    {
+        my @rows = parse_seed($en_file);
+        my %per_table;
+        $per_table{ $_->{table} // '?' }++ for @rows;
+        for my $t (@RESOURCE) {
+            cmp_ok($per_table{$t} // 0, '>', 0, "English seed: rows in the $t table");
+        }
+        is($per_table{'?'}, undef, 'English seed: every row is under a table title');
+        is(scalar @rows, 33, 'English seed: 33 rows (9 token, 8 group, 8 topic, 8 rule)');
+
+        for my $row (@rows) {
+            my (undef, $code, $message, $cause, $solution) = @{ $row->{cells} };
+            my $w = "004 line $row->{line} ($row->{table}) $code";
+            is(scalar @{ $row->{cells} }, 5, "$w: five cells");
+            $en_tables{$code}{ $row->{table} } = 1;
+            my $e = $entry{$code};
+            ok($e, "$w: in the catalog") or next;
+            is($e->{status}, $row->{status}, "$w: status");
+            is($e->{message}, $message, "$w: message");
+            is(en($e)->{cause}, $cause, "$w: English cause");
+            is(en($e)->{solution}, $solution, "$w: English solution");
+            ok((grep { $_ eq $row->{table} } @{ $e->{categories} }), "$w: category $row->{table}");
+        }
+
+        # categories = exactly the tables the code appears in
+        for my $code (sort keys %en_tables) {
+            my $e = $entry{$code} or next;
+            is(cats($e), join(',', sort keys %{ $en_tables{$code} }),
+               "$code: categories are its tables in the English seed");
+        }
     }
-}
 
-# QueryTokenOverFlow: not in the seeds, required by SPEC 3
+    {
+        my @rows = parse_seed($zh_file);
+        my %per_table;
+        $per_table{ $_->{table} // '?' }++ for @rows;
+        is($per_table{token}, 9, 'Chinese seed: 9 rows in the Token table');
+        is($per_table{group}, 8, 'Chinese seed: 8 rows in the Group ID table');
+        is($per_table{'?'}, undef, 'Chinese seed: every row is under a table title');
+
+        for my $row (@rows) {
+            my (undef, $code, $message, $description) = @{ $row->{cells} };
+            my $w = "000 line $row->{line} ($row->{table}) $code";
+            is(scalar @{ $row->{cells} }, 4, "$w: four cells");
+            $zh_tables{$code}{ $row->{table} } = 1;
+            my $e = $entry{$code};
+            ok($e, "$w: in the catalog") or next;
+            is($e->{status}, $row->{status}, "$w: status");
+            is($e->{message}, $message, "$w: message");
+            is(zh($e)->{description}, $description, "$w: Traditional Chinese description");
+            ok((grep { $_ eq $row->{table} } @{ $e->{categories} }), "$w: category $row->{table}");
+        }
+    }
+};
+
+# QueryTokenOverFlow: not in the seeds, a documented code of the OpenAPI
 {
     my $e = $entry{QueryTokenOverFlow};
     ok($e, 'QueryTokenOverFlow in the catalog');

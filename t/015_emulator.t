@@ -159,7 +159,7 @@ for my $c (['Action=NoSuchAction&InstanceId=mqtt-cn-demo', 'unknown Action'],
 is_error(call('Action=Nope'), 'ApiNotSupport', 'unknown Action, no InstanceId');
 
 # the action from x-acs-action (ACS3 requests carry no Action argument),
-# which wins over the Action argument, as in the gateway (SPEC 4)
+# which wins over the Action argument, as in the gateway
 {
     my $d = is_success(call('InstanceId=mqtt-cn-demo', 'x-acs-action' => 'ListGroupId'),
                        'x-acs-action: ListGroupId, no Action', 'Data');

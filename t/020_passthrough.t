@@ -1,5 +1,6 @@
 #!/usr/bin/perl
-# What the gateway must not touch (SPEC 4), and annotation over the
+# What the gateway must not touch (the request, successes), and
+# annotation over the
 # transports that matter (chunked, unbuffered, keepalive).
 #
 # Pass-through, byte for byte (compared with the same request sent

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Bad upstream bodies (SPEC 8): whatever a JSON error body contains, nginx
+# Bad upstream bodies: whatever a JSON error body contains, nginx
 # keeps serving, the response is either annotated correctly or the
 # upstream's bytes unchanged, and nothing untrusted reaches a header.
 #
@@ -122,7 +122,7 @@ my %empty = map { $_ => 1 } qw(empty_body whitespace_only);
 # Upstream and gateway
 # ---------------------------------------------------------------------------
 
-# Upstreams that fail in the middle of the body (SPEC 8): what the client
+# Upstreams that fail in the middle of the body: what the client
 # gets is not specified here (a gateway error is a later issue), only that
 # it is safe.
 my $PARTIAL = '{"RequestId":"r","Code":"InstanceNotFound","Message":"' . ('z' x 100) . '"}';

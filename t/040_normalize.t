@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Normalization (SPEC 4 last paragraph, SPEC 5 "Status", issue items 1, 2):
+# Normalization (and mqttapi_normalize_status):
 # every error that leaves an `mqttapi on` location is the Alibaba-shaped
 # JSON envelope.
 #
@@ -697,7 +697,7 @@ for my $e (@mapped) {
        "catalog: $c mapped_status within 400-599");
 }
 
-# the meaning of the mapping (issue item 2)
+# the meaning of the mapping
 {
     my %want = (ApplyTokenOverFlow => 429, QueryTokenOverFlow => 429, SystemOverFlow => 429,
                 InstanceNotFound => 404, ApiNotSupport => 404,

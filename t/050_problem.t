@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Body modes (SPEC 5 "Body", issue item 3): mqttapi_body problem | off |
+# Body modes: mqttapi_body problem | off |
 # augment.
 #
 #   problem  application/problem+json, the hybrid RFC 9457 body: `type`

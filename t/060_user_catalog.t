@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# User catalogs and languages (SPEC 3, SPEC 5 "Language", issue item 4).
+# User catalogs (mqttapi_catalog) and languages (Accept-Language).
 #
 #   * conf/example_user_catalog.json loads cleanly and does what it says:
 #     a third language (ja), an overridden built-in English solution, a

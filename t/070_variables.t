@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Variables (SPEC 5, issue item 5): $mqttapi_error_code,
+# Variables: $mqttapi_error_code,
 # $mqttapi_error_category, $mqttapi_retryable, $mqttapi_retry_after and
 # $mqttapi_error_parameter
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Client-side rate limiting, the back-off part (SPEC 6), through a real
+# Client-side rate limiting, the back-off part, through a real
 # nginx with two workers:
 #
 #   * the three throttle codes open a back-off for the key, other codes and
@@ -35,6 +35,7 @@ use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
+use MqttapiLimit;
 
 my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
                                    SystemOverFlow);
@@ -115,7 +116,7 @@ my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
         like($out, $re, "nginx -t: $name: message") or diag $out;
     }
 
-    # ... and the message names the directive (SPEC 8)
+    # ... and the message names the directive
     for my $b (
         [ 'max_backoff < backoff',
           'mqttapi_throttle_zone $arg_AccessKeyId zone=t:1m backoff=10s '
@@ -135,7 +136,7 @@ my %THROTTLE = map { $_ => 1 } qw(ApplyTokenOverFlow QueryTokenOverFlow
             or diag $out;
     }
 
-    # SPEC 8: every failure of a directive of the module names it, also
+    # every failure of a directive of the module names it, also
     # where the handler logs the message itself (nginx adds the name only
     # to a message the handler returns)
     my $loc = sub { "$zone\n" . $srv->($_[0]) };
@@ -382,32 +383,11 @@ my $ng = start_nginx(http => $http, workers => 2);
 my $port = $ng->port(0);
 my $UPLOG = $ng->prefix . '/up.log';
 
-sub up_lines {
-    open my $fh, '<', $UPLOG or return ();
-    my @l = <$fh>;
-    chomp @l;
-    return @l;
-}
+my $UP = upstream_log($UPLOG);
 
 # requests with this key (or this marker) the upstream has seen
-sub up_count {
-    my ($key, $field) = @_;
-    $field //= 0;
-    return scalar grep { ((split /\|/, $_, -1)[$field] // '') eq $key }
-                  up_lines();
-}
-
-# the upstream logs after it answered: wait a little for a late line
-sub up_count_settled {
-    my ($key, $want, $field) = @_;
-    my $deadline = time + 1;
-    my $n;
-    while (1) {
-        $n = up_count($key, $field);
-        return $n if $n >= $want || time > $deadline;
-        sleep 0.02;
-    }
-}
+sub up_count { $UP->count(@_) }
+sub up_count_settled { $UP->count_settled(@_) }
 
 sub path {
     my ($loc, $key, %a) = @_;
@@ -420,23 +400,6 @@ sub path {
 sub req {
     my ($loc, $key, %a) = @_;
     return get($port, path($loc, $key, %a));
-}
-
-# several requests at once: connect all, send all, then read the answers
-sub burst {
-    my ($p, @paths) = @_;
-    my @socks;
-    for (@paths) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
-                                      Proto => 'tcp')
-            or die "connect: $!";
-        push @socks, $s;
-    }
-    for my $i (0 .. $#paths) {
-        syswrite($socks[$i], "GET $paths[$i] HTTP/1.1\r\nHost: localhost\r\n"
-                           . "Connection: close\r\n\r\n");
-    }
-    return map { http_read_response($_, timeout => 10) } @socks;
 }
 
 sub is_reject {
@@ -599,7 +562,7 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
     is(h($rj, 'Retry-After'), 5, 'local Retry-After 5 (upstream floor)');
 
     # a smaller upstream Retry-After does not shorten the back-off (the
-    # relayed answer keeps it all the same, SPEC 5)
+    # relayed answer keeps it all the same)
     $k = 'floor-b3';
     $r = req('b3', $k, code => 'SystemOverFlow', ra => 1);
     is_deeply([headers_all($r, 'Retry-After')], [1],
@@ -644,8 +607,8 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
 
 # a code added with mqttapi_throttle_codes that the catalog does not call
 # retryable: the upstream's Retry-After (delay-seconds or an HTTP-date) is
-# still the floor of the back-off, while the relayed answer stays as SPEC 5
-# has it for a non-retryable code (the upstream's header, nothing added)
+# still the floor of the back-off, while the relayed answer stays as the
+# README has it for a non-retryable code (the upstream's header, nothing added)
 for my $c (['custfloor', 10, 'Retry-After: 10', 10, 10],
            ['custfloorm', 'date:12', 'Retry-After: an HTTP-date 12 s on',
             10, 12]) {
@@ -1226,7 +1189,7 @@ sub rejected {
     is(scalar(my @w = $ng->worker_pids), 2, 'flood: two workers');
 }
 
-# SPEC 9: a 1 MB zone holds 8,000 keys (AccessKeyId-like, 24 bytes)
+# capacity: a 1 MB zone holds 8,000 keys (AccessKeyId-like, 24 bytes)
 {
     my @res = flood('big', 'LTAI5tQm8Xv2RkPqZw', 4, 2000);
     is($res[$_], '400=2000', "8,000 keys, client $_: relayed") for 0 .. 3;

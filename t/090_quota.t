@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Client-side rate limiting, the quota part (SPEC 6), through a real nginx
+# Client-side rate limiting, the quota part, through a real nginx
 # with two workers: a sliding one-second window per key and action at the
 # action's published quota (conf/mqttapi_catalog.json "actions"), a
 # per-action ceiling across all keys ("quota" "api_ceiling"), local answers
@@ -21,6 +21,7 @@ use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
+use MqttapiLimit;
 
 my $REPO = repo_dir();
 
@@ -30,7 +31,7 @@ my $catalog = do {
     JSON::PP->new->utf8->decode(scalar <$fh>);
 };
 
-# the data the tests rely on (SPEC 6)
+# the data the tests rely on (the built-in catalog's quotas)
 is($catalog->{actions}{RevokeToken}{quota}, 5, 'catalog: RevokeToken 5/s');
 is($catalog->{actions}{ApplyToken}{quota}, 100, 'catalog: ApplyToken 100/s');
 is($catalog->{actions}{QueryToken}{quota}, 100, 'catalog: QueryToken 100/s');
@@ -202,30 +203,13 @@ my $ng = start_nginx(http => $http, workers => 2);
 our $port = $ng->port(0);
 my $UPLOG = $ng->prefix . '/up.log';
 
-sub up_lines {
-    open my $fh, '<', $UPLOG or return ();
-    my @l = <$fh>;
-    chomp @l;
-    return map { [split /\|/, $_, -1] } @l;
-}
+my $UP = upstream_log($UPLOG);
+
+sub up_lines { $UP->lines }
 
 # requests the upstream saw, by key (field 0) or marker (field 2)
-sub up_count {
-    my ($v, $field) = @_;
-    return scalar grep { ($_->[$field // 0] // '') eq $v } up_lines();
-}
-
-# the upstream logs after it answered: wait a little for a late line
-sub up_count_settled {
-    my ($v, $want, $field) = @_;
-    my $deadline = time + 1;
-    my $n;
-    while (1) {
-        $n = up_count($v, $field);
-        return $n if $n >= $want || time > $deadline;
-        sleep 0.02;
-    }
-}
+sub up_count { $UP->count(@_) }
+sub up_count_settled { $UP->count_settled(@_) }
 
 # arrival times (integer ms, upstream clock) of a key's requests (or
 # those with another field, 2: the marker)
@@ -260,29 +244,6 @@ sub path {
 
 sub req {
     return get($port, path(@_));
-}
-
-# several requests at once: connect all, send all, then read the answers
-sub burst {
-    my (@paths) = @_;
-    my @socks;
-    for (@paths) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp')
-            or die "connect: $!";
-        push @socks, $s;
-    }
-    for my $i (0 .. $#paths) {
-        my $p = $paths[$i];
-        my @h;
-        if (ref $p) {
-            ($p, @h) = @$p;
-        }
-        syswrite($socks[$i], "GET $p HTTP/1.1\r\nHost: localhost\r\n"
-                           . join('', map { "$_\r\n" } @h)
-                           . "Connection: close\r\n\r\n");
-    }
-    return map { http_read_response($_, timeout => 10) } @socks;
 }
 
 sub rejected {
@@ -323,7 +284,7 @@ my $t_revoke;
 {
     my $k = 'rv-A';
     $t_revoke = time;
-    my @r = burst(map { path('q', $k, 'RevokeToken') } 1 .. 20);
+    my @r = burst($port, map { path('q', $k, 'RevokeToken') } 1 .. 20);
     tally('RevokeToken burst of 20', 'SystemOverFlow', 5, 15, @r);
     is(up_count_settled($k, 5), 5, 'RevokeToken: the upstream saw 5');
     sleep 0.2;
@@ -356,7 +317,7 @@ my $t_revoke;
     }
 
     # per-key independence; other actions of the same key are not affected
-    my @b = burst(map { path('q', 'rv-B', 'RevokeToken') } 1 .. 8);
+    my @b = burst($port, map { path('q', 'rv-B', 'RevokeToken') } 1 .. 8);
     tally('RevokeToken, another key', 'SystemOverFlow', 5, 3, @b);
     ok(passed(req('q', $k, 'CreateGroupId')),
        'the same key, another action: passes');
@@ -387,7 +348,7 @@ my $t_revoke;
        'after 1.2 s: the rest are answered locally');
 
     sleep 2.1;
-    my @r2 = burst(map { path('q', $k, 'RevokeToken') } 1 .. 8);
+    my @r2 = burst($port, map { path('q', $k, 'RevokeToken') } 1 .. 8);
     tally('after 2 s, a full quota again', 'SystemOverFlow', 5, 3, @r2);
     is(up_count_settled($k, $n0 + $p + 5), $n0 + $p + 5,
        'after 2 s: the upstream saw those');
@@ -401,7 +362,7 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
            ['QueryToken', 'QueryTokenOverFlow']) {
     my ($action, $code) = @$c;
     my $k = "tk-$action";
-    my @r = burst(map { path('q', $k, $action) } 1 .. 110);
+    my @r = burst($port, map { path('q', $k, $action) } 1 .. 110);
     tally("$action burst of 110", $code, 100, 10, @r);
     is(up_count_settled($k, 100), 100, "$action: the upstream saw 100");
     my ($rj) = grep { rejected($_, $code) } @r;
@@ -411,21 +372,21 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
 
 # ListGroupId 10/s, an action without a quota of its own 500/s, no action
 {
-    my @r = burst(map { path('q', 'lg', 'ListGroupId') } 1 .. 15);
+    my @r = burst($port, map { path('q', 'lg', 'ListGroupId') } 1 .. 15);
     tally('ListGroupId burst of 15', 'SystemOverFlow', 10, 5, @r);
 
-    @r = burst(map { path('q', 'other', 'CreateMqttTopic') } 1 .. 40);
+    @r = burst($port, map { path('q', 'other', 'CreateMqttTopic') } 1 .. 40);
     tally('CreateMqttTopic (500/s) burst of 40', 'SystemOverFlow', 40, 0, @r);
 
-    @r = burst(map { path('q', 'noaction', undef) } 1 .. 40);
+    @r = burst($port, map { path('q', 'noaction', undef) } 1 .. 40);
     tally('no Action (500/s) burst of 40', 'SystemOverFlow', 40, 0, @r);
 }
 
 # the empty key is not limited per key (the ceiling still applies, below)
 {
-    my @r = burst(map { path('q', undef, 'RevokeToken', m => 'nokey') } 1 .. 12);
+    my @r = burst($port, map { path('q', undef, 'RevokeToken', m => 'nokey') } 1 .. 12);
     tally('RevokeToken without a key', 'SystemOverFlow', 12, 0, @r);
-    @r = burst(map { path('q', '', 'RevokeToken', m => 'emptykey') } 1 .. 12);
+    @r = burst($port, map { path('q', '', 'RevokeToken', m => 'emptykey') } 1 .. 12);
     tally('RevokeToken with an empty key', 'SystemOverFlow', 12, 0, @r);
 }
 
@@ -438,16 +399,16 @@ for my $c (['ApplyToken', 'ApplyTokenOverFlow'],
 sleep 1.2;
 
 {
-    my @r = burst(map { path('user', 'u-1', 'RevokeToken') } 1 .. 6);
+    my @r = burst($port, map { path('user', 'u-1', 'RevokeToken') } 1 .. 6);
     tally('user catalog: RevokeToken quota 2', 'SystemOverFlow', 2, 4, @r);
     is(up_count_settled('u-1', 2), 2, 'user catalog: the upstream saw 2');
 
-    @r = burst(map { path('user', 'u-2', 'ApplyToken') } 1 .. 6);
+    @r = burst($port, map { path('user', 'u-2', 'ApplyToken') } 1 .. 6);
     tally('user catalog: ApplyToken quota 3, code kept',
           'ApplyTokenOverFlow', 3, 3, @r);
 
     # the ceiling: 7 ListGroupId per second over all keys
-    @r = burst(map { path('user', "c-$_", 'ListGroupId') } 1 .. 12);
+    @r = burst($port, map { path('user', "c-$_", 'ListGroupId') } 1 .. 12);
     tally('api_ceiling 7: 12 keys, one request each', 'SystemOverFlow',
           7, 5, @r);
     my $seen = grep { $_->[0] =~ /^c-\d+$/ } up_lines();
@@ -456,11 +417,11 @@ sleep 1.2;
     is($seen, 7, 'api_ceiling: the upstream saw 7');
 
     # the ceiling is per action: another action is not affected
-    @r = burst(map { path('user', "c-$_", 'CreateGroupId') } 1 .. 5);
+    @r = burst($port, map { path('user', "c-$_", 'CreateGroupId') } 1 .. 5);
     tally('api_ceiling is per action', 'SystemOverFlow', 5, 0, @r);
 
     # requests without a key count towards the ceiling too
-    @r = burst(map { path('user', undef, 'DeleteGroupId', m => 'ceil-nokey') }
+    @r = burst($port, map { path('user', undef, 'DeleteGroupId', m => 'ceil-nokey') }
                1 .. 9);
     tally('api_ceiling 7 without keys', 'SystemOverFlow', 7, 2, @r);
 }
@@ -472,7 +433,7 @@ sleep 1.2;
     for my $i (1 .. 320) {
         push @p, path('q', 'sm-' . ($i % 8), 'SendMessage');
     }
-    my @r = burst(@p);
+    my @r = burst($port, @p);
     tally('api_ceiling 300: 320 SendMessage', 'SystemOverFlow', 300, 20, @r);
 }
 
@@ -486,7 +447,7 @@ sleep 1.2;
         push @p, path('q1', 'g1-' . ($i % 8), 'SendMessage', m => 'gw'),
                  path('q2', 'g2-' . ($i % 8), 'SendMessage', m => 'gw');
     }
-    my @r = burst(@p);
+    my @r = burst($port, @p);
     my $t1 = time;
     tally('api_ceiling 300 over two quota zones: 400 SendMessage',
           'SystemOverFlow', 300, 100, @r);
@@ -501,7 +462,7 @@ sleep 1.2;
 
     my $mark = $ng->error_log_mark;
     ok($ng->reload, 'reload with the ceiling used up');
-    my @w = burst(map { path('q2', "g3-$_", 'SendMessage', m => 'gw') }
+    my @w = burst($port, map { path('q2', "g3-$_", 'SendMessage', m => 'gw') }
                   1 .. 10);
     if (time - $t1 < 0.8) {
         is(scalar(grep { rejected($_, 'SystemOverFlow') } @w), 10,
@@ -546,9 +507,9 @@ sleep 1.2;
 
 # a user catalog's own codes: the action's throttle_code, else quota "code"
 {
-    my @r = burst(map { path('code', 'cc', 'ListGroupId') } 1 .. 4);
+    my @r = burst($port, map { path('code', 'cc', 'ListGroupId') } 1 .. 4);
     tally('user catalog: action throttle_code', 'MyQuotaCode', 2, 2, @r);
-    @r = burst(map { path('code', 'cc', 'CreateMqttTopic') } 1 .. 5);
+    @r = burst($port, map { path('code', 'cc', 'CreateMqttTopic') } 1 .. 5);
     tally('user catalog: default quota 3 and quota code', 'QuotaExceeded',
           3, 2, @r);
 }
@@ -558,14 +519,14 @@ sleep 1.2;
 # ---------------------------------------------------------------------------
 
 {
-    my @r = burst(map { path('status', 'st', 'RevokeToken') } 1 .. 7);
+    my @r = burst($port, map { path('status', 'st', 'RevokeToken') } 1 .. 7);
     is(scalar(grep { rejected($_, 'SystemOverFlow', 503) } @r), 2,
        'mqttapi_throttle_status 503: over quota answered 503');
 }
 
 {
     my $mark = $ng->error_log_mark;
-    my @r = burst(map { path('dry', 'dr', 'RevokeToken') } 1 .. 8);
+    my @r = burst($port, map { path('dry', 'dr', 'RevokeToken') } 1 .. 8);
     my $p = grep { ($_->{status} // 0) == 200 } @r;
     my $dry = grep { (h($_, 'X-Throttle') // '') eq 'dry_run' } @r;
     is($p, 8, 'dry run: all 8 pass');
@@ -578,7 +539,7 @@ sleep 1.2;
 {
     # over quota is answered locally but does not open a back-off
     my $k = 'bo';
-    my @r = burst(map { path('both', $k, 'RevokeToken') } 1 .. 7);
+    my @r = burst($port, map { path('both', $k, 'RevokeToken') } 1 .. 7);
     tally('quota and back-off in one zone', 'SystemOverFlow', 5, 2, @r);
     ok(passed(req('both', $k, 'ListGroupId')),
        'a quota answer does not open a back-off');
@@ -626,7 +587,7 @@ sleep 1.2;
 
 {
     # a location without mqttapi_quota is not limited
-    my @r = burst(map { path('none', 'no', 'RevokeToken') } 1 .. 10);
+    my @r = burst($port, map { path('none', 'no', 'RevokeToken') } 1 .. 10);
     is(scalar(grep { ($_->{status} // 0) == 200
                      && !defined h($_, 'X-MQTTAPI-Throttled') } @r), 10,
        'no mqttapi_quota: not limited');
@@ -662,14 +623,14 @@ sleep 1.2;
 
 # A quiet key, then a cluster at the end of its window, then a steady
 # stream: the upstream must still never see more than 5 RevokeToken of the
-# key in any one second (SPEC 6: below the published limits; the
-# per-IP ceiling "must never" be crossed).
+# key in any one second (below the published limits; the per-IP
+# ceiling must never be crossed).
 {
     my $k = 'clustered';
     my $t0 = time;
     ok(passed(req('q', $k, 'RevokeToken')), 'clustered: first request');
     sleep 0.9 - (time - $t0);
-    my @r = burst(map { path('q', $k, 'RevokeToken') } 1 .. 4);
+    my @r = burst($port, map { path('q', $k, 'RevokeToken') } 1 .. 4);
     is(scalar(grep { passed($_) } @r), 4, 'clustered: 4 more at +0.9 s');
     my $n = 0;
     while (time < $t0 + 2.2) {
@@ -716,7 +677,7 @@ EOF2
     local $port = $ng2->port(0);
     my %hist;
     for my $i (1 .. 60) {
-        my @r = burst(map { path('q', "skew-$i", 'RevokeToken') } 1 .. 20);
+        my @r = burst($port, map { path('q', "skew-$i", 'RevokeToken') } 1 .. 20);
         $hist{ scalar grep { ($_->{status} // 0) == 200 } @r }++;
     }
     is_deeply(\%hist, { 5 => 60 },

@@ -6,10 +6,15 @@
 # its output must show what the comment above it promises, the access log
 # on stdout must carry the annotations.  Then SIGINT (Ctrl-C) stops it: the
 # script's nginx and its workers are gone, nothing listens any more.
+# It runs a copy of the template (MQTTAPI_CONF), and its error log has no
+# line for the keep-alive connections curl closes.  A second run.sh on a
+# port in use refuses to start, before printing anything else, and says how
+# to pick other ports.
 #
 # README.md shows the output of these examples: its demo responses must be
 # what the demo answers (up to the Date and the request ids), and every
-# example response in it must have a Content-Length that is its body's.
+# example response in it and in docs/*.md must have a Content-Length that
+# is its body's.
 
 use strict;
 use warnings;
@@ -17,6 +22,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use POSIX ();
+use File::Basename ();
 use Time::HiRes ();
 use MqttapiTest;
 
@@ -35,6 +41,24 @@ my $EMU  = free_port();
 my $out  = "$dir/stdout";
 my $err  = "$dir/stderr";
 
+# the template, copied (MQTTAPI_CONF runs a copy): a marker line added
+my $template = "$dir/my-gateway.conf";
+MqttapiTest::_spew($template, "# my copy of the demo template\n"
+                              . slurp("$REPO/conf/gateway.conf"));
+
+# the nginx and module under test: MQTTAPI_MODULE=none is a build with
+# the module compiled in (run.sh's STATIC=1)
+sub demo_env {
+    $ENV{NGINX} = $MqttapiTest::NGINX;
+    if ($MqttapiTest::MODULE eq 'none') {
+        $ENV{STATIC} = 1;
+        delete $ENV{MQTTAPI_MODULE};
+    } else {
+        delete $ENV{STATIC};
+        $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
+    }
+}
+
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
     setpgrp(0, 0);
@@ -44,9 +68,8 @@ if ($pid == 0) {
     $ENV{MQTTAPI_PORT} = $PORT;
     $ENV{MQTTAPI_EMULATOR_PORT} = $EMU;
     $ENV{MQTTAPI_RUN_DIR} = "$dir/prefix";
-    $ENV{NGINX} = $MqttapiTest::NGINX;
-    $ENV{MQTTAPI_MODULE} = $MqttapiTest::MODULE;
-    delete $ENV{STATIC};
+    $ENV{MQTTAPI_CONF} = $template;
+    demo_env();
     exec 'bash', "$REPO/conf/run.sh" or POSIX::_exit(127);
 }
 
@@ -55,22 +78,37 @@ END { if ($pid && $$ != $pid) { kill 'KILL', -$pid; kill 'KILL', $pid; waitpid($
 
 sub slurp { MqttapiTest::_slurp($_[0]) // '' }
 
-sub wait_for {
-    my ($what, $cond, $timeout) = @_;
-    my $deadline = Time::HiRes::time() + ($timeout // 10);
-    until ($cond->()) {
-        return 0 if Time::HiRes::time() > $deadline || waitpid($pid, POSIX::WNOHANG()) == $pid;
-        Time::HiRes::sleep(0.02);
-    }
-    return 1;
+# Starting (the build check, nginx -t, the start) and stopping take what
+# they take on a loaded machine: every wait polls until its condition
+# holds, the demo exits, or this deadline passes, whichever comes first.
+my $DEADLINE = $ENV{MQTTAPI_DEMO_DEADLINE} || 90;
+
+# wait_until($cond): poll until $cond holds or the deadline passes
+sub wait_until {
+    my ($cond) = @_;
+    my $deadline = Time::HiRes::time() + $DEADLINE;
+    Time::HiRes::sleep(0.05) until $cond->() || Time::HiRes::time() > $deadline;
 }
 
-my $up = wait_for('listening', sub {
+# wait_for($cond) -> '' once $cond holds, else why not
+sub wait_for {
+    my ($cond) = @_;
+    my $deadline = Time::HiRes::time() + $DEADLINE;
+    until ($cond->()) {
+        return "run.sh exited (status " . ($? >> 8) . ")"
+            if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        return "not up after ${DEADLINE}s" if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+    return '';
+}
+
+my $why = wait_for(sub {
     MqttapiTest::_port_listening($PORT) && MqttapiTest::_port_listening($EMU)
         && slurp($out) =~ /^# 6\..*\n.*curl.*\n\n/m
 });
-ok($up, "the demo listens on the gateway ($PORT) and emulator ($EMU) ports")
-    or BAIL_OUT("demo did not start:\n" . slurp($out) . slurp($err));
+is($why, '', "the demo listens on the gateway ($PORT) and emulator ($EMU) ports")
+    or BAIL_OUT("demo did not start: $why\n" . slurp($out) . slurp($err));
 
 my $banner = slurp($out);
 like(slurp($err), qr/test is successful/, 'run.sh checked the configuration (nginx -t)');
@@ -79,8 +117,31 @@ like($banner, qr{emulator\s+http://127\.0\.0\.1:$EMU/}, 'banner: the emulator ad
 like($banner, qr{config\s+\Q$dir\E/prefix/nginx\.conf}, 'banner: the generated config');
 ok(-f "$dir/prefix/nginx.conf" && -f "$dir/prefix/nginx.pid",
    'nginx.conf and the pid file are in MQTTAPI_RUN_DIR');
+like(slurp("$dir/prefix/nginx.conf"), qr/\A# my copy of the demo template\n/,
+     'MQTTAPI_CONF: the copy of the template is what runs');
+like($banner, qr/generated from \Q$template\E/, 'banner: names the template');
 like(slurp("$dir/prefix/nginx.pid"), qr/^$pid\b/,
      'the pid file names the foreground nginx (run.sh exec-ed it)');
+
+# ---------------------------------------------------------------------------
+# another demo on the same gateway port
+# ---------------------------------------------------------------------------
+
+{
+    local $ENV{MQTTAPI_PORT} = $PORT;
+    local $ENV{MQTTAPI_EMULATOR_PORT} = free_port();
+    local $ENV{MQTTAPI_RUN_DIR} = "$dir/prefix2";
+    local ($ENV{NGINX}, $ENV{STATIC}, $ENV{MQTTAPI_MODULE});
+    demo_env();
+    my ($rc, $text) = MqttapiTest::_run_cmd('timeout', $DEADLINE, 'bash',
+                                            "$REPO/conf/run.sh");
+    isnt($rc, 0, 'a second demo on a port in use: run.sh fails');
+    like($text, qr/port\(s\) $PORT already in use/, 'it names the port');
+    like($text, qr/MQTTAPI_PORT=\d+ MQTTAPI_EMULATOR_PORT=\d+ make run/,
+         'it says how to pick other ports');
+    unlike($text, qr/ngx_http_mqttapi_module demo|syntax is ok/,
+           'it stops before nginx -t and the banner');
+}
 
 # ---------------------------------------------------------------------------
 # the printed examples, run as printed
@@ -111,7 +172,7 @@ sub run_shell {
         open STDIN,  '<', '/dev/null';
         open STDOUT, '>', "$dir/cmd.out" or POSIX::_exit(126);
         open STDERR, '>', "$dir/cmd.err" or POSIX::_exit(126);
-        exec 'timeout', '20', 'bash', '-c', $script or POSIX::_exit(127);
+        exec 'timeout', $DEADLINE, 'bash', '-c', $script or POSIX::_exit(127);
     }
     waitpid($k, 0);
     return ($? >> 8, slurp("$dir/cmd.out"), slurp("$dir/cmd.err"));
@@ -202,30 +263,42 @@ my %r = map { $_ => parse_curl($example{$_}{out}) } grep { $_ != 5 } keys %examp
 }
 
 # ---------------------------------------------------------------------------
-# README.md: its example responses
+# README.md and docs/: their example responses
 # ---------------------------------------------------------------------------
 
-my $readme = slurp("$REPO/README.md");
-# fenced blocks, each from its opening fence (with or without an info
-# string) to the next fence
-my (@fenced, $cur);
-for (split /\n/, $readme) {
-    if (/^```\S*\s*$/) {
-        if (defined $cur) { push @fenced, $cur; undef $cur; } else { $cur = ''; }
-        next;
+# fenced_responses($file) -> the fenced blocks (from an opening fence, with
+# or without an info string, to the next fence) that are HTTP responses
+sub fenced_responses {
+    my ($file) = @_;
+    my (@fenced, $cur);
+    for (split /\n/, slurp($file)) {
+        if (/^```\S*\s*$/) {
+            if (defined $cur) { push @fenced, $cur; undef $cur; } else { $cur = ''; }
+            next;
+        }
+        $cur .= "$_\n" if defined $cur;
     }
-    $cur .= "$_\n" if defined $cur;
+    return grep { /\AHTTP\/1\.1 \d{3}/ } @fenced;
 }
-my @blocks = grep { /\AHTTP\/1\.1 \d{3}/ } @fenced;
-cmp_ok(scalar @blocks, '>=', 5, 'README: example responses found');
-for my $b (@blocks) {
-    my ($head, $body) = split /\n\n/, $b, 2;
-    my ($status) = $head =~ /\A(HTTP\S+ \d+)/;
-    my ($code) = $head =~ /^X-MQTTAPI-Error-Code: (\S+)/m;
-    my ($cl) = $head =~ /^Content-Length: (\d+)/m;
-    chomp(my $bytes = $body // '');
-    utf8::encode($bytes) if utf8::is_utf8($bytes);
-    is($cl, length $bytes, "README: $status " . ($code // '') . ": Content-Length is the body's");
+
+my @blocks = fenced_responses("$REPO/README.md");
+cmp_ok(scalar @blocks, '>=', 4, 'README: example responses found');
+my @docs = map { [ "docs/$_", fenced_responses("$REPO/docs/$_") ] }
+           map { File::Basename::basename($_) } glob("$REPO/docs/*.md");
+cmp_ok(scalar(map { @$_[1 .. $#$_] } @docs), '>=', 3,
+       'docs/: example responses found');
+for my $d ([ 'README', @blocks ], @docs) {
+    my ($where, @b) = @$d;
+    for my $b (@b) {
+        my ($head, $body) = split /\n\n/, $b, 2;
+        my ($status) = $head =~ /\A(HTTP\S+ \d+)/;
+        my ($code) = $head =~ /^X-MQTTAPI-Error-Code: (\S+)/m;
+        my ($cl) = $head =~ /^Content-Length: (\d+)/m;
+        chomp(my $bytes = $body // '');
+        utf8::encode($bytes) if utf8::is_utf8($bytes);
+        is($cl, length $bytes,
+           "$where: $status " . ($code // '') . ": Content-Length is the body's");
+    }
 }
 
 # the demo examples, as they were answered here (the README's "# ..."
@@ -256,11 +329,13 @@ for my $n (1, 2, 4) {
 # Ctrl-C
 # ---------------------------------------------------------------------------
 
-my @workers = map { $_->[0] } MqttapiTest::_children($pid);
+# (the error log's filter is a child of the nginx run.sh exec-ed too)
+my @workers = map { $_->[0] } grep { $_->[1] =~ /^nginx: worker process/ }
+              MqttapiTest::_children($pid);
 ok(@workers, 'the demo nginx has workers');
 kill 'INT', $pid;
 my $gone = 0;
-my $deadline = Time::HiRes::time() + 10;
+my $deadline = Time::HiRes::time() + $DEADLINE;
 while (Time::HiRes::time() < $deadline) {
     if (waitpid($pid, POSIX::WNOHANG()) == $pid) { $gone = 1; last }
     Time::HiRes::sleep(0.02);
@@ -270,7 +345,12 @@ is($? >> 8, 0, 'the demo exits with status 0') if $gone;
 ok(!grep({ MqttapiTest::_alive($_) } @workers), 'its workers are gone');
 ok(!MqttapiTest::_port_listening($PORT) && !MqttapiTest::_port_listening($EMU),
    'nothing listens on the demo ports any more');
+# the error log passes through a filter, which ends after nginx: wait for
+# its last line
+wait_until(sub { slurp($err) =~ /\b$pid#\d+: exit\n\z/ });
 like(slurp($err), qr/\b$pid#\d+: exit\n\z/, 'the error log ends with the master exiting');
+unlike(slurp($err), qr/closed keepalive connection/,
+       'error log: no line for the keep-alive connections curl closed');
 unlike(slurp($err), qr/\[(alert|crit|emerg)\]|could not build optimal/,
        'error log: no alert, crit, emerg, no hash warning');
 $pid = 0 if $gone;
