@@ -108,7 +108,11 @@ typedef struct {
 static ngx_http_mqttapi_answer_t *ngx_http_mqttapi_answer_kept(
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *action, ngx_uint_t lang,
     ngx_str_t *code);
-static ngx_int_t ngx_http_mqttapi_keep(ngx_http_mqttapi_kept_t *k,
+static ngx_int_t ngx_http_mqttapi_keep(ngx_http_request_t *r,
+    ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
+    ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs, ngx_uint_t nstrs,
+    char *what, ngx_uint_t place);
+static ngx_int_t ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k,
     ngx_str_t *text, ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs,
     ngx_uint_t nstrs);
 static size_t ngx_http_mqttapi_body_len(ngx_http_mqttapi_kept_t *k,
@@ -285,24 +289,14 @@ ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
     strs[0] = err->code;
     strs[1] = err->param;
 
-    if (ngx_http_mqttapi_keep(&a->kept, body, tpl, strs, 2) != NGX_OK) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "mqttapi: answer #%ui cannot be kept",
-                       a - t->answers);
-
-        a->kept.state = NGX_HTTP_MQTTAPI_KEPT_REFUSED;
-        return;
+    if (ngx_http_mqttapi_keep(r, &a->kept, body, tpl, strs, 2, "answer",
+                              a - t->answers)
+        == NGX_OK)
+    {
+        a->error = *err;
+        a->error.code = strs[0];
+        a->error.param = strs[1];
     }
-
-    a->error = *err;
-    a->error.code = strs[0];
-    a->error.param = strs[1];
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mqttapi: answer kept as #%ui, %ui parts",
-                   a - t->answers, a->kept.nparts);
-
-    a->kept.state = NGX_HTTP_MQTTAPI_KEPT_READY;
 }
 
 
@@ -462,22 +456,14 @@ ngx_http_mqttapi_note_keep(ngx_http_request_t *r,
     n->code_len = err->code.len;
     ngx_memcpy(n->code, err->code.data, err->code.len);
 
-    if (tpl->nholes
-        || ngx_http_mqttapi_keep(&n->kept, &tpl->added, tpl, NULL, 0)
-           != NGX_OK)
-    {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "mqttapi: annotation #%ui cannot be kept",
-                       n - t->notes);
+    /* an annotation has nothing of its own request: no holes */
 
-        n->kept.state = NGX_HTTP_MQTTAPI_KEPT_REFUSED;
-        return;
+    if (tpl->nholes) {
+        tpl->overflow = 1;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mqttapi: annotation kept as #%ui", n - t->notes);
-
-    n->kept.state = NGX_HTTP_MQTTAPI_KEPT_READY;
+    (void) ngx_http_mqttapi_keep(r, &n->kept, &tpl->added, tpl, NULL, 0,
+                                 "annotation", n - t->notes);
 }
 
 
@@ -502,11 +488,38 @@ ngx_http_mqttapi_note_make(ngx_http_request_t *r, ngx_http_mqttapi_note_t *n,
 /*
  * Keeps "text" cut at the template's holes, the headers of the template
  * that are still live, and copies of "strs" (pointed at the copies), in
- * one allocation for the worker's lifetime.
+ * one allocation for the worker's lifetime; or marks the place refused.
  */
 
 static ngx_int_t
-ngx_http_mqttapi_keep(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
+ngx_http_mqttapi_keep(ngx_http_request_t *r, ngx_http_mqttapi_kept_t *k,
+    ngx_str_t *text, ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs,
+    ngx_uint_t nstrs, char *what, ngx_uint_t place)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_mqttapi_keep_text(k, text, tpl, strs, nstrs);
+
+    if (rc != NGX_OK) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: %s #%ui cannot be kept", what, place);
+
+        k->state = NGX_HTTP_MQTTAPI_KEPT_REFUSED;
+        return rc;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: %s kept as #%ui, %ui parts", what, place,
+                   k->nparts);
+
+    k->state = NGX_HTTP_MQTTAPI_KEPT_READY;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
     ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs, ngx_uint_t nstrs)
 {
     u_char                          *p;

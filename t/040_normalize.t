@@ -40,17 +40,12 @@ use Sys::Hostname ();
 use Time::HiRes ();
 use MqttapiTest;
 
-my $REPO = repo_dir();
 
 # ---------------------------------------------------------------------------
 # The built-in catalog, the reference for codes, texts and statuses
 # ---------------------------------------------------------------------------
 
-my $catalog = do {
-    open my $fh, '<:raw', "$REPO/conf/mqttapi_catalog.json" or die "catalog: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(<$fh>);
-};
+my $catalog = builtin_catalog();
 my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
 my %gw_nginx    = %{ $catalog->{gateway}{nginx} };
 my %gw_local    = %{ $catalog->{gateway}{local} };

@@ -29,13 +29,7 @@ use Test::More;
 use JSON::PP ();
 use MqttapiTest;
 
-my $REPO = repo_dir();
-
-my $catalog = do {
-    open my $fh, '<:raw', "$REPO/conf/mqttapi_catalog.json" or die "catalog: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(<$fh>);
-};
+my $catalog = builtin_catalog();
 my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
 
 # ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ our @EXPORT = qw(
     mock_upstream
     json_decode json_decode_ordered json_top_keys
     free_port dead_port repo_dir emulator_http emulator_gateway
-    debug_events
+    debug_events builtin_catalog
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -788,6 +788,13 @@ sub headers_all {
     my ($r, $name) = @_;
     return () unless $r && $r->{headers};
     return map { $_->[1] } grep { lc($_->[0]) eq lc $name } @{ $r->{headers} };
+}
+
+# builtin_catalog() -> the data of conf/mqttapi_catalog.json, decoded.
+sub builtin_catalog {
+    my $text = _slurp("$REPO/conf/mqttapi_catalog.json")
+        // die "conf/mqttapi_catalog.json: $!";
+    return JSON::PP->new->utf8->decode($text);
 }
 
 # debug_events($file, $re) -> ([$request_line, $match], ...): the lines of
