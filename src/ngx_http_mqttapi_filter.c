@@ -137,6 +137,10 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
         reason = "a body over mqttapi_max_body_size";
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: status %ui, %s", r->headers_out.status,
+                   reason ? "not inspected" : "collecting the body");
+
     if (reason) {
         /* not inspected: for the back-off, a clean answer */
 
@@ -242,6 +246,9 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (b->last_buf || b->last_in_chain) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mqttapi: the whole body, %uz bytes", ctx->len);
+
             return ngx_http_mqttapi_finish(r, ctx, 0);
         }
 
@@ -669,6 +676,9 @@ ngx_http_mqttapi_pass(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
                       "mqttapi: passing through an error response: %s",
                       reason);
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: passing through, %uz bytes collected", ctx->len);
 
     ctx->state = NGX_HTTP_MQTTAPI_STATE_PASS;
 

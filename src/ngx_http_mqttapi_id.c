@@ -106,6 +106,9 @@ ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
         id->data = vv->data;
         id->len = 32;
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: request id \"%V\" made", id);
+
         return NGX_OK;
     }
 

@@ -40,7 +40,6 @@ use Sys::Hostname ();
 use Time::HiRes ();
 use MqttapiTest;
 
-
 # ---------------------------------------------------------------------------
 # The built-in catalog, the reference for codes, texts and statuses
 # ---------------------------------------------------------------------------
