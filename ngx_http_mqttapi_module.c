@@ -23,6 +23,8 @@
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
  *   ngx_http_mqttapi_answer.c     prepared local answers and annotations
  *   ngx_http_mqttapi_quota.c      proactive quotas
+ *   ngx_http_mqttapi_stats.c      the counters of the status endpoint
+ *   ngx_http_mqttapi_status.c     the status endpoint
  */
 
 
@@ -31,6 +33,8 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_id.h"
+#include "ngx_http_mqttapi_stats.h"
+#include "ngx_http_mqttapi_status.h"
 #include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_variables.h"
 #include "ngx_http_mqttapi_zone.h"
@@ -184,6 +188,13 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       offsetof(ngx_http_mqttapi_loc_conf_t, throttle_codes),
       NULL },
 
+    { ngx_string("mqttapi_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mqttapi_status,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -234,6 +245,10 @@ ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
     }
 
     if (ngx_http_mqttapi_throttle_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_stats_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -360,6 +375,10 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"mqttapi_quota\" refers to an unknown "
                            "mqttapi_throttle_zone \"%V\"",
                            &conf->quota_zone->shm.name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_mqttapi_stats_merge(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

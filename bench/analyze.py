@@ -29,8 +29,12 @@ TARGETS = [
      "error annotated (`augment`) / plain `proxy_pass` relaying the same error"),
     ("mod_augment", "lua_capture_error", 1.25,
      "error annotated (`augment`) / the same in Lua, `ngx.location.capture`"),
-    ("reject", "return429", 0.95,
-     "local reject while backed off / `return 429`"),
+    ("reject", "return429_same", 0.95,
+     "local reject while backed off / `return 429` of the identical answer"),
+    ("status_ok", "mod_ok", 0.99,
+     "success with a `mqttapi_status` location configured / without"),
+    ("status_augment", "mod_augment", 0.99,
+     "error annotated with a `mqttapi_status` location configured / without"),
 ]
 
 # more comparisons, for information
@@ -44,10 +48,11 @@ OTHERS = [
     ("lua_capture_ok", "plain_ok", "Lua capture / plain proxy, success path (expected: about 0.82)"),
     ("lua_filter_ok", "plain_ok", "Lua body filter / plain proxy, success path (expected: about 0.90)"),
     ("reject", "return429_json", "local reject / `return 429` with a JSON body of the same size"),
-    ("reject", "return429_same", "local reject / `return 429` of the same answer as constant text (what the module adds to the answer's own cost)"),
+    ("reject", "return429", "local reject / nginx's own `return 429` page (the baseline before the identical answer)"),
     ("return429_same", "return429", "`return 429` of the module's answer as text / nginx's 429 page (what the answer's bytes and headers cost nginx and the kernel)"),
     ("reject_full", "reject", "reject with a full zone (~8,100 keys) / with one key"),
     ("reject_logged", "reject", "reject logged at warn (default) / logged at info (not written)"),
+    ("reject_logged", "return429_same", "reject at the default log level (warn) / `return 429` of the identical answer (goal: the same as at info, within noise)"),
 ]
 
 
@@ -410,6 +415,8 @@ def main():
         "return429_same": "return 429 + the reject's answer as text",
         "reject": "back-off reject, 1 key", "reject_full": "back-off reject, full zone",
         "reject_logged": "back-off reject, logged at warn",
+        "status_ok": "mqttapi on (200), status endpoint configured",
+        "status_augment": "mqttapi augment (400), status endpoint configured",
     }
     spreads = {}
     for c in cases:
@@ -478,7 +485,7 @@ def main():
         w("| --- | --- | --- | --- |")
         basel = {"mod_ok": "plain_ok", "mod_augment": "plain_error",
                  "mod_problem": "plain_error", "lua_capture_error": "plain_error",
-                 "lua_filter_error": "plain_error", "reject": "return429",
+                 "lua_filter_error": "plain_error", "reject": "return429_same",
                  "return429_json": "return429", "return429_same": "return429",
                  "reject_full": "reject"}
         for c in ["plain_ok", "mod_ok", "plain_error", "mod_augment",
@@ -587,13 +594,19 @@ def main():
                          env.get("load_cpu", "1")))
     w("- %s rounds of %s s per case, all cases in every round, after a "
       "1 s warm-up of every case; each case runs next to its baseline "
-      "(groups: plain_ok..., plain_error..., return429_same return429 reject...; the groups "
+      "(groups: plain_ok mod_ok status_ok..., plain_error mod_augment "
+      "status_augment..., return429 return429_same reject...; the groups "
       "rotate from round to round and the order within a group is "
       "reversed every other round; the first case of a group runs 1 s "
       "unrecorded before its run, since the first run after a change of "
       "location came out 3-5%% slower); %s s of runs in all." % (
           env.get("rounds", "?"), env.get("duration", "?"),
           env.get("elapsed", "?")))
+    w("- the status_* cases run the same locations as mod_ok and "
+      "mod_augment in a copy of the gateway with `location = "
+      "/mqttapi/status { mqttapi_status; }` added (another nginx on the "
+      "same core, its worker's CPU time measured alike): with it, every "
+      "request of that copy is counted.")
     w("- the reject cases use a key backed off once with `backoff=1h "
       "max_backoff=1h` before the runs; `reject_full` uses a zone filled "
       "first with %s keys (LRU keeps the newest)." %

@@ -7,7 +7,9 @@
 #
 # One gateway nginx (one worker, pinned to core 0) holds every case as a
 # location; a second nginx (one worker, pinned to core 1) plays the OpenAPI
-# upstream; wrk runs on core 1 too (taskset).  Cases are interleaved round
+# upstream; wrk runs on core 1 too (taskset).  A copy of the gateway with a
+# status endpoint configured (its requests are counted) runs the status_*
+# cases, pinned to core 0 as well.  Cases are interleaved round
 # by round (each next to its baseline, see round_order); each run reports wrk's
 # requests/s, the gateway worker's CPU time (utime+stime from
 # /proc/<pid>/stat) per request, and what the load side used of its core
@@ -52,7 +54,7 @@ ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            plain_error mod_augment mod_problem lua_capture_error
            lua_filter_error
            return429 return429_json return429_same reject reject_full
-           reject_logged"
+           reject_logged status_ok status_augment"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
 declare -A CASE_PATH=(
@@ -72,6 +74,8 @@ declare -A CASE_PATH=(
     [reject]=/reject/one
     [reject_full]=/reject/full
     [reject_logged]=/reject/logged
+    [status_ok]=/mod/ok
+    [status_augment]=/mod/augment
 )
 
 # the status every response of a case must have
@@ -81,6 +85,7 @@ declare -A CASE_STATUS=(
     [lua_capture_error]=400 [lua_filter_error]=400
     [return429]=429 [return429_json]=429 [return429_same]=429
     [reject]=429 [reject_full]=429 [reject_logged]=429
+    [status_ok]=200 [status_augment]=400
 )
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -143,11 +148,11 @@ rm -rf "$OUT"/*.txt "$OUT"/*.tsv "$OUT"/*.log "$OUT"/*.conf "$OUT/profile" \
 free_ports() {
     "$PY" -c '
 import socket
-ss = [socket.socket() for _ in range(2)]
+ss = [socket.socket() for _ in range(3)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))'
 }
-read -r PORT UPORT < <(free_ports)
+read -r PORT UPORT SPORT < <(free_ports)
 
 BENCH_KEY=$("$PY" "$BENCH/keys.py" key backed-off 0)
 FULL_KEY=$("$PY" "$BENCH/keys.py" key backed-off-full 0)
@@ -170,7 +175,16 @@ MODULE_DATE=$(stat -c '%y' "$MODULE" | cut -d. -f1)
 render "$BENCH/upstream.conf.in" "$DIR/upstream.conf"
 render "$BENCH/gateway.conf.in" "$DIR/gateway.conf"
 
-GW_MASTER=""; UP_MASTER=""
+# the same gateway with a status endpoint: every request of it is counted
+sed -e "s|$DIR/gateway\.pid|$DIR/gateway-status.pid|" \
+    -e "s|$DIR/gateway-error\.log|$DIR/gateway-status-error.log|" \
+    -e "s|listen 127\.0\.0\.1:$PORT |listen 127.0.0.1:$SPORT |" \
+    -e 's|^\( *\)# mqttapi_status:.*|\1location = /mqttapi/status { mqttapi_status; allow 127.0.0.1; deny all; }|' \
+    "$DIR/gateway.conf" > "$DIR/gateway-status.conf"
+grep -q 'mqttapi_status;' "$DIR/gateway-status.conf" \
+    || die "gateway-status.conf has no status location"
+
+GW_MASTER=""; UP_MASTER=""; ST_MASTER=""
 
 cleanup() {
     local rc=$?
@@ -179,11 +193,11 @@ cleanup() {
             "upstream 127.0.0.1:$UPORT (master $UP_MASTER), files in $DIR"
         exit $rc
     fi
-    for m in $GW_MASTER $UP_MASTER; do
+    for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
         kill -QUIT "$m" 2>/dev/null || true
     done
     sleep 0.5
-    for m in $GW_MASTER $UP_MASTER; do
+    for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
         kill -0 "$m" 2>/dev/null && kill -TERM "$m" 2>/dev/null || true
     done
     # the log has a line per reject of reject_logged: keep its end only
@@ -217,18 +231,31 @@ worker_of() {
 
 UP_MASTER=$(start_nginx "$DIR/upstream.conf" "$DIR/upstream.pid")
 GW_MASTER=$(start_nginx "$DIR/gateway.conf" "$DIR/gateway.pid")
+ST_MASTER=$(start_nginx "$DIR/gateway-status.conf" "$DIR/gateway-status.pid")
 GW_WORKER=$(worker_of "$GW_MASTER")
+ST_WORKER=$(worker_of "$ST_MASTER")
 UP_WORKER=$(worker_of "$UP_MASTER")
-log "gateway 127.0.0.1:$PORT worker $GW_WORKER on core $GW_CPU;" \
+log "gateway 127.0.0.1:$PORT worker $GW_WORKER and the one with a status" \
+    "endpoint 127.0.0.1:$SPORT worker $ST_WORKER on core $GW_CPU;" \
     "upstream 127.0.0.1:$UPORT worker $UP_WORKER and wrk on core $LOAD_CPU"
 
 GW="http://127.0.0.1:$PORT"
+STGW="http://127.0.0.1:$SPORT"
 QS="Action=ApplyToken&AccessKeyId="
 
 url_of() {
     case $1 in
         reject_full) echo "$GW${CASE_PATH[$1]}?$QS$FULL_KEY" ;;
+        status_*)    echo "$STGW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
         *)           echo "$GW${CASE_PATH[$1]}?$QS$BENCH_KEY" ;;
+    esac
+}
+
+# the gateway worker that serves a case
+worker_of_case() {
+    case $1 in
+        status_*) echo "$ST_WORKER" ;;
+        *)        echo "$GW_WORKER" ;;
     esac
 }
 
@@ -270,13 +297,13 @@ for c in $CASES; do
     [ "$st" = "${CASE_STATUS[$c]}" ] \
         || die "$c: status $st, expected ${CASE_STATUS[$c]} (see $OUT/samples.txt)"
     case $c in
-        mod_augment|mod_problem|lua_capture_error)
+        mod_augment|mod_problem|lua_capture_error|status_augment)
             grep -qi '^X-MQTTAPI-Error-Code: InvalidParameter.InstanceId' <<<"$h" \
                 || die "$c: not annotated" ;;
         reject|reject_full|reject_logged)
             grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
                 || die "$c: not answered locally" ;;
-        mod_ok|plain_ok|plain_ok2|plain_error)
+        mod_ok|plain_ok|plain_ok2|plain_error|status_ok)
             ! grep -qi '^X-MQTTAPI-' <<<"$h" || die "$c: annotated" ;;
     esac
 done
@@ -307,14 +334,15 @@ printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_error
 
 run_case() {
     local round=$1 c=$2 d=$3 u t0 t1 l0 l1 p0 p1 w rps reqs secs non2xx errs
-    local load1
+    local load1 gw
     u=$(url_of "$c")
+    gw=$(worker_of_case "$c")
     l0=$(load_ticks)
     p0=$(cpu_ticks "$UP_WORKER")
-    t0=$(cpu_ticks "$GW_WORKER")
+    t0=$(cpu_ticks "$gw")
     w=$("${WRK[@]}" -t1 -c"$CONNS" -d"${d}s" "$u" 2>&1) \
         || die "wrk failed for $c: $w"
-    t1=$(cpu_ticks "$GW_WORKER")
+    t1=$(cpu_ticks "$gw")
     p1=$(cpu_ticks "$UP_WORKER")
     l1=$(load_ticks)
     [ "$round" = 0 ] && return 0
@@ -340,11 +368,12 @@ read -ra case_list <<<"$CASES"
 # groups rotate from round to round, and within a group the order is
 # reversed every other round (ABBA), so that a drift of the machine during
 # a round weighs on a case and its baseline alike.  Each target pair is
-# adjacent (plain_ok mod_ok, plain_error mod_augment, return429 reject);
-# return429_same stands next to return429 and reject_full next to reject.
-CASE_GROUPS=("plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok"
-        "plain_error mod_augment mod_problem lua_capture_error lua_filter_error"
-        "return429_same return429 reject reject_full reject_logged return429_json")
+# adjacent (plain_ok mod_ok status_ok, plain_error mod_augment
+# status_augment, return429_same reject); return429 stands next to
+# return429_same, reject_full next to reject, reject_logged next to both.
+CASE_GROUPS=("plain_ok mod_ok status_ok plain_ok2 lua_capture_ok lua_filter_ok"
+        "plain_error mod_augment status_augment mod_problem lua_capture_error lua_filter_error"
+        "return429 return429_same reject reject_logged reject_full return429_json")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
@@ -396,7 +425,9 @@ ELAPSED=$(( $(date +%s) - START ))
 CHECK=${BENCH_CHECK:-6}
 CHECK_PAIRS="mod_ok:plain_ok mod_augment:plain_error
              mod_augment:lua_capture_error reject:return429
-             reject:return429_same return429_same:return429"
+             reject:return429_same return429_same:return429
+             status_ok:mod_ok status_augment:mod_augment
+             reject_logged:return429_same"
 RAW_ROUNDS=$RAW
 RAW="$OUT/check.tsv"
 WRK_TAG=check
@@ -430,8 +461,16 @@ for c in reject reject_full; do
         || die "$c: the key is no longer backed off after the run"
 done
 
-if grep -E '\[(alert|crit|emerg)\]' "$DIR/gateway-error.log" \
-        > "$OUT/gateway-alerts.txt"; then
+# the status gateway counted its requests: its endpoint, kept with the run
+curl -s "$STGW/mqttapi/status?format=prometheus" > "$OUT/status.prom"
+case " $CASES " in
+    *" status_augment "*)
+        grep -Eq '^mqttapi_responses_total\{.*\} [1-9][0-9]*$' "$OUT/status.prom" \
+            || die "the status gateway counted no response (see $OUT/status.prom)" ;;
+esac
+
+if cat "$DIR/gateway-error.log" "$DIR/gateway-status-error.log" \
+        | grep -E '\[(alert|crit|emerg)\]' > "$OUT/gateway-alerts.txt"; then
     log "warning: alerts in the gateway's error log (see $OUT/gateway-alerts.txt)"
 fi
 

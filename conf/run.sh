@@ -151,6 +151,10 @@ curl -s -o /dev/null -w '%{http_code} %header{x-mqttapi-error-code} throttled=%h
 # 6. any catalog code on demand (emulator argument mqttemu_code)
 curl -i '$GW/?Action=QueryToken&InstanceId=mqtt-cn-demo&Token=abc&mqttemu_code=InternalError'
 
+# The status endpoint (from 127.0.0.1 only): what the gateway counted
+#   curl -s '$GW/mqttapi/status'                     JSON
+#   curl -s '$GW/mqttapi/status?format=prometheus'   Prometheus text
+
 EOF
 
 # nginx logs at info why a response was passed through, and also, at the

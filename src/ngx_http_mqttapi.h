@@ -31,6 +31,7 @@ typedef struct ngx_http_mqttapi_entry_s    ngx_http_mqttapi_entry_t;
 typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
+    void                        *stats;       /* with mqttapi_status */
 } ngx_http_mqttapi_main_conf_t;
 
 

@@ -12,6 +12,7 @@
 #include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_json.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_throttle.h"
 
 
@@ -127,14 +128,17 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
 
     } else if (r->method == NGX_HTTP_HEAD) {
         reason = "a HEAD response";
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_HEAD);
 
     } else if (r->headers_out.content_encoding
                && r->headers_out.content_encoding->value.len)
     {
         reason = "an encoded body";
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_ENCODED);
 
     } else if (r->headers_out.content_length_n > (off_t) lcf->max_body_size) {
         reason = "a body over mqttapi_max_body_size";
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_TOO_LARGE);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -238,6 +242,9 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (rc == NGX_DECLINED) {
+            ngx_http_mqttapi_stats_pass(r, ngx_buf_in_memory(b)
+                                           ? NGX_HTTP_MQTTAPI_PASS_TOO_LARGE
+                                           : NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY);
             return ngx_http_mqttapi_pass(r, ctx, cl,
                                          ngx_buf_in_memory(b)
                                          ? "the body is over "
@@ -374,6 +381,8 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         return ngx_http_mqttapi_fail(r, ctx);
     }
 
+    ngx_http_mqttapi_stats_response(r, lcf, &ctx->error);
+
     ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
     ctx->annotated = 1;
 
@@ -469,6 +478,7 @@ ngx_http_mqttapi_parse(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "mqttapi: passing through an unparsable error "
                       "body: %s at byte %d", jerr.text, jerr.position);
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_UNPARSABLE);
         return NGX_DONE;
     }
 
@@ -484,6 +494,7 @@ ngx_http_mqttapi_parse(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
                       "mqttapi: passing through an error response: "
                       "the error body is not an object with a string "
                       "\"Code\"");
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NO_CODE);
         rc = NGX_DONE;
 
     } else {
@@ -524,6 +535,7 @@ ngx_http_mqttapi_resolve(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         gateway = ngx_http_mqttapi_catalog_gateway(lcf->catalog, ctx->origin,
                                                    r->headers_out.status);
         if (gateway == NULL) {
+            ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NOT_JSON);
             return NGX_DECLINED;
         }
     }

@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_zone.h"
 
 
@@ -43,7 +44,8 @@ static ngx_str_t  ngx_http_mqttapi_other = ngx_string("*");
 
 ngx_int_t
 ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code, ngx_msec_t *left)
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code, ngx_msec_t *left,
+    ngx_uint_t *reason)
 {
     ngx_int_t                      rc, rc2;
     uint32_t                       hash;
@@ -92,6 +94,9 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     if (rc == NGX_OK) {
         rc2 = ngx_http_mqttapi_window(r, zone, &key, limit, now, &wk, left);
     }
+
+    *reason = (rc2 == NGX_OK) ? NGX_HTTP_MQTTAPI_LOCAL_CEILING
+                              : NGX_HTTP_MQTTAPI_LOCAL_QUOTA;
 
     /* the per-action ceiling of the whole gateway */
 

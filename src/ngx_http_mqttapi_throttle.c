@@ -10,6 +10,7 @@
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_throttle.h"
 #include "ngx_http_mqttapi_zone.h"
 
@@ -36,8 +37,6 @@ static ngx_int_t ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
     ngx_str_t *code, ngx_msec_t *left);
-static ngx_uint_t ngx_http_mqttapi_throttle_code(
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
 static void ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
     ngx_http_mqttapi_error_t *err, ngx_msec_t delay);
 static void ngx_http_mqttapi_set_delay(ngx_http_mqttapi_error_t *err,
@@ -75,7 +74,9 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
     ngx_str_t                     code;
+    ngx_uint_t                    reason;
     ngx_msec_t                    left;
+    ngx_shm_zone_t               *shm_zone;
     ngx_http_mqttapi_ctx_t       *ctx;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
@@ -105,6 +106,7 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PASS;
 
     rc = NGX_DECLINED;
+    reason = NGX_HTTP_MQTTAPI_LOCAL_BACKOFF;
 
     if (lcf->throttle_zone) {
         rc = ngx_http_mqttapi_backoff_check(r, lcf, ctx, &code, &left);
@@ -115,7 +117,7 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_BUSY && lcf->quota_zone) {
-        rc = ngx_http_mqttapi_quota_check(r, lcf, &code, &left);
+        rc = ngx_http_mqttapi_quota_check(r, lcf, &code, &left, &reason);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -125,6 +127,12 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     if (rc != NGX_BUSY) {
         return NGX_DECLINED;
     }
+
+    shm_zone = (reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF) ? lcf->throttle_zone
+                                                         : lcf->quota_zone;
+
+    ngx_http_mqttapi_stats_local(r, shm_zone->data, &code, reason,
+                                 lcf->throttle_dry_run);
 
     if (lcf->throttle_dry_run) {
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
@@ -245,6 +253,8 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         cln->handler = ngx_http_mqttapi_probe_cleanup;
         cln->data = ctx;
 
+        ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_PROBE);
+
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
                       "mqttapi: back-off after \"%V\" is over, probing",
                       code);
@@ -359,6 +369,10 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
+        ngx_http_mqttapi_stats_backoff(r, zone, count == 1
+                                                ? NGX_HTTP_MQTTAPI_EVENT_OPEN
+                                                : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
+
         ngx_http_mqttapi_advertise(lcf, err, delay);
 
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
@@ -379,6 +393,8 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     {
         ngx_http_mqttapi_zone_free(zone, node);
         node = NULL;
+
+        ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_CLOSE);
 
         if (ctx->probe) {
             ctx->probe = 0;
@@ -484,7 +500,7 @@ send:
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_mqttapi_throttle_code(ngx_http_mqttapi_loc_conf_t *lcf,
     ngx_http_mqttapi_error_t *err)
 {

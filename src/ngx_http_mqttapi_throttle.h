@@ -14,6 +14,8 @@
 ngx_int_t ngx_http_mqttapi_throttle_init(ngx_conf_t *cf);
 void ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_error_t *err);
+ngx_uint_t ngx_http_mqttapi_throttle_code(ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_http_mqttapi_error_t *err);
 ngx_int_t ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_str_t *code, ngx_msec_t left);
 

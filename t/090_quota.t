@@ -447,8 +447,8 @@ sleep 1.2;
         push @p, path('q1', 'g1-' . ($i % 8), 'SendMessage', m => 'gw'),
                  path('q2', 'g2-' . ($i % 8), 'SendMessage', m => 'gw');
     }
+    my $t0 = time;
     my @r = burst($port, @p);
-    my $t1 = time;
     tally('api_ceiling 300 over two quota zones: 400 SendMessage',
           'SystemOverFlow', 300, 100, @r);
     is(up_count_settled('gw', 300, 2), 300,
@@ -460,47 +460,69 @@ sleep 1.2;
     ok(($loc{q1} // 0) > 0 && ($loc{q2} // 0) > 0,
        "both locations had their share ($loc{q1}, $loc{q2})");
 
+    # the ceiling's window is one second from the first of the 300: the
+    # check after the reload counts only when the reload and the second
+    # burst fit in it, which a busy machine may need a few tries for
     my $mark = $ng->error_log_mark;
-    ok($ng->reload, 'reload with the ceiling used up');
-    my @w = burst($port, map { path('q2', "g3-$_", 'SendMessage', m => 'gw') }
-                  1 .. 10);
-    if (time - $t1 < 0.8) {
-        is(scalar(grep { rejected($_, 'SystemOverFlow') } @w), 10,
-           'after the reload: the ceiling is still used up');
-    } else {
-        note 'the reload took too long to check the ceiling across it';
+    my $checked;
+    for my $try (1 .. 4) {
+        ok($ng->reload, "reload with the ceiling used up (try $try)");
+        my @w = burst($port,
+                      map { path('q2', "g3-$try-$_", 'SendMessage',
+                                 m => 'gw') } 1 .. 10);
+        if (time - $t0 < 0.9) {
+            is(scalar(grep { rejected($_, 'SystemOverFlow') } @w), 10,
+               'after the reload: the ceiling is still used up');
+            $checked = 1;
+            last;
+        }
+        note "try $try: the reload took too long to check the ceiling";
+        sleep 1.2;
+        $t0 = time;
+        @r = burst($port, map { path('q1', "g4-$try-$_", 'SendMessage',
+                                     m => 'gw4') } 1 .. 310);
+        tally("api_ceiling 300 used up again (try $try)", 'SystemOverFlow',
+              300, 10, @r);
     }
+    ok($checked, 'the ceiling was checked across a reload');
     unlike($ng->error_log($mark), qr/\[(?:emerg|alert|crit)\]/,
            'reload: no errors');
 }
 
-# the same, sustained: four clients on two locations as fast as they can
-# for 2.5 s; the upstream never sees more than 300 SendMessage in any second
+# the same, sustained: four clients on two locations as fast as they can,
+# until each has been answered locally by the ceiling 25 times (or 10 s);
+# the upstream never sees more than 300 SendMessage in any second
 sleep 1.2;
 {
     my @pids;
-    my $end = time + 2.5;
+    my $end = time + 10;
     for my $c (0 .. 3) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
-            my ($n, $sock) = (0, undef);
-            while (time < $end) {
+            my ($n, $sock, $rejects) = (0, undef, 0);
+            while (time < $end && $rejects < 25) {
                 my $r = http_request($sock ? (sock => $sock) : (port => $port),
                                      path => path($c % 2 ? 'q2' : 'q1',
                                                   "gs$c-" . ($n++ % 50),
                                                   'SendMessage', m => 'gws'),
                                      keepalive => 1);
+                $rejects++ if rejected($r, 'SystemOverFlow');
                 $sock = $r->{sock};
             }
-            POSIX::_exit(0);
+            POSIX::_exit($rejects);
         }
         push @pids, $pid;
     }
-    waitpid($_, 0) for @pids;
+    my $rejects = 0;
+    for (@pids) {
+        waitpid($_, 0);
+        $rejects += $? >> 8;
+    }
     sleep 0.2;
     my @t = arrivals('gws', 2);
-    cmp_ok(scalar @t, '>', 600, 'sustained over two zones: the ceiling was '
-           . 'reached (' . scalar(@t) . ' passed in 2.5 s)');
+    cmp_ok($rejects, '>', 0, 'sustained over two zones: the ceiling was '
+           . "reached ($rejects answered locally, " . scalar(@t)
+           . ' passed)');
     cmp_ok(max_per_second(@t), '<=', 300,
            'sustained over two zones: never more than 300 in any second');
 }

@@ -262,6 +262,24 @@ my %r = map { $_ => parse_curl($example{$_}{out}) } grep { $_ != 5 } keys %examp
     unlike($log, qr/AccessKeyId|LTAIdemo/, 'access log: no AccessKeyId');
 }
 
+# the status endpoint of the demo, as the banner prints it
+{
+    my ($json) = $banner =~ m{^#\s+(curl -s '[^']*/mqttapi/status')\s+JSON$}m;
+    my ($prom) = $banner =~ m{^#\s+(curl -s '[^']*/mqttapi/status\?format=prometheus')}m;
+    ok($json && $prom, 'banner: how to read the status endpoint') or diag $banner;
+    my ($rc, $text) = run_shell($json // 'false');
+    my $d = json_decode($text);
+    ok($d && grep({ $_->{code} eq 'InvalidParameter.%s' && $_->{value} >= 1 }
+                  @{ $d->{responses_total} || [] }),
+       'status: the annotated examples are counted') or diag $text;
+    ok($d && grep({ $_->{reason} eq 'backoff' && $_->{value} >= 1 }
+                  @{ $d->{local_rejects_total} || [] }),
+       'status: the local answers of example 5 are counted') or diag $text;
+    ($rc, $text) = run_shell(($prom // 'false') . ' | promtool check metrics');
+    is($rc, 0, 'status: the Prometheus text passes promtool check metrics')
+        or diag $text;
+}
+
 # ---------------------------------------------------------------------------
 # README.md and docs/: their example responses
 # ---------------------------------------------------------------------------

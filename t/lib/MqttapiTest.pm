@@ -173,7 +173,8 @@ sub _children {
     opendir my $dh, '/proc' or return ();
     for my $p (grep { /^\d+$/ } readdir $dh) {
         my $stat = _slurp("/proc/$p/stat");
-        next unless defined $stat;
+        # a process that exits meanwhile leaves an empty file
+        next unless defined $stat && index($stat, ')') >= 0;
         my $rest = substr($stat, rindex($stat, ')') + 2);
         my (undef, $pp) = split / /, $rest;
         next unless defined $pp && $pp == $ppid;

@@ -1,0 +1,121 @@
+
+/*
+ * Copyright (C) ngx_http_mqttapi_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MQTTAPI_STATS_H_INCLUDED_
+#define _NGX_HTTP_MQTTAPI_STATS_H_INCLUDED_
+
+
+#include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_zone.h"
+
+
+/* the counters, in the order the status endpoint lists them */
+
+#define NGX_HTTP_MQTTAPI_STAT_RESPONSES     1
+#define NGX_HTTP_MQTTAPI_STAT_PASSTHROUGH   2
+#define NGX_HTTP_MQTTAPI_STAT_REJECTS       3
+#define NGX_HTTP_MQTTAPI_STAT_DRY_RUN       4
+#define NGX_HTTP_MQTTAPI_STAT_BACKOFF       5
+#define NGX_HTTP_MQTTAPI_STAT_THROTTLES     6
+#define NGX_HTTP_MQTTAPI_STAT_METRICS       7
+
+
+/* passthrough_total{reason} */
+
+#define NGX_HTTP_MQTTAPI_PASS_HEAD          1
+#define NGX_HTTP_MQTTAPI_PASS_ENCODED       2
+#define NGX_HTTP_MQTTAPI_PASS_TOO_LARGE     3
+#define NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY 4
+#define NGX_HTTP_MQTTAPI_PASS_UNPARSABLE    5
+#define NGX_HTTP_MQTTAPI_PASS_NO_CODE       6
+#define NGX_HTTP_MQTTAPI_PASS_NOT_JSON      7
+
+/* local_rejects_total{reason} and dry_run_total{reason} */
+
+#define NGX_HTTP_MQTTAPI_LOCAL_BACKOFF      1
+#define NGX_HTTP_MQTTAPI_LOCAL_QUOTA        2
+#define NGX_HTTP_MQTTAPI_LOCAL_CEILING      3
+
+/* backoff_events_total{event} */
+
+#define NGX_HTTP_MQTTAPI_EVENT_OPEN         1
+#define NGX_HTTP_MQTTAPI_EVENT_REOPEN       2
+#define NGX_HTTP_MQTTAPI_EVENT_PROBE        3
+#define NGX_HTTP_MQTTAPI_EVENT_CLOSE        4
+
+
+/* a label dimension: index 0 is "other" */
+
+typedef struct {
+    ngx_array_t                  names;       /* of ngx_str_t */
+    ngx_hash_t                   hash;        /* name: index + 1 */
+    ngx_uint_t                   max;
+} ngx_http_mqttapi_labels_t;
+
+
+typedef struct {
+    ngx_uint_t                   metric;
+    ngx_uint_t                   a;           /* zone, or category */
+    ngx_uint_t                   action;
+    ngx_uint_t                   code;
+    ngx_uint_t                   word;        /* source, reason, event */
+    ngx_atomic_uint_t            value;
+} ngx_http_mqttapi_sample_t;
+
+
+typedef struct ngx_http_mqttapi_stats_sh_s  ngx_http_mqttapi_stats_sh_t;
+
+
+typedef struct {
+    ngx_array_t                  catalogs;    /* seen while merging */
+    ngx_array_t                  codes_conf;  /* mqttapi_throttle_codes */
+
+    ngx_http_mqttapi_labels_t    codes;
+    ngx_http_mqttapi_labels_t    actions;
+    ngx_http_mqttapi_labels_t    categories;
+    ngx_http_mqttapi_labels_t    zone_names;
+    ngx_array_t                  zones;       /* zone pointers, from 1 */
+
+    ngx_uint_t                   nslots;      /* a power of two */
+    size_t                       slot_size;
+    uint32_t                     signature;
+
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_mqttapi_stats_sh_t *sh;
+    u_char                      *slots;
+} ngx_http_mqttapi_stats_t;
+
+
+ngx_http_mqttapi_stats_t *ngx_http_mqttapi_stats_create(ngx_conf_t *cf);
+ngx_int_t ngx_http_mqttapi_stats_merge(ngx_conf_t *cf,
+    ngx_http_mqttapi_loc_conf_t *lcf);
+ngx_int_t ngx_http_mqttapi_stats_init(ngx_conf_t *cf);
+
+void ngx_http_mqttapi_stats_response(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err);
+void ngx_http_mqttapi_stats_pass(ngx_http_request_t *r, ngx_uint_t reason);
+void ngx_http_mqttapi_stats_local(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t *code, ngx_uint_t reason,
+    ngx_uint_t dry_run);
+void ngx_http_mqttapi_stats_backoff(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_uint_t event);
+
+ngx_array_t *ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
+    ngx_pool_t *pool);
+ngx_str_t *ngx_http_mqttapi_stats_label(ngx_http_mqttapi_stats_t *st,
+    ngx_http_mqttapi_sample_t *s, ngx_uint_t field);
+const char *ngx_http_mqttapi_stats_word(ngx_uint_t metric, ngx_uint_t word);
+
+
+/* ngx_http_mqttapi_stats_label() fields */
+
+#define NGX_HTTP_MQTTAPI_LABEL_ZONE         0
+#define NGX_HTTP_MQTTAPI_LABEL_CATEGORY     1
+#define NGX_HTTP_MQTTAPI_LABEL_ACTION       2
+#define NGX_HTTP_MQTTAPI_LABEL_CODE         3
+
+
+#endif /* _NGX_HTTP_MQTTAPI_STATS_H_INCLUDED_ */
