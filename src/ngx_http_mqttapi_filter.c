@@ -242,9 +242,10 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (rc == NGX_DECLINED) {
-            ngx_http_mqttapi_stats_pass(r, ngx_buf_in_memory(b)
-                                           ? NGX_HTTP_MQTTAPI_PASS_TOO_LARGE
-                                           : NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY);
+            ngx_http_mqttapi_stats_pass(r,
+                                      ngx_buf_in_memory(b)
+                                      ? NGX_HTTP_MQTTAPI_PASS_TOO_LARGE
+                                      : NGX_HTTP_MQTTAPI_PASS_NOT_IN_MEMORY);
             return ngx_http_mqttapi_pass(r, ctx, cl,
                                          ngx_buf_in_memory(b)
                                          ? "the body is over "

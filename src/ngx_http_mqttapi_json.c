@@ -29,15 +29,16 @@ static size_t ngx_http_mqttapi_utf8_len(u_char *p, u_char *last);
 
 /*
  * The common error body without jansson, whose per-byte lexer costs
- * several times the rest of the annotation.  Understood here: a flat JSON object whose members are
- * ASCII strings (two-character escapes only), integers of up to 18 digits
- * or decimals without exponent, true, false and null, with a string
- * "Code" without escapes, and no duplicate member.  Anything else (nested
- * values, \u escapes, bytes over 0x7f, exponents, long numbers, more than
- * NGX_HTTP_MQTTAPI_FAST_MEMBERS members, any syntax error) is declined and
- * goes to json_loadb(): every body accepted here is one that jansson
- * accepts with the same "Code", and whatever is annotated or passed
- * through is decided exactly as before.
+ * several times the rest of the annotation.  Understood here: a flat JSON
+ * object whose members are ASCII strings (two-character escapes only),
+ * integers of up to 18 digits or decimals without exponent, true, false
+ * and null, with a string "Code" without escapes, and no duplicate
+ * member.  Anything else (nested values, \u escapes, bytes over 0x7f,
+ * exponents, long numbers, more than NGX_HTTP_MQTTAPI_FAST_MEMBERS
+ * members, any syntax error) is declined and goes to json_loadb(): every
+ * body accepted here is one that jansson accepts with the same "Code",
+ * and whatever is annotated or passed through is decided as jansson
+ * would have it.
  *
  * *obj is what the rendering checks "never overwrite an upstream member"
  * against: NULL when the members are only the OpenAPI's own (RequestId,

@@ -200,7 +200,8 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     /* the upstream's own Retry-After stays as it was */
 
     if (err->retryable && err->retry_after >= 0 && !err->upstream_retry_after
-        && ngx_http_mqttapi_push_number(r, tpl, &ngx_http_mqttapi_h_retry_after,
+        && ngx_http_mqttapi_push_number(r, tpl,
+                                        &ngx_http_mqttapi_h_retry_after,
                                         err->retry_after,
                                         NGX_HTTP_MQTTAPI_HOLE_SECONDS)
            != NGX_OK)
@@ -210,7 +211,8 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
 
     if (err->throttle && err->retry_after >= 0
         && ngx_http_mqttapi_header(&r->headers_out.headers,
-                                   &ngx_http_mqttapi_h_acs_retry_after, NULL, 0)
+                                   &ngx_http_mqttapi_h_acs_retry_after,
+                                   NULL, 0)
            == NULL
         && ngx_http_mqttapi_push_number(r, tpl,
                                         &ngx_http_mqttapi_h_acs_retry_after,

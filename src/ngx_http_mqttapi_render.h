@@ -43,7 +43,8 @@ typedef struct {
     ngx_http_mqttapi_hole_t      holes[NGX_HTTP_MQTTAPI_TEMPLATE_HOLES];
     ngx_uint_t                   nheaders;
     ngx_table_elt_t             *headers[NGX_HTTP_MQTTAPI_TEMPLATE_HEADERS];
-    ngx_uint_t                   header_holes[NGX_HTTP_MQTTAPI_TEMPLATE_HEADERS];
+    ngx_uint_t                   header_holes[
+                                     NGX_HTTP_MQTTAPI_TEMPLATE_HEADERS];
     unsigned                     overflow:1;
 } ngx_http_mqttapi_template_t;
 
