@@ -188,7 +188,8 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
 
     if (a) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "mqttapi: kept answer #%ui is %s", a - t->answers,
+                       "mqttapi: kept answer #%ui is %s",
+                       (ngx_uint_t) (a - t->answers),
                        a->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY
                        ? "ready" : "refused");
 
@@ -312,7 +313,7 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mqttapi: answer from kept answer #%ui",
-                   a - ngx_http_mqttapi_table->answers);
+                   (ngx_uint_t) (a - ngx_http_mqttapi_table->answers));
 
     /* the kept error, with this request's delay */
 
@@ -473,7 +474,7 @@ ngx_http_mqttapi_note_make(ngx_http_request_t *r, ngx_http_mqttapi_note_t *n,
 {
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mqttapi: annotation from kept annotation #%ui",
-                   n - ngx_http_mqttapi_table->notes);
+                   (ngx_uint_t) (n - ngx_http_mqttapi_table->notes));
 
     if (ngx_http_mqttapi_render_kept(r, err, body, &n->kept.parts[0].text)
         != NGX_OK)
