@@ -52,8 +52,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                          key;
-    ngx_str_t                          value;
+    ngx_table_elt_t                    header;    /* as it is pushed */
     ngx_uint_t                         hole;      /* instead of the value */
 } ngx_http_mqttapi_kept_header_t;
 
@@ -335,7 +334,13 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
+    /* one allocation for the delays and the body, the delays at most */
+
+    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len = NGX_INT_T_LEN;
+    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len = NGX_INT_T_LEN;
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN
+                             + ngx_http_mqttapi_body_len(&a->kept, values));
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -349,11 +354,6 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     p = ngx_http_mqttapi_write_number(p, (ngx_int_t) retry_after_ms);
     values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len =
                                    p - values[NGX_HTTP_MQTTAPI_HOLE_MSEC].data;
-
-    p = ngx_pnalloc(r->pool, ngx_http_mqttapi_body_len(&a->kept, values));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
 
     body->data = p;
     body->len = ngx_http_mqttapi_body_write(p, &a->kept, values) - p;
@@ -600,12 +600,15 @@ ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
 
         kh->hole = tpl->header_holes[i];
 
-        kh->key.data = p;
-        kh->key.len = h->key.len;
+        ngx_memzero(&kh->header, sizeof(ngx_table_elt_t));
+        kh->header.hash = 1;
+
+        kh->header.key.data = p;
+        kh->header.key.len = h->key.len;
         p = ngx_cpymem(p, h->key.data, h->key.len);
 
-        kh->value.data = p;
-        kh->value.len = h->value.len;
+        kh->header.value.data = p;
+        kh->header.value.len = h->value.len;
         p = ngx_cpymem(p, h->value.data, h->value.len);
     }
 
@@ -671,14 +674,11 @@ ngx_http_mqttapi_push_kept(ngx_http_request_t *r, ngx_http_mqttapi_kept_t *k,
             return NGX_ERROR;
         }
 
-        h->hash = 1;
-        h->key = kh->key;
-        h->value = (kh->hole == NGX_HTTP_MQTTAPI_HOLE_NONE || values == NULL)
-                   ? kh->value : values[kh->hole];
-        h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
+        *h = kh->header;
+
+        if (kh->hole != NGX_HTTP_MQTTAPI_HOLE_NONE && values) {
+            h->value = values[kh->hole];
+        }
     }
 
     return NGX_OK;
