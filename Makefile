@@ -124,7 +124,7 @@ missing = for p in $(1); do \
 check = @command -v dpkg-query >/dev/null || exit 0; \
 	m=$$($(call missing,$(1))); [ -z "$$m" ] || { \
 	    echo "missing Debian packages:$$m"; \
-	    echo "run 'make deps' (as root), or apt-get install them"; exit 1; }
+	    echo "run 'make deps' (as root) to install them"; exit 1; }
 
 deps:
 	@m=$$($(call missing,$(DEPS_PKGS))); \

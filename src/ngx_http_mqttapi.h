@@ -18,6 +18,13 @@
 #define NGX_HTTP_MQTTAPI_CODE_MAX_LEN    128
 #define NGX_HTTP_MQTTAPI_NAME_MAX_LEN    64     /* actions, categories */
 
+/*
+ * The highest quota (requests a second) the catalog takes: the zone
+ * counts requests in 16-bit buckets (ngx_http_mqttapi_zone.h), exactly up
+ * to this.
+ */
+#define NGX_HTTP_MQTTAPI_QUOTA_MAX       65535
+
 
 #define NGX_HTTP_MQTTAPI_BODY_OFF      0
 #define NGX_HTTP_MQTTAPI_BODY_AUGMENT  1
@@ -31,6 +38,8 @@ typedef struct ngx_http_mqttapi_entry_s    ngx_http_mqttapi_entry_t;
 typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
+    ngx_array_t                 *zone_refs;   /* of zone references */
+    ngx_flag_t                   enabled;     /* mqttapi on somewhere */
     void                        *stats;       /* with mqttapi_status */
 } ngx_http_mqttapi_main_conf_t;
 

@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_lang.h"
+#include "ngx_http_mqttapi_request.h"
 
 
 /*
@@ -111,60 +112,6 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
     }
 
     err->lang = ngx_http_mqttapi_negotiate_lang(r, catalog);
-
-    return NGX_OK;
-}
-
-
-/*
- * The Action of the request (the x-acs-action header, else the Action
- * argument) as the catalog knows it, or NULL: an action the catalog does
- * not list is looked up no further, whatever it says.
- */
-
-ngx_http_mqttapi_action_t *
-ngx_http_mqttapi_request_action(ngx_http_request_t *r,
-    ngx_http_mqttapi_catalog_t *catalog)
-{
-    ngx_str_t  action;
-
-    if (ngx_http_mqttapi_request_action_name(r, &action) != NGX_OK) {
-        return NULL;
-    }
-
-    return ngx_http_mqttapi_catalog_action(catalog, &action);
-}
-
-
-/* how the request spells its Action, if it has one a catalog could list */
-
-ngx_int_t
-ngx_http_mqttapi_request_action_name(ngx_http_request_t *r, ngx_str_t *action)
-{
-    ngx_table_elt_t  *h;
-
-    static ngx_str_t  name = ngx_string("x-acs-action");
-    static ngx_str_t  arg = ngx_string("Action");
-
-    h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL,
-                                NGX_HTTP_MQTTAPI_HEADER_IN);
-
-    if (h) {
-        *action = h->value;
-
-    } else {
-        ngx_str_null(action);
-    }
-
-    if (action->len == 0
-        && ngx_http_mqttapi_arg(r, &arg, action) != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (action->len == 0 || action->len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
-        return NGX_DECLINED;
-    }
 
     return NGX_OK;
 }

@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_zone.h"
 

@@ -537,8 +537,9 @@ ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
      * The response that opened the back-off tells the client how long the
      * gateway is going to answer locally, rather than the catalog's delay.
      * The upstream's own Retry-After is kept (it is the floor anyway), a
-     * code the catalog does not call retryable gets none (SPEC 5), and a
-     * dry run answers nothing locally.
+     * code the catalog does not call retryable gets none (no Retry-After
+     * on an error a client must not retry), and a dry run answers nothing
+     * locally.
      */
 
     if (lcf->throttle_dry_run || !err->retryable

@@ -48,11 +48,9 @@
  * A bucket is a uint16_t (wider ones would not fit the node in
  * NGX_HTTP_MQTTAPI_NODE_SIZE).  A request is counted only while the
  * window's sum is below the limit, so no bucket ever exceeds the limit,
- * and a limit up to this is enforced exactly; the catalog takes no higher
- * one.
+ * and a limit up to NGX_HTTP_MQTTAPI_QUOTA_MAX, the highest the catalog
+ * takes, is enforced exactly.
  */
-
-#define NGX_HTTP_MQTTAPI_QUOTA_MAX     65535
 
 
 /*
@@ -118,10 +116,23 @@ struct ngx_http_mqttapi_zone_s {
 };
 
 
+/* where mqttapi_throttle or mqttapi_quota named a zone */
+
+typedef struct {
+    ngx_shm_zone_t               *shm_zone;
+    ngx_str_t                    *directive;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+    ngx_uint_t                    location;   /* given in a location */
+    ngx_str_t                     file;
+    ngx_uint_t                    line;
+} ngx_http_mqttapi_zone_ref_t;
+
+
 char *ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_mqttapi_zone_check_refs(ngx_conf_t *cf);
 ngx_shm_zone_t *ngx_http_mqttapi_zone_ceiling(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,

@@ -10,7 +10,8 @@
 #              is always the requested tree's, whichever tree was built
 #              before; a build directory is reconfigured when its tree or
 #              options change; a tree with auto/configure (a clone of the
-#              nginx repository) builds like one with ./configure.  Checked with throwaway nginx "trees" whose
+#              nginx repository) builds like one with ./configure;
+#              make test/bench/fuzz check their packages, never apt-get.  Checked with throwaway nginx "trees" whose
 #              configure writes an objs Makefile that produces a file
 #              naming the tree, and BUILD= pointing to a temporary
 #              directory: no compiler, and the real build/ is not touched.
@@ -176,6 +177,20 @@ is(installed(), "module of " . Cwd::abs_path($A) . "\n", 'STATIC=1 builds leave 
     my ($rc, $o) = mk("NGINX_SRC=$tmp/none");
     isnt($rc, 0, 'no tree: make fails');
     like($o, qr/no nginx source at \Q$tmp\E\/none/, 'no tree: says so');
+}
+
+# the packages: run, test, bench and fuzz check theirs and name what is
+# missing, without apt-get (that is `make deps`)
+SKIP: {
+    skip 'no dpkg-query (not a Debian system)', 4 unless -x '/usr/bin/dpkg-query';
+    my ($rc, $o) = MqttapiTest::_run_cmd('make', '--no-print-directory', '-C', $REPO,
+                                         'check-test', 'TEST_PKGS=make no-such-package-mqttapi');
+    isnt($rc, 0, 'a missing package: make check-test fails');
+    like($o, qr/^missing Debian packages: no-such-package-mqttapi$/m, 'it names the package');
+    like($o, qr/run 'make deps'/, 'it says how to install it');
+    my (undef, $n) = MqttapiTest::_run_cmd('make', '--no-print-directory', '-n', '-C', $REPO,
+                                           "BUILD=$BUILD", "NGINX_SRC=$A", 'test', 'bench', 'fuzz');
+    unlike($n, qr/apt-get (?:update|install)/, 'make test, bench and fuzz do not run apt-get');
 }
 
 done_testing();

@@ -124,10 +124,14 @@ if (!$have_seeds && $ENV{MQTTAPI_REQUIRE_SEEDS}) {
     diag "expected $SEEDS/004_*.txt and $SEEDS/000_*.txt";
 }
 
-subtest 'the catalog against the seed documents' => sub {
-    plan skip_all => "no seed documents in $SEEDS (a bare clone): "
-                   . "cross-check skipped"
-        unless $have_seeds;
+my $no_seeds = "no seed documents in $SEEDS (a bare clone): "
+             . "the catalog's cross-check against them is skipped";
+# the one line shows in prove's summary output too (a skip shows only
+# with -v, which prints the skip's own line)
+diag $no_seeds unless $have_seeds || $ENV{HARNESS_IS_VERBOSE};
+
+SKIP: {
+    skip $no_seeds, 1 unless $have_seeds;
 
     my (%en_tables, %zh_tables);
 
@@ -184,7 +188,7 @@ subtest 'the catalog against the seed documents' => sub {
             ok((grep { $_ eq $row->{table} } @{ $e->{categories} }), "$w: category $row->{table}");
         }
     }
-};
+}
 
 # QueryTokenOverFlow: not in the seeds, a documented code of the OpenAPI
 {
@@ -387,8 +391,6 @@ check_annotated('ApiNotSupport', lang => 'de, fr;q=0.9, zh-TW;q=0.1', zh => 1);
 check_annotated('ApiNotSupport', lang => 'ZH-tw', zh => 1);
 check_annotated('ApiNotSupport', lang => 'zh-Hant-TW', zh => 1);
 check_annotated('ApiNotSupport', lang => 'zh-MO', zh => 1);
-check_annotated('ApiNotSupport', lang => 'zh-CN', zh => 0);
-check_annotated('ApiNotSupport', lang => 'zh', zh => 0);
 check_annotated('ApiNotSupport', lang => '*', zh => 0);
 check_annotated('InstanceNotFound', lang => 'fr', zh => 0);
 check_annotated('QueryTokenOverFlow', lang => 'zh-TW');   # no Chinese text: English
