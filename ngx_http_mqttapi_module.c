@@ -31,6 +31,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_answer.h"
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_catalog_load.h"
 #include "ngx_http_mqttapi_filter.h"
@@ -44,6 +45,7 @@
 
 static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mqttapi_init_process(ngx_cycle_t *cycle);
 static void *ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_mqttapi_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_http_mqttapi_catalog_t *ngx_http_mqttapi_builtin(ngx_conf_t *cf);
@@ -237,7 +239,7 @@ ngx_module_t  ngx_http_mqttapi_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_mqttapi_id_init_process,      /* init process */
+    ngx_http_mqttapi_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -275,6 +277,17 @@ ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
     }
 
     return ngx_http_mqttapi_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_mqttapi_id_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mqttapi_answer_init_process(cycle);
 }
 
 
