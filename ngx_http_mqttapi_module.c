@@ -10,6 +10,7 @@
  * configuration; the work is done in src/:
  *
  *   ngx_http_mqttapi_catalog.c    the error catalog (knowing)
+ *   ngx_http_mqttapi_catalog_load.c  loading it from JSON
  *   ngx_http_mqttapi_error.c      resolving an error against it
  *   ngx_http_mqttapi_lang.c       Accept-Language negotiation
  *   ngx_http_mqttapi_filter.c     header and body filters (deciding)
@@ -19,6 +20,7 @@
  *   ngx_http_mqttapi_variables.c  $mqttapi_* variables
  *   ngx_http_mqttapi_ctx.c        the request context
  *   ngx_http_mqttapi_headers.c    request and response header lookups
+ *   ngx_http_mqttapi_request.c    the request's arguments and action
  *   ngx_http_mqttapi_zone.c       the shared zone of rate limiting
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
  *   ngx_http_mqttapi_answer.c     prepared local answers and annotations
@@ -29,7 +31,9 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_answer.h"
 #include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_catalog_load.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_id.h"
 #include "ngx_http_mqttapi_stats.h"
@@ -41,14 +45,23 @@
 
 static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mqttapi_init_process(ngx_cycle_t *cycle);
 static void *ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_mqttapi_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_http_mqttapi_catalog_t *ngx_http_mqttapi_builtin(ngx_conf_t *cf);
 static void *ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_mqttapi_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mqttapi_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mqttapi_set_complex_value(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_mqttapi_set_num(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mqttapi_named(ngx_conf_t *cf, ngx_command_t *cmd,
+    char *rv);
 static char *ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mqttapi_problem_base_uri(ngx_conf_t *cf, void *post,
@@ -57,7 +70,7 @@ static char *ngx_http_mqttapi_quota(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_mqttapi_throttle_status(ngx_conf_t *cf, void *post,
+static char *ngx_http_mqttapi_max_body_size(ngx_conf_t *cf, void *post,
     void *data);
 
 
@@ -73,8 +86,15 @@ static ngx_conf_post_handler_pt  ngx_http_mqttapi_problem_base_uri_p =
     ngx_http_mqttapi_problem_base_uri;
 
 
-static ngx_conf_post_handler_pt  ngx_http_mqttapi_throttle_status_p =
-    ngx_http_mqttapi_throttle_status;
+static ngx_conf_post_handler_pt  ngx_http_mqttapi_max_body_size_p =
+    ngx_http_mqttapi_max_body_size;
+
+
+/* an error the SDKs still see as an error */
+
+static ngx_conf_num_bounds_t  ngx_http_mqttapi_throttle_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
 
 
 static ngx_conf_enum_t  ngx_http_mqttapi_log_levels[] = {
@@ -90,7 +110,7 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
 
     { ngx_string("mqttapi"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      ngx_http_mqttapi_enable,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mqttapi_loc_conf_t, enable),
       NULL },
@@ -114,7 +134,7 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mqttapi_loc_conf_t, max_body_size),
-      NULL },
+      &ngx_http_mqttapi_max_body_size_p },
 
     { ngx_string("mqttapi_problem_base_uri"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -160,10 +180,10 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
 
     { ngx_string("mqttapi_throttle_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_mqttapi_set_num,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mqttapi_loc_conf_t, throttle_status),
-      &ngx_http_mqttapi_throttle_status_p },
+      &ngx_http_mqttapi_throttle_status_bounds },
 
     { ngx_string("mqttapi_throttle_dry_run"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -202,7 +222,7 @@ static ngx_http_module_t  ngx_http_mqttapi_module_ctx = {
     ngx_http_mqttapi_postconfiguration,    /* postconfiguration */
 
     ngx_http_mqttapi_create_main_conf,     /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_mqttapi_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -219,7 +239,7 @@ ngx_module_t  ngx_http_mqttapi_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_mqttapi_id_init_process,      /* init process */
+    ngx_http_mqttapi_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -250,7 +270,24 @@ ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /* every location is merged now: where mqttapi is on is known */
+
+    if (ngx_http_mqttapi_zone_check_refs(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_mqttapi_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_mqttapi_id_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mqttapi_answer_init_process(cycle);
 }
 
 
@@ -264,14 +301,47 @@ ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /* the built-in catalog, compiled in from conf/mqttapi_catalog.json */
-
-    mcf->catalog = ngx_http_mqttapi_catalog_builtin(cf);
-    if (mcf->catalog == NULL) {
-        return NULL;
-    }
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->catalog = NULL;
+     *     mcf->ceiling = NULL;
+     */
 
     return mcf;
+}
+
+
+static char *
+ngx_http_mqttapi_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    if (ngx_http_mqttapi_builtin(cf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The built-in catalog, compiled in from conf/mqttapi_catalog.json: read
+ * once the http block is, or at the first mqttapi_catalog, which applies
+ * its file on top of it there and then (so that a broken file is reported
+ * at its directive's line).
+ */
+
+static ngx_http_mqttapi_catalog_t *
+ngx_http_mqttapi_builtin(ngx_conf_t *cf)
+{
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+
+    if (mcf->catalog == NULL) {
+        mcf->catalog = ngx_http_mqttapi_catalog_builtin(cf);
+    }
+
+    return mcf->catalog;
 }
 
 
@@ -349,29 +419,7 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->catalog = mcf->catalog;
     }
 
-    if (conf->throttle_zone && conf->throttle_zone->data == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mqttapi_throttle\" refers to an unknown "
-                           "mqttapi_throttle_zone \"%V\"",
-                           &conf->throttle_zone->shm.name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->quota_zone && conf->quota_zone->data == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mqttapi_quota\" refers to an unknown "
-                           "mqttapi_throttle_zone \"%V\"",
-                           &conf->quota_zone->shm.name);
-        return NGX_CONF_ERROR;
-    }
-
     if (ngx_http_mqttapi_stats_merge(cf, conf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->max_body_size == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mqttapi_max_body_size\" must not be zero");
         return NGX_CONF_ERROR;
     }
 
@@ -379,9 +427,31 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+static char *
+ngx_http_mqttapi_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mqttapi_loc_conf_t *lcf = conf;
+
+    char                          *rv;
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    /* mqttapi_throttle and mqttapi_quota do nothing where it is off */
+
+    if (rv == NGX_CONF_OK && lcf->enable) {
+        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+        mcf->enabled = 1;
+    }
+
+    return rv;
+}
+
+
 /*
- * nginx's enum and complex value slots log some mistakes themselves,
- * without the directive's name (SPEC 8 wants it): these name it.
+ * nginx's enum, number and complex value slots log some mistakes
+ * themselves, without the directive's name (an operator needs it): these
+ * name it.
  */
 
 static char *
@@ -426,14 +496,28 @@ static char *
 ngx_http_mqttapi_set_complex_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    char       *rv;
+    return ngx_http_mqttapi_named(cf, cmd,
+                                  ngx_http_set_complex_value_slot(cf, cmd,
+                                                                  conf));
+}
+
+
+static char *
+ngx_http_mqttapi_set_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_mqttapi_named(cf, cmd,
+                                  ngx_conf_set_num_slot(cf, cmd, conf));
+}
+
+
+/* after a slot's own message (the script compiler's, the bounds'), if any */
+
+static char *
+ngx_http_mqttapi_named(ngx_conf_t *cf, ngx_command_t *cmd, char *rv)
+{
     ngx_str_t  *value;
 
-    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
-
     if (rv == NGX_CONF_ERROR) {
-        /* after the script compiler's own message */
-
         value = cf->args->elts;
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -450,9 +534,8 @@ ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mqttapi_loc_conf_t *lcf = conf;
 
-    ngx_str_t                     *value, *file;
-    ngx_http_mqttapi_catalog_t    *base;
-    ngx_http_mqttapi_main_conf_t  *mcf;
+    ngx_str_t                   *value, *file;
+    ngx_http_mqttapi_catalog_t  *base;
 
     value = cf->args->elts;
 
@@ -483,8 +566,10 @@ ngx_http_mqttapi_catalog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     base = lcf->catalog;
 
     if (base == NULL) {
-        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
-        base = mcf->catalog;
+        base = ngx_http_mqttapi_builtin(cf);
+        if (base == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     lcf->catalog = ngx_http_mqttapi_catalog_load(cf, base, file);
@@ -598,14 +683,12 @@ ngx_http_mqttapi_throttle_codes(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 static char *
-ngx_http_mqttapi_throttle_status(ngx_conf_t *cf, void *post, void *data)
+ngx_http_mqttapi_max_body_size(ngx_conf_t *cf, void *post, void *data)
 {
-    ngx_uint_t  *np = data;
+    size_t  *sp = data;
 
-    /* an error the SDKs still see as an error */
-
-    if (*np < 400 || *np > 599) {
-        return "must be between 400 and 599";
+    if (*sp == 0) {
+        return "must not be zero";
     }
 
     return NGX_CONF_OK;

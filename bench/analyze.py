@@ -618,7 +618,9 @@ def main():
     w("- the `reject` locations log their rejects at "
       "`mqttapi_throttle_log_level info` (below `error_log ... warn`, as "
       "one would set `limit_req_log_level`); `reject_logged` keeps the "
-      "default (warn) and writes one error_log line per reject.")
+      "default (warn): the key's first local answer of the back-off is "
+      "logged, the others only counted, so it should cost what `reject` "
+      "costs.")
     w("")
     w("Versions:")
     w("")

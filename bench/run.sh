@@ -200,7 +200,7 @@ cleanup() {
     for m in $GW_MASTER $UP_MASTER $ST_MASTER; do
         kill -0 "$m" 2>/dev/null && kill -TERM "$m" 2>/dev/null || true
     done
-    # the log has a line per reject of reject_logged: keep its end only
+    # the gateway's log: its end only
     tail -n 200 "$DIR"/gateway-error.log > "$OUT"/gateway-error.tail.log \
         2>/dev/null || true
     rm -rf "$DIR"

@@ -18,6 +18,13 @@
 #define NGX_HTTP_MQTTAPI_CODE_MAX_LEN    128
 #define NGX_HTTP_MQTTAPI_NAME_MAX_LEN    64     /* actions, categories */
 
+/*
+ * The highest quota (requests a second) the catalog takes: the zone
+ * counts requests in 16-bit buckets (ngx_http_mqttapi_zone.h), exactly up
+ * to this.
+ */
+#define NGX_HTTP_MQTTAPI_QUOTA_MAX       65535
+
 
 #define NGX_HTTP_MQTTAPI_BODY_OFF      0
 #define NGX_HTTP_MQTTAPI_BODY_AUGMENT  1
@@ -31,6 +38,8 @@ typedef struct ngx_http_mqttapi_entry_s    ngx_http_mqttapi_entry_t;
 typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
+    ngx_array_t                 *zone_refs;   /* of zone references */
+    ngx_flag_t                   enabled;     /* mqttapi on somewhere */
     void                        *stats;       /* with mqttapi_status */
 } ngx_http_mqttapi_main_conf_t;
 
@@ -52,9 +61,6 @@ typedef struct {
     ngx_flag_t                   throttle_dry_run;
     ngx_uint_t                   throttle_log_level;
     ngx_array_t                 *throttle_codes;  /* NULL: the catalog's */
-
-    void                        *answers;     /* per worker, at run time */
-    void                        *notes;       /* per worker, at run time */
 } ngx_http_mqttapi_loc_conf_t;
 
 
@@ -63,6 +69,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                    code;        /* validated, or empty */
     ngx_http_mqttapi_entry_t    *entry;       /* catalog entry, or NULL */
+    void                        *action;      /* the request's catalog
+                                                 action, or NULL */
     ngx_str_t                    param;       /* pattern capture */
     ngx_str_t                    category;
     ngx_uint_t                   status;      /* sent status */

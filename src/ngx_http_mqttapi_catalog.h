@@ -47,8 +47,8 @@ struct ngx_http_mqttapi_entry_s {
 #if (NGX_PCRE)
     ngx_regex_t                 *regex;        /* "regex" codes */
 #endif
-    unsigned                     retryable:1;
-    unsigned                     throttle:1;
+    ngx_flag_t                   retryable;
+    ngx_flag_t                   throttle;
     unsigned                     printf:1;     /* prefix and suffix */
 };
 
@@ -116,9 +116,8 @@ struct ngx_http_mqttapi_catalog_s {
 };
 
 
-ngx_http_mqttapi_catalog_t *ngx_http_mqttapi_catalog_builtin(ngx_conf_t *cf);
-ngx_http_mqttapi_catalog_t *ngx_http_mqttapi_catalog_load(ngx_conf_t *cf,
-    ngx_http_mqttapi_catalog_t *base, ngx_str_t *file);
+ngx_int_t ngx_http_mqttapi_catalog_hash(ngx_conf_t *cf,
+    ngx_http_mqttapi_catalog_t *catalog);
 
 ngx_http_mqttapi_entry_t *ngx_http_mqttapi_catalog_find(
     ngx_http_mqttapi_catalog_t *catalog, ngx_str_t *code, ngx_str_t *param,
@@ -133,6 +132,7 @@ ngx_http_mqttapi_text_t *ngx_http_mqttapi_catalog_text(
     ngx_uint_t lang);
 
 ngx_int_t ngx_http_mqttapi_valid_code(u_char *p, size_t len);
+ngx_int_t ngx_http_mqttapi_valid_name(ngx_str_t *s);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_CATALOG_H_INCLUDED_ */

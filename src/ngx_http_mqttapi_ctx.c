@@ -31,6 +31,9 @@ ngx_http_mqttapi_get_ctx(ngx_http_request_t *r)
             if (cln->handler == ngx_http_mqttapi_ctx_cleanup) {
                 ctx = cln->data;
                 ngx_http_set_ctx(r->main, ctx, ngx_http_mqttapi_module);
+
+                ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                               "mqttapi ctx: recovered after a redirect");
                 break;
             }
         }
@@ -64,6 +67,9 @@ ngx_http_mqttapi_create_ctx(ngx_http_request_t *r)
     cln->handler = ngx_http_mqttapi_ctx_cleanup;
 
     ngx_http_set_ctx(r->main, ctx, ngx_http_mqttapi_module);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi ctx: created");
 
     return ctx;
 }

@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_lang.h"
+#include "ngx_http_mqttapi_request.h"
 
 
 /*
@@ -23,6 +24,7 @@ static ngx_str_t  ngx_http_mqttapi_unknown = ngx_string("unknown");
 
 
 static ngx_int_t ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_mqttapi_retryable_status(ngx_uint_t status);
 
 
 ngx_int_t
@@ -30,10 +32,11 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
     ngx_http_mqttapi_catalog_t *catalog, ngx_http_mqttapi_error_t *err,
     ngx_str_t *code, ngx_http_mqttapi_entry_t *entry)
 {
-    ngx_int_t                   delay;
+    ngx_int_t                   delay, dflt;
     ngx_http_mqttapi_action_t  *action;
 
     err->entry = entry;
+    err->action = NULL;
     err->category = ngx_http_mqttapi_unknown;
     err->retry_after = -1;
     ngx_str_null(&err->code);
@@ -63,6 +66,7 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
 
     } else {
         action = ngx_http_mqttapi_request_action(r, catalog);
+        err->action = action;
 
         if (action && action->category.len) {
             err->category = action->category;
@@ -84,10 +88,25 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
 
     err->upstream_delay = (delay >= 0) ? delay : -1;
 
-    if (entry && entry->retryable) {
-        err->retryable = 1;
+    if (entry) {
+        err->retryable = entry->retryable;
         err->throttle = entry->throttle;
-        err->retry_after = (delay >= 0) ? delay : entry->retry_after;
+        dflt = entry->retry_after;
+
+    } else {
+        /* a code the catalog does not know: what the status says */
+        err->retryable = ngx_http_mqttapi_retryable_status(
+                                                    r->headers_out.status);
+        dflt = 1;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: code \"%V\" %s, retryable: %ui, delay: %i",
+                   &err->code, entry ? "in the catalog" : "unknown",
+                   (ngx_uint_t) err->retryable, delay);
+
+    if (err->retryable) {
+        err->retry_after = (delay >= 0) ? delay : dflt;
 
         if (delay != NGX_DECLINED) {
             err->upstream_retry_after = 1;
@@ -95,60 +114,6 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
     }
 
     err->lang = ngx_http_mqttapi_negotiate_lang(r, catalog);
-
-    return NGX_OK;
-}
-
-
-/*
- * The Action of the request (the x-acs-action header, else the Action
- * argument) as the catalog knows it, or NULL: an action the catalog does
- * not list is looked up no further, whatever it says.
- */
-
-ngx_http_mqttapi_action_t *
-ngx_http_mqttapi_request_action(ngx_http_request_t *r,
-    ngx_http_mqttapi_catalog_t *catalog)
-{
-    ngx_str_t  action;
-
-    if (ngx_http_mqttapi_request_action_name(r, &action) != NGX_OK) {
-        return NULL;
-    }
-
-    return ngx_http_mqttapi_catalog_action(catalog, &action);
-}
-
-
-/* how the request spells its Action, if it has one a catalog could list */
-
-ngx_int_t
-ngx_http_mqttapi_request_action_name(ngx_http_request_t *r, ngx_str_t *action)
-{
-    ngx_table_elt_t  *h;
-
-    static ngx_str_t  name = ngx_string("x-acs-action");
-    static ngx_str_t  arg = ngx_string("Action");
-
-    h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL,
-                                NGX_HTTP_MQTTAPI_HEADER_IN);
-
-    if (h) {
-        *action = h->value;
-
-    } else {
-        ngx_str_null(action);
-    }
-
-    if (action->len == 0
-        && ngx_http_mqttapi_arg(r, &arg, action) != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (action->len == 0 || action->len > NGX_HTTP_MQTTAPI_NAME_MAX_LEN) {
-        return NGX_DECLINED;
-    }
 
     return NGX_OK;
 }
@@ -185,4 +150,23 @@ ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r)
     }
 
     return (n >= 0 && n <= 86400) ? n : NGX_ERROR;
+}
+
+
+/* whether an error of this status is worth retrying as it stands */
+
+static ngx_uint_t
+ngx_http_mqttapi_retryable_status(ngx_uint_t status)
+{
+    switch (status) {
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+    case NGX_HTTP_BAD_GATEWAY:
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return 1;
+
+    default:
+        return 0;
+    }
 }

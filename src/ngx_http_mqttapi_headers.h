@@ -20,8 +20,8 @@
 /*
  * Whether the "len" bytes at "p" are those at "s", case-insensitively.
  * Clients and the upstream mostly send names as spelled in the
- * configuration or the API, so a memcmp() first (a few instructions a
- * call) and ngx_strncasecmp() (a dozen a byte) only when that fails.
+ * configuration or the API, so a memcmp() first and ngx_strncasecmp(),
+ * which folds every byte, only when that fails.
  */
 
 static ngx_inline ngx_uint_t
@@ -33,8 +33,6 @@ ngx_http_mqttapi_caseeq(u_char *p, u_char *s, size_t len)
 
 ngx_table_elt_t *ngx_http_mqttapi_header(ngx_list_t *headers,
     ngx_str_t *name, ngx_table_elt_t *after, ngx_uint_t flags);
-ngx_int_t ngx_http_mqttapi_arg(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *value);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_HEADERS_H_INCLUDED_ */

@@ -24,6 +24,19 @@
 #define NGX_HTTP_MQTTAPI_LANG_MAX_LEN     64
 
 
+/* what the ranges said so far */
+
+typedef struct {
+    ngx_int_t                    best;        /* language, -1: none */
+    ngx_int_t                    best_q;      /* in thousandths */
+    ngx_int_t                    wildcard_q;
+    uint64_t                     excluded;    /* by q=0, the first 64 */
+    ngx_uint_t                   ranges;
+} ngx_http_mqttapi_lang_choice_t;
+
+
+static void ngx_http_mqttapi_lang_range(ngx_http_mqttapi_catalog_t *catalog,
+    ngx_http_mqttapi_lang_choice_t *c, u_char *start, u_char *end);
 static ngx_int_t ngx_http_mqttapi_lang_lookup(
     ngx_http_mqttapi_catalog_t *catalog, u_char *range, size_t len);
 static ngx_int_t ngx_http_mqttapi_lang_qvalue(u_char *p, u_char *last);
@@ -33,11 +46,11 @@ ngx_uint_t
 ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
     ngx_http_mqttapi_catalog_t *catalog)
 {
-    u_char           *p, *last, *start, *end, *semi;
-    uint64_t          excluded;
-    ngx_int_t         lang, best, q, best_q, wildcard_q;
-    ngx_uint_t        i, ranges;
-    ngx_table_elt_t  *h;
+    u_char                          *p, *last, *end;
+    ngx_int_t                        lang;
+    ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
+    ngx_http_mqttapi_lang_choice_t   c;
 
     static ngx_str_t  name = ngx_string("accept-language");
 
@@ -49,16 +62,18 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
      */
 
     if (r->headers_in.accept_language == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi lang: no Accept-Language, the default");
         return catalog->default_lang;
     }
 
 #endif
 
-    best = -1;
-    best_q = 0;
-    wildcard_q = 0;
-    excluded = 0;
-    ranges = 0;
+    c.best = -1;
+    c.best_q = 0;
+    c.wildcard_q = 0;
+    c.excluded = 0;
+    c.ranges = 0;
 
     for (h = ngx_http_mqttapi_header(&r->headers_in.headers, &name, NULL,
                                      NGX_HTTP_MQTTAPI_HEADER_IN);
@@ -69,97 +84,114 @@ ngx_http_mqttapi_negotiate_lang(ngx_http_request_t *r,
         p = h->value.data;
         last = p + h->value.len;
 
-        while (p < last && ranges++ < NGX_HTTP_MQTTAPI_LANG_MAX_RANGES) {
+        while (p < last && c.ranges++ < NGX_HTTP_MQTTAPI_LANG_MAX_RANGES) {
 
-            start = p;
             end = ngx_strlchr(p, last, ',');
             if (end == NULL) {
                 end = last;
             }
 
+            ngx_http_mqttapi_lang_range(catalog, &c, p, end);
+
             p = end + 1;
-
-            semi = ngx_strlchr(start, end, ';');
-
-            q = (semi == NULL) ? 1000
-                               : ngx_http_mqttapi_lang_qvalue(semi + 1, end);
-
-            if (q == NGX_ERROR) {
-                continue;
-            }
-
-            if (semi) {
-                end = semi;
-            }
-
-            while (start < end && (*start == ' ' || *start == '\t')) {
-                start++;
-            }
-
-            while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
-                end--;
-            }
-
-            if (start == end) {
-                continue;
-            }
-
-            if (end - start == 1 && *start == '*') {
-                if (q > wildcard_q) {
-                    wildcard_q = q;
-                }
-
-                continue;
-            }
-
-            lang = ngx_http_mqttapi_lang_lookup(catalog, start, end - start);
-            if (lang < 0) {
-                continue;
-            }
-
-            if (q == 0) {
-                if (lang < 64) {
-                    excluded |= (uint64_t) 1 << lang;
-                }
-
-                if (best == lang) {
-                    best = -1;
-                    best_q = 0;
-                }
-
-                continue;
-            }
-
-            if (lang < 64 && (excluded & ((uint64_t) 1 << lang))) {
-                continue;
-            }
-
-            if (q > best_q) {
-                best = lang;
-                best_q = q;
-            }
         }
     }
 
-    if (best >= 0 && best_q >= wildcard_q) {
-        return best;
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi lang: %ui ranges, best %i (q=%i), \"*\" q=%i",
+                   c.ranges, c.best, c.best_q, c.wildcard_q);
+
+    if (c.best >= 0 && c.best_q >= c.wildcard_q) {
+        return c.best;
     }
 
     /* "*", or nothing acceptable: the default language unless excluded */
 
     lang = catalog->default_lang;
 
-    if (lang >= 64 || !(excluded & ((uint64_t) 1 << lang))) {
+    if (lang >= 64 || !(c.excluded & ((uint64_t) 1 << lang))) {
         return lang;
     }
 
     for (i = 0; i < catalog->langs.nelts && i < 64; i++) {
-        if (!(excluded & ((uint64_t) 1 << i))) {
+        if (!(c.excluded & ((uint64_t) 1 << i))) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mqttapi lang: the default is excluded, %ui", i);
             return i;
         }
     }
 
     return lang;
+}
+
+
+/* one language range, "zh-TW;q=0.8", between "start" and "end" */
+
+static void
+ngx_http_mqttapi_lang_range(ngx_http_mqttapi_catalog_t *catalog,
+    ngx_http_mqttapi_lang_choice_t *c, u_char *start, u_char *end)
+{
+    u_char     *semi;
+    ngx_int_t   q, lang;
+
+    semi = ngx_strlchr(start, end, ';');
+
+    q = (semi == NULL) ? 1000 : ngx_http_mqttapi_lang_qvalue(semi + 1, end);
+
+    if (q == NGX_ERROR) {
+        return;
+    }
+
+    if (semi) {
+        end = semi;
+    }
+
+    while (start < end && (*start == ' ' || *start == '\t')) {
+        start++;
+    }
+
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    if (start == end) {
+        return;
+    }
+
+    if (end - start == 1 && *start == '*') {
+        if (q > c->wildcard_q) {
+            c->wildcard_q = q;
+        }
+
+        return;
+    }
+
+    lang = ngx_http_mqttapi_lang_lookup(catalog, start, end - start);
+    if (lang < 0) {
+        return;
+    }
+
+    if (q == 0) {
+        if (lang < 64) {
+            c->excluded |= (uint64_t) 1 << lang;
+        }
+
+        if (c->best == lang) {
+            c->best = -1;
+            c->best_q = 0;
+        }
+
+        return;
+    }
+
+    if (lang < 64 && (c->excluded & ((uint64_t) 1 << lang))) {
+        return;
+    }
+
+    if (q > c->best_q) {
+        c->best = lang;
+        c->best_q = q;
+    }
 }
 
 

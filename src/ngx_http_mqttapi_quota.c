@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_zone.h"
 
@@ -24,12 +25,18 @@
  * request is counted only when it passes both limits (the ceiling zone is
  * locked inside the quota zone, never the other way round); one over a
  * limit is answered locally at once with the action's throttle code.
+ *
+ * Of a key's local answers only the first of each second is logged: the
+ * others are counted in the node, and the count is logged with the next
+ * request for the key after that second, answered locally or not.
  */
 
 
 typedef struct {
     ngx_http_mqttapi_node_t  *node;
     ngx_uint_t                limit;
+    uint32_t                  report;     /* the last second's answers */
+    unsigned                  quiet:1;
 } ngx_http_mqttapi_window_t;
 
 
@@ -37,6 +44,9 @@ static ngx_int_t ngx_http_mqttapi_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
     ngx_msec_t now, ngx_http_mqttapi_window_t *w, ngx_msec_t *left);
 static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node);
+static void ngx_http_mqttapi_window_report(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_window_t *w,
+    const char *what, ngx_str_t *name);
 
 
 static ngx_str_t  ngx_http_mqttapi_other = ngx_string("*");
@@ -44,8 +54,7 @@ static ngx_str_t  ngx_http_mqttapi_other = ngx_string("*");
 
 ngx_int_t
 ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code, ngx_msec_t *left,
-    ngx_uint_t *reason)
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_verdict_t *v)
 {
     ngx_int_t                      rc, rc2;
     uint32_t                       hash;
@@ -82,8 +91,8 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     }
 
     now = ngx_current_msec;
-    wk.node = NULL;
-    wa.node = NULL;
+    ngx_memzero(&wk, sizeof(ngx_http_mqttapi_window_t));
+    ngx_memzero(&wa, sizeof(ngx_http_mqttapi_window_t));
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -92,11 +101,13 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     rc2 = NGX_OK;
 
     if (rc == NGX_OK) {
-        rc2 = ngx_http_mqttapi_window(r, zone, &key, limit, now, &wk, left);
+        rc2 = ngx_http_mqttapi_window(r, zone, &key, limit, now, &wk,
+                                      &v->left);
     }
 
-    *reason = (rc2 == NGX_OK) ? NGX_HTTP_MQTTAPI_LOCAL_CEILING
-                              : NGX_HTTP_MQTTAPI_LOCAL_QUOTA;
+    v->reason = (rc2 == NGX_OK) ? NGX_HTTP_MQTTAPI_LOCAL_CEILING
+                                : NGX_HTTP_MQTTAPI_LOCAL_QUOTA;
+    v->quiet = wk.quiet;
 
     /* the per-action ceiling of the whole gateway */
 
@@ -105,9 +116,12 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
 
         rc2 = ngx_http_mqttapi_window(r, ceiling, &api,
                                       lcf->catalog->api_ceiling, now, &wa,
-                                      left);
+                                      &v->left);
 
-        if (rc2 == NGX_OK) {
+        if (rc2 != NGX_OK) {
+            v->quiet = wa.quiet;
+
+        } else {
             ngx_http_mqttapi_window_count(wk.node);
             ngx_http_mqttapi_window_count(wa.node);
         }
@@ -117,15 +131,18 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    ngx_http_mqttapi_window_report(r, lcf, &wk, "quota", &name);
+    ngx_http_mqttapi_window_report(r, lcf, &wa, "ceiling", &name);
+
     if (rc2 == NGX_OK) {
         return NGX_DECLINED;
     }
 
     if (action && action->throttle_code.len) {
-        *code = action->throttle_code;
+        v->code = action->throttle_code;
 
     } else {
-        *code = lcf->catalog->quota_code;
+        v->code = lcf->catalog->quota_code;
     }
 
     return NGX_BUSY;
@@ -187,8 +204,25 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     w->node = node;
     w->limit = limit;
 
+    /* the second of the first logged local answer is over: report it */
+
+    if (node->rejected
+        && (int32_t) ((uint32_t) bucket - node->delay)
+           >= NGX_HTTP_MQTTAPI_BUCKETS)
+    {
+        w->report = node->rejected;
+        node->rejected = 0;
+    }
+
     if (sum + 1 <= limit) {
         return NGX_OK;
+    }
+
+    if (node->rejected++ == 0) {
+        node->delay = (uint32_t) bucket;
+
+    } else {
+        w->quiet = 1;
     }
 
     /* full: until the oldest bucket with requests leaves the window */
@@ -212,6 +246,22 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     }
 
     return NGX_BUSY;
+}
+
+
+static void
+ngx_http_mqttapi_window_report(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_window_t *w,
+    const char *what, ngx_str_t *name)
+{
+    if (w->report == 0) {
+        return;
+    }
+
+    ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                  "mqttapi: %uD requests over the %s of \"%V\" %s answered "
+                  "locally in a second", w->report, what, name,
+                  lcf->throttle_dry_run ? "would have been" : "were");
 }
 
 

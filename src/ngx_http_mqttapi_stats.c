@@ -10,19 +10,24 @@
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_throttle.h"
 
-#include <ngx_crc32.h>
-
 
 /*
  * The counters of the status endpoint.  They exist once a location has
  * mqttapi_status; without it every counting call returns at once.
  *
- * Label values are small integers into dimensions fixed at configuration
- * time: the codes, actions and categories of every catalog in use and the
- * codes of mqttapi_throttle_codes, the mqttapi_throttle_zone names, and
- * fixed words.  Index 0 of each is "other": a code, action or zone that is
- * not in them counts there, so no request grows the label set.  A counter
- * is one 32-bit key (metric and label indexes) and a count.
+ * Label values come from dimensions fixed at configuration time: the
+ * codes, actions and categories of every catalog in use and the codes of
+ * mqttapi_throttle_codes, the mqttapi_throttle_zone names, and fixed
+ * words.  A code, action or zone that is not in them counts as "other",
+ * so no request grows the label set.  A counter is one 32-bit key (the
+ * metric and the ids of its labels) and a count.
+ *
+ * The ids are those of a dictionary in the zone, which keeps every label
+ * value it was given since nginx started, "other" first: a reload maps
+ * its configuration's values to the ids they had (new ones are added),
+ * so the counts and the workers still finishing with the old
+ * configuration stay right whatever the reload changed.  A dimension
+ * whose dictionary is full counts new values as "other".
  *
  * Each worker counts in a slot of its own in a shared zone: an
  * open-addressing table of (key, count), claimed and added to with atomic
@@ -33,15 +38,13 @@
  * slot's table counts in the slot's overflow counter of its metric, shown
  * with every label "other".
  *
- * The zone is named after a signature of the label dimensions and the
- * number of slots: a reload that keeps them reuses the zone and keeps the
- * counts; one that changes them (a catalog with other codes, another zone,
- * another number of workers) starts new counters in a new zone, while the
- * old workers finish with the old one.
+ * There is one slot per CPU (workers beyond that share slots, which the
+ * atomics keep right), so the zone's size, and the zone, stay the same
+ * across reloads.
  */
 
 
-#define NGX_HTTP_MQTTAPI_STATS_ZONE       "mqttapi:status:"
+#define NGX_HTTP_MQTTAPI_STATS_ZONE       "mqttapi:status"
 #define NGX_HTTP_MQTTAPI_STATS_PAD        128     /* two cache lines */
 #define NGX_HTTP_MQTTAPI_STATS_ENTRIES    2048    /* per slot */
 #define NGX_HTTP_MQTTAPI_STATS_PROBES     32
@@ -62,6 +65,9 @@
 #define NGX_HTTP_MQTTAPI_MAX_ACTIONS      255
 #define NGX_HTTP_MQTTAPI_MAX_CODES        2047
 
+#define ngx_http_mqttapi_ptr_hash(p)                                          \
+    ((ngx_uint_t) (((uintptr_t) (p) >> 3) * 2654435761U) >> 4)
+
 #define ngx_http_mqttapi_key(m, a, action, code, word)                        \
     (((ngx_atomic_uint_t) (m) << NGX_HTTP_MQTTAPI_K_METRIC)                   \
      | ((ngx_atomic_uint_t) (a) << NGX_HTTP_MQTTAPI_K_A)                      \
@@ -76,27 +82,61 @@ typedef struct {
 } ngx_http_mqttapi_counter_t;
 
 
+typedef struct {
+    void                        *key;
+    ngx_http_mqttapi_labels_t   *labels;
+    ngx_str_t                    name;
+} ngx_http_mqttapi_pending_t;
+
+
+/* a dimension's values in the zone: published once, never changed */
+
+typedef struct {
+    ngx_atomic_t                 n;
+    ngx_uint_t                   max;
+    ngx_str_t                   *names;
+} ngx_http_mqttapi_dict_t;
+
+
 struct ngx_http_mqttapi_stats_sh_s {
-    uint32_t                     signature;
     ngx_uint_t                   nslots;
+    size_t                       slot_size;
+    u_char                      *slots;
+    ngx_http_mqttapi_dict_t      dict[NGX_HTTP_MQTTAPI_DIMS];
 };
 
 
-typedef char  ngx_http_mqttapi_check_stats_sh[
-    (sizeof(ngx_http_mqttapi_stats_sh_t) <= NGX_HTTP_MQTTAPI_STATS_PAD
-     && sizeof(ngx_atomic_t) * NGX_HTTP_MQTTAPI_STAT_METRICS
-        <= NGX_HTTP_MQTTAPI_STATS_PAD)
+static ngx_uint_t  ngx_http_mqttapi_dict_max[NGX_HTTP_MQTTAPI_DIMS] = {
+    NGX_HTTP_MQTTAPI_MAX_CODES,
+    NGX_HTTP_MQTTAPI_MAX_ACTIONS,
+    NGX_HTTP_MQTTAPI_MAX_A,
+    NGX_HTTP_MQTTAPI_MAX_A
+};
+
+
+typedef char  ngx_http_mqttapi_check_stats_pad[
+    (sizeof(ngx_atomic_t) * NGX_HTTP_MQTTAPI_STAT_METRICS
+     <= NGX_HTTP_MQTTAPI_STATS_PAD)
     ? 1 : -1];
 
 
 static ngx_int_t ngx_http_mqttapi_labels_init(ngx_conf_t *cf,
-    ngx_http_mqttapi_labels_t *l, ngx_uint_t max);
+    ngx_http_mqttapi_labels_t *l, ngx_uint_t dim);
 static ngx_int_t ngx_http_mqttapi_labels_add(ngx_conf_t *cf,
     ngx_http_mqttapi_labels_t *l, ngx_str_t *name, const char *what);
 static ngx_int_t ngx_http_mqttapi_labels_hash(ngx_conf_t *cf,
-    ngx_http_mqttapi_labels_t *l, uint32_t *crc);
+    ngx_http_mqttapi_labels_t *l);
 static ngx_uint_t ngx_http_mqttapi_labels_find(ngx_http_mqttapi_labels_t *l,
     ngx_str_t *name);
+
+#define ngx_http_mqttapi_labels_id(l, name)                                   \
+    (l)->ids[ngx_http_mqttapi_labels_find(l, name)]
+static ngx_int_t ngx_http_mqttapi_ptrs_add(ngx_http_mqttapi_stats_t *st,
+    void *key, ngx_http_mqttapi_labels_t *l, ngx_str_t *name);
+static ngx_int_t ngx_http_mqttapi_ptrs_build(ngx_conf_t *cf,
+    ngx_http_mqttapi_stats_t *st);
+static ngx_int_t ngx_http_mqttapi_ptrs_find(ngx_http_mqttapi_stats_t *st,
+    void *key);
 static ngx_int_t ngx_http_mqttapi_stats_catalog(ngx_conf_t *cf,
     ngx_http_mqttapi_stats_t *st, ngx_http_mqttapi_catalog_t *catalog);
 static ngx_int_t ngx_http_mqttapi_stats_entry(ngx_conf_t *cf,
@@ -105,6 +145,10 @@ static ngx_int_t ngx_http_mqttapi_stats_zones(ngx_conf_t *cf,
     ngx_http_mqttapi_stats_t *st);
 static ngx_int_t ngx_http_mqttapi_stats_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_http_mqttapi_dict_init(ngx_slab_pool_t *shpool,
+    ngx_http_mqttapi_dict_t *dict, ngx_uint_t max);
+static ngx_uint_t ngx_http_mqttapi_dict_id(ngx_shm_zone_t *shm_zone,
+    ngx_http_mqttapi_dict_t *dict, ngx_str_t *name);
 static ngx_http_mqttapi_stats_t *ngx_http_mqttapi_stats_get(
     ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mqttapi_stats_code(ngx_http_mqttapi_stats_t *st,
@@ -167,17 +211,20 @@ ngx_http_mqttapi_stats_create(ngx_conf_t *cf)
         || ngx_array_init(&st->codes_conf, cf->pool, 4, sizeof(ngx_str_t))
            != NGX_OK
         || ngx_array_init(&st->zones, cf->pool, 4, sizeof(void *)) != NGX_OK
+        || ngx_array_init(&st->ptrs.pending, cf->temp_pool, 64,
+                          sizeof(ngx_http_mqttapi_pending_t))
+           != NGX_OK
         || ngx_http_mqttapi_labels_init(cf, &st->codes,
-                                        NGX_HTTP_MQTTAPI_MAX_CODES)
+                                        NGX_HTTP_MQTTAPI_DIM_CODES)
            != NGX_OK
         || ngx_http_mqttapi_labels_init(cf, &st->actions,
-                                        NGX_HTTP_MQTTAPI_MAX_ACTIONS)
+                                        NGX_HTTP_MQTTAPI_DIM_ACTIONS)
            != NGX_OK
         || ngx_http_mqttapi_labels_init(cf, &st->categories,
-                                        NGX_HTTP_MQTTAPI_MAX_A)
+                                        NGX_HTTP_MQTTAPI_DIM_CATEGORIES)
            != NGX_OK
         || ngx_http_mqttapi_labels_init(cf, &st->zone_names,
-                                        NGX_HTTP_MQTTAPI_MAX_A)
+                                        NGX_HTTP_MQTTAPI_DIM_ZONES)
            != NGX_OK)
     {
         return NULL;
@@ -263,12 +310,9 @@ ngx_http_mqttapi_stats_merge(ngx_conf_t *cf, ngx_http_mqttapi_loc_conf_t *lcf)
 ngx_int_t
 ngx_http_mqttapi_stats_init(ngx_conf_t *cf)
 {
-    u_char                        *p;
     size_t                         size;
-    uint32_t                       crc;
     ngx_str_t                      name, *s;
-    ngx_uint_t                     i, n;
-    ngx_core_conf_t               *ccf;
+    ngx_uint_t                     i;
     ngx_http_mqttapi_stats_t      *st;
     ngx_http_mqttapi_catalog_t   **c;
     ngx_http_mqttapi_main_conf_t  *mcf;
@@ -314,16 +358,11 @@ ngx_http_mqttapi_stats_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    /* one slot per worker, as far as configured yet */
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
-                                           ngx_core_module);
-
-    n = (ccf->worker_processes == NGX_CONF_UNSET)
-        ? (ngx_uint_t) ngx_ncpu : (ngx_uint_t) ccf->worker_processes;
+    /* one slot per CPU: the same on every reload */
 
     for (st->nslots = 1;
-         st->nslots < n && st->nslots < NGX_HTTP_MQTTAPI_STATS_SLOTS_MAX;
+         st->nslots < (ngx_uint_t) ngx_ncpu
+         && st->nslots < NGX_HTTP_MQTTAPI_STATS_SLOTS_MAX;
          st->nslots <<= 1)
     { /* void */ }
 
@@ -331,37 +370,29 @@ ngx_http_mqttapi_stats_init(ngx_conf_t *cf)
                     + NGX_HTTP_MQTTAPI_STATS_ENTRIES
                       * sizeof(ngx_http_mqttapi_counter_t);
 
-    ngx_crc32_init(crc);
-
-    if (ngx_http_mqttapi_labels_hash(cf, &st->codes, &crc) != NGX_OK
-        || ngx_http_mqttapi_labels_hash(cf, &st->actions, &crc) != NGX_OK
-        || ngx_http_mqttapi_labels_hash(cf, &st->categories, &crc) != NGX_OK
-        || ngx_http_mqttapi_labels_hash(cf, &st->zone_names, &crc) != NGX_OK)
+    if (ngx_http_mqttapi_labels_hash(cf, &st->codes) != NGX_OK
+        || ngx_http_mqttapi_labels_hash(cf, &st->actions) != NGX_OK
+        || ngx_http_mqttapi_labels_hash(cf, &st->categories) != NGX_OK
+        || ngx_http_mqttapi_labels_hash(cf, &st->zone_names) != NGX_OK
+        || ngx_http_mqttapi_ptrs_build(cf, st) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_crc32_update(&crc, (u_char *) &st->nslots, sizeof(ngx_uint_t));
-    ngx_crc32_final(crc);
+    /*
+     * the zone: the slots, the dictionaries and their names, and room for
+     * the slab allocator's pages
+     */
 
-    st->signature = crc;
-
-    /* the zone: the slots, and room for the slab allocator's pages */
-
-    size = NGX_HTTP_MQTTAPI_STATS_PAD + st->nslots * st->slot_size;
+    size = st->nslots * st->slot_size;
     size = ngx_align(size, ngx_pagesize);
-    size += 8 * ngx_pagesize + size / 64;
+    size += 16 * ngx_pagesize + size / 64
+            + (NGX_HTTP_MQTTAPI_MAX_CODES + NGX_HTTP_MQTTAPI_MAX_ACTIONS
+               + 2 * NGX_HTTP_MQTTAPI_MAX_A + 4)
+              * (sizeof(ngx_str_t) + 64);
     size = ngx_align(size, ngx_pagesize);
 
-    name.len = sizeof(NGX_HTTP_MQTTAPI_STATS_ZONE) - 1 + 8;
-    name.data = ngx_pnalloc(cf->pool, name.len);
-    if (name.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(name.data, NGX_HTTP_MQTTAPI_STATS_ZONE,
-                   sizeof(NGX_HTTP_MQTTAPI_STATS_ZONE) - 1);
-    ngx_sprintf(p, "%08xD", st->signature);
+    ngx_str_set(&name, NGX_HTTP_MQTTAPI_STATS_ZONE);
 
     st->shm_zone = ngx_shared_memory_add(cf, &name, size,
                                          &ngx_http_mqttapi_module);
@@ -389,9 +420,10 @@ ngx_http_mqttapi_stats_init(ngx_conf_t *cf)
 
 static ngx_int_t
 ngx_http_mqttapi_labels_init(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l,
-    ngx_uint_t max)
+    ngx_uint_t dim)
 {
-    l->max = max;
+    l->dim = dim;
+    l->max = ngx_http_mqttapi_dict_max[dim];
 
     if (ngx_array_init(&l->names, cf->pool, 16, sizeof(ngx_str_t))
         != NGX_OK)
@@ -444,15 +476,14 @@ ngx_http_mqttapi_labels_add(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l,
 
 
 /*
- * The lookup table of a dimension, once it is complete; its names feed
- * the signature.  ngx_hash keeps names in lowercase: two names that
- * differ only in case find the first (and ngx_http_mqttapi_labels_find()
- * compares the spelling).
+ * The lookup table of a dimension, once it is complete.  ngx_hash keeps
+ * names in lowercase: two names that differ only in case find the first
+ * (and ngx_http_mqttapi_labels_find() compares the spelling).  The ids of
+ * the names are set when the zone is.
  */
 
 static ngx_int_t
-ngx_http_mqttapi_labels_hash(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l,
-    uint32_t *crc)
+ngx_http_mqttapi_labels_hash(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l)
 {
     size_t            len;
     ngx_str_t        *s;
@@ -460,6 +491,11 @@ ngx_http_mqttapi_labels_hash(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l,
     ngx_array_t       keys;
     ngx_hash_key_t   *hk;
     ngx_hash_init_t   hinit;
+
+    l->ids = ngx_pcalloc(cf->pool, l->names.nelts * sizeof(ngx_uint_t));
+    if (l->ids == NULL) {
+        return NGX_ERROR;
+    }
 
     if (ngx_array_init(&keys, cf->temp_pool, l->names.nelts,
                        sizeof(ngx_hash_key_t))
@@ -474,9 +510,6 @@ ngx_http_mqttapi_labels_hash(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l,
     for (i = 0; i < l->names.nelts; i++) {
         len = ngx_max(len, s[i].len);
 
-        ngx_crc32_update(crc, s[i].data, s[i].len);
-        ngx_crc32_update(crc, (u_char *) "\n", 1);
-
         hk = ngx_array_push(&keys);
         if (hk == NULL) {
             return NGX_ERROR;
@@ -486,8 +519,6 @@ ngx_http_mqttapi_labels_hash(ngx_conf_t *cf, ngx_http_mqttapi_labels_t *l,
         hk->key_hash = ngx_hash_key_lc(s[i].data, s[i].len);
         hk->value = (void *) (uintptr_t) (i + 1);
     }
-
-    ngx_crc32_update(crc, (u_char *) "\n", 1);
 
     hinit.hash = &l->hash;
     hinit.key = ngx_hash_key_lc;
@@ -534,6 +565,92 @@ ngx_http_mqttapi_labels_find(ngx_http_mqttapi_labels_t *l, ngx_str_t *name)
     }
 
     return i;
+}
+
+
+/*
+ * Catalog objects are known by their address on the request path: a
+ * pointer, not a name, to look up
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_ptrs_add(ngx_http_mqttapi_stats_t *st, void *key,
+    ngx_http_mqttapi_labels_t *l, ngx_str_t *name)
+{
+    ngx_http_mqttapi_pending_t  *p;
+
+    if (key == NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_array_push(&st->ptrs.pending);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p->key = key;
+    p->labels = l;
+    p->name = *name;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_ptrs_build(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st)
+{
+    ngx_uint_t                   i, n, h;
+    ngx_http_mqttapi_pending_t  *p;
+
+    for (n = 16; n < 2 * st->ptrs.pending.nelts; n <<= 1) { /* void */ }
+
+    st->ptrs.slots = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_mqttapi_ptr_t));
+    if (st->ptrs.slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    st->ptrs.mask = n - 1;
+
+    p = st->ptrs.pending.elts;
+
+    for (i = 0; i < st->ptrs.pending.nelts; i++) {
+
+        for (h = ngx_http_mqttapi_ptr_hash(p[i].key) & st->ptrs.mask;
+             st->ptrs.slots[h].key && st->ptrs.slots[h].key != p[i].key;
+             h = (h + 1) & st->ptrs.mask)
+        { /* void */ }
+
+        st->ptrs.slots[h].key = p[i].key;
+        st->ptrs.slots[h].id = &p[i].labels->ids[
+                                  ngx_http_mqttapi_labels_find(p[i].labels,
+                                                               &p[i].name)];
+    }
+
+    return NGX_OK;
+}
+
+
+/* the label index of a catalog object, -1: not one */
+
+static ngx_int_t
+ngx_http_mqttapi_ptrs_find(ngx_http_mqttapi_stats_t *st, void *key)
+{
+    ngx_uint_t  h;
+
+    if (key == NULL) {
+        return -1;
+    }
+
+    for (h = ngx_http_mqttapi_ptr_hash(key) & st->ptrs.mask;
+         st->ptrs.slots[h].key;
+         h = (h + 1) & st->ptrs.mask)
+    {
+        if (st->ptrs.slots[h].key == key) {
+            return *st->ptrs.slots[h].id;
+        }
+    }
+
+    return -1;
 }
 
 
@@ -585,6 +702,11 @@ ngx_http_mqttapi_stats_catalog(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
         if (ngx_http_mqttapi_labels_add(cf, &st->actions, &a[i]->name,
                                         "action")
             != NGX_OK
+            || ngx_http_mqttapi_ptrs_add(st, a[i], &st->actions, &a[i]->name)
+               != NGX_OK
+            || ngx_http_mqttapi_ptrs_add(st, a[i]->category.data,
+                                         &st->categories, &a[i]->category)
+               != NGX_OK
             || ngx_http_mqttapi_labels_add(cf, &st->categories,
                                            &a[i]->category, "category")
                != NGX_OK
@@ -608,7 +730,8 @@ ngx_http_mqttapi_stats_entry(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
     ngx_uint_t   i;
 
     if (ngx_http_mqttapi_labels_add(cf, &st->codes, &e->code, "code")
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_mqttapi_ptrs_add(st, e, &st->codes, &e->code) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -622,7 +745,10 @@ ngx_http_mqttapi_stats_entry(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st,
     for (i = 0; i < e->categories->nelts; i++) {
         if (ngx_http_mqttapi_labels_add(cf, &st->categories, &c[i],
                                         "category")
-            != NGX_OK)
+            != NGX_OK
+            || ngx_http_mqttapi_ptrs_add(st, c[i].data, &st->categories,
+                                         &c[i])
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -709,46 +835,153 @@ ngx_http_mqttapi_stats_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_mqttapi_stats_t  *ost = data;
 
-    u_char                    *p;
-    ngx_slab_pool_t           *shpool;
-    ngx_http_mqttapi_stats_t  *st;
+    ngx_str_t                    *s;
+    ngx_uint_t                    d, i;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_mqttapi_stats_t     *st;
+    ngx_http_mqttapi_labels_t    *l[NGX_HTTP_MQTTAPI_DIMS];
+    ngx_http_mqttapi_stats_sh_t  *sh;
 
     st = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (ost) {
-        /* a reload with the same labels and slots (the same zone name) */
+        /* a reload: the counts and the dictionaries so far */
+        sh = ost->sh;
 
-        st->sh = ost->sh;
-        st->slots = ost->slots;
+    } else if (shm_zone->shm.exists) {
+        sh = shpool->data;
 
-        return NGX_OK;
+    } else {
+        sh = ngx_slab_calloc(shpool, sizeof(ngx_http_mqttapi_stats_sh_t));
+        if (sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* pages: the slots begin on a cache line boundary */
+
+        sh->nslots = st->nslots;
+        sh->slot_size = st->slot_size;
+        sh->slots = ngx_slab_calloc(shpool, st->nslots * st->slot_size);
+
+        if (sh->slots == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (d = 0; d < NGX_HTTP_MQTTAPI_DIMS; d++) {
+            if (ngx_http_mqttapi_dict_init(shpool, &sh->dict[d],
+                                           ngx_http_mqttapi_dict_max[d])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        shpool->data = sh;
+    }
+
+    st->sh = sh;
+    st->nslots = sh->nslots;
+    st->slot_size = sh->slot_size;
+
+    /* this configuration's label values: their ids, new ones added */
+
+    l[NGX_HTTP_MQTTAPI_DIM_CODES] = &st->codes;
+    l[NGX_HTTP_MQTTAPI_DIM_ACTIONS] = &st->actions;
+    l[NGX_HTTP_MQTTAPI_DIM_CATEGORIES] = &st->categories;
+    l[NGX_HTTP_MQTTAPI_DIM_ZONES] = &st->zone_names;
+
+    for (d = 0; d < NGX_HTTP_MQTTAPI_DIMS; d++) {
+        s = l[d]->names.elts;
+
+        for (i = 0; i < l[d]->names.nelts; i++) {
+            l[d]->ids[i] = ngx_http_mqttapi_dict_id(shm_zone, &sh->dict[d],
+                                                    &s[i]);
+        }
+    }
+
+    st->slots = sh->slots;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_dict_init(ngx_slab_pool_t *shpool,
+    ngx_http_mqttapi_dict_t *dict, ngx_uint_t max)
+{
+    dict->max = max;
+
+    dict->names = ngx_slab_calloc(shpool, (max + 1) * sizeof(ngx_str_t));
+    if (dict->names == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* in the zone too: it outlives this cycle's module image */
+
+    dict->names[0].len = ngx_http_mqttapi_stats_other.len;
+    dict->names[0].data = ngx_slab_alloc(shpool,
+                                         ngx_http_mqttapi_stats_other.len);
+    if (dict->names[0].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dict->names[0].data, ngx_http_mqttapi_stats_other.data,
+               ngx_http_mqttapi_stats_other.len);
+    dict->n = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The id of a label value, added if new: the name first, then the count
+ * that publishes it (the endpoint reads the dictionary without a lock)
+ */
+
+static ngx_uint_t
+ngx_http_mqttapi_dict_id(ngx_shm_zone_t *shm_zone,
+    ngx_http_mqttapi_dict_t *dict, ngx_str_t *name)
+{
+    u_char           *p;
+    ngx_uint_t        i, n;
+    ngx_slab_pool_t  *shpool;
+
+    n = dict->n;
+
+    for (i = 0; i < n; i++) {
+        if (dict->names[i].len == name->len
+            && ngx_memcmp(dict->names[i].data, name->data, name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    if (n > dict->max) {
+        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                      "mqttapi_status: more than %ui label values of a kind "
+                      "since nginx started, \"%V\" counts as \"other\"",
+                      dict->max, name);
+        return 0;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    if (shm_zone->shm.exists) {
-        st->sh = shpool->data;
-        st->slots = (u_char *) st->sh + NGX_HTTP_MQTTAPI_STATS_PAD;
-
-        return NGX_OK;
-    }
-
-    /* pages: the slots begin on a cache line boundary */
-
-    p = ngx_slab_calloc(shpool, NGX_HTTP_MQTTAPI_STATS_PAD
-                                + st->nslots * st->slot_size);
+    p = ngx_slab_alloc(shpool, name->len);
     if (p == NULL) {
-        return NGX_ERROR;
+        return 0;
     }
 
-    shpool->data = p;
+    ngx_memcpy(p, name->data, name->len);
 
-    st->sh = (ngx_http_mqttapi_stats_sh_t *) p;
-    st->sh->signature = st->signature;
-    st->sh->nslots = st->nslots;
-    st->slots = p + NGX_HTTP_MQTTAPI_STATS_PAD;
+    dict->names[n].len = name->len;
+    dict->names[n].data = p;
 
-    return NGX_OK;
+    ngx_memory_barrier();
+
+    dict->n = n + 1;
+
+    return n;
 }
 
 
@@ -771,7 +1004,8 @@ void
 ngx_http_mqttapi_stats_response(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
 {
-    ngx_uint_t                 action, code, category;
+    ngx_int_t                  action, category;
+    ngx_uint_t                 code;
     ngx_http_mqttapi_stats_t  *st;
 
     st = ngx_http_mqttapi_stats_get(r);
@@ -780,13 +1014,31 @@ ngx_http_mqttapi_stats_response(ngx_http_request_t *r,
         return;
     }
 
-    action = ngx_http_mqttapi_stats_action(r, st);
+    /* what resolving the error found; a gateway error looked for nothing */
+
+    if (err->gateway) {
+        action = ngx_http_mqttapi_stats_action(r, st);
+
+    } else {
+        action = ngx_http_mqttapi_ptrs_find(st, err->action);
+
+        if (action == -1) {
+            action = 0;
+        }
+    }
+
     code = ngx_http_mqttapi_stats_code(st, err);
-    category = ngx_http_mqttapi_labels_find(&st->categories, &err->category);
+
+    category = ngx_http_mqttapi_ptrs_find(st, err->category.data);
+
+    if (category == -1) {
+        category = ngx_http_mqttapi_labels_id(&st->categories,
+                                                &err->category);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mqttapi status: response, action %ui, code %ui, "
-                   "category %ui", action, code, category);
+                   "mqttapi status: response, action %i, code %ui, "
+                   "category %i", action, code, category);
 
     ngx_http_mqttapi_stats_count(st,
         ngx_http_mqttapi_key(NGX_HTTP_MQTTAPI_STAT_RESPONSES, category, action,
@@ -845,7 +1097,7 @@ ngx_http_mqttapi_stats_local(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_count(st,
         ngx_http_mqttapi_key(NGX_HTTP_MQTTAPI_STAT_REJECTS, z,
                              ngx_http_mqttapi_stats_action(r, st),
-                             ngx_http_mqttapi_labels_find(&st->codes, code),
+                             ngx_http_mqttapi_labels_id(&st->codes, code),
                              reason));
 }
 
@@ -878,15 +1130,21 @@ static ngx_uint_t
 ngx_http_mqttapi_stats_code(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_error_t *err)
 {
+    ngx_int_t  i;
+
     if (err->entry) {
-        return ngx_http_mqttapi_labels_find(&st->codes, &err->entry->code);
+        i = ngx_http_mqttapi_ptrs_find(st, err->entry);
+
+        return (i != -1) ? (ngx_uint_t) i
+                         : ngx_http_mqttapi_labels_id(&st->codes,
+                                                        &err->entry->code);
     }
 
     if (err->code.len == 0) {
         return 0;
     }
 
-    return ngx_http_mqttapi_labels_find(&st->codes, &err->code);
+    return ngx_http_mqttapi_labels_id(&st->codes, &err->code);
 }
 
 
@@ -900,7 +1158,7 @@ ngx_http_mqttapi_stats_action(ngx_http_request_t *r,
         return 0;
     }
 
-    return ngx_http_mqttapi_labels_find(&st->actions, &name);
+    return ngx_http_mqttapi_labels_id(&st->actions, &name);
 }
 
 
@@ -915,7 +1173,7 @@ ngx_http_mqttapi_stats_zone(ngx_http_mqttapi_stats_t *st,
 
     for (i = 1; i < st->zones.nelts; i++) {
         if (z[i] == zone) {
-            return i;
+            return st->zone_names.ids[i];
         }
     }
 
@@ -1011,7 +1269,8 @@ ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
         overflow = (ngx_atomic_t *) slot;
         c = (ngx_http_mqttapi_counter_t *) (slot + NGX_HTTP_MQTTAPI_STATS_PAD);
 
-        for (i = 0; i < NGX_HTTP_MQTTAPI_STATS_ENTRIES + NGX_HTTP_MQTTAPI_STAT_METRICS;
+        for (i = 0;
+             i < NGX_HTTP_MQTTAPI_STATS_ENTRIES + NGX_HTTP_MQTTAPI_STAT_METRICS;
              i++)
         {
             if (i < NGX_HTTP_MQTTAPI_STATS_ENTRIES) {
@@ -1101,37 +1360,37 @@ ngx_str_t *
 ngx_http_mqttapi_stats_label(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_sample_t *s, ngx_uint_t field)
 {
-    ngx_uint_t                  i;
-    ngx_http_mqttapi_labels_t  *l;
+    ngx_uint_t                i;
+    ngx_http_mqttapi_dict_t  *dict;
 
     switch (field) {
 
     case NGX_HTTP_MQTTAPI_LABEL_ZONE:
-        l = &st->zone_names;
+        dict = &st->sh->dict[NGX_HTTP_MQTTAPI_DIM_ZONES];
         i = s->a;
         break;
 
     case NGX_HTTP_MQTTAPI_LABEL_CATEGORY:
-        l = &st->categories;
+        dict = &st->sh->dict[NGX_HTTP_MQTTAPI_DIM_CATEGORIES];
         i = s->a;
         break;
 
     case NGX_HTTP_MQTTAPI_LABEL_ACTION:
-        l = &st->actions;
+        dict = &st->sh->dict[NGX_HTTP_MQTTAPI_DIM_ACTIONS];
         i = s->action;
         break;
 
     default: /* NGX_HTTP_MQTTAPI_LABEL_CODE */
-        l = &st->codes;
+        dict = &st->sh->dict[NGX_HTTP_MQTTAPI_DIM_CODES];
         i = s->code;
         break;
     }
 
-    if (i >= l->names.nelts) {
+    if (i >= dict->n) {
         i = 0;
     }
 
-    return &((ngx_str_t *) l->names.elts)[i];
+    return &dict->names[i];
 }
 
 

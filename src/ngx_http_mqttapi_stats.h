@@ -47,11 +47,22 @@
 #define NGX_HTTP_MQTTAPI_EVENT_CLOSE        4
 
 
-/* a label dimension: index 0 is "other" */
+/* the label dimensions */
+
+#define NGX_HTTP_MQTTAPI_DIM_CODES          0
+#define NGX_HTTP_MQTTAPI_DIM_ACTIONS        1
+#define NGX_HTTP_MQTTAPI_DIM_CATEGORIES     2
+#define NGX_HTTP_MQTTAPI_DIM_ZONES          3
+#define NGX_HTTP_MQTTAPI_DIMS               4
+
+
+/* a dimension's values in the configuration: index 0 is "other" */
 
 typedef struct {
     ngx_array_t                  names;       /* of ngx_str_t */
     ngx_hash_t                   hash;        /* name: index + 1 */
+    ngx_uint_t                  *ids;         /* their ids in the zone */
+    ngx_uint_t                   dim;
     ngx_uint_t                   max;
 } ngx_http_mqttapi_labels_t;
 
@@ -69,6 +80,24 @@ typedef struct {
 typedef struct ngx_http_mqttapi_stats_sh_s  ngx_http_mqttapi_stats_sh_t;
 
 
+/*
+ * The label index of catalog objects by their address: entries (their
+ * code), actions (their name), category strings (their data)
+ */
+
+typedef struct {
+    void                        *key;
+    ngx_uint_t                  *id;
+} ngx_http_mqttapi_ptr_t;
+
+
+typedef struct {
+    ngx_array_t                  pending;     /* while configuring */
+    ngx_http_mqttapi_ptr_t      *slots;
+    ngx_uint_t                   mask;
+} ngx_http_mqttapi_ptrs_t;
+
+
 typedef struct {
     ngx_array_t                  catalogs;    /* seen while merging */
     ngx_array_t                  codes_conf;  /* mqttapi_throttle_codes */
@@ -78,10 +107,10 @@ typedef struct {
     ngx_http_mqttapi_labels_t    categories;
     ngx_http_mqttapi_labels_t    zone_names;
     ngx_array_t                  zones;       /* zone pointers, from 1 */
+    ngx_http_mqttapi_ptrs_t      ptrs;
 
     ngx_uint_t                   nslots;      /* a power of two */
     size_t                       slot_size;
-    uint32_t                     signature;
 
     ngx_shm_zone_t              *shm_zone;
     ngx_http_mqttapi_stats_sh_t *sh;

@@ -7,6 +7,7 @@
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_render.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_status.h"
 #include "ngx_http_mqttapi_zone.h"
@@ -462,7 +463,7 @@ ngx_http_mqttapi_status_prometheus(ngx_http_request_t *r)
     static ngx_str_t  arg = ngx_string("format");
     static ngx_str_t  accept = ngx_string("accept");
 
-    if (ngx_http_mqttapi_arg(r, &arg, &format) == NGX_OK) {
+    if (ngx_http_mqttapi_request_arg(r, &arg, &format) == NGX_OK) {
 
         if (format.len == sizeof("prometheus") - 1
             && ngx_strncmp(format.data, "prometheus", format.len) == 0)

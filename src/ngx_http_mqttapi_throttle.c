@@ -36,7 +36,7 @@
 static ngx_int_t ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
-    ngx_str_t *code, ngx_msec_t *left);
+    ngx_http_mqttapi_verdict_t *v);
 static void ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
     ngx_http_mqttapi_error_t *err, ngx_msec_t delay);
 static void ngx_http_mqttapi_set_delay(ngx_http_mqttapi_error_t *err,
@@ -45,6 +45,8 @@ static void ngx_http_mqttapi_probe_cleanup(void *data);
 static void ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx);
 
 
+static ngx_str_t  ngx_http_mqttapi_throttled_h =
+    ngx_string("X-MQTTAPI-Throttled");
 static ngx_str_t  ngx_http_mqttapi_throttled = ngx_string("gateway");
 
 
@@ -71,11 +73,9 @@ static ngx_int_t
 ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     code;
-    ngx_uint_t                    reason;
-    ngx_msec_t                    left;
     ngx_shm_zone_t               *shm_zone;
     ngx_http_mqttapi_ctx_t       *ctx;
+    ngx_http_mqttapi_verdict_t    v;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
     if (r != r->main) {
@@ -104,10 +104,10 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PASS;
 
     rc = NGX_DECLINED;
-    reason = NGX_HTTP_MQTTAPI_LOCAL_BACKOFF;
+    ngx_memzero(&v, sizeof(ngx_http_mqttapi_verdict_t));
 
     if (lcf->throttle_zone) {
-        rc = ngx_http_mqttapi_backoff_check(r, lcf, ctx, &code, &left);
+        rc = ngx_http_mqttapi_backoff_check(r, lcf, ctx, &v);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -115,7 +115,7 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_BUSY && lcf->quota_zone) {
-        rc = ngx_http_mqttapi_quota_check(r, lcf, &code, &left, &reason);
+        rc = ngx_http_mqttapi_quota_check(r, lcf, &v);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -126,16 +126,20 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    shm_zone = (reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF) ? lcf->throttle_zone
-                                                         : lcf->quota_zone;
+    shm_zone = (v.reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF)
+               ? lcf->throttle_zone : lcf->quota_zone;
 
-    ngx_http_mqttapi_stats_local(r, shm_zone->data, &code, reason,
+    ngx_http_mqttapi_stats_local(r, shm_zone->data, &v.code, v.reason,
                                  lcf->throttle_dry_run);
 
+    /* a key's first local answer of a window is logged, the others counted */
+
     if (lcf->throttle_dry_run) {
-        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                      "mqttapi: dry run, would answer \"%V\" locally for "
-                      "%M ms more", &code, left);
+        if (!v.quiet) {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: dry run, would answer \"%V\" locally "
+                          "for %M ms more", &v.code, v.left);
+        }
 
         if (ctx->throttle == NGX_HTTP_MQTTAPI_THROTTLE_PASS) {
             ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_DRY_RUN;
@@ -144,13 +148,18 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                  "mqttapi: answering \"%V\" locally, %M ms left",
-                  &code, left);
+    if (!v.quiet) {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: answering \"%V\" locally, %M ms left; the "
+                      "key's next local answers are counted until the "
+                      "%s ends", &v.code, v.left,
+                      v.reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF
+                      ? "back-off" : "second");
+    }
 
     ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_REJECTED;
 
-    rc = ngx_http_mqttapi_throttle_reject(r, ctx, &code, left);
+    rc = ngx_http_mqttapi_throttle_reject(r, ctx, &v.code, v.left);
 
     ngx_http_finalize_request(r, rc);
 
@@ -161,8 +170,9 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
-    ngx_str_t *code, ngx_msec_t *left)
+    ngx_http_mqttapi_verdict_t *v)
 {
+    uint32_t                  meanwhile;
     ngx_int_t                 rc;
     ngx_msec_t                now;
     ngx_str_t                 c;
@@ -188,6 +198,7 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ctx->zone = zone;
 
     cln = NULL;
+    meanwhile = 0;
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -206,18 +217,18 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         c = lcf->catalog->quota_code;
     }
 
-    code->len = c.len;
-    code->data = ngx_pnalloc(r->pool, c.len);
+    v->code.len = c.len;
+    v->code.data = ngx_pnalloc(r->pool, c.len);
 
-    if (code->data == NULL) {
+    if (v->code.data == NULL) {
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(code->data, c.data, c.len);
+    ngx_memcpy(v->code.data, c.data, c.len);
 
     if ((ngx_msec_int_t) (node->until - now) > 0) {
-        *left = node->until - now;
+        v->left = node->until - now;
         rc = NGX_BUSY;
 
     } else if (node->u.backoff.probe
@@ -225,10 +236,12 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
                   < NGX_HTTP_MQTTAPI_PROBE_TIMEOUT)
     {
         /* a probe is out: wait for its answer */
-        *left = 1000;
+        v->left = 1000;
         rc = NGX_BUSY;
 
     } else if (lcf->throttle_dry_run) {
+        meanwhile = node->rejected;
+        node->rejected = 0;
         rc = NGX_DECLINED;
 
     } else {
@@ -242,7 +255,15 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
             ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PROBE;
         }
 
+        meanwhile = node->rejected;
+        node->rejected = 0;
         rc = NGX_DECLINED;
+    }
+
+    if (rc == NGX_BUSY) {
+        /* the first local answer of the window is logged, the rest counted */
+        v->reason = NGX_HTTP_MQTTAPI_LOCAL_BACKOFF;
+        v->quiet = (node->rejected++ != 0);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -253,9 +274,23 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
 
         ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_PROBE);
 
+        if (meanwhile == 0) {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: back-off after \"%V\" is over, probing",
+                          &v->code);
+
+        } else {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: back-off after \"%V\" is over, probing; "
+                          "%uD requests were answered locally meanwhile",
+                          &v->code, meanwhile);
+        }
+
+    } else if (meanwhile) {
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                      "mqttapi: back-off after \"%V\" is over, probing",
-                      code);
+                      "mqttapi: dry run, back-off after \"%V\" is over; "
+                      "%uD requests would have been answered locally "
+                      "meanwhile", &v->code, meanwhile);
     }
 
     return rc;
@@ -266,7 +301,7 @@ void
 ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_error_t *err)
 {
-    uint32_t                      count;
+    uint32_t                      count, meanwhile;
     ngx_msec_t                    now, delay, floor;
     ngx_http_mqttapi_node_t      *node;
     ngx_http_mqttapi_zone_t      *zone;
@@ -365,17 +400,32 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
 
         count = node->u.backoff.count;
 
+        /* the local answers of the last window (while probing) */
+        meanwhile = node->rejected;
+        node->rejected = 0;
+
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
-        ngx_http_mqttapi_stats_backoff(r, zone, count == 1
-                                                ? NGX_HTTP_MQTTAPI_EVENT_OPEN
-                                                : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
+        ngx_http_mqttapi_stats_backoff(r, zone,
+                                       (count == 1)
+                                       ? NGX_HTTP_MQTTAPI_EVENT_OPEN
+                                       : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
 
         ngx_http_mqttapi_advertise(lcf, err, delay);
 
-        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                      "mqttapi: \"%V\" from the upstream, backing off for "
-                      "%M ms (throttle #%uD)", &err->code, delay, count);
+        if (meanwhile) {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: \"%V\" from the upstream, backing off "
+                          "for %M ms (throttle #%uD); %uD requests were "
+                          "answered locally meanwhile", &err->code, delay,
+                          count, meanwhile);
+
+        } else {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: \"%V\" from the upstream, backing off "
+                          "for %M ms (throttle #%uD)", &err->code, delay,
+                          count);
+        }
 
         return;
     }
@@ -389,21 +439,38 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     if (node && (ngx_msec_int_t) (node->until - now) <= 0
         && (ctx->probe || node->u.backoff.probe == 0 || lcf->throttle_dry_run))
     {
+        meanwhile = node->rejected;
+
         ngx_http_mqttapi_zone_free(zone, node);
         node = NULL;
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
 
         ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_CLOSE);
 
         if (ctx->probe) {
             ctx->probe = 0;
 
-            ngx_shmtx_unlock(&zone->shpool->mutex);
+            if (meanwhile == 0) {
+                ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                              "mqttapi: the probe was answered, back-off "
+                              "closed");
 
+            } else {
+                ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                              "mqttapi: the probe was answered, back-off "
+                              "closed; %uD requests were answered locally "
+                              "while it was out", meanwhile);
+            }
+
+        } else if (meanwhile) {
             ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                          "mqttapi: the probe was answered, back-off "
-                          "closed");
-            return;
+                          "mqttapi: back-off closed; %uD requests %s "
+                          "answered locally", meanwhile,
+                          lcf->throttle_dry_run ? "would have been" : "were");
         }
+
+        return;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -416,10 +483,9 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
 {
     ngx_int_t                     rc;
     ngx_str_t                     body;
-    ngx_uint_t                    first;
-    ngx_table_elt_t              *h;
     ngx_http_mqttapi_error_t     *err;
     ngx_http_mqttapi_answer_t    *a;
+    ngx_http_mqttapi_template_t   tpl, *t;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
@@ -449,8 +515,6 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
         goto send;
     }
 
-    first = ngx_http_mqttapi_answer_headers(r);
-
     if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, err, code, NULL)
         != NGX_OK)
     {
@@ -464,27 +528,27 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     ngx_http_mqttapi_set_delay(err, left);
     err->status = lcf->throttle_status;
 
-    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body) != NGX_OK
-        || ngx_http_mqttapi_render_headers(r, lcf, err) != NGX_OK)
+    /* an answer that may be kept is rendered with its template */
+
+    t = NULL;
+
+    if (a) {
+        ngx_memzero(&tpl, sizeof(ngx_http_mqttapi_template_t));
+        t = &tpl;
+    }
+
+    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body, t) != NGX_OK
+        || ngx_http_mqttapi_render_headers(r, lcf, err, t) != NGX_OK
+        || ngx_http_mqttapi_render_header(r, t, &ngx_http_mqttapi_throttled_h,
+                                          &ngx_http_mqttapi_throttled,
+                                          NGX_HTTP_MQTTAPI_HOLE_NONE)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-MQTTAPI-Throttled");
-    h->value = ngx_http_mqttapi_throttled;
-    h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
     if (a) {
-        ngx_http_mqttapi_answer_keep(r, lcf, a, err, &body, first);
+        ngx_http_mqttapi_answer_keep(r, a, err, &body, t);
     }
 
 send:
@@ -538,8 +602,9 @@ ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
      * The response that opened the back-off tells the client how long the
      * gateway is going to answer locally, rather than the catalog's delay.
      * The upstream's own Retry-After is kept (it is the floor anyway), a
-     * code the catalog does not call retryable gets none (SPEC 5), and a
-     * dry run answers nothing locally.
+     * code the catalog does not call retryable gets none (no Retry-After
+     * on an error a client must not retry), and a dry run answers nothing
+     * locally.
      */
 
     if (lcf->throttle_dry_run || !err->retryable

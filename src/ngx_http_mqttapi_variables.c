@@ -5,6 +5,8 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_variables.h"
 
 
@@ -14,7 +16,8 @@
  * said about the error of this request, empty ("not found") for responses
  * it did not annotate; $mqttapi_throttle: the rate limiting verdict.
  * They are evaluated from the context kept in a pool cleanup, so they work
- * in the log phase and after error_page.
+ * in the log phase and after error_page.  $mqttapi_action: the API action
+ * the request names, in either of its places, whatever the gateway did.
  */
 
 
@@ -29,6 +32,10 @@ static ngx_int_t ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mqttapi_variable_value(ngx_http_variable_value_t *v,
+    ngx_str_t *value);
 
 
 static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
@@ -56,6 +63,9 @@ static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
     { ngx_string("mqttapi_throttle"), NULL,
       ngx_http_mqttapi_throttle_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mqttapi_action"), NULL,
+      ngx_http_mqttapi_action_variable, 0, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -147,18 +157,7 @@ ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
         break;
     }
 
-    if (value.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = value.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = value.data;
-
-    return NGX_OK;
+    return ngx_http_mqttapi_variable_value(v, &value);
 }
 
 
@@ -171,18 +170,61 @@ ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_mqttapi_get_ctx(r);
 
-    if (ctx == NULL || ctx->throttle == NGX_HTTP_MQTTAPI_THROTTLE_NONE) {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
+    /* NGX_HTTP_MQTTAPI_THROTTLE_NONE: the empty string, not found */
+
     state = &ngx_http_mqttapi_throttle_states[ctx->throttle];
 
-    v->len = state->len;
+    return ngx_http_mqttapi_variable_value(v, state);
+}
+
+
+/*
+ * The x-acs-action header, else the Action query argument, when it is a
+ * name (letters, digits, '-' and '_', as every OpenAPI action is): what
+ * a client sends there may end up in a log line or a header, anything
+ * else is not found.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t  action;
+
+    if (ngx_http_mqttapi_request_action_name(r, &action) != NGX_OK) {
+        ngx_str_null(&action);
+
+    } else if (ngx_http_mqttapi_valid_name(&action) != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: the request's action is not a name");
+        ngx_str_null(&action);
+    }
+
+    return ngx_http_mqttapi_variable_value(v, &action);
+}
+
+
+/* a value, or "not found" for an empty one */
+
+static ngx_int_t
+ngx_http_mqttapi_variable_value(ngx_http_variable_value_t *v,
+    ngx_str_t *value)
+{
+    if (value->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = value->len;
     v->valid = 1;
-    v->no_cacheable = 1;
+    v->no_cacheable = 0;
     v->not_found = 0;
-    v->data = state->data;
+    v->data = value->data;
 
     return NGX_OK;
 }

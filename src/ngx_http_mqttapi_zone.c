@@ -5,7 +5,7 @@
 
 
 #include "ngx_http_mqttapi.h"
-#include "ngx_http_mqttapi_headers.h"
+#include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_zone.h"
 
 #include <ngx_md5.h>
@@ -13,7 +13,7 @@
 
 /*
  * The shared zone of the client-side rate limiting: an rbtree of nodes
- * keyed by a CRC32 of the key, and an LRU queue; when the slab allocator
+ * keyed by a MurmurHash2 of the key, and an LRU queue; when the slab allocator
  * runs out, the least recently used nodes are evicted, and a key that
  * still gets no node is served unlimited (and logged), never an error.
  * The zone is reused across reloads.  Callers hold shpool->mutex around
@@ -47,152 +47,55 @@ static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_mqttapi_zone_key_variable(ngx_conf_t *cf,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *value);
+static ngx_int_t ngx_http_mqttapi_zone_args(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_http_mqttapi_zone_t *zone, ngx_str_t **key,
+    ngx_str_t *name, ssize_t *size);
+static ngx_int_t ngx_http_mqttapi_zone_size(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *value, ngx_str_t *name, ssize_t *size);
+static ngx_msec_t ngx_http_mqttapi_zone_time(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *value, size_t prefix);
+static ngx_uint_t ngx_http_mqttapi_zone_is_param(ngx_str_t *value);
 
 
 char *
 ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    u_char                            *p;
     ssize_t                            size;
-    ngx_str_t                         *value, name, s;
-    ngx_msec_t                         backoff, max_backoff;
-    ngx_uint_t                         i;
+    ngx_str_t                         *key, name;
     ngx_shm_zone_t                    *shm_zone;
     ngx_http_mqttapi_zone_t           *zone;
     ngx_http_compile_complex_value_t   ccv;
-
-    value = cf->args->elts;
 
     zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_zone_t));
     if (zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_mqttapi_zone_args(cf, cmd, zone, &key, &name, &size)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
     ccv.cf = cf;
-    ccv.value = &value[1];
+    ccv.value = key;
     ccv.complex_value = &zone->key;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid key \"%V\" in \"%V\" directive",
-                           &value[1], &cmd->name);
+                           key, &cmd->name);
         return NGX_CONF_ERROR;
     }
 
-    zone->index = ngx_http_mqttapi_zone_key_variable(cf, zone, &value[1]);
+    zone->index = ngx_http_mqttapi_zone_key_variable(cf, zone, key);
 
     if (zone->index == NGX_ERROR) {
         return NGX_CONF_ERROR;
     }
-
-    size = 0;
-    name.len = 0;
-    backoff = 1000;
-    max_backoff = 60000;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-
-            name.data = value[i].data + 5;
-
-            p = (u_char *) ngx_strchr(name.data, ':');
-
-            if (p == NULL) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\" in \"%V\" "
-                                   "directive", &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            name.len = p - name.data;
-
-            s.data = p + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\" in \"%V\" "
-                                   "directive", &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            if (size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" in \"%V\" directive is "
-                                   "too small", &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
-
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            backoff = ngx_parse_time(&s, 0);
-            if (backoff == (ngx_msec_t) NGX_ERROR || backoff == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid backoff \"%V\" in \"%V\" "
-                                   "directive", &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_backoff=", 12) == 0) {
-
-            s.data = value[i].data + 12;
-            s.len = value[i].len - 12;
-
-            max_backoff = ngx_parse_time(&s, 0);
-            if (max_backoff == (ngx_msec_t) NGX_ERROR || max_backoff == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid max_backoff \"%V\" in \"%V\" "
-                                   "directive", &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" in \"%V\" directive",
-                           &value[i], &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (name.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must have \"zone\" parameter",
-                           &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (max_backoff < backoff) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"max_backoff\" must not be less than "
-                           "\"backoff\" in \"%V\" directive", &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (max_backoff > 86400000) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"max_backoff\" must not be more than 1 day "
-                           "in \"%V\" directive", &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    zone->backoff = backoff;
-    zone->max_backoff = max_backoff;
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_mqttapi_module);
@@ -218,19 +121,220 @@ ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     shm_zone->init = ngx_http_mqttapi_zone_init;
     shm_zone->data = zone;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, cf->log, 0,
+                   "mqttapi zone \"%V\": key \"%V\", backoff %M, "
+                   "max_backoff %M", &name, key, zone->backoff,
+                   zone->max_backoff);
+
     return NGX_CONF_OK;
 }
 
 
-/* "mqttapi_throttle zone=NAME" and "mqttapi_quota zone=NAME", or "off" */
+/* the key and the parameters, in any order, as limit_req_zone's */
+
+static ngx_int_t
+ngx_http_mqttapi_zone_args(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t **key, ngx_str_t *name,
+    ssize_t *size)
+{
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    *key = NULL;
+    *size = 0;
+    name->len = 0;
+    zone->backoff = 1000;
+    zone->max_backoff = 60000;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            if (ngx_http_mqttapi_zone_size(cf, cmd, &value[i], name, size)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+            zone->backoff = ngx_http_mqttapi_zone_time(cf, cmd, &value[i], 8);
+            if (zone->backoff == (ngx_msec_t) NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_backoff=", 12) == 0) {
+            zone->max_backoff = ngx_http_mqttapi_zone_time(cf, cmd, &value[i],
+                                                           12);
+            if (zone->max_backoff == (ngx_msec_t) NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (*key == NULL && !ngx_http_mqttapi_zone_is_param(&value[i])) {
+            *key = &value[i];
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[i], &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (*key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no key in \"%V\" directive, expected one such "
+                           "as $arg_AccessKeyId", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (name->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter",
+                           &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (zone->max_backoff < zone->backoff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"max_backoff\" must not be less than "
+                           "\"backoff\" in \"%V\" directive", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (zone->max_backoff > 86400000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"max_backoff\" must not be more than 1 day "
+                           "in \"%V\" directive", &cmd->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "zone=NAME:SIZE" */
+
+static ngx_int_t
+ngx_http_mqttapi_zone_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *value, ngx_str_t *name, ssize_t *size)
+{
+    u_char     *p;
+    ngx_str_t   s;
+
+    name->data = value->data + 5;
+
+    p = ngx_strlchr(name->data, value->data + value->len, ':');
+
+    if (p == NULL || p == name->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\" in \"%V\" directive",
+                           value, &cmd->name);
+        return NGX_ERROR;
+    }
+
+    name->len = p - name->data;
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+    *size = ngx_parse_size(&s);
+
+    if (*size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\" in \"%V\" directive",
+                           value, &cmd->name);
+        return NGX_ERROR;
+    }
+
+    if (*size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" in \"%V\" directive is too small",
+                           value, &cmd->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "backoff=TIME", "max_backoff=TIME": not zero */
+
+static ngx_msec_t
+ngx_http_mqttapi_zone_time(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *value, size_t prefix)
+{
+    ngx_str_t   s;
+    ngx_msec_t  ms;
+
+    s.data = value->data + prefix;
+    s.len = value->len - prefix;
+
+    ms = ngx_parse_time(&s, 0);
+
+    if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %*s \"%V\" in \"%V\" directive",
+                           prefix - 1, value->data, value, &cmd->name);
+        return (ngx_msec_t) NGX_ERROR;
+    }
+
+    return ms;
+}
+
+
+/*
+ * A parameter is a lowercase word and "=" ("burst=5"); a key (a complex
+ * value) is anything else: one that looked like a parameter would be a
+ * constant, and a constant key limits every request as one.
+ */
+
+static ngx_uint_t
+ngx_http_mqttapi_zone_is_param(ngx_str_t *value)
+{
+    size_t  i;
+
+    for (i = 0; i < value->len; i++) {
+        if (value->data[i] == '=') {
+            return i > 0;
+        }
+
+        if (!((value->data[i] >= 'a' && value->data[i] <= 'z')
+              || value->data[i] == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * "mqttapi_throttle zone=NAME" and "mqttapi_quota zone=NAME", or "off".
+ * The zone may be declared further on: where each reference was made is
+ * kept, to be checked, and reported at its line, once the http block is
+ * read.
+ */
 
 char *
 ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    ngx_str_t        *value, name;
-    ngx_shm_zone_t  **field;
+    ngx_str_t                     *value, name;
+    ngx_shm_zone_t               **field;
+    ngx_http_mqttapi_zone_ref_t   *ref;
+    ngx_http_mqttapi_main_conf_t  *mcf;
 
     field = (ngx_shm_zone_t **) (p + cmd->offset);
 
@@ -271,7 +375,88 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+
+    if (mcf->zone_refs == NULL) {
+        mcf->zone_refs = ngx_array_create(cf->pool, 4,
+                                          sizeof(ngx_http_mqttapi_zone_ref_t));
+        if (mcf->zone_refs == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ref = ngx_array_push(mcf->zone_refs);
+    if (ref == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ref->shm_zone = *field;
+    ref->directive = &cmd->name;
+    ref->lcf = conf;
+    ref->location = (cf->cmd_type == NGX_HTTP_LOC_CONF);
+    ref->line = cf->conf_file->line;
+
+    ref->file.len = cf->conf_file->file.name.len;
+    ref->file.data = ngx_pstrdup(cf->pool, &cf->conf_file->file.name);
+    if (ref->file.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Once every location is merged: each zone named by mqttapi_throttle and
+ * mqttapi_quota was declared, and is used where mqttapi is on (elsewhere
+ * nothing would ever back off or be counted).  Reported at the line of
+ * the reference, as nginx reports a directive.
+ */
+
+ngx_int_t
+ngx_http_mqttapi_zone_check_refs(ngx_conf_t *cf)
+{
+    ngx_uint_t                     i;
+    ngx_http_mqttapi_zone_ref_t   *ref;
+    ngx_http_mqttapi_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
+
+    if (mcf->zone_refs == NULL) {
+        return NGX_OK;
+    }
+
+    ref = mcf->zone_refs->elts;
+
+    for (i = 0; i < mcf->zone_refs->nelts; i++) {
+
+        if (ref[i].shm_zone->data == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" refers to an unknown "
+                          "mqttapi_throttle_zone \"%V\" in %V:%ui",
+                          ref[i].directive, &ref[i].shm_zone->shm.name,
+                          &ref[i].file, ref[i].line);
+            return NGX_ERROR;
+        }
+
+        if (ref[i].location && !ref[i].lcf->enable) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" needs \"mqttapi on\" in its location, "
+                          "it does nothing without it in %V:%ui",
+                          ref[i].directive, &ref[i].file, ref[i].line);
+            return NGX_ERROR;
+        }
+
+        if (!mcf->enabled) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" has no effect: \"mqttapi\" is not on "
+                          "anywhere in %V:%ui",
+                          ref[i].directive, &ref[i].file, ref[i].line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -442,7 +627,7 @@ ngx_http_mqttapi_zone_key(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_http_variable_value_t  *vv;
 
     if (zone->arg.len) {
-        if (ngx_http_mqttapi_arg(r, &zone->arg, &value) != NGX_OK) {
+        if (ngx_http_mqttapi_request_arg(r, &zone->arg, &value) != NGX_OK) {
             value.len = 0;
         }
 
@@ -525,8 +710,8 @@ ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
 
 /*
  * The rbtree key of a node: every lookup of a request hashes its key, so
- * MurmurHash2 (about 2 instructions a byte, CRC32 about 8); the value is
- * only ever compared within the zone of one binary
+ * MurmurHash2, cheaper a byte than CRC32; the value is only ever compared
+ * within the zone of one binary
  */
 
 uint32_t

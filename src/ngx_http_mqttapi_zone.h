@@ -48,25 +48,27 @@
  * A bucket is a uint16_t (wider ones would not fit the node in
  * NGX_HTTP_MQTTAPI_NODE_SIZE).  A request is counted only while the
  * window's sum is below the limit, so no bucket ever exceeds the limit,
- * and a limit up to this is enforced exactly; the catalog takes no higher
- * one.
+ * and a limit up to NGX_HTTP_MQTTAPI_QUOTA_MAX, the highest the catalog
+ * takes, is enforced exactly.
  */
-
-#define NGX_HTTP_MQTTAPI_QUOTA_MAX     65535
 
 
 /*
  * A node is allocated from "color" on, as in limit_req: the rbtree key,
  * links and parent come first and the rest follows.  A back-off node uses
  * "until" (its end), "delay", "code" and u.backoff; a quota node uses
- * "until" as the number of its latest bucket, and u.buckets.
+ * "until" as the number of its latest bucket, and u.buckets.  Both count
+ * in "rejected" the local answers of the current window, of which only
+ * the first is logged: a back-off's window is the back-off (until the
+ * probe or the next throttle), a quota's the second after its first
+ * logged answer, which a quota node keeps in "delay" (a bucket number).
  */
 
 typedef struct {
     u_char                       color;
     u_char                       type;
     u_short                      len;
-    uint32_t                     delay;       /* ms */
+    uint32_t                     delay;       /* ms; quota: a bucket */
     ngx_queue_t                  queue;
     ngx_msec_t                   until;
 
@@ -79,6 +81,7 @@ typedef struct {
         uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
     } u;
 
+    uint32_t                     rejected;    /* local answers, see above */
     u_char                       code;        /* index into sh->codes */
     u_char                       data[1];
 } ngx_http_mqttapi_node_t;
@@ -118,10 +121,23 @@ struct ngx_http_mqttapi_zone_s {
 };
 
 
+/* where mqttapi_throttle or mqttapi_quota named a zone */
+
+typedef struct {
+    ngx_shm_zone_t               *shm_zone;
+    ngx_str_t                    *directive;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+    ngx_uint_t                    location;   /* given in a location */
+    ngx_str_t                     file;
+    ngx_uint_t                    line;
+} ngx_http_mqttapi_zone_ref_t;
+
+
 char *ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_mqttapi_zone_check_refs(ngx_conf_t *cf);
 ngx_shm_zone_t *ngx_http_mqttapi_zone_ceiling(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,

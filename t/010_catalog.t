@@ -391,8 +391,6 @@ check_annotated('ApiNotSupport', lang => 'de, fr;q=0.9, zh-TW;q=0.1', zh => 1);
 check_annotated('ApiNotSupport', lang => 'ZH-tw', zh => 1);
 check_annotated('ApiNotSupport', lang => 'zh-Hant-TW', zh => 1);
 check_annotated('ApiNotSupport', lang => 'zh-MO', zh => 1);
-check_annotated('ApiNotSupport', lang => 'zh-CN', zh => 0);
-check_annotated('ApiNotSupport', lang => 'zh', zh => 0);
 check_annotated('ApiNotSupport', lang => '*', zh => 0);
 check_annotated('InstanceNotFound', lang => 'fr', zh => 0);
 check_annotated('QueryTokenOverFlow', lang => 'zh-TW');   # no Chinese text: English

@@ -16,8 +16,8 @@
 #     wins), inheritance into locations without their own; a location
 #     without user catalogs sees the built-in one only;
 #   * Accept-Language: zh-TW, zh-HK, zh-MO, zh-Hant, zh-Hant-TW (prefix
-#     fallback), case, zh-CN / zh (not Traditional), q-values, ties, q=0,
-#     "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, malformed
+#     fallback), case, zh-CN / zh / zh-Hans-CN (Simplified), q-values,
+#     ties, q=0, "*", ja-JP / ja-Latn-JP, de-CH-1996 / de-DE-x-phonebk, malformed
 #     weights (the range is ignored), with Content-Language and Vary;
 #   * broken catalogs fail `nginx -t` naming mqttapi_catalog, the file, the
 #     entry and the problem: bad JSON (line and column), unknown keys, bad
@@ -49,8 +49,8 @@ sub slurp {
     return <$fh>;
 }
 
-my $builtin = JSON::PP->new->utf8->decode(slurp("$REPO/conf/mqttapi_catalog.json"));
-my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $builtin->{errors} };
+my ($builtin, $entries) = builtin_catalog();
+my %entry = %$entries;
 my $example = JSON::PP->new->utf8->decode(slurp($EXAMPLE));
 my %ex = map { (($_->{code} // $_->{regex}) => $_) } @{ $example->{errors} };
 
@@ -579,6 +579,7 @@ EOF
 # ---------------------------------------------------------------------------
 
 my $ZH = $entry{InstanceNotFound}{text}{'zh-Hant'}{description};
+my $ZHS = $entry{InstanceNotFound}{text}{'zh-Hans'}{description};
 my $JA = $ex{InstanceNotFound}{text}{ja}{description};
 
 my @langs = (
@@ -590,9 +591,9 @@ my @langs = (
     ['inh', 'zh-Hant-TW', 'zh-Hant'],
     ['inh', 'zh-Hant-HK', 'zh-Hant'],
     ['inh', 'ZH-tw', 'zh-Hant'],
-    ['inh', 'zh-CN', 'en'],
-    ['inh', 'zh', 'en'],
-    ['inh', 'zh-Hans-CN', 'en'],
+    ['inh', 'zh-CN', 'zh-Hans'],
+    ['inh', 'zh', 'zh-Hans'],
+    ['inh', 'zh-Hans-CN', 'zh-Hans'],
     ['inh', 'fr-FR', 'en'],
     ['inh', '*', 'en'],
     ['inh', '', 'en'],
@@ -609,7 +610,9 @@ my @langs = (
     ['inh', 'en;q=0, zh-TW;q=0.1', 'zh-Hant'],
     ['inh', 'zh-HK;q=0.5, en;q=0', 'zh-Hant'],
     ['inh', '*;q=0.9, zh-TW', 'zh-Hant'],
-    ['inh', 'en;q=0, zh-HK;q=0', 'en'],
+    # both excluded: the first language that is not (zh-Hans)
+    ['inh', 'en;q=0, zh-HK;q=0', 'zh-Hans'],
+    ['inh', 'en;q=0, zh-HK;q=0, zh;q=0', 'en'],
     # a malformed weight: the range is ignored, it neither chooses nor
     # excludes (before: q=abc counted as q=0, q=1.5 and q= as q=1)
     ['inh', 'fr;q=abc', 'en'],
@@ -648,7 +651,8 @@ for my $l (@langs) {
     my $r = req($loc, 'InstanceNotFound', lang => $al);
     my $w = "Accept-Language " . (defined $al ? "\"$al\"" : '(none)') . " at /$loc/";
     is(h($r, 'Content-Language'), $want, "$w: Content-Language $want");
-    my $desc = $want eq 'zh-Hant' ? $ZH : $want eq 'ja' ? $JA : undef;
+    my $desc = $want eq 'zh-Hant' ? $ZH : $want eq 'zh-Hans' ? $ZHS
+             : $want eq 'ja' ? $JA : undef;
     is($r->{json}{Description}, $desc, "$w: Description");
     like(h($r, 'Vary') // '', qr/Accept-Language/i, "$w: Vary: Accept-Language");
     is(h($r, 'X-MQTTAPI-Error-Cause'), $entry{InstanceNotFound}{text}{en}{cause},
@@ -664,11 +668,31 @@ my @broken = (
     ['bad JSON', qq({\n  "errors": [\n    { "code": "Foo", }\n  ]\n}\n),
      undef, qr/line 3, column \d+/],
     ['unknown key', '{"errors":[{"code":"FooBar","status":400,"colour":"red"}]}',
-     'FooBar', qr/unknown key "colour"/],
+     'FooBar', qr/"colour" is not a known key/],
     ['unknown top-level key', '{"languages":{"ja":["ja"]},"erors":[]}',
-     undef, qr/unknown key "erors"/],
+     undef, qr/"erors" is not a known key/],
     ['unknown text key', '{"errors":[{"code":"FooBar","text":{"en":{"cuase":"x"}}}]}',
-     'FooBar', qr/unknown key "cuase"/],
+     'FooBar', qr/text "en": "cuase" is not a known key/],
+    ['unknown quota key', '{"quota":{"burst":5}}', undef, qr/quota "burst" is not a known key/],
+    ['unknown action key', '{"actions":{"ApplyToken":{"qouta":5}}}', undef,
+     qr/action "ApplyToken": "qouta" is not a known key/],
+    ['bad action category', '{"actions":{"ApplyToken":{"category":"a b"}}}', undef,
+     qr/action "ApplyToken": "category" is not a name of \[A-Za-z0-9_-\]/],
+    ['bad action throttle_code', '{"actions":{"ApplyToken":{"throttle_code":7}}}', undef,
+     qr/action "ApplyToken": "throttle_code" is not a code of/],
+    ['bad quota code', '{"quota":{"code":"a b"}}', undef, qr/quota "code" is not a code of/],
+    ['retryable not a boolean', '{"errors":[{"code":"FooBar","status":400,"retryable":"yes"}]}',
+     'FooBar', qr/"retryable" is not true or false/],
+    ['empty categories', '{"errors":[{"code":"FooBar","status":400,"categories":[]}]}',
+     'FooBar', qr/"categories" is not a non-empty array of names/],
+    ['bad category', '{"errors":[{"code":"FooBar","status":400,"categories":["a/b"]}]}',
+     'FooBar', qr/"categories" is not a non-empty array of names/],
+    ['empty message', '{"errors":[{"code":"FooBar","status":400,"message":""}]}',
+     'FooBar', qr/"message" is not a non-empty string/],
+    ['retry_after out of range', '{"errors":[{"code":"FooBar","status":400,"retry_after":86401}]}',
+     'FooBar', qr/"retry_after" is not an integer of seconds between 0 and 86400/],
+    ['default_language not a string', '{"default_language":1}', undef,
+     qr/"default_language" is not a string/],
     ['bad status', '{"errors":[{"code":"FooBar","status":700}]}',
      'FooBar', qr/"status".*400 and 599/],
     ['status not a number', '{"errors":[{"code":"FooBar","status":"400"}]}',

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
-# Variables: $mqttapi_error_code,
-# $mqttapi_error_category, $mqttapi_retryable, $mqttapi_retry_after and
-# $mqttapi_error_parameter
+# Variables: $mqttapi_error_code, $mqttapi_error_category,
+# $mqttapi_retryable, $mqttapi_retry_after, $mqttapi_error_parameter and
+# $mqttapi_action
 #
 #   * in log_format: the access log read back, one line per request, for
 #     upstream JSON errors (plain, patterned, throttling with the catalog's
@@ -13,7 +13,10 @@
 #     used in add_header and in the log;
 #   * in `add_header ... always` on every one of those responses, absent
 #     when the variable is empty;
-#   * the variables agree with the X-MQTTAPI-* headers and the body.
+#   * the variables agree with the X-MQTTAPI-* headers and the body;
+#   * $mqttapi_action from the x-acs-action header (which wins) or the
+#     Action argument, on errors and successes, with mqttapi on or off;
+#     "-" without one, or for one that is not a name.
 
 use strict;
 use warnings;
@@ -21,17 +24,12 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp ();
-use JSON::PP ();
 use Time::HiRes ();
 use MqttapiTest;
 
 my $REPO = repo_dir();
-my $catalog = do {
-    open my $fh, '<:raw', "$REPO/conf/mqttapi_catalog.json" or die "catalog: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(<$fh>);
-};
-my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
+my ($catalog, $entries) = builtin_catalog();
+my %entry = %$entries;
 
 my $DEAD = dead_port();
 my $WWW = File::Temp::tempdir('mqttapi-www-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -49,7 +47,7 @@ my $VARS = 'code=$mqttapi_error_code cat=$mqttapi_error_category '
 my $ng = start_nginx(http => <<"EOF");
     include %%REPO%%/conf/emulator_http.conf;
 
-    log_format mqttapi 'tag=\$http_x_tag $VARS class=\$mqttapi_class hint=\$mqttapi_hint s=\$status';
+    log_format mqttapi 'tag=\$http_x_tag $VARS class=\$mqttapi_class hint=\$mqttapi_hint s=\$status act=\$mqttapi_action';
 
     map \$mqttapi_error_code \$mqttapi_class {
         ""                      none;
@@ -83,6 +81,7 @@ my $ng = start_nginx(http => <<"EOF");
         add_header X-Param \$mqttapi_error_parameter always;
         add_header X-Class \$mqttapi_class always;
         add_header X-Hint \$mqttapi_hint always;
+        add_header X-Action \$mqttapi_action always;
 
         location /emu/     { proxy_pass http://127.0.0.1:%%PORT1%%/; }
         location /emu-off/ {
@@ -264,6 +263,38 @@ sub check {
                          path => '/emu/?Action=ListGroupId&InstanceId=mqtt-cn-abc&t=ka2');
     is($b->{status}, 200, 'keepalive: second request, a success');
     ok(!defined h($b, 'X-Code'), 'keepalive: nothing left over from the first request');
+}
+
+# ---------------------------------------------------------------------------
+# $mqttapi_action: the header, else the argument
+# ---------------------------------------------------------------------------
+
+{
+    # [path, x-acs-action header or undef, expected]
+    for my $c (
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=CreateGroupId', undef, 'CreateGroupId'],
+        ['/emu/?mqttemu_code=InstanceNotFound', 'RevokeToken', 'RevokeToken'],
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=CreateGroupId', 'DeleteGroupId',
+         'DeleteGroupId'],
+        ['/emu/?Action=ListGroupId&InstanceId=mqtt-cn-abc', undef, 'ListGroupId'],
+        ['/emu/?InstanceId=mqtt-cn-abc', 'ListGroupId', 'ListGroupId'],
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=NotInTheCatalog', undef, 'NotInTheCatalog'],
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=', 'Query_Token-2', 'Query_Token-2'],
+        ['/nomq/?mqttemu_code=ApplyTokenOverFlow&Action=ApplyToken', undef, 'ApplyToken'],
+        ['/nomq/?mqttemu_code=ApplyTokenOverFlow', 'ApplyToken', 'ApplyToken'],
+        ['/dead/x?Action=QueryToken', undef, 'QueryToken'],
+        ['/emu/?mqttemu_code=InstanceNotFound', undef, undef],
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=Apply%0D%0AToken', undef, undef],
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=a.b', undef, undef],
+        ['/emu/?mqttemu_code=InstanceNotFound&Action=' . ('A' x 65), undef, undef],
+        ['/emu/?mqttemu_code=InstanceNotFound', 'Apply Token', undef],
+    ) {
+        my ($path, $hdr, $want) = @$c;
+        my $w = "\$mqttapi_action, $path" . (defined $hdr ? " x-acs-action: $hdr" : '');
+        my ($r, $l) = request($GW, $path, defined $hdr ? ('x-acs-action' => $hdr) : ());
+        is($l->{act}, $want // '-', "$w: log act=" . ($want // '-'));
+        is(h($r, 'X-Action'), $want, "$w: add_header X-Action");
+    }
 }
 
 {

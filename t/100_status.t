@@ -23,6 +23,7 @@ use Test::More;
 use File::Temp ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
+use MqttapiStatus;
 
 my $PROMTOOL = '/usr/bin/promtool';
 
@@ -155,73 +156,25 @@ EOF
 my $ng = start_nginx(http => $http, workers => 2);
 my $port = $ng->port(0);
 
-# the JSON document: { metric => [ { labels..., value } ] }
-sub status_json {
-    my (@headers) = @_;
-    my $r = get($port, '/mqttapi/status', @headers);
+sub status_json_ok {
+    my $r = get($port, '/mqttapi/status');
     is($r->{status}, 200, 'status: 200') or diag $r->{raw_body};
-    my $d = json_decode($r->{body});
-    ok(ref $d eq 'HASH', 'status: the JSON parses') or diag $r->{body};
-    return $d || {};
+    ok(ref json_decode($r->{body}) eq 'HASH', 'status: the JSON parses')
+        or diag $r->{body};
+    return status_json($port);
 }
 
-# the sum of a metric's rows whose labels match
-sub value {
-    my ($d, $metric, %l) = @_;
-    my $sum = 0;
-    for my $row (@{ $d->{$metric} || [] }) {
-        next if grep { !defined $row->{$_} || $row->{$_} ne $l{$_} } keys %l;
-        $sum += $row->{value};
-    }
-    return $sum;
-}
+my $before = status_json_ok();
 
-sub rows { scalar @{ $_[0]{$_[1]} || [] } }
-
-# Prometheus text -> { "name{sorted labels}" => value }
-sub parse_prometheus {
-    my ($text) = @_;
-    my %m;
-    for my $line (split /\n/, $text) {
-        next if $line =~ /^#/ || $line eq '';
-        my ($name, $labels, $v) = $line =~ /^(\w+)(?:\{(.*)\})? (\S+)$/
-            or return undef;
-        my %l;
-        while (($labels // '') =~ /\G(\w+)="((?:[^"\\]|\\.)*)",?/gc) {
-            $l{$1} = $2;
-        }
-        $m{ $name . '{' . join(',', map { "$_=$l{$_}" } sort keys %l) . '}' }
-            = $v;
-    }
-    return \%m;
-}
-
-sub json_as_prometheus {
-    my ($d) = @_;
-    my %m;
-    for my $metric (keys %$d) {
-        for my $row (@{ $d->{$metric} }) {
-            my %l = %$row;
-            my $v = delete $l{value};
-            $m{ "mqttapi_$metric" . '{'
-                . join(',', map { "$_=$l{$_}" } sort keys %l) . '}' } = $v;
-        }
-    }
-    return \%m;
-}
-
-my $before = status_json();
-
-is(rows($before, 'responses_total'), 0, 'fresh: no responses counted');
-is(value($before, 'build_info', nginx => '1.22.1') + 0
-   || value($before, 'build_info'), 1, 'build_info is 1');
+is(status_rows($before, 'responses_total'), 0, 'fresh: no responses counted');
+is(status_value($before, 'build_info'), 1, 'build_info is 1');
 for my $z (qw(bo pr dry q)) {
-    is(value($before, 'zone_keys', zone => $z), 0, "fresh: zone $z empty");
-    is(value($before, 'zone_bytes', zone => $z, state => 'total'), 1048576,
+    is(status_value($before, 'zone_keys', zone => $z), 0, "fresh: zone $z empty");
+    is(status_value($before, 'zone_bytes', zone => $z, state => 'total'), 1048576,
        "zone $z: total bytes");
-    cmp_ok(value($before, 'zone_bytes', zone => $z, state => 'used'), '>', 0,
+    cmp_ok(status_value($before, 'zone_bytes', zone => $z, state => 'used'), '>', 0,
            "zone $z: some bytes used (the slab's own)");
-    cmp_ok(value($before, 'zone_bytes', zone => $z, state => 'used'), '<',
+    cmp_ok(status_value($before, 'zone_bytes', zone => $z, state => 'used'), '<',
            1048576, "zone $z: used below total");
 }
 
@@ -338,88 +291,88 @@ cmp_ok($q_local, '>=', 5, "quota: rejects seen ($q_local of $q_sent)");
 
 # --- the counts -------------------------------------------------------------
 
-my $d = status_json();
+my $d = status_json_ok();
 
-is(value($d, 'responses_total', action => 'QueryToken',
+is(status_value($d, 'responses_total', action => 'QueryToken',
          code => 'InstanceNotFound', category => 'token',
          source => 'upstream'), $N + 0,
    "responses_total: $N annotated InstanceNotFound");
-is(value($d, 'responses_total', action => 'ApplyToken',
+is(status_value($d, 'responses_total', action => 'ApplyToken',
          code => 'InvalidParameter.%s', source => 'upstream'), 1,
    'responses_total: the patterned code under its pattern');
 for my $code (sort keys %gw) {
     for my $action (sort keys %{ $gw{$code} }) {
-        is(value($d, 'responses_total', action => $action, code => $code,
+        is(status_value($d, 'responses_total', action => $action, code => $code,
                  category => 'gateway', source => 'gateway'),
            $gw{$code}{$action},
            "responses_total: gateway envelope $code for $action");
     }
 }
-is(value($d, 'responses_total', action => 'ApplyToken',
+is(status_value($d, 'responses_total', action => 'ApplyToken',
          code => 'ApplyTokenOverFlow', category => 'token',
          source => 'upstream'), 1,
    'responses_total: the throttle answer that opened the back-off');
-is(value($d, 'responses_total', action => 'SendMessage',
+is(status_value($d, 'responses_total', action => 'SendMessage',
          code => 'InstanceNotFound', source => 'upstream'), $DRY,
    'responses_total: the dry run requests reached the upstream');
 
 for my $reason (sort keys %pass) {
-    is(value($d, 'passthrough_total', reason => $reason), $pass{$reason},
+    is(status_value($d, 'passthrough_total', reason => $reason), $pass{$reason},
        "passthrough_total{reason=$reason}");
 }
-is(value($d, 'passthrough_total'), 3 + 2 + 2 + 2 + 2,
+is(status_value($d, 'passthrough_total'), 3 + 2 + 2 + 2 + 2,
    'passthrough_total: nothing else (successes are not counted)');
 
-is(value($d, 'local_rejects_total', zone => 'bo', action => 'ApplyToken',
+is(status_value($d, 'local_rejects_total', zone => 'bo', action => 'ApplyToken',
          code => 'ApplyTokenOverFlow', reason => 'backoff'), $BO,
    "local_rejects_total: $BO back-off rejects");
-is(value($d, 'local_rejects_total', zone => 'pr', action => 'QueryToken',
+is(status_value($d, 'local_rejects_total', zone => 'pr', action => 'QueryToken',
          code => 'QueryTokenOverFlow', reason => 'backoff'), $pr_local,
    "local_rejects_total: the probe zone's $pr_local rejects");
-is(value($d, 'local_rejects_total', zone => 'q', action => 'RevokeToken',
+is(status_value($d, 'local_rejects_total', zone => 'q', action => 'RevokeToken',
          reason => 'quota'), $q_local,
    "local_rejects_total: $q_local quota rejects");
-is(value($d, 'local_rejects_total'), $BO + $pr_local + $q_local,
+is(status_value($d, 'local_rejects_total'), $BO + $pr_local + $q_local,
    'local_rejects_total: nothing else');
 
-is(value($d, 'dry_run_total', zone => 'dry', reason => 'backoff'), $DRY,
+is(status_value($d, 'dry_run_total', zone => 'dry', reason => 'backoff'), $DRY,
    "dry_run_total: $DRY");
-is(value($d, 'dry_run_total'), $DRY, 'dry_run_total: nothing else');
+is(status_value($d, 'dry_run_total'), $DRY, 'dry_run_total: nothing else');
 
-is(value($d, 'backoff_events_total', zone => 'bo', event => 'open'), 1,
+is(status_value($d, 'backoff_events_total', zone => 'bo', event => 'open'), 1,
    'backoff_events_total: bo opened once');
-is(value($d, 'backoff_events_total', zone => 'pr', event => 'open'), 1,
+is(status_value($d, 'backoff_events_total', zone => 'pr', event => 'open'), 1,
    'backoff_events_total: pr opened once');
-is(value($d, 'backoff_events_total', zone => 'pr', event => 'probe'), 1,
+is(status_value($d, 'backoff_events_total', zone => 'pr', event => 'probe'), 1,
    'backoff_events_total: pr probed once');
-is(value($d, 'backoff_events_total', zone => 'pr', event => 'close'), 1,
+is(status_value($d, 'backoff_events_total', zone => 'pr', event => 'close'), 1,
    'backoff_events_total: pr closed once');
-is(value($d, 'backoff_events_total', zone => 'dry', event => 'open'), 1,
+is(status_value($d, 'backoff_events_total', zone => 'dry', event => 'open'), 1,
    'backoff_events_total: dry opened once');
-is(value($d, 'backoff_events_total'), 5,
+is(status_value($d, 'backoff_events_total'), 5,
    'backoff_events_total: nothing else');
 
-is(value($d, 'upstream_throttles_total', action => 'ApplyToken',
+is(status_value($d, 'upstream_throttles_total', action => 'ApplyToken',
          code => 'ApplyTokenOverFlow'), 1, 'upstream_throttles_total: 1');
-is(value($d, 'upstream_throttles_total', action => 'QueryToken',
+is(status_value($d, 'upstream_throttles_total', action => 'QueryToken',
          code => 'QueryTokenOverFlow'), 1, 'upstream_throttles_total: 1');
-is(value($d, 'upstream_throttles_total', action => 'SendMessage',
+is(status_value($d, 'upstream_throttles_total', action => 'SendMessage',
          code => 'SystemOverFlow'), 1, 'upstream_throttles_total: 1');
-is(value($d, 'upstream_throttles_total'), 3,
+is(status_value($d, 'upstream_throttles_total'), 3,
    'upstream_throttles_total: nothing else');
 
-is(value($d, 'backoff_keys', zone => 'bo'), 1, 'backoff_keys: bo 1');
-is(value($d, 'backoff_keys', zone => 'dry'), 1, 'backoff_keys: dry 1');
-is(value($d, 'backoff_keys', zone => 'pr'), 0, 'backoff_keys: pr closed');
-is(value($d, 'zone_keys', zone => 'bo'), 1, 'zone_keys: bo 1');
-cmp_ok(value($d, 'zone_keys', zone => 'q'), '>=', 1,
+is(status_value($d, 'backoff_keys', zone => 'bo'), 1, 'backoff_keys: bo 1');
+is(status_value($d, 'backoff_keys', zone => 'dry'), 1, 'backoff_keys: dry 1');
+is(status_value($d, 'backoff_keys', zone => 'pr'), 0, 'backoff_keys: pr closed');
+is(status_value($d, 'zone_keys', zone => 'bo'), 1, 'zone_keys: bo 1');
+cmp_ok(status_value($d, 'zone_keys', zone => 'q'), '>=', 1,
        'zone_keys: q holds its windows');
-is(value($d, 'zone_evictions_total', zone => 'bo'), 0,
+is(status_value($d, 'zone_evictions_total', zone => 'bo'), 0,
    'zone_evictions_total: none');
 
 # --- unknown codes and made-up actions grow nothing ------------------------
 
-my %series = map { $_ => rows($d, $_) } keys %$d;
+my %series = map { $_ => status_rows($d, $_) } keys %$d;
 my $UNK = 500;
 my @chars = ('A' .. 'Z', 'a' .. 'z', '0' .. '9');
 for my $i (1 .. $UNK) {
@@ -431,14 +384,14 @@ for my $i (1 .. $UNK) {
            'an unknown code is still annotated');
     }
 }
-my $d2 = status_json();
-is(value($d2, 'responses_total', action => 'other', code => 'other',
+my $d2 = status_json_ok();
+is(status_value($d2, 'responses_total', action => 'other', code => 'other',
          category => 'unknown', source => 'upstream'), $UNK,
    "$UNK unknown codes under made-up actions: action=other, code=other");
-is(rows($d2, 'responses_total'), $series{responses_total} + 1,
+is(status_rows($d2, 'responses_total'), $series{responses_total} + 1,
    'responses_total: one series more, whatever the codes');
 for my $m (sort grep { $_ ne 'responses_total' } keys %series) {
-    is(rows($d2, $m), $series{$m}, "$m: no series more");
+    is(status_rows($d2, $m), $series{$m}, "$m: no series more");
 }
 unlike(join(' ', map { values %$_ } map { @{ $d2->{$_} } } keys %$d2),
        qr/Made|Act[A-Za-z0-9]{8}/, 'no client-made label value anywhere');
@@ -454,7 +407,8 @@ is($p->{status}, 200, 'prometheus: 200');
 is(h($p, 'Content-Type'), 'text/plain; version=0.0.4',
    'prometheus: Content-Type text/plain; version=0.0.4');
 is(h($p, 'Cache-Control'), 'no-store', 'prometheus: Cache-Control');
-like($p->{body}, qr/^# HELP mqttapi_responses_total .+\n# TYPE mqttapi_responses_total counter\n/m,
+like($p->{body}, qr/^\# [ ] HELP [ ] mqttapi_responses_total [ ] .+\n
+                   \# [ ] TYPE [ ] mqttapi_responses_total [ ] counter\n/mx,
      'prometheus: HELP and TYPE');
 for my $m (qw(responses_total passthrough_total local_rejects_total
               dry_run_total backoff_events_total upstream_throttles_total
@@ -466,7 +420,8 @@ for my $m (qw(backoff_keys zone_bytes zone_keys build_info)) {
     like($p->{body}, qr/^# TYPE mqttapi_$m gauge$/m, "TYPE $m gauge");
 }
 like($p->{body},
-     qr/^mqttapi_responses_total\{action="QueryToken",code="InstanceNotFound",category="token",source="upstream"\} $N$/m,
+     qr/^mqttapi_responses_total\{action="QueryToken",code="InstanceNotFound",
+        category="token",source="upstream"\}[ ]$N$/mx,
      'prometheus: a sample line');
 # the nginx under test (the packaged 1.22.1, or another build)
 my ($nginx_version) = (MqttapiTest::_run_cmd($MqttapiTest::NGINX, '-v'))[1]
@@ -537,15 +492,62 @@ unlike($r->{body}, qr/responses_total/, 'deny: no figures');
     }
     get($port, '/?Action=QueryToken&mqttemu_code=InstanceNotFound');
     my $c3 = json_decode(get($port, '/mqttapi/status')->{body});
-    is(value($c3, 'responses_total', action => 'QueryToken',
+    is(status_value($c3, 'responses_total', action => 'QueryToken',
              code => 'InstanceNotFound', source => 'upstream'), $N + 1,
        'after the reload: counting goes on');
+
+    # a reload that changes the label values: a user catalog (a new code,
+    # a regex code), another zone; the counts so far are kept
+    my $http2 = $http . <<'EOF2';
+    mqttapi_throttle_zone $arg_AccessKeyId zone=extra:1m;
+    server {
+        listen 127.0.0.1:%%PORT3%%;
+        location / {
+            mqttapi on;
+            mqttapi_catalog %%REPO%%/conf/example_user_catalog.json;
+            mqttapi_throttle zone=extra;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
+        }
+    }
+EOF2
+    ok($ng->reload(http => $http2), 'reload with a user catalog and a zone more');
+    my $c5 = status_json_ok();
+    for my $m (grep { /_total$/ && $_ ne 'zone_evictions_total' } sort keys %$c3) {
+        is_deeply($c5->{$m}, $c3->{$m}, "reload with other labels: $m kept");
+    }
+    is(status_value($c5, 'zone_keys', zone => 'extra'), 0,
+       'the new zone is listed');
+    my $p3 = $ng->port(3);
+    for my $code (qw(SignatureDoesNotMatch Throttling.User)) {
+        $r = get($p3, "/?Action=QueryToken&mqttemu_code=$code");
+        is(h($r, 'X-MQTTAPI-Error-Code'), $code, "user catalog: $code");
+    }
+    get($port, '/?Action=QueryToken&mqttemu_code=InstanceNotFound');
+    my $c6 = status_json_ok();
+    is(status_value($c6, 'responses_total', code => 'SignatureDoesNotMatch'),
+       1, 'a code of the new catalog counts under its name');
+    is(status_value($c6, 'responses_total', code => '^Throttling\.(\w+)$'),
+       1, 'a regex code under its pattern');
+    is(status_value($c6, 'responses_total', action => 'QueryToken',
+                    code => 'InstanceNotFound', source => 'upstream'), $N + 2,
+       'an old series goes on from where it was');
+    my $p6 = get($port, '/mqttapi/status?format=prometheus');
+    ok(index($p6->{body}, 'code="^Throttling\\\\.(\\\\w+)$"') >= 0,
+       'prometheus: the backslashes of a label escaped') or diag $p6->{body};
+    my $tmp = File::Temp->new(SUFFIX => '.prom');
+    print $tmp $p6->{body};
+    close $tmp;
+    my $out = `$PROMTOOL check metrics < $tmp 2>&1`;
+    is($?, 0, 'promtool check metrics passes after the reload') or diag $out;
+    is_deeply(parse_prometheus($p6->{body}),
+              json_as_prometheus(status_json($port)),
+              'the same figures in JSON and Prometheus after the reload');
 
     $ng->stop;
     $ng = start_nginx(http => $http, workers => 2);
     $port = $ng->port(0);
-    my $c4 = status_json();
-    is(rows($c4, 'responses_total'), 0, 'restart: counters start afresh');
+    my $c4 = status_json_ok();
+    is(status_rows($c4, 'responses_total'), 0, 'restart: counters start afresh');
 }
 
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
