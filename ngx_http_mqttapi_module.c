@@ -32,6 +32,7 @@
 
 
 #include "ngx_http_mqttapi.h"
+#include "ngx_http_mqttapi_answer.h"
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_catalog_load.h"
 #include "ngx_http_mqttapi_filter.h"
@@ -296,6 +297,10 @@ static ngx_int_t
 ngx_http_mqttapi_init_process(ngx_cycle_t *cycle)
 {
     if (ngx_http_mqttapi_id_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mqttapi_answer_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
 

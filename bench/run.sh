@@ -56,7 +56,7 @@ ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            plain_error mod_augment mod_problem lua_capture_error
            lua_filter_error
            return429 return429_json return429_same reject reject_full
-           reject_logged status_ok status_augment
+           reject_logged status_ok status_augment status_reject
            zone_ok zone_augment sync_ok sync_augment sync_reject"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
@@ -79,6 +79,7 @@ declare -A CASE_PATH=(
     [reject_logged]=/reject/logged
     [status_ok]=/mod/ok
     [status_augment]=/mod/augment
+    [status_reject]=/reject/one
     [zone_ok]=/zone/ok
     [zone_augment]=/zone/augment
     [sync_ok]=/zone/ok
@@ -93,7 +94,7 @@ declare -A CASE_STATUS=(
     [lua_capture_error]=400 [lua_filter_error]=400
     [return429]=429 [return429_json]=429 [return429_same]=429
     [reject]=429 [reject_full]=429 [reject_logged]=429
-    [status_ok]=200 [status_augment]=400
+    [status_ok]=200 [status_augment]=400 [status_reject]=429
     [zone_ok]=200 [zone_augment]=400
     [sync_ok]=200 [sync_augment]=400 [sync_reject]=429
 )
@@ -304,8 +305,10 @@ worker_of_case() {
 
 # ---- back-offs and the zones ---------------------------------------------
 
-# one throttle answer opens a back-off of 1h for the benchmark key
+# one throttle answer opens a back-off of 1h for the benchmark key (in
+# both gateways)
 curl -s -o /dev/null "$GW/reject/one?$QS$BENCH_KEY"
+curl -s -o /dev/null "$STGW/reject/one?$QS$BENCH_KEY"
 
 # the synced copy: connected to Redis, and its back-off published there
 for _ in $(seq 100); do
@@ -361,7 +364,7 @@ for c in $CASES; do
         zone_augment|sync_augment)
             grep -qi '^X-MQTTAPI-Error-Code: InvalidParameter.InstanceId' <<<"$h" \
                 || die "$c: not annotated" ;;
-        reject|reject_full|reject_logged|sync_reject)
+        reject|reject_full|reject_logged|status_reject|sync_reject)
             grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
                 || die "$c: not answered locally" ;;
         mod_ok|plain_ok|plain_ok2|plain_error|status_ok|zone_ok|sync_ok)
@@ -432,10 +435,10 @@ read -ra case_list <<<"$CASES"
 # adjacent (plain_ok mod_ok status_ok, zone_ok sync_ok, plain_error
 # mod_augment status_augment, zone_augment sync_augment, return429_same
 # reject sync_reject); return429 stands next to return429_same,
-# reject_full next to reject, reject_logged next to both.
+# status_reject, reject_logged and reject_full next to reject.
 CASE_GROUPS=("plain_ok mod_ok status_ok zone_ok sync_ok plain_ok2 lua_capture_ok lua_filter_ok"
         "plain_error mod_augment status_augment zone_augment sync_augment mod_problem lua_capture_error lua_filter_error"
-        "return429 return429_same reject sync_reject reject_logged reject_full return429_json")
+        "return429 return429_same reject sync_reject status_reject reject_logged reject_full return429_json")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
@@ -517,7 +520,7 @@ WRK_TAG=r
 # ---- after the runs ------------------------------------------------------
 
 # the back-offs held for the whole run
-for c in reject reject_full sync_reject; do
+for c in reject reject_full status_reject sync_reject; do
     case " $CASES " in *" $c "*) ;; *) continue ;; esac
     curl -s -D - -o /dev/null "$(url_of $c)" | tr -d '\r' \
         | grep -qi '^X-MQTTAPI-Throttled: gateway' \

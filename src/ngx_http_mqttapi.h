@@ -62,9 +62,6 @@ typedef struct {
     ngx_flag_t                   throttle_dry_run;
     ngx_uint_t                   throttle_log_level;
     ngx_array_t                 *throttle_codes;  /* NULL: the catalog's */
-
-    void                        *answers;     /* per worker, at run time */
-    void                        *notes;       /* per worker, at run time */
 } ngx_http_mqttapi_loc_conf_t;
 
 

@@ -9,7 +9,6 @@
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_id.h"
 #include "ngx_http_mqttapi_lang.h"
-#include "ngx_http_mqttapi_render.h"
 
 
 /*
@@ -18,37 +17,32 @@
  * the first local answer of a location for a code, an action of the
  * catalog (or none: an action the catalog does not list says nothing
  * about the answer, so made-up ones take no place of their own) and a
- * language is resolved and rendered as usual, then kept, per worker, as
- * body parts and headers with holes for those values; the next ones are
- * copied from it.  Kept answers live as long as the configuration (the
- * cycle pool) and are never replaced, so that a request still being sent
- * never sees its answer change; past NGX_HTTP_MQTTAPI_ANSWERS per location,
- * or when mqttapi_host_id has variables, answers are rendered each time.
- */
-
-
-/*
+ * language is rendered as usual, with the renderer noting in a template
+ * where the RequestId and the delay stand and which headers it pushed;
+ * that is kept, and the next ones are copied from it.  When mqttapi_host_id
+ * has variables, answers are rendered each time.
+ *
  * Prepared annotations, the same way.  An upstream error whose body the
  * fast scan read with only the OpenAPI's own members (nothing of it can
  * clash with an annotation member) and that is not retryable (no delay)
  * gets the same members and headers for a code, a language, a category
- * and an upstream status, whatever else the request and the body say:
- * the first one of a location is annotated as usual and what was added
- * kept, the next ones have it added as it is.
+ * and an upstream status, whatever else the request and the body say.
+ *
+ * Both live in a table of fixed size per worker, made at the worker's
+ * start.  A place, once taken, is never given up nor replaced, so that a
+ * response still being sent never sees its text change; a rendering that
+ * cannot be kept (too many holes or headers, no memory) takes its place
+ * all the same, marked so, and that key is rendered each time from then
+ * on: nothing is allocated again for it.  Past the table's size,
+ * everything new is rendered each time.
  */
 
 
-#define NGX_HTTP_MQTTAPI_ANSWERS   16
-#define NGX_HTTP_MQTTAPI_NOTES     16
-#define NGX_HTTP_MQTTAPI_PARTS     4
-#define NGX_HTTP_MQTTAPI_HOLES     4      /* headers with a delay */
+#define NGX_HTTP_MQTTAPI_ANSWERS   64
+#define NGX_HTTP_MQTTAPI_NOTES     64
 
-/* what stands in a hole: a delay of ngx_http_mqttapi_delay_header(), or */
-
-#define NGX_HTTP_MQTTAPI_HOLE_NONE     NGX_HTTP_MQTTAPI_DELAY_NONE
-#define NGX_HTTP_MQTTAPI_HOLE_SECONDS  NGX_HTTP_MQTTAPI_DELAY_SECONDS
-#define NGX_HTTP_MQTTAPI_HOLE_MSEC     NGX_HTTP_MQTTAPI_DELAY_MSEC
-#define NGX_HTTP_MQTTAPI_HOLE_ID       3
+#define NGX_HTTP_MQTTAPI_KEPT_READY    1
+#define NGX_HTTP_MQTTAPI_KEPT_REFUSED  2
 
 
 typedef struct {
@@ -58,77 +52,90 @@ typedef struct {
 
 
 typedef struct {
-    ngx_uint_t                         header;    /* its index */
+    ngx_table_elt_t                    header;    /* as it is pushed */
     ngx_uint_t                         hole;      /* instead of the value */
-} ngx_http_mqttapi_hole_t;
+} ngx_http_mqttapi_kept_header_t;
+
+
+/* a kept rendering: body text with holes, and headers */
+
+typedef struct {
+    ngx_uint_t                         state;
+
+    ngx_uint_t                         nparts;
+    ngx_http_mqttapi_part_t            parts[NGX_HTTP_MQTTAPI_TEMPLATE_HOLES
+                                             + 1];
+
+    ngx_uint_t                         nheaders;
+    ngx_http_mqttapi_kept_header_t    *headers;
+} ngx_http_mqttapi_kept_t;
 
 
 struct ngx_http_mqttapi_answer_s {
-    ngx_str_t                          code;
+    ngx_http_mqttapi_loc_conf_t       *conf;
     ngx_http_mqttapi_action_t         *action;
     ngx_uint_t                         lang;
+    size_t                             code_len;
+    u_char                             code[NGX_HTTP_MQTTAPI_CODE_MAX_LEN];
 
     ngx_http_mqttapi_error_t           error;
-
-    ngx_uint_t                         nparts;
-    ngx_http_mqttapi_part_t            parts[NGX_HTTP_MQTTAPI_PARTS];
-
-    /* response headers as they are pushed, and which values are holes */
-
-    ngx_uint_t                         nheaders;
-    ngx_table_elt_t                   *headers;
-
-    ngx_uint_t                         nholes;
-    ngx_http_mqttapi_hole_t            holes[NGX_HTTP_MQTTAPI_HOLES];
+    ngx_http_mqttapi_kept_t            kept;
 };
-
-
-typedef struct {
-    ngx_uint_t                         n;
-    ngx_http_mqttapi_answer_t          a[NGX_HTTP_MQTTAPI_ANSWERS];
-} ngx_http_mqttapi_answers_t;
 
 
 struct ngx_http_mqttapi_note_s {
+    ngx_http_mqttapi_loc_conf_t       *conf;
     ngx_http_mqttapi_entry_t          *entry;
-    ngx_str_t                          code;
-    ngx_str_t                          category;
+    ngx_str_t                          category;  /* the catalog's text */
     ngx_uint_t                         lang;
     ngx_uint_t                         upstream_status;
+    size_t                             code_len;
+    u_char                             code[NGX_HTTP_MQTTAPI_CODE_MAX_LEN];
 
-    ngx_str_t                          members;   /* after the upstream's */
-
-    ngx_uint_t                         nheaders;
-    ngx_table_elt_t                   *headers;   /* NULL: not ready */
+    ngx_http_mqttapi_kept_t            kept;
 };
 
 
 typedef struct {
-    ngx_uint_t                         n;
-    ngx_http_mqttapi_note_t            a[NGX_HTTP_MQTTAPI_NOTES];
-} ngx_http_mqttapi_notes_t;
+    ngx_uint_t                         nanswers;
+    ngx_http_mqttapi_answer_t          answers[NGX_HTTP_MQTTAPI_ANSWERS];
+    ngx_uint_t                         nnotes;
+    ngx_http_mqttapi_note_t            notes[NGX_HTTP_MQTTAPI_NOTES];
+} ngx_http_mqttapi_table_t;
 
 
 static ngx_http_mqttapi_answer_t *ngx_http_mqttapi_answer_kept(
-    ngx_http_mqttapi_answers_t *as, ngx_str_t *action, ngx_uint_t lang,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *action, ngx_uint_t lang,
     ngx_str_t *code);
-static ngx_int_t ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a,
-    ngx_str_t *body, ngx_str_t *id, ngx_http_mqttapi_error_t *err);
-static u_char *ngx_http_mqttapi_answer_find(u_char *p, u_char *last,
-    u_char *s, size_t len);
-static ngx_int_t ngx_http_mqttapi_answer_copy(ngx_str_t *dst, ngx_str_t *src);
-static ngx_table_elt_t *ngx_http_mqttapi_keep_headers(ngx_http_request_t *r,
-    ngx_uint_t first, ngx_uint_t *n, ngx_http_mqttapi_hole_t *holes,
-    ngx_uint_t *nholes);
-static ngx_inline ngx_int_t ngx_http_mqttapi_push_kept(ngx_http_request_t *r,
-    ngx_table_elt_t *kept, ngx_uint_t n, ngx_http_mqttapi_hole_t *holes,
-    ngx_uint_t nholes, ngx_table_elt_t **at);
-static ngx_inline void ngx_http_mqttapi_answer_fill(ngx_table_elt_t *h,
-    ngx_uint_t hole, ngx_str_t *seconds, ngx_str_t *msec);
+static ngx_int_t ngx_http_mqttapi_keep(ngx_http_request_t *r,
+    ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
+    ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs, ngx_uint_t nstrs,
+    char *what, ngx_uint_t place);
+static ngx_int_t ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k,
+    ngx_str_t *text, ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs,
+    ngx_uint_t nstrs);
+static size_t ngx_http_mqttapi_body_len(ngx_http_mqttapi_kept_t *k,
+    ngx_str_t *values);
+static u_char *ngx_http_mqttapi_body_write(u_char *p,
+    ngx_http_mqttapi_kept_t *k, ngx_str_t *values);
+static ngx_int_t ngx_http_mqttapi_push_kept(ngx_http_request_t *r,
+    ngx_http_mqttapi_kept_t *k, ngx_str_t *values);
 
 
-static ngx_str_t  ngx_http_mqttapi_answer_retry_member =
-    ngx_string(",\"RetryAfter\":");
+static ngx_http_mqttapi_table_t  *ngx_http_mqttapi_table;
+
+
+ngx_int_t
+ngx_http_mqttapi_answer_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mqttapi_table = ngx_pcalloc(cycle->pool,
+                                         sizeof(ngx_http_mqttapi_table_t));
+    if (ngx_http_mqttapi_table == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 /*
@@ -142,27 +149,20 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
 {
     ngx_str_t                    name;
     ngx_uint_t                   lang;
+    ngx_http_mqttapi_table_t    *t;
     ngx_http_mqttapi_action_t   *action;
     ngx_http_mqttapi_answer_t   *a;
-    ngx_http_mqttapi_answers_t  *as;
 
-    if (lcf->host_id && lcf->host_id->lengths) {
+    t = ngx_http_mqttapi_table;
+
+    if (t == NULL || (lcf->host_id && lcf->host_id->lengths)
+        || code->len > NGX_HTTP_MQTTAPI_CODE_MAX_LEN)
+    {
         /* the HostId may differ from request to request */
         return NULL;
     }
 
     lang = ngx_http_mqttapi_negotiate_lang(r, lcf->catalog);
-
-    as = lcf->answers;
-
-    if (as == NULL) {
-        as = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_mqttapi_answers_t));
-        if (as == NULL) {
-            return NULL;
-        }
-
-        lcf->answers = as;
-    }
 
     /*
      * names of the catalog's actions compare exactly: a kept answer of an
@@ -171,58 +171,73 @@ ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
      */
 
     action = NULL;
+    a = NULL;
 
     if (ngx_http_mqttapi_request_action_name(r, &name) == NGX_OK) {
-        a = ngx_http_mqttapi_answer_kept(as, &name, lang, code);
-        if (a) {
-            return a;
-        }
+        a = ngx_http_mqttapi_answer_kept(lcf, &name, lang, code);
 
-        action = ngx_http_mqttapi_catalog_action(lcf->catalog, &name);
-    }
-
-    if (action == NULL) {
-        a = ngx_http_mqttapi_answer_kept(as, NULL, lang, code);
-        if (a) {
-            return a;
+        if (a == NULL) {
+            action = ngx_http_mqttapi_catalog_action(lcf->catalog, &name);
         }
     }
 
-    if (as->n == NGX_HTTP_MQTTAPI_ANSWERS) {
+    if (a == NULL && action == NULL) {
+        a = ngx_http_mqttapi_answer_kept(lcf, NULL, lang, code);
+    }
+
+    if (a) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: kept answer #%ui is %s",
+                       (ngx_uint_t) (a - t->answers),
+                       a->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY
+                       ? "ready" : "refused");
+
+        return (a->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY) ? a : NULL;
+    }
+
+    if (t->nanswers == NGX_HTTP_MQTTAPI_ANSWERS) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: no place left to keep an answer");
         return NULL;
     }
 
     /* the next free place; it counts once ngx_http_mqttapi_answer_keep() */
 
-    a = &as->a[as->n];
+    a = &t->answers[t->nanswers];
 
-    a->code = *code;
+    a->conf = lcf;
     a->action = action;
     a->lang = lang;
-    a->headers = NULL;
+    a->code_len = code->len;
+    ngx_memcpy(a->code, code->data, code->len);
+    a->kept.state = 0;
 
     return a;
 }
 
 
 /*
- * A kept answer for the code and the language, of the action so spelled
- * or, with action NULL, of no action.
+ * A kept answer of the location for the code and the language, of the
+ * action so spelled or, with action NULL, of no action.
  */
 
 static ngx_http_mqttapi_answer_t *
-ngx_http_mqttapi_answer_kept(ngx_http_mqttapi_answers_t *as,
+ngx_http_mqttapi_answer_kept(ngx_http_mqttapi_loc_conf_t *lcf,
     ngx_str_t *action, ngx_uint_t lang, ngx_str_t *code)
 {
     ngx_uint_t                  i;
+    ngx_http_mqttapi_table_t   *t;
     ngx_http_mqttapi_answer_t  *a;
 
-    for (i = 0; i < as->n; i++) {
-        a = &as->a[i];
+    t = ngx_http_mqttapi_table;
 
-        if (a->lang != lang
-            || a->code.len != code->len
-            || ngx_memcmp(a->code.data, code->data, code->len) != 0)
+    for (i = 0; i < t->nanswers; i++) {
+        a = &t->answers[i];
+
+        if (a->conf != lcf
+            || a->lang != lang
+            || a->code_len != code->len
+            || ngx_memcmp(a->code, code->data, code->len) != 0)
         {
             continue;
         }
@@ -249,71 +264,39 @@ ngx_http_mqttapi_answer_kept(ngx_http_mqttapi_answers_t *as,
 ngx_uint_t
 ngx_http_mqttapi_answer_ready(ngx_http_mqttapi_answer_t *a)
 {
-    return a->headers != NULL;
+    return a->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY;
 }
 
 
-/* how many response headers there are: the answer's come after them */
-
-ngx_uint_t
-ngx_http_mqttapi_answer_headers(ngx_http_request_t *r)
-{
-    ngx_uint_t        n;
-    ngx_list_part_t  *part;
-
-    n = 0;
-
-    for (part = &r->headers_out.headers.part; part; part = part->next) {
-        n += part->nelts;
-    }
-
-    return n;
-}
-
+/* the answer just rendered, with its template, kept in its free place */
 
 void
 ngx_http_mqttapi_answer_keep(ngx_http_request_t *r,
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_answer_t *a,
-    ngx_http_mqttapi_error_t *err, ngx_str_t *body, ngx_uint_t first)
+    ngx_http_mqttapi_answer_t *a, ngx_http_mqttapi_error_t *err,
+    ngx_str_t *body, ngx_http_mqttapi_template_t *tpl)
 {
-    ngx_str_t                          id;
-    ngx_table_elt_t                   *kh;
-    ngx_http_mqttapi_answers_t        *as;
+    ngx_str_t                  strs[2];
+    ngx_http_mqttapi_table_t  *t;
 
-    as = lcf->answers;
+    t = ngx_http_mqttapi_table;
 
-    if (a != &as->a[as->n]
-        || ngx_http_mqttapi_request_id(r, &id) != NGX_OK
-        || id.len == 0)
+    if (a != &t->answers[t->nanswers]) {
+        return;
+    }
+
+    t->nanswers++;
+
+    strs[0] = err->code;
+    strs[1] = err->param;
+
+    if (ngx_http_mqttapi_keep(r, &a->kept, body, tpl, strs, 2, "answer",
+                              a - t->answers)
+        == NGX_OK)
     {
-        return;
+        a->error = *err;
+        a->error.code = strs[0];
+        a->error.param = strs[1];
     }
-
-    if (ngx_http_mqttapi_answer_split(a, body, &id, err) != NGX_OK) {
-        return;
-    }
-
-    a->error = *err;
-
-    if (ngx_http_mqttapi_answer_copy(&a->code, &a->code) != NGX_OK
-        || ngx_http_mqttapi_answer_copy(&a->error.code, &err->code)
-           != NGX_OK
-        || ngx_http_mqttapi_answer_copy(&a->error.param, &err->param)
-           != NGX_OK)
-    {
-        return;
-    }
-
-    kh = ngx_http_mqttapi_keep_headers(r, first, &a->nheaders, a->holes,
-                                       &a->nholes);
-    if (kh == NULL) {
-        return;
-    }
-
-    /* ready */
-
-    a->headers = kh;
-    as->n++;
 }
 
 
@@ -322,13 +305,14 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     ngx_http_mqttapi_answer_t *a, ngx_http_mqttapi_error_t *err,
     ngx_str_t *body)
 {
-    u_char           *p;
-    size_t            len;
-    ngx_int_t         retry_after;
-    ngx_str_t         id, seconds, msec;
-    ngx_uint_t        i;
-    ngx_msec_t        retry_after_ms;
-    ngx_table_elt_t  *at[NGX_HTTP_MQTTAPI_HOLES];
+    u_char      *p;
+    ngx_int_t    retry_after;
+    ngx_str_t    values[4];
+    ngx_msec_t   retry_after_ms;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: answer from kept answer #%ui",
+                   (ngx_uint_t) (a - ngx_http_mqttapi_table->answers));
 
     /* the kept error, with this request's delay */
 
@@ -340,70 +324,41 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     err->retry_after = retry_after;
     err->retry_after_ms = retry_after_ms;
 
-    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    /* what stands in the holes: the RequestId, the delay in s and in ms */
 
-    /* the delay in seconds (the body and Retry-After) and in ms, the body */
+    ngx_str_null(&values[NGX_HTTP_MQTTAPI_HOLE_NONE]);
 
-    len = 2 * NGX_INT_T_LEN;
-
-    for (i = 0; i < a->nparts; i++) {
-        len += a->parts[i].text.len + ngx_max(id.len, NGX_INT_T_LEN);
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    seconds.data = p;
-    seconds.len = ngx_http_mqttapi_write_number(p, err->retry_after) - p;
-    p += seconds.len;
-
-    msec.data = p;
-    msec.len = ngx_http_mqttapi_write_number(p, (ngx_int_t) retry_after_ms)
-               - p;
-    p += msec.len;
-
-    body->data = p;
-
-    for (i = 0; i < a->nparts; i++) {
-        p = ngx_cpymem(p, a->parts[i].text.data, a->parts[i].text.len);
-
-        if (a->parts[i].hole == NGX_HTTP_MQTTAPI_HOLE_ID) {
-            p = ngx_cpymem(p, id.data, id.len);
-
-        } else if (a->parts[i].hole == NGX_HTTP_MQTTAPI_HOLE_SECONDS) {
-            p = ngx_cpymem(p, seconds.data, seconds.len);
-        }
-    }
-
-    body->len = p - body->data;
-
-    /* the headers, then the delays put in their holes */
-
-    if (ngx_http_mqttapi_push_kept(r, a->headers, a->nheaders, a->holes,
-                                   a->nholes, at)
+    if (ngx_http_mqttapi_request_id(r, &values[NGX_HTTP_MQTTAPI_HOLE_ID])
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < a->nholes; i++) {
-        ngx_http_mqttapi_answer_fill(at[i], a->holes[i].hole, &seconds,
-                                     &msec);
+    /* one allocation for the delays and the body, the delays at most */
+
+    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len = NGX_INT_T_LEN;
+    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len = NGX_INT_T_LEN;
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN
+                             + ngx_http_mqttapi_body_len(&a->kept, values));
+    if (p == NULL) {
+        return NGX_ERROR;
     }
 
-    return NGX_OK;
-}
+    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].data = p;
+    p = ngx_http_mqttapi_write_number(p, retry_after);
+    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len =
+                                p - values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].data;
 
+    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].data = p;
+    p = ngx_http_mqttapi_write_number(p, (ngx_int_t) retry_after_ms);
+    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len =
+                                   p - values[NGX_HTTP_MQTTAPI_HOLE_MSEC].data;
 
-static ngx_inline void
-ngx_http_mqttapi_answer_fill(ngx_table_elt_t *h, ngx_uint_t hole,
-    ngx_str_t *seconds, ngx_str_t *msec)
-{
-    h->value = (hole == NGX_HTTP_MQTTAPI_HOLE_MSEC) ? *msec : *seconds;
+    body->data = p;
+    body->len = ngx_http_mqttapi_body_write(p, &a->kept, values) - p;
+
+    return ngx_http_mqttapi_push_kept(r, &a->kept, values);
 }
 
 
@@ -419,48 +374,48 @@ ngx_http_mqttapi_note_get(ngx_http_request_t *r,
 {
     ngx_uint_t                 i;
     ngx_http_mqttapi_note_t   *n;
-    ngx_http_mqttapi_notes_t  *ns;
+    ngx_http_mqttapi_table_t  *t;
 
-    if (lcf->body != NGX_HTTP_MQTTAPI_BODY_AUGMENT
+    t = ngx_http_mqttapi_table;
+
+    if (t == NULL
+        || lcf->body != NGX_HTTP_MQTTAPI_BODY_AUGMENT
         || err->retryable || err->throttle || err->gateway || err->local)
     {
         return NULL;
     }
 
-    ns = lcf->notes;
+    for (i = 0; i < t->nnotes; i++) {
+        n = &t->notes[i];
 
-    if (ns == NULL) {
-        ns = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_mqttapi_notes_t));
-        if (ns == NULL) {
-            return NULL;
-        }
-
-        lcf->notes = ns;
-    }
-
-    for (i = 0; i < ns->n; i++) {
-        n = &ns->a[i];
-
-        if (n->entry == err->entry
+        if (n->conf == lcf
+            && n->entry == err->entry
             && n->lang == err->lang
             && n->upstream_status == err->upstream_status
-            && n->code.len == err->code.len
+            && n->code_len == err->code.len
             && n->category.len == err->category.len
-            && ngx_memcmp(n->code.data, err->code.data, err->code.len) == 0
+            && ngx_memcmp(n->code, err->code.data, err->code.len) == 0
             && ngx_memcmp(n->category.data, err->category.data,
                           err->category.len)
                == 0)
         {
-            return n;
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mqttapi: kept annotation #%ui is %s", i,
+                           n->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY
+                           ? "ready" : "refused");
+
+            return (n->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY) ? n : NULL;
         }
     }
 
-    if (ns->n == NGX_HTTP_MQTTAPI_NOTES) {
+    if (t->nnotes == NGX_HTTP_MQTTAPI_NOTES) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: no place left to keep an annotation");
         return NULL;
     }
 
-    n = &ns->a[ns->n];
-    n->headers = NULL;
+    n = &t->notes[t->nnotes];
+    n->kept.state = 0;
 
     return n;
 }
@@ -469,47 +424,47 @@ ngx_http_mqttapi_note_get(ngx_http_request_t *r,
 ngx_uint_t
 ngx_http_mqttapi_note_ready(ngx_http_mqttapi_note_t *n)
 {
-    return n->headers != NULL;
+    return n->kept.state == NGX_HTTP_MQTTAPI_KEPT_READY;
 }
 
 
-/* what the annotation added: the members, the headers after "first" */
+/*
+ * The annotation just rendered kept in its free place: the members added
+ * after the upstream's and the headers; the key is the error's, whose
+ * category is the catalog's or a fixed word, as long-lived as the table.
+ */
 
 void
 ngx_http_mqttapi_note_keep(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_note_t *n,
-    ngx_http_mqttapi_error_t *err, ngx_str_t *members, ngx_uint_t first)
+    ngx_http_mqttapi_error_t *err, ngx_http_mqttapi_template_t *tpl)
 {
-    ngx_table_elt_t           *kh;
-    ngx_http_mqttapi_notes_t  *ns;
+    ngx_http_mqttapi_table_t  *t;
 
-    ns = lcf->notes;
+    t = ngx_http_mqttapi_table;
 
-    if (n != &ns->a[ns->n]) {
+    if (n != &t->notes[t->nnotes] || err->code.len > sizeof(n->code)) {
         return;
     }
 
-    if (ngx_http_mqttapi_answer_copy(&n->code, &err->code) != NGX_OK
-        || ngx_http_mqttapi_answer_copy(&n->category, &err->category)
-           != NGX_OK
-        || ngx_http_mqttapi_answer_copy(&n->members, members) != NGX_OK)
-    {
-        return;
-    }
+    t->nnotes++;
 
+    n->conf = lcf;
     n->entry = err->entry;
+    n->category = err->category;
     n->lang = err->lang;
     n->upstream_status = err->upstream_status;
+    n->code_len = err->code.len;
+    ngx_memcpy(n->code, err->code.data, err->code.len);
 
-    kh = ngx_http_mqttapi_keep_headers(r, first, &n->nheaders, NULL, NULL);
-    if (kh == NULL) {
-        return;
+    /* an annotation has nothing of its own request: no holes */
+
+    if (tpl->nholes) {
+        tpl->overflow = 1;
     }
 
-    /* ready */
-
-    n->headers = kh;
-    ns->n++;
+    (void) ngx_http_mqttapi_keep(r, &n->kept, &tpl->added, tpl, NULL, 0,
+                                 "annotation", n - t->notes);
 }
 
 
@@ -517,262 +472,214 @@ ngx_int_t
 ngx_http_mqttapi_note_make(ngx_http_request_t *r, ngx_http_mqttapi_note_t *n,
     ngx_http_mqttapi_error_t *err, ngx_str_t *body)
 {
-    if (ngx_http_mqttapi_render_kept(r, err, body, &n->members) != NGX_OK) {
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: annotation from kept annotation #%ui",
+                   (ngx_uint_t) (n - ngx_http_mqttapi_table->notes));
+
+    if (ngx_http_mqttapi_render_kept(r, err, body, &n->kept.parts[0].text)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_http_mqttapi_push_kept(r, n->headers, n->nheaders, NULL, 0,
-                                      NULL);
+    return ngx_http_mqttapi_push_kept(r, &n->kept, NULL);
 }
 
 
 /*
- * The response headers after the first "first", copied to the cycle pool,
- * and which of them are delays ("holes"; with holes NULL, a delay makes
- * them not kept).
+ * Keeps "text" cut at the template's holes, the headers of the template
+ * that are still live, and copies of "strs" (pointed at the copies), in
+ * one allocation for the worker's lifetime; or marks the place refused.
  */
 
-static ngx_table_elt_t *
-ngx_http_mqttapi_keep_headers(ngx_http_request_t *r, ngx_uint_t first,
-    ngx_uint_t *n, ngx_http_mqttapi_hole_t *holes, ngx_uint_t *nholes)
+static ngx_int_t
+ngx_http_mqttapi_keep(ngx_http_request_t *r, ngx_http_mqttapi_kept_t *k,
+    ngx_str_t *text, ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs,
+    ngx_uint_t nstrs, char *what, ngx_uint_t place)
 {
-    ngx_uint_t        i, hole;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *kh;
+    ngx_int_t  rc;
 
-    i = ngx_http_mqttapi_answer_headers(r) - first;
+    rc = ngx_http_mqttapi_keep_text(k, text, tpl, strs, nstrs);
 
-    kh = ngx_palloc(ngx_cycle->pool, (i ? i : 1) * sizeof(ngx_table_elt_t));
-    if (kh == NULL) {
-        return NULL;
+    if (rc != NGX_OK) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: %s #%ui cannot be kept", what, place);
+
+        k->state = NGX_HTTP_MQTTAPI_KEPT_REFUSED;
+        return rc;
     }
 
-    *n = 0;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: %s kept as #%ui, %ui parts", what, place,
+                   k->nparts);
 
-    if (nholes) {
-        *nholes = 0;
+    k->state = NGX_HTTP_MQTTAPI_KEPT_READY;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
+    ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs, ngx_uint_t nstrs)
+{
+    u_char                          *p;
+    size_t                           len, at, end;
+    ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
+    ngx_http_mqttapi_part_t         *part;
+    ngx_http_mqttapi_kept_header_t  *kh;
+
+    if (tpl->overflow) {
+        return NGX_DECLINED;
     }
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    len = tpl->nheaders * sizeof(ngx_http_mqttapi_kept_header_t) + text->len;
+    at = 0;
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (first) {
-            first--;
-            continue;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        hole = ngx_http_mqttapi_delay_header(&h[i]);
-
-        if (hole != NGX_HTTP_MQTTAPI_HOLE_NONE) {
-            if (holes == NULL || *nholes == NGX_HTTP_MQTTAPI_HOLES) {
-                return NULL;
-            }
-
-            holes[*nholes].header = *n;
-            holes[*nholes].hole = hole;
-            (*nholes)++;
-        }
-
-        ngx_memzero(&kh[*n], sizeof(ngx_table_elt_t));
-        kh[*n].hash = 1;
-
-        if (ngx_http_mqttapi_answer_copy(&kh[*n].key, &h[i].key) != NGX_OK
-            || ngx_http_mqttapi_answer_copy(&kh[*n].value, &h[i].value)
-               != NGX_OK)
+    for (i = 0; i < tpl->nholes; i++) {
+        if (tpl->holes[i].at < at
+            || tpl->holes[i].at + tpl->holes[i].len > text->len)
         {
-            return NULL;
+            return NGX_DECLINED;
         }
 
-        (*n)++;
+        at = tpl->holes[i].at + tpl->holes[i].len;
     }
 
-    return kh;
-}
-
-
-/*
- * Kept headers pushed: copied at once into the list's last part when they
- * fit there, as ngx_list_push() would have placed them, else one by one;
- * at[] gets where the holes are.
- */
-
-static ngx_inline ngx_int_t
-ngx_http_mqttapi_push_kept(ngx_http_request_t *r, ngx_table_elt_t *kept,
-    ngx_uint_t n, ngx_http_mqttapi_hole_t *holes, ngx_uint_t nholes,
-    ngx_table_elt_t **at)
-{
-    ngx_uint_t        i, j;
-    ngx_list_t       *list;
-    ngx_table_elt_t  *h;
-
-    list = &r->headers_out.headers;
-
-    if (list->size == sizeof(ngx_table_elt_t)
-        && list->nalloc - list->last->nelts >= n)
-    {
-        h = (ngx_table_elt_t *) list->last->elts + list->last->nelts;
-        list->last->nelts += n;
-
-        ngx_memcpy(h, kept, n * sizeof(ngx_table_elt_t));
-
-        for (j = 0; j < nholes; j++) {
-            at[j] = &h[holes[j].header];
-        }
-
-        return NGX_OK;
+    for (i = 0; i < tpl->nheaders; i++) {
+        h = tpl->headers[i];
+        len += h->key.len + h->value.len;
     }
 
-    j = 0;
+    for (i = 0; i < nstrs; i++) {
+        len += strs[i].len;
+    }
 
-    for (i = 0; i < n; i++) {
-        h = ngx_list_push(list);
-        if (h == NULL) {
-            return NGX_ERROR;
+    p = ngx_alloc(len ? len : 1, ngx_cycle->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    k->headers = (ngx_http_mqttapi_kept_header_t *) p;
+    p += tpl->nheaders * sizeof(ngx_http_mqttapi_kept_header_t);
+
+    /* the text: a part before each hole, and the rest */
+
+    at = 0;
+    k->nparts = 0;
+
+    for (i = 0; i <= tpl->nholes; i++) {
+        end = (i < tpl->nholes) ? tpl->holes[i].at : text->len;
+
+        part = &k->parts[k->nparts++];
+        part->text.data = p;
+        part->text.len = end - at;
+        part->hole = (i < tpl->nholes) ? tpl->holes[i].hole
+                                       : NGX_HTTP_MQTTAPI_HOLE_NONE;
+
+        p = ngx_cpymem(p, text->data + at, end - at);
+
+        if (i < tpl->nholes) {
+            at = end + tpl->holes[i].len;
+        }
+    }
+
+    /* the headers, but those hidden since they were pushed */
+
+    k->nheaders = 0;
+
+    for (i = 0; i < tpl->nheaders; i++) {
+        h = tpl->headers[i];
+
+        if (h->hash == 0) {
+            continue;
         }
 
-        *h = kept[i];
+        kh = &k->headers[k->nheaders++];
 
-        if (j < nholes && holes[j].header == i) {
-            at[j++] = h;
-        }
+        kh->hole = tpl->header_holes[i];
+
+        ngx_memzero(&kh->header, sizeof(ngx_table_elt_t));
+        kh->header.hash = 1;
+
+        kh->header.key.data = p;
+        kh->header.key.len = h->key.len;
+        p = ngx_cpymem(p, h->key.data, h->key.len);
+
+        kh->header.value.data = p;
+        kh->header.value.len = h->value.len;
+        p = ngx_cpymem(p, h->value.data, h->value.len);
+    }
+
+    for (i = 0; i < nstrs; i++) {
+        ngx_memcpy(p, strs[i].data, strs[i].len);
+        strs[i].data = p;
+        p += strs[i].len;
     }
 
     return NGX_OK;
 }
 
 
-/*
- * The body as parts: text, then the RequestId (every place it stands) or
- * the RetryAfter value.  A quote inside a JSON string is escaped, so
- * ',"RetryAfter":' stands only before the member's value.
- */
-
-static ngx_int_t
-ngx_http_mqttapi_answer_split(ngx_http_mqttapi_answer_t *a, ngx_str_t *body,
-    ngx_str_t *id, ngx_http_mqttapi_error_t *err)
+static size_t
+ngx_http_mqttapi_body_len(ngx_http_mqttapi_kept_t *k, ngx_str_t *values)
 {
-    u_char     *p, *last, *at, *retry, *q, digits[NGX_INT_T_LEN];
     size_t      len;
-    ngx_str_t   text, *m;
+    ngx_uint_t  i;
 
-    m = &ngx_http_mqttapi_answer_retry_member;
     len = 0;
 
-    p = body->data;
-    last = body->data + body->len;
-
-    retry = ngx_http_mqttapi_answer_find(p, last, m->data, m->len);
-
-    if (retry) {
-        retry += m->len;
-
-        len = ngx_http_mqttapi_write_number(digits, err->retry_after) - digits;
-
-        if ((size_t) (last - retry) < len
-            || ngx_memcmp(retry, digits, len) != 0
-            || (retry + len < last && retry[len] >= '0' && retry[len] <= '9'))
-        {
-            return NGX_DECLINED;
-        }
+    for (i = 0; i < k->nparts; i++) {
+        len += k->parts[i].text.len + values[k->parts[i].hole].len;
     }
 
-    a->nparts = 0;
-
-    for ( ;; ) {
-
-        if (a->nparts == NGX_HTTP_MQTTAPI_PARTS) {
-            return NGX_DECLINED;
-        }
-
-        at = ngx_http_mqttapi_answer_find(p, last, id->data, id->len);
-
-        if (retry && retry >= p && (at == NULL || retry < at)) {
-            q = retry;
-            a->parts[a->nparts].hole = NGX_HTTP_MQTTAPI_HOLE_SECONDS;
-
-        } else if (at) {
-            q = at;
-            a->parts[a->nparts].hole = NGX_HTTP_MQTTAPI_HOLE_ID;
-
-        } else {
-            q = last;
-            a->parts[a->nparts].hole = NGX_HTTP_MQTTAPI_HOLE_NONE;
-        }
-
-        text.data = p;
-        text.len = q - p;
-
-        if (ngx_http_mqttapi_answer_copy(&a->parts[a->nparts].text, &text)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        switch (a->parts[a->nparts++].hole) {
-
-        case NGX_HTTP_MQTTAPI_HOLE_SECONDS:
-            p = q + len;
-            break;
-
-        case NGX_HTTP_MQTTAPI_HOLE_ID:
-            p = q + id->len;
-            break;
-
-        default: /* NGX_HTTP_MQTTAPI_HOLE_NONE */
-            return NGX_OK;
-        }
-    }
+    return len;
 }
 
 
 static u_char *
-ngx_http_mqttapi_answer_find(u_char *p, u_char *last, u_char *s, size_t len)
+ngx_http_mqttapi_body_write(u_char *p, ngx_http_mqttapi_kept_t *k,
+    ngx_str_t *values)
 {
-    for ( /* void */ ; p + len <= last; p++) {
-        if (*p == *s && ngx_memcmp(p, s, len) == 0) {
-            return p;
-        }
+    ngx_uint_t  i;
+    ngx_str_t  *v;
+
+    for (i = 0; i < k->nparts; i++) {
+        p = ngx_cpymem(p, k->parts[i].text.data, k->parts[i].text.len);
+
+        v = &values[k->parts[i].hole];
+        p = ngx_cpymem(p, v->data, v->len);
     }
 
-    return NULL;
+    return p;
 }
 
 
+/* the kept headers pushed, with "values" in their holes */
+
 static ngx_int_t
-ngx_http_mqttapi_answer_copy(ngx_str_t *dst, ngx_str_t *src)
+ngx_http_mqttapi_push_kept(ngx_http_request_t *r, ngx_http_mqttapi_kept_t *k,
+    ngx_str_t *values)
 {
-    u_char  *p;
+    ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
+    ngx_http_mqttapi_kept_header_t  *kh;
 
-    if (src->len == 0) {
-        ngx_str_null(dst);
-        return NGX_OK;
+    for (i = 0; i < k->nheaders; i++) {
+        kh = &k->headers[i];
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = kh->header;
+
+        if (kh->hole != NGX_HTTP_MQTTAPI_HOLE_NONE && values) {
+            h->value = values[kh->hole];
+        }
     }
-
-    p = ngx_pnalloc(ngx_cycle->pool, src->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, src->data, src->len);
-
-    dst->data = p;
-    dst->len = src->len;
 
     return NGX_OK;
 }

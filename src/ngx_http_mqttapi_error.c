@@ -24,6 +24,7 @@ static ngx_str_t  ngx_http_mqttapi_unknown = ngx_string("unknown");
 
 
 static ngx_int_t ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_mqttapi_retryable_status(ngx_uint_t status);
 
 
 ngx_int_t
@@ -31,7 +32,7 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
     ngx_http_mqttapi_catalog_t *catalog, ngx_http_mqttapi_error_t *err,
     ngx_str_t *code, ngx_http_mqttapi_entry_t *entry)
 {
-    ngx_int_t                   delay;
+    ngx_int_t                   delay, dflt;
     ngx_http_mqttapi_action_t  *action;
 
     err->entry = entry;
@@ -87,10 +88,25 @@ ngx_http_mqttapi_error_resolve(ngx_http_request_t *r,
 
     err->upstream_delay = (delay >= 0) ? delay : -1;
 
-    if (entry && entry->retryable) {
-        err->retryable = 1;
+    if (entry) {
+        err->retryable = entry->retryable;
         err->throttle = entry->throttle;
-        err->retry_after = (delay >= 0) ? delay : entry->retry_after;
+        dflt = entry->retry_after;
+
+    } else {
+        /* a code the catalog does not know: what the status says */
+        err->retryable = ngx_http_mqttapi_retryable_status(
+                                                    r->headers_out.status);
+        dflt = 1;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: code \"%V\" %s, retryable: %ui, delay: %i",
+                   &err->code, entry ? "in the catalog" : "unknown",
+                   (ngx_uint_t) err->retryable, delay);
+
+    if (err->retryable) {
+        err->retry_after = (delay >= 0) ? delay : dflt;
 
         if (delay != NGX_DECLINED) {
             err->upstream_retry_after = 1;
@@ -134,4 +150,23 @@ ngx_http_mqttapi_upstream_retry_after(ngx_http_request_t *r)
     }
 
     return (n >= 0 && n <= 86400) ? n : NGX_ERROR;
+}
+
+
+/* whether an error of this status is worth retrying as it stands */
+
+static ngx_uint_t
+ngx_http_mqttapi_retryable_status(ngx_uint_t status)
+{
+    switch (status) {
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+    case NGX_HTTP_BAD_GATEWAY:
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return 1;
+
+    default:
+        return 0;
+    }
 }

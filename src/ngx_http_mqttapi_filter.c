@@ -20,9 +20,10 @@
  * Deciding: the header and body filters.  An error response of the main
  * request (status 400-599, not HEAD, not encoded, not known to be over
  * mqttapi_max_body_size) has its header held back and its body copied
- * until the last buffer; then it is annotated (JSON with a string "Code"),
- * normalized into the envelope (anything else that is not JSON), or sent
- * on unchanged (unparsable JSON, or over the limit mid-stream).  Nothing
+ * until the last buffer; then it is annotated (a JSON object with a string
+ * "Code", whatever the upstream's content type says), normalized into the
+ * envelope (anything else that is not JSON by its type), or sent on
+ * unchanged (unparsable JSON, or over the limit mid-stream).  Nothing
  * else is touched: success responses never reach the body collection.
  */
 
@@ -35,6 +36,19 @@ static ngx_int_t ngx_http_mqttapi_collect(ngx_http_request_t *r,
     ngx_buf_t *b);
 static ngx_int_t ngx_http_mqttapi_finish(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_uint_t aborted);
+static void ngx_http_mqttapi_aborted(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx);
+static ngx_int_t ngx_http_mqttapi_parse(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_str_t *body, ngx_str_t *code,
+    json_t **obj);
+static ngx_int_t ngx_http_mqttapi_resolve(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_loc_conf_t *lcf,
+    ngx_str_t *code);
+static ngx_int_t ngx_http_mqttapi_annotate(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_loc_conf_t *lcf,
+    json_t *obj, ngx_str_t *body);
+static ngx_int_t ngx_http_mqttapi_fail(ngx_http_request_t *r,
+    ngx_http_mqttapi_ctx_t *ctx);
 static void ngx_http_mqttapi_upstream_finalize(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_mqttapi_pass(ngx_http_request_t *r,
@@ -126,6 +140,10 @@ ngx_http_mqttapi_header_filter(ngx_http_request_t *r)
         reason = "a body over mqttapi_max_body_size";
         ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_TOO_LARGE);
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: status %ui, %s", r->headers_out.status,
+                   reason ? "not inspected" : "collecting the body");
 
     if (reason) {
         /* not inspected: for the back-off, a clean answer */
@@ -220,7 +238,7 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         rc = ngx_http_mqttapi_collect(r, ctx, lcf, b);
 
         if (rc == NGX_ERROR) {
-            return NGX_ERROR;
+            return ngx_http_mqttapi_fail(r, ctx);
         }
 
         if (rc == NGX_DECLINED) {
@@ -235,6 +253,9 @@ ngx_http_mqttapi_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (b->last_buf || b->last_in_chain) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mqttapi: the whole body, %uz bytes", ctx->len);
+
             return ngx_http_mqttapi_finish(r, ctx, 0);
         }
 
@@ -321,15 +342,9 @@ static ngx_int_t
 ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     ngx_uint_t aborted)
 {
-    u_char                       *p;
+    json_t                       *obj;
     ngx_int_t                     rc;
-    ngx_str_t                     body, code, added;
-    ngx_uint_t                    first;
-    json_t                       *obj, *v;
-    json_error_t                  jerr;
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_mqttapi_note_t      *note;
-    ngx_http_mqttapi_entry_t     *gateway;
+    ngx_str_t                     body, code;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
     lcf = ngx_http_mqttapi_filter_conf(r);
@@ -337,112 +352,199 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     body.data = ctx->buf;
     body.len = ctx->len;
 
-    obj = NULL;
-    gateway = NULL;
-
     if (aborted) {
-        /*
-         * what came so far is not an answer: the gateway reports it, as
-         * a timeout when the upstream's read timed out, else (closed,
-         * reset) as a failed upstream
-         */
-
-        r->keepalive = 0;
-        r->headers_out.status = ctx->upstream_timedout
-                                ? NGX_HTTP_GATEWAY_TIME_OUT
-                                : NGX_HTTP_BAD_GATEWAY;
-        r->headers_out.status_line.len = 0;
-
-        ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
-        ctx->json = 0;
+        ngx_http_mqttapi_aborted(r, ctx);
     }
 
-    if (ctx->json) {
+    rc = ngx_http_mqttapi_parse(r, ctx, &body, &code, &obj);
 
-        /* an empty body says nothing: it is normalized like a non-JSON one */
+    if (rc == NGX_ERROR) {
+        return ngx_http_mqttapi_fail(r, ctx);
+    }
 
-        for (p = body.data; p < body.data + body.len; p++) {
-            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-                break;
-            }
-        }
+    if (rc == NGX_DONE) {
+        return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
+    }
 
-        if (p == body.data + body.len) {
-            ctx->json = 0;
+    rc = ngx_http_mqttapi_resolve(r, ctx, lcf, (rc == NGX_OK) ? &code : NULL);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_mqttapi_fail(r, ctx);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mqttapi_pass(r, ctx, NULL,
+                                     "no gateway code for the status");
+    }
+
+    if (ngx_http_mqttapi_annotate(r, ctx, lcf, obj, &body) != NGX_OK) {
+        return ngx_http_mqttapi_fail(r, ctx);
+    }
+
+    ngx_http_mqttapi_stats_response(r, lcf, &ctx->error);
+
+    ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
+    ctx->annotated = 1;
+
+    return ngx_http_mqttapi_send(r, &body);
+}
+
+
+/*
+ * What came before the upstream failed mid-body is not an answer: the
+ * gateway reports it, as a timeout when the upstream's read timed out,
+ * else (closed, reset) as a failed upstream.
+ */
+
+static void
+ngx_http_mqttapi_aborted(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: the upstream failed mid-body, timed out: %ui",
+                   (ngx_uint_t) ctx->upstream_timedout);
+
+    r->keepalive = 0;
+    r->headers_out.status = ctx->upstream_timedout
+                            ? NGX_HTTP_GATEWAY_TIME_OUT
+                            : NGX_HTTP_BAD_GATEWAY;
+    r->headers_out.status_line.len = 0;
+
+    ctx->origin = NGX_HTTP_MQTTAPI_GW_NGINX;
+    ctx->json = 0;
+}
+
+
+/*
+ * The collected body read: NGX_OK, an error object with a string "Code"
+ * (in *code; *obj as ngx_http_mqttapi_json_fast() says); NGX_DECLINED,
+ * not such an object, to be normalized into the envelope; NGX_DONE, JSON
+ * by its type that is not such an object, passed through unchanged.  A
+ * body of the upstream under another type (HTML, text, none) is read as
+ * JSON too when it looks like an object: the SDKs read every error body
+ * whatever its type.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_parse(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_str_t *body, ngx_str_t *code, json_t **obj)
+{
+    u_char              *p, *last;
+    json_t              *v;
+    ngx_int_t            rc;
+    json_error_t         jerr;
+    ngx_pool_cleanup_t  *cln;
+
+    *obj = NULL;
+
+    last = body->data + body->len;
+
+    for (p = body->data; p < last; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            break;
         }
     }
 
-    if (ctx->json) {
+    /* an empty body says nothing, whatever its type */
 
-        /* the common body without jansson; anything else with it */
+    if (p == last
+        || (!ctx->json
+            && (ctx->origin != NGX_HTTP_MQTTAPI_GW_UPSTREAM || *p != '{')))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: not a JSON error body");
+        return NGX_DECLINED;
+    }
 
-        rc = ngx_http_mqttapi_json_fast(r, &body, &code, &obj);
+    /* the common body without jansson; anything else with it */
 
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
+    rc = ngx_http_mqttapi_json_fast(r, body, code, obj);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: fast scan: %i, JSON type: %ui",
+                   rc, (ngx_uint_t) ctx->json);
+
+    if (rc != NGX_DECLINED) {
+        goto parsed;
+    }
+
+    *obj = json_loadb((char *) body->data, body->len,
+                      JSON_REJECT_DUPLICATES, &jerr);
+
+    if (*obj == NULL) {
+        if (!ctx->json) {
+            return NGX_DECLINED;
         }
 
-        if (rc == NGX_DECLINED) {
-            obj = json_loadb((char *) body.data, body.len,
-                             JSON_REJECT_DUPLICATES, &jerr);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mqttapi: passing through an unparsable error "
+                      "body: %s at byte %d", jerr.text, jerr.position);
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_UNPARSABLE);
+        return NGX_DONE;
+    }
 
-            if (obj == NULL) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "mqttapi: passing through an unparsable error "
-                              "body: %s at byte %d", jerr.text, jerr.position);
-                ngx_http_mqttapi_stats_pass(r,
-                                            NGX_HTTP_MQTTAPI_PASS_UNPARSABLE);
-                return ngx_http_mqttapi_pass(r, ctx, NULL, NULL);
-            }
-        }
+    v = json_object_get(*obj, "Code");
 
-        if (obj) {
-            cln = ngx_pool_cleanup_add(r->pool, 0);
-            if (cln == NULL) {
-                json_decref(obj);
-                return NGX_ERROR;
-            }
+    if (json_is_string(v)) {
+        code->data = (u_char *) json_string_value(v);
+        code->len = json_string_length(v);
+        rc = NGX_OK;
 
-            cln->handler = ngx_http_mqttapi_json_cleanup;
-            cln->data = obj;
-        }
-
-        if (rc == NGX_DECLINED) {
-            v = json_object_get(obj, "Code");
-
-            if (!json_is_string(v)) {
-                ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NO_CODE);
-                return ngx_http_mqttapi_pass(r, ctx, NULL,
-                                             "the error body is not an object "
-                                             "with a string \"Code\"");
-            }
-
-            code.data = (u_char *) json_string_value(v);
-            code.len = json_string_length(v);
-        }
-
-        if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, &ctx->error,
-                                           &code, NULL)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    } else if (ctx->json) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mqttapi: passing through an error response: "
+                      "the error body is not an object with a string "
+                      "\"Code\"");
+        ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NO_CODE);
+        rc = NGX_DONE;
 
     } else {
+        rc = NGX_DECLINED;
+    }
+
+parsed:
+
+    if (*obj) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            json_decref(*obj);
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_mqttapi_json_cleanup;
+        cln->data = *obj;
+    }
+
+    return rc;
+}
+
+
+/*
+ * What the gateway says of the error: of the upstream's code, or (code
+ * NULL) of the gateway's code for the status; NGX_DECLINED: there is none.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_resolve(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code)
+{
+    ngx_http_mqttapi_entry_t  *gateway;
+
+    gateway = NULL;
+
+    if (code == NULL) {
         gateway = ngx_http_mqttapi_catalog_gateway(lcf->catalog, ctx->origin,
                                                    r->headers_out.status);
         if (gateway == NULL) {
             ngx_http_mqttapi_stats_pass(r, NGX_HTTP_MQTTAPI_PASS_NOT_JSON);
-            return ngx_http_mqttapi_pass(r, ctx, NULL,
-                                         "no gateway code for the status");
+            return NGX_DECLINED;
         }
+    }
 
-        if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, &ctx->error,
-                                           NULL, gateway)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, &ctx->error, code,
+                                       gateway)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     ngx_http_mqttapi_throttle_observe(r, ctx, &ctx->error);
@@ -455,70 +557,93 @@ ngx_http_mqttapi_finish(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
         ctx->error.status = ctx->error.entry->mapped_status;
     }
 
-    /* the body has the OpenAPI's members only: maybe annotated before */
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: error \"%V\", category \"%V\", status %ui",
+                   &ctx->error.code, &ctx->error.category,
+                   ctx->error.status);
 
+    return NGX_OK;
+}
+
+
+/*
+ * The headers and the body of the resolved error: an annotation kept
+ * before when there is one for it, else rendered (and kept if it may be).
+ * A body with only the OpenAPI's members (the fast scan left *obj NULL)
+ * may have been annotated before.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_annotate(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_loc_conf_t *lcf, json_t *obj, ngx_str_t *body)
+{
+    ngx_int_t                     rc;
+    ngx_http_mqttapi_error_t     *err;
+    ngx_http_mqttapi_note_t      *note;
+    ngx_http_mqttapi_template_t   tpl, *t;
+
+    err = &ctx->error;
     note = NULL;
-    first = 0;
+    t = NULL;
 
     if (ctx->json && obj == NULL) {
-        note = ngx_http_mqttapi_note_get(r, lcf, &ctx->error);
-
-        if (note && ngx_http_mqttapi_note_ready(note)) {
-            if (ngx_http_mqttapi_note_make(r, note, &ctx->error, &body)
-                != NGX_OK
-                || ngx_http_mqttapi_set_body_headers(r, lcf, body.len, 1)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            goto done;
-        }
-
-        first = ngx_http_mqttapi_answer_headers(r);
+        note = ngx_http_mqttapi_note_get(r, lcf, err);
     }
 
-    ngx_str_null(&added);
+    if (note && ngx_http_mqttapi_note_ready(note)) {
+        if (ngx_http_mqttapi_note_make(r, note, err, body) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_mqttapi_set_body_headers(r, lcf, body->len, 1);
+    }
+
+    if (note) {
+        ngx_memzero(&tpl, sizeof(ngx_http_mqttapi_template_t));
+        t = &tpl;
+    }
 
     if (lcf->body != NGX_HTTP_MQTTAPI_BODY_OFF) {
 
-        if (gateway) {
-            if (ngx_http_mqttapi_render_envelope(r, lcf, &ctx->error, &body)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        if (err->gateway) {
+            rc = ngx_http_mqttapi_render_envelope(r, lcf, err, body, t);
 
-        } else if (ngx_http_mqttapi_render_body(r, lcf, &ctx->error, obj,
-                                                &body, &added)
-                   != NGX_OK)
-        {
-            return NGX_ERROR;
+        } else {
+            rc = ngx_http_mqttapi_render_body(r, lcf, err, obj, body, t);
         }
 
-        if (ngx_http_mqttapi_set_body_headers(r, lcf, body.len, ctx->json)
-            != NGX_OK)
+        if (rc != NGX_OK
+            || ngx_http_mqttapi_set_body_headers(r, lcf, body->len, ctx->json)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
-    if (ngx_http_mqttapi_render_headers(r, lcf, &ctx->error) != NGX_OK) {
+    if (ngx_http_mqttapi_render_headers(r, lcf, err, t) != NGX_OK) {
         return NGX_ERROR;
     }
 
     if (note) {
-        ngx_http_mqttapi_note_keep(r, lcf, note, &ctx->error, &added, first);
+        ngx_http_mqttapi_note_keep(r, lcf, note, err, t);
     }
 
-done:
+    return NGX_OK;
+}
 
-    ngx_http_mqttapi_stats_response(r, lcf, &ctx->error);
 
-    ctx->state = NGX_HTTP_MQTTAPI_STATE_DONE;
-    ctx->annotated = 1;
+/*
+ * The response cannot be made: nginx's own 500 instead, sent on as it
+ * is, as the XSLT filter does.
+ */
 
-    return ngx_http_mqttapi_send(r, &body);
+static ngx_int_t
+ngx_http_mqttapi_fail(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx)
+{
+    ctx->state = NGX_HTTP_MQTTAPI_STATE_PASS;
+
+    return ngx_http_filter_finalize_request(r, &ngx_http_mqttapi_module,
+                                            NGX_HTTP_INTERNAL_SERVER_ERROR);
 }
 
 
@@ -563,6 +688,9 @@ ngx_http_mqttapi_pass(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
                       "mqttapi: passing through an error response: %s",
                       reason);
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: passing through, %uz bytes collected", ctx->len);
 
     ctx->state = NGX_HTTP_MQTTAPI_STATE_PASS;
 

@@ -20,8 +20,8 @@
 /*
  * Whether the "len" bytes at "p" are those at "s", case-insensitively.
  * Clients and the upstream mostly send names as spelled in the
- * configuration or the API, so a memcmp() first (a few instructions a
- * call) and ngx_strncasecmp() (a dozen a byte) only when that fails.
+ * configuration or the API, so a memcmp() first and ngx_strncasecmp(),
+ * which folds every byte, only when that fails.
  */
 
 static ngx_inline ngx_uint_t

@@ -24,20 +24,21 @@ static ngx_inline u_char *ngx_http_mqttapi_json_skip_ws(u_char *p,
     u_char *last);
 static ngx_inline u_char *ngx_http_mqttapi_json_plain(u_char *p,
     u_char *last);
+static size_t ngx_http_mqttapi_utf8_len(u_char *p, u_char *last);
 
 
 /*
- * The common error body without jansson, whose per-byte lexer costs about
- * 50,000 instructions for a 340-byte body, several times the rest of the
- * annotation.  Understood here: a flat JSON object whose members are
- * ASCII strings (two-character escapes only), integers of up to 18 digits
- * or decimals without exponent, true, false and null, with a string
- * "Code" without escapes, and no duplicate member.  Anything else (nested
- * values, \u escapes, bytes over 0x7f, exponents, long numbers, more than
- * NGX_HTTP_MQTTAPI_FAST_MEMBERS members, any syntax error) is declined and
- * goes to json_loadb(): every body accepted here is one that jansson
- * accepts with the same "Code", and whatever is annotated or passed
- * through is decided exactly as before.
+ * The common error body without jansson, whose per-byte lexer costs
+ * several times the rest of the annotation.  Understood here: a flat JSON
+ * object whose members are ASCII strings (two-character escapes only),
+ * integers of up to 18 digits or decimals without exponent, true, false
+ * and null, with a string "Code" without escapes, and no duplicate
+ * member.  Anything else (nested values, \u escapes, bytes over 0x7f,
+ * exponents, long numbers, more than NGX_HTTP_MQTTAPI_FAST_MEMBERS
+ * members, any syntax error) is declined and goes to json_loadb(): every
+ * body accepted here is one that jansson accepts with the same "Code",
+ * and whatever is annotated or passed through is decided as jansson
+ * would have it.
  *
  * *obj is what the rendering checks "never overwrite an upstream member"
  * against: NULL when the members are only the OpenAPI's own (RequestId,
@@ -428,4 +429,108 @@ ngx_http_mqttapi_json_skip_ws(u_char *p, u_char *last)
     }
 
     return p;
+}
+
+
+/*
+ * "src" as a JSON string literal, quotes included, for any bytes: '"',
+ * '\\' and controls escaped as ngx_escape_json() does, and every byte
+ * that does not begin a valid UTF-8 sequence written as U+FFFD, so that
+ * what a client or a variable supplied never makes a body that strict
+ * parsers refuse.
+ */
+
+ngx_int_t
+ngx_http_mqttapi_json_quote(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
+{
+    u_char  *p, *s, *run, *last;
+    size_t   n;
+
+    static u_char  replacement[] = "\xef\xbf\xbd";
+
+    /* at most six bytes a byte: "\u001f" */
+
+    p = ngx_pnalloc(pool, 2 + 6 * src->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->data = p;
+    *p++ = '"';
+
+    s = src->data;
+    last = s + src->len;
+
+    while (s < last) {
+
+        for (run = s; s < last; s += n) {
+            n = ngx_http_mqttapi_utf8_len(s, last);
+            if (n == 0) {
+                break;
+            }
+        }
+
+        p = (u_char *) ngx_escape_json(p, run, s - run);
+
+        if (s < last) {
+            p = ngx_cpymem(p, replacement, sizeof(replacement) - 1);
+            s++;
+        }
+    }
+
+    *p++ = '"';
+    dst->len = p - dst->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The length of the valid UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.
+ */
+
+static size_t
+ngx_http_mqttapi_utf8_len(u_char *p, u_char *last)
+{
+    size_t  n, i;
+    u_char  c, lo, hi;
+
+    c = *p;
+
+    if (c < 0x80) {
+        return 1;
+    }
+
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = (c == 0xe0) ? 0xa0 : 0x80;
+        hi = (c == 0xed) ? 0x9f : 0xbf;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = (c == 0xf0) ? 0x90 : 0x80;
+        hi = (c == 0xf4) ? 0x8f : 0xbf;
+
+    } else {
+        return 0;
+    }
+
+    if ((size_t) (last - p) < n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return n;
 }

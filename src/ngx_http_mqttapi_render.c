@@ -7,6 +7,7 @@
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_id.h"
+#include "ngx_http_mqttapi_json.h"
 #include "ngx_http_mqttapi_render.h"
 
 
@@ -17,7 +18,10 @@
  * "problem", the RFC 9457 members after its opening one).  Catalog texts
  * are JSON string literals prepared at configuration time; everything
  * that reaches a header is either catalog text checked at load time or a
- * code that passed ngx_http_mqttapi_valid_code().
+ * code that passed ngx_http_mqttapi_valid_code().  A caller that may keep
+ * what is rendered passes a template: the renderer notes in it, as it
+ * writes, the headers it pushes and where the RequestId and the delay
+ * stand (ngx_http_mqttapi_answer.c fills them in for the next requests).
  */
 
 
@@ -28,6 +32,8 @@ typedef struct {
     ngx_str_t       key;           /* "\"Cause\":" */
     ngx_str_t       value;         /* JSON text */
     ngx_uint_t      quote;         /* value needs quotes, no escaping */
+    ngx_uint_t      hole;          /* NGX_HTTP_MQTTAPI_HOLE_* in the value */
+    size_t          hole_at;       /* where in the value it starts */
 } ngx_http_mqttapi_member_t;
 
 
@@ -37,26 +43,31 @@ typedef struct {
 } ngx_http_mqttapi_members_t;
 
 
-static void ngx_http_mqttapi_add_member(ngx_http_mqttapi_members_t *ms,
-    json_t *obj, char *key, size_t klen, ngx_str_t *value, ngx_uint_t quote);
+static ngx_http_mqttapi_member_t *ngx_http_mqttapi_add_member(
+    ngx_http_mqttapi_members_t *ms, json_t *obj, char *key, size_t klen,
+    ngx_str_t *value, ngx_uint_t quote);
 static size_t ngx_http_mqttapi_members_len(ngx_http_mqttapi_members_t *ms);
 static u_char *ngx_http_mqttapi_members_write(u_char *p,
-    ngx_http_mqttapi_members_t *ms, ngx_uint_t comma);
+    ngx_http_mqttapi_members_t *ms, ngx_uint_t comma, u_char *base,
+    ngx_http_mqttapi_template_t *tpl);
 static void ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
-    json_t *obj, ngx_http_mqttapi_members_t *ms);
+    json_t *obj, ngx_http_mqttapi_members_t *ms,
+    ngx_http_mqttapi_template_t *tpl);
 static ngx_int_t ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
     json_t *obj, ngx_http_mqttapi_members_t *ms);
 static ngx_str_t *ngx_http_mqttapi_fill(ngx_http_request_t *r,
     ngx_str_t *text, ngx_uint_t holes, ngx_str_t *param, ngx_str_t *buf);
-static ngx_int_t ngx_http_mqttapi_push_header(ngx_http_request_t *r,
-    ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_mqttapi_push_number(ngx_http_request_t *r,
-    ngx_str_t *key, ngx_int_t n);
+    ngx_http_mqttapi_template_t *tpl, ngx_str_t *key, ngx_int_t n,
+    ngx_uint_t hole);
 static ngx_int_t ngx_http_mqttapi_insert(ngx_http_request_t *r,
     ngx_str_t *body, ngx_http_mqttapi_members_t *head,
-    ngx_http_mqttapi_members_t *tail, ngx_str_t *kept, ngx_str_t *added);
+    ngx_http_mqttapi_members_t *tail, ngx_str_t *kept,
+    ngx_http_mqttapi_template_t *tpl);
+static ngx_int_t ngx_http_mqttapi_host_id(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *host);
 static void ngx_http_mqttapi_hide_spoofed(ngx_http_request_t *r);
 static void ngx_http_mqttapi_hide(ngx_http_request_t *r, ngx_str_t *name,
     ngx_uint_t flags);
@@ -101,7 +112,8 @@ static ngx_str_t  ngx_http_mqttapi_json_type =
 
 ngx_int_t
 ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err)
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
+    ngx_http_mqttapi_template_t *tpl)
 {
     ngx_str_t                 buf, *value;
     ngx_http_mqttapi_text_t  *t;
@@ -109,9 +121,10 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_hide_spoofed(r);
 
     if (lcf->normalize_status && err->upstream_status) {
-        if (ngx_http_mqttapi_push_number(r,
+        if (ngx_http_mqttapi_push_number(r, tpl,
                                          &ngx_http_mqttapi_h_upstream_status,
-                                         err->upstream_status)
+                                         err->upstream_status,
+                                         NGX_HTTP_MQTTAPI_HOLE_NONE)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -121,15 +134,17 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_set_status(r, err);
 
     if (err->code.len
-        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_code,
-                                        &err->code)
+        && ngx_http_mqttapi_render_header(r, tpl, &ngx_http_mqttapi_h_code,
+                                          &err->code,
+                                          NGX_HTTP_MQTTAPI_HOLE_NONE)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_category,
-                                     &err->category)
+    if (ngx_http_mqttapi_render_header(r, tpl, &ngx_http_mqttapi_h_category,
+                                       &err->category,
+                                       NGX_HTTP_MQTTAPI_HOLE_NONE)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -142,7 +157,8 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
         value = ngx_http_mqttapi_fill(r, &t->cause, t->cause_holes,
                                       &err->param, &buf);
 
-        if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_cause, value)
+        if (ngx_http_mqttapi_render_header(r, tpl, &ngx_http_mqttapi_h_cause,
+                                           value, NGX_HTTP_MQTTAPI_HOLE_NONE)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -153,33 +169,41 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
         value = ngx_http_mqttapi_fill(r, &t->solution, t->solution_holes,
                                       &err->param, &buf);
 
-        if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_solution,
-                                         value)
+        if (ngx_http_mqttapi_render_header(r, tpl,
+                                           &ngx_http_mqttapi_h_solution,
+                                           value, NGX_HTTP_MQTTAPI_HOLE_NONE)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
-    if (ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_retryable,
-                                     err->retryable ? &ngx_http_mqttapi_true
-                                                    : &ngx_http_mqttapi_false)
+    if (ngx_http_mqttapi_render_header(r, tpl, &ngx_http_mqttapi_h_retryable,
+                                       err->retryable
+                                       ? &ngx_http_mqttapi_true
+                                       : &ngx_http_mqttapi_false,
+                                       NGX_HTTP_MQTTAPI_HOLE_NONE)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     if (err->param.len
-        && ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_param,
-                                        &err->param)
+        && ngx_http_mqttapi_render_header(r, tpl, &ngx_http_mqttapi_h_param,
+                                          &err->param,
+                                          NGX_HTTP_MQTTAPI_HOLE_NONE)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
+    /* the upstream's own Retry-After stays as it was */
+
     if (err->retryable && err->retry_after >= 0 && !err->upstream_retry_after
-        && ngx_http_mqttapi_push_number(r, &ngx_http_mqttapi_h_retry_after,
-                                        err->retry_after)
+        && ngx_http_mqttapi_push_number(r, tpl,
+                                        &ngx_http_mqttapi_h_retry_after,
+                                        err->retry_after,
+                                        NGX_HTTP_MQTTAPI_HOLE_SECONDS)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -187,12 +211,15 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
 
     if (err->throttle && err->retry_after >= 0
         && ngx_http_mqttapi_header(&r->headers_out.headers,
-                                   &ngx_http_mqttapi_h_acs_retry_after, NULL, 0)
+                                   &ngx_http_mqttapi_h_acs_retry_after,
+                                   NULL, 0)
            == NULL
-        && ngx_http_mqttapi_push_number(r, &ngx_http_mqttapi_h_acs_retry_after,
+        && ngx_http_mqttapi_push_number(r, tpl,
+                                        &ngx_http_mqttapi_h_acs_retry_after,
                                         err->retry_after_ms
                                         ? (ngx_int_t) err->retry_after_ms
-                                        : err->retry_after * 1000)
+                                        : err->retry_after * 1000,
+                                        NGX_HTTP_MQTTAPI_HOLE_MSEC)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -205,13 +232,17 @@ ngx_http_mqttapi_render_headers(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_mqttapi_render_body(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
-    json_t *obj, ngx_str_t *body, ngx_str_t *added)
+    json_t *obj, ngx_str_t *body, ngx_http_mqttapi_template_t *tpl)
 {
     ngx_http_mqttapi_members_t  head, tail;
 
     if (lcf->body == NGX_HTTP_MQTTAPI_BODY_OFF) {
         return NGX_OK;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: rendering the annotation of \"%V\"",
+                   &err->code);
 
     head.n = 0;
     tail.n = 0;
@@ -223,9 +254,9 @@ ngx_http_mqttapi_render_body(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ngx_http_mqttapi_annotations(r, lcf, err, obj, &tail);
+    ngx_http_mqttapi_annotations(r, lcf, err, obj, &tail, tpl);
 
-    return ngx_http_mqttapi_insert(r, body, &head, &tail, NULL, added);
+    return ngx_http_mqttapi_insert(r, body, &head, &tail, NULL, tpl);
 }
 
 
@@ -259,7 +290,7 @@ ngx_http_mqttapi_render_kept(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_mqttapi_insert(ngx_http_request_t *r, ngx_str_t *body,
     ngx_http_mqttapi_members_t *head, ngx_http_mqttapi_members_t *tail,
-    ngx_str_t *kept, ngx_str_t *added)
+    ngx_str_t *kept, ngx_http_mqttapi_template_t *tpl)
 {
     u_char      *p, *start, *open, *close, *last;
     size_t       len;
@@ -319,7 +350,7 @@ ngx_http_mqttapi_insert(ngx_http_request_t *r, ngx_str_t *body,
     p = ngx_cpymem(p, start, open + 1 - start);
 
     if (nhead) {
-        p = ngx_http_mqttapi_members_write(p, head, 0);
+        p = ngx_http_mqttapi_members_write(p, head, 0, body->data, tpl);
 
         if (!empty) {
             *p++ = ',';
@@ -335,15 +366,15 @@ ngx_http_mqttapi_insert(ngx_http_request_t *r, ngx_str_t *body,
     start = p;
 
     if (tail) {
-        p = ngx_http_mqttapi_members_write(p, tail, 0);
+        p = ngx_http_mqttapi_members_write(p, tail, 0, body->data, tpl);
 
     } else {
         p = ngx_cpymem(p, kept->data, kept->len);
     }
 
-    if (added) {
-        added->data = start;
-        added->len = p - start;
+    if (tpl) {
+        tpl->added.data = start;
+        tpl->added.len = p - start;
     }
 
     p = ngx_cpymem(p, close, last - close);
@@ -357,46 +388,58 @@ ngx_http_mqttapi_insert(ngx_http_request_t *r, ngx_str_t *body,
 ngx_int_t
 ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
-    ngx_str_t *body)
+    ngx_str_t *body, ngx_http_mqttapi_template_t *tpl)
 {
-    u_char                    *p;
-    size_t                     len;
-    uintptr_t                  escape;
-    ngx_str_t                  id, host, message;
-    ngx_http_core_srv_conf_t  *cscf;
+    u_char                      *p;
+    size_t                       len;
+    ngx_str_t                    id, host, message;
+    ngx_http_mqttapi_member_t   *m;
+    ngx_http_mqttapi_members_t   head, own, tail;
+
+    static ngx_str_t  generic = ngx_string("\"An error occurred.\"");
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi: rendering the envelope of \"%V\"", &err->code);
 
     /*
-     * {"RequestId":"...","HostId":"...","Code":"...","Message":"..."};
-     * the annotations are added by ngx_http_mqttapi_render_body()
+     * {"RequestId":"...","HostId":"...","Code":"...","Message":"..."}, the
+     * problem members before and the annotations after, written at once
      */
 
-    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
+    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK
+        || ngx_http_mqttapi_host_id(r, lcf, &host) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    if (lcf->host_id) {
-        if (ngx_http_complex_value(r, lcf->host_id, &host) != NGX_OK) {
-            return NGX_ERROR;
-        }
+    message = (err->entry && err->entry->message_json.len)
+              ? err->entry->message_json : generic;
 
-    } else {
-        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
-        host = cscf->server_name.len ? cscf->server_name
-                                     : ngx_cycle->hostname;
+    head.n = 0;
+    own.n = 0;
+    tail.n = 0;
+
+    m = ngx_http_mqttapi_member(&own, NULL, "RequestId", &id, 1);
+    m->hole = NGX_HTTP_MQTTAPI_HOLE_ID;
+
+    (void) ngx_http_mqttapi_member(&own, NULL, "HostId", &host, 0);
+    (void) ngx_http_mqttapi_member(&own, NULL, "Code", &err->code, 1);
+    (void) ngx_http_mqttapi_member(&own, NULL, "Message", &message, 0);
+
+    if (lcf->body == NGX_HTTP_MQTTAPI_BODY_PROBLEM
+        && ngx_http_mqttapi_problem_members(r, lcf, err, NULL, &head)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    if (err->entry && err->entry->message_json.len) {
-        message = err->entry->message_json;
-
-    } else {
-        ngx_str_set(&message, "\"An error occurred.\"");
+    if (lcf->body != NGX_HTTP_MQTTAPI_BODY_OFF) {
+        ngx_http_mqttapi_annotations(r, lcf, err, NULL, &tail, tpl);
     }
 
-    escape = ngx_escape_json(NULL, host.data, host.len);
-
-    len = sizeof("{\"RequestId\":\"\",\"HostId\":\"\",\"Code\":\"\","
-                 "\"Message\":}") - 1
-          + id.len + host.len + escape + err->code.len + message.len;
+    len = sizeof("{}") - 1 + ngx_http_mqttapi_members_len(&head)
+          + ngx_http_mqttapi_members_len(&own)
+          + ngx_http_mqttapi_members_len(&tail);
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -405,26 +448,39 @@ ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
 
     body->data = p;
 
-    p = ngx_cpymem(p, "{\"RequestId\":\"", sizeof("{\"RequestId\":\"") - 1);
-    p = ngx_cpymem(p, id.data, id.len);
-    p = ngx_cpymem(p, "\",\"HostId\":\"", sizeof("\",\"HostId\":\"") - 1);
-
-    if (escape) {
-        p = (u_char *) ngx_escape_json(p, host.data, host.len);
-
-    } else {
-        p = ngx_cpymem(p, host.data, host.len);
-    }
-
-    p = ngx_cpymem(p, "\",\"Code\":\"", sizeof("\",\"Code\":\"") - 1);
-    p = ngx_cpymem(p, err->code.data, err->code.len);
-    p = ngx_cpymem(p, "\",\"Message\":", sizeof("\",\"Message\":") - 1);
-    p = ngx_cpymem(p, message.data, message.len);
+    *p++ = '{';
+    p = ngx_http_mqttapi_members_write(p, &head, 0, body->data, tpl);
+    p = ngx_http_mqttapi_members_write(p, &own, head.n, body->data, tpl);
+    p = ngx_http_mqttapi_members_write(p, &tail, 1, body->data, tpl);
     *p++ = '}';
 
     body->len = p - body->data;
 
-    return ngx_http_mqttapi_render_body(r, lcf, err, NULL, body, NULL);
+    return NGX_OK;
+}
+
+
+/* the HostId of an envelope as a JSON string */
+
+static ngx_int_t
+ngx_http_mqttapi_host_id(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *host)
+{
+    ngx_str_t                  value;
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (lcf->host_id) {
+        if (ngx_http_complex_value(r, lcf->host_id, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        value = cscf->server_name.len ? cscf->server_name
+                                      : ngx_cycle->hostname;
+    }
+
+    return ngx_http_mqttapi_json_quote(r->pool, &value, host);
 }
 
 
@@ -466,12 +522,14 @@ ngx_http_mqttapi_set_body_headers(ngx_http_request_t *r,
 static void
 ngx_http_mqttapi_annotations(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
-    json_t *obj, ngx_http_mqttapi_members_t *ms)
+    json_t *obj, ngx_http_mqttapi_members_t *ms,
+    ngx_http_mqttapi_template_t *tpl)
 {
-    u_char                   *p;
-    ngx_str_t                *value, retry, *buf;
-    ngx_http_mqttapi_lang_t  *lang;
-    ngx_http_mqttapi_text_t  *t, *dt, *ct, *st;
+    u_char                     *p;
+    ngx_str_t                  *value, retry, *buf;
+    ngx_http_mqttapi_member_t  *m;
+    ngx_http_mqttapi_lang_t    *lang;
+    ngx_http_mqttapi_text_t    *t, *dt, *ct, *st;
 
     t = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry, err->lang);
     dt = ngx_http_mqttapi_catalog_text(lcf->catalog, err->entry,
@@ -513,7 +571,11 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
             retry.data = p;
             retry.len = ngx_http_mqttapi_write_number(p, err->retry_after)
                         - p;
-            ngx_http_mqttapi_member(ms, obj, "RetryAfter", &retry, 0);
+            m = ngx_http_mqttapi_member(ms, obj, "RetryAfter", &retry, 0);
+
+            if (m) {
+                m->hole = NGX_HTTP_MQTTAPI_HOLE_SECONDS;
+            }
         }
     }
 
@@ -544,11 +606,14 @@ ngx_http_mqttapi_annotations(ngx_http_request_t *r,
 
         ngx_http_mqttapi_hide(r, &ngx_http_mqttapi_h_content_language, 0);
 
-        (void) ngx_http_mqttapi_push_header(r,
-                                      &ngx_http_mqttapi_h_content_language,
-                                      &lang->tag);
-        (void) ngx_http_mqttapi_push_header(r, &ngx_http_mqttapi_h_vary,
-                                      &ngx_http_mqttapi_accept_language);
+        (void) ngx_http_mqttapi_render_header(r, tpl,
+                                        &ngx_http_mqttapi_h_content_language,
+                                        &lang->tag,
+                                        NGX_HTTP_MQTTAPI_HOLE_NONE);
+        (void) ngx_http_mqttapi_render_header(r, tpl,
+                                        &ngx_http_mqttapi_h_vary,
+                                        &ngx_http_mqttapi_accept_language,
+                                        NGX_HTTP_MQTTAPI_HOLE_NONE);
     }
 }
 
@@ -558,11 +623,12 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_error_t *err,
     json_t *obj, ngx_http_mqttapi_members_t *ms)
 {
-    u_char                   *p;
-    size_t                    len;
-    uintptr_t                 escape;
-    ngx_str_t                 id, *v;
-    ngx_http_mqttapi_text_t  *t;
+    u_char                     *p;
+    size_t                      len;
+    uintptr_t                   escape;
+    ngx_str_t                   id, *v;
+    ngx_http_mqttapi_text_t    *t;
+    ngx_http_mqttapi_member_t  *m;
 
     static ngx_str_t          generic = ngx_string("\"An error occurred.\"");
 
@@ -649,20 +715,26 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
                    sizeof("urn:mqttapi:request:") - 1);
     ngx_memcpy(p, id.data, id.len);
 
-    ngx_http_mqttapi_member(ms, obj, "instance", &v[2], 1);
+    m = ngx_http_mqttapi_member(ms, obj, "instance", &v[2], 1);
+
+    if (m) {
+        m->hole = NGX_HTTP_MQTTAPI_HOLE_ID;
+        m->hole_at = sizeof("urn:mqttapi:request:") - 1;
+    }
 
     return NGX_OK;
 }
 
 
-static void
+static ngx_http_mqttapi_member_t *
 ngx_http_mqttapi_add_member(ngx_http_mqttapi_members_t *ms, json_t *obj,
     char *key, size_t klen, ngx_str_t *value, ngx_uint_t quote)
 {
-    char  name[32];
+    char                        name[32];
+    ngx_http_mqttapi_member_t  *m;
 
     if (ms->n == NGX_HTTP_MQTTAPI_MAX_MEMBERS) {
-        return;
+        return NULL;
     }
 
     /* an upstream member is never overwritten nor duplicated */
@@ -672,15 +744,20 @@ ngx_http_mqttapi_add_member(ngx_http_mqttapi_members_t *ms, json_t *obj,
         name[klen - 3] = '\0';
 
         if (json_object_get(obj, name)) {
-            return;
+            return NULL;
         }
     }
 
-    ms->m[ms->n].key.data = (u_char *) key;
-    ms->m[ms->n].key.len = klen;
-    ms->m[ms->n].value = *value;
-    ms->m[ms->n].quote = quote;
-    ms->n++;
+    m = &ms->m[ms->n++];
+
+    m->key.data = (u_char *) key;
+    m->key.len = klen;
+    m->value = *value;
+    m->quote = quote;
+    m->hole = NGX_HTTP_MQTTAPI_HOLE_NONE;
+    m->hole_at = 0;
+
+    return m;
 }
 
 
@@ -703,9 +780,10 @@ ngx_http_mqttapi_members_len(ngx_http_mqttapi_members_t *ms)
 
 static u_char *
 ngx_http_mqttapi_members_write(u_char *p, ngx_http_mqttapi_members_t *ms,
-    ngx_uint_t comma)
+    ngx_uint_t comma, u_char *base, ngx_http_mqttapi_template_t *tpl)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                i;
+    ngx_http_mqttapi_hole_t  *hole;
 
     for (i = 0; i < ms->n; i++) {
         if (i || comma) {
@@ -716,6 +794,21 @@ ngx_http_mqttapi_members_write(u_char *p, ngx_http_mqttapi_members_t *ms,
 
         if (ms->m[i].quote) {
             *p++ = '"';
+        }
+
+        /* where this request's own value stands, for a kept answer */
+
+        if (tpl && ms->m[i].hole != NGX_HTTP_MQTTAPI_HOLE_NONE) {
+
+            if (tpl->nholes == NGX_HTTP_MQTTAPI_TEMPLATE_HOLES) {
+                tpl->overflow = 1;
+
+            } else {
+                hole = &tpl->holes[tpl->nholes++];
+                hole->at = p - base + ms->m[i].hole_at;
+                hole->len = ms->m[i].value.len - ms->m[i].hole_at;
+                hole->hole = ms->m[i].hole;
+            }
         }
 
         p = ngx_cpymem(p, ms->m[i].value.data, ms->m[i].value.len);
@@ -782,15 +875,28 @@ ngx_http_mqttapi_fill(ngx_http_request_t *r, ngx_str_t *text,
 }
 
 
-static ngx_int_t
-ngx_http_mqttapi_push_header(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_str_t *value)
+/* a response header, noted in the template (if any) */
+
+ngx_int_t
+ngx_http_mqttapi_render_header(ngx_http_request_t *r,
+    ngx_http_mqttapi_template_t *tpl, ngx_str_t *key, ngx_str_t *value,
+    ngx_uint_t hole)
 {
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_ERROR;
+    }
+
+    if (tpl) {
+        if (tpl->nheaders == NGX_HTTP_MQTTAPI_TEMPLATE_HEADERS) {
+            tpl->overflow = 1;
+
+        } else {
+            tpl->headers[tpl->nheaders] = h;
+            tpl->header_holes[tpl->nheaders++] = hole;
+        }
     }
 
     h->hash = 1;
@@ -806,8 +912,9 @@ ngx_http_mqttapi_push_header(ngx_http_request_t *r, ngx_str_t *key,
 
 
 static ngx_int_t
-ngx_http_mqttapi_push_number(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_int_t n)
+ngx_http_mqttapi_push_number(ngx_http_request_t *r,
+    ngx_http_mqttapi_template_t *tpl, ngx_str_t *key, ngx_int_t n,
+    ngx_uint_t hole)
 {
     u_char     *p;
     ngx_str_t   value;
@@ -820,24 +927,7 @@ ngx_http_mqttapi_push_number(ngx_http_request_t *r, ngx_str_t *key,
     value.data = p;
     value.len = ngx_http_mqttapi_write_number(p, n) - p;
 
-    return ngx_http_mqttapi_push_header(r, key, &value);
-}
-
-
-/* whether a header is one of the delay headers the renderer writes */
-
-ngx_uint_t
-ngx_http_mqttapi_delay_header(ngx_table_elt_t *h)
-{
-    if (h->key.data == ngx_http_mqttapi_h_retry_after.data) {
-        return NGX_HTTP_MQTTAPI_DELAY_SECONDS;
-    }
-
-    if (h->key.data == ngx_http_mqttapi_h_acs_retry_after.data) {
-        return NGX_HTTP_MQTTAPI_DELAY_MSEC;
-    }
-
-    return NGX_HTTP_MQTTAPI_DELAY_NONE;
+    return ngx_http_mqttapi_render_header(r, tpl, key, &value, hole);
 }
 
 

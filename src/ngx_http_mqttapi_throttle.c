@@ -49,6 +49,8 @@ static void ngx_http_mqttapi_probe_cleanup(void *data);
 static void ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx);
 
 
+static ngx_str_t  ngx_http_mqttapi_throttled_h =
+    ngx_string("X-MQTTAPI-Throttled");
 static ngx_str_t  ngx_http_mqttapi_throttled = ngx_string("gateway");
 
 
@@ -504,10 +506,9 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
 {
     ngx_int_t                     rc;
     ngx_str_t                     body;
-    ngx_uint_t                    first;
-    ngx_table_elt_t              *h;
     ngx_http_mqttapi_error_t     *err;
     ngx_http_mqttapi_answer_t    *a;
+    ngx_http_mqttapi_template_t   tpl, *t;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
@@ -537,8 +538,6 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
         goto send;
     }
 
-    first = ngx_http_mqttapi_answer_headers(r);
-
     if (ngx_http_mqttapi_error_resolve(r, lcf->catalog, err, code, NULL)
         != NGX_OK)
     {
@@ -552,27 +551,27 @@ ngx_http_mqttapi_throttle_reject(ngx_http_request_t *r,
     ngx_http_mqttapi_set_delay(err, left);
     err->status = lcf->throttle_status;
 
-    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body) != NGX_OK
-        || ngx_http_mqttapi_render_headers(r, lcf, err) != NGX_OK)
+    /* an answer that may be kept is rendered with its template */
+
+    t = NULL;
+
+    if (a) {
+        ngx_memzero(&tpl, sizeof(ngx_http_mqttapi_template_t));
+        t = &tpl;
+    }
+
+    if (ngx_http_mqttapi_render_envelope(r, lcf, err, &body, t) != NGX_OK
+        || ngx_http_mqttapi_render_headers(r, lcf, err, t) != NGX_OK
+        || ngx_http_mqttapi_render_header(r, t, &ngx_http_mqttapi_throttled_h,
+                                          &ngx_http_mqttapi_throttled,
+                                          NGX_HTTP_MQTTAPI_HOLE_NONE)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-MQTTAPI-Throttled");
-    h->value = ngx_http_mqttapi_throttled;
-    h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
     if (a) {
-        ngx_http_mqttapi_answer_keep(r, lcf, a, err, &body, first);
+        ngx_http_mqttapi_answer_keep(r, a, err, &body, t);
     }
 
 send:

@@ -17,6 +17,7 @@ use Test::More;
 use POSIX ();
 use Time::HiRes ();
 use IO::Socket::INET;
+use JSON::PP ();
 use MqttapiTest;
 
 # ---------------------------------------------------------------------------
@@ -474,6 +475,136 @@ for my $name (sort(keys %RETRY_AFTER), 'future_date') {
            "$w: the delay is the time until the upstream's date")
             or diag "RetryAfter: " . ($d->{RetryAfter} // 'none');
     }
+}
+
+# ---------------------------------------------------------------------------
+# Invalid UTF-8 from the client, the configuration and the upstream: every
+# body the gateway writes parses with a strict parser (JSON::PP, utf8), an
+# invalid sequence written as U+FFFD; a body the gateway does not write
+# (JSON passed through) is the upstream's bytes
+# ---------------------------------------------------------------------------
+
+{
+    my $BAD = "a\xffb\xc0\x80c\xed\xa0\x80d\xf4\x90\x80\x80e\xe6\x89";  # invalid
+    my $BADOUT = "a\x{fffd}b\x{fffd}\x{fffd}c\x{fffd}\x{fffd}\x{fffd}d"
+               . "\x{fffd}\x{fffd}\x{fffd}\x{fffd}e\x{fffd}\x{fffd}";
+    my $GOOD = "\xc3\xa9\xe6\x89\xbe\xf0\x9f\x98\x80";                     # valid
+    my %UP = (
+        throttle => ['application/json', '{"RequestId":"t","Code":"ApplyTokenOverFlow","Message":"m"}'],
+        jsonbad  => ['application/json', qq({"RequestId":"r\xff","Code":"InstanceNotFound","Message":"m"})],
+        htmlbad  => ['text/html', qq({"RequestId":"r\xff","Code":"InstanceNotFound"})],
+        pagebad  => ['text/html', "<h1>\xff\xfe</h1>"],
+        code     => ['application/json', '{"RequestId":"r","Code":"Instance\u00ffNotFound","Message":"m"}'],
+        lone     => ['application/json', '{"RequestId":"r\ud800","Code":"InstanceNotFound","Message":"m"}'],
+        codeok   => ['application/json', '{"RequestId":"r","Code":"InvalidParameter.Topic","Message":"m"}'],
+    );
+    my $up = mock_upstream(per_request => sub {
+        my ($head) = @_;
+        my ($name) = $head =~ m{^\S+ /(\w+)};
+        my ($type, $body) = @{ $UP{$name // ''} || $UP{code} };
+        return [[send => "HTTP/1.1 400 Bad Request\r\nContent-Type: $type\r\n"
+                         . "Content-Length: " . length($body)
+                         . "\r\nConnection: close\r\n\r\n$body"], [close => 1]];
+    });
+    my $UPP = $up->port;
+    my $DEAD = dead_port();
+
+    my $u8 = start_nginx(http => <<"EOF");
+    mqttapi_throttle_zone \$arg_k zone=u8:1m backoff=60s;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        server_name "gw$BAD";
+
+        mqttapi on;
+
+        location /hid/  { mqttapi_host_id \$http_x_hid; proxy_pass http://127.0.0.1:$DEAD; }
+        location /phid/ { mqttapi_body problem; mqttapi_host_id "h-\$http_x_hid";
+                          proxy_pass http://127.0.0.1:$DEAD; }
+        location /sn/   { proxy_pass http://127.0.0.1:$DEAD; }
+        location /thr/  { mqttapi_host_id \$http_x_hid; mqttapi_throttle zone=u8;
+                          proxy_pass http://127.0.0.1:$UPP/throttle; }
+        location /pthr/ { mqttapi_body problem; mqttapi_host_id \$http_x_hid;
+                          mqttapi_throttle zone=u8; proxy_pass http://127.0.0.1:$UPP/throttle; }
+        location /up/   { proxy_pass http://127.0.0.1:$UPP/; }
+        location /pup/  { mqttapi_body problem; proxy_pass http://127.0.0.1:$UPP/; }
+    }
+EOF
+    my $P = $u8->port(0);
+
+    # what the client controls besides the HostId: the Action (header and
+    # raw argument bytes) and the language
+    my @client = ('x-acs-action' => "List$BAD", 'Accept-Language' => "zh-TW$BAD, $BAD;q=0.5");
+
+    my $strict = JSON::PP->new->utf8;
+    my $check = sub {
+        my ($r, $w, %want) = @_;
+        my $d = eval { $strict->decode($r->{body}) };
+        ok($d, "$w: the body parses strictly") or diag "$@: $r->{body}";
+        $d //= {};
+        is($d->{$_}, $want{$_}, "$w: $_") for sort keys %want;
+        unlike(join('', map { "$_->[0]: $_->[1]\n" } @{ $r->{headers} || [] }),
+               qr/[^\x20-\x7e\n]/, "$w: the headers are ASCII");
+        return $d;
+    };
+
+    for my $hid ([$BAD, $BADOUT, 'invalid'], [$GOOD, "\x{e9}\x{627e}\x{1f600}", 'valid']) {
+        my ($in, $out, $what) = @$hid;
+        my $r = get($P, "/hid/?Action=\xff", 'X-Hid' => $in, @client);
+        is($r->{status}, 502, "host id, $what: the gateway's 502");
+        $check->($r, "host id, $what, envelope", HostId => $out,
+                 Code => 'GatewayUpstreamUnavailable');
+
+        $r = get($P, "/phid/?Action=\xff", 'X-Hid' => $in, @client);
+        $check->($r, "host id, $what, problem envelope", HostId => "h-$out",
+                 Code => 'GatewayUpstreamUnavailable');
+    }
+
+    {
+        my $r = get($P, '/sn/x', @client);
+        $check->($r, 'server_name with invalid bytes', HostId => "gw$BADOUT");
+    }
+
+    # local answers: the back-off opened by the upstream, then answered
+    for my $loc ('thr', 'pthr') {
+        my $r = get($P, "/$loc/?k=$loc");
+        is($r->{status}, 400, "$loc: the upstream's throttle relayed");
+        for my $n (1, 2) {
+            $r = get($P, "/$loc/?k=$loc&Action=\xfe", 'X-Hid' => $BAD, @client);
+            is($r->{status}, 429, "$loc: local answer $n");
+            $check->($r, "$loc: local answer $n", HostId => $BADOUT,
+                     Code => 'ApplyTokenOverFlow');
+        }
+    }
+
+    # upstream bodies
+    for my $loc ('up', 'pup') {
+        my $r = get($P, "/$loc/jsonbad", @client);
+        is($r->{body}, $UP{jsonbad}[1], "$loc: invalid UTF-8 in a JSON body: passed through");
+        ok(!defined h($r, 'X-MQTTAPI-Error-Code'), "$loc: invalid UTF-8 in a JSON body: not annotated");
+
+        $r = get($P, "/$loc/htmlbad", @client);
+        $check->($r, "$loc: invalid UTF-8 in an HTML body that looks like JSON",
+                 Code => 'GatewayUpstreamRejected');
+        $r = get($P, "/$loc/pagebad", @client);
+        $check->($r, "$loc: invalid UTF-8 in an HTML page", Code => 'GatewayUpstreamRejected');
+
+        $r = get($P, "/$loc/code", @client);
+        $check->($r, "$loc: a Code with escaped non-ASCII");
+        ok(!defined h($r, 'X-MQTTAPI-Error-Code'), "$loc: that Code is not reflected");
+
+        # jansson refuses a lone surrogate: the upstream's bytes, unchanged
+        $r = get($P, "/$loc/lone", @client);
+        is($r->{body}, $UP{lone}[1], "$loc: a lone surrogate escape: passed through");
+
+        $r = get($P, "/$loc/codeok?Action=\xff", @client);
+        $check->($r, "$loc: a pattern code with the client's bytes around",
+                 Code => 'InvalidParameter.Topic');
+        is(h($r, 'X-MQTTAPI-Invalid-Parameter'), 'Topic', "$loc: the parameter");
+    }
+
+    unlike($u8->error_log, qr/\[(alert|crit|emerg)\]/, 'invalid UTF-8: no alert, crit, emerg');
+    $u8->stop;
 }
 
 # the server is still fine

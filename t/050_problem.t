@@ -29,13 +29,7 @@ use Test::More;
 use JSON::PP ();
 use MqttapiTest;
 
-my $REPO = repo_dir();
-
-my $catalog = do {
-    open my $fh, '<:raw', "$REPO/conf/mqttapi_catalog.json" or die "catalog: $!";
-    local $/;
-    JSON::PP->new->utf8->decode(<$fh>);
-};
+my $catalog = builtin_catalog();
 my %entry = map { (($_->{code} // $_->{regex}) => $_) } @{ $catalog->{errors} };
 
 # ---------------------------------------------------------------------------
@@ -70,6 +64,7 @@ my %MOCK = (
     unknown  => [418, 'application/json', $UNKNOWN],
     owned    => [400, 'application/json', $OWNED],
     html503  => [503, 'text/html', $HTML503],
+    stdhtml  => [400, 'text/html', $STD],
     ok       => [200, 'application/json', '{"RequestId":"OK-1"}'],
 );
 
@@ -338,6 +333,26 @@ for my $e (grep { !grep({ $_ eq 'gateway' } @{ $_->{categories} }) } @{ $catalog
     is($d->{HostId}, 'onsmqtt.cn-hangzhou.aliyuncs.com', "$w: HostId kept");
     like($d->{Recommend} // '', qr/\Q$code\E/, "$w: Recommend kept");
     is_deeply([dup_keys($r->{body})], [], "$w: no duplicate member");
+}
+
+# an OpenAPI error under another content type: the problem body keeps its
+# Code, Message and RequestId; "off" keeps its bytes and type, with the
+# headers of its code
+{
+    my $r = get($GW, '/p/stdhtml');
+    my $d = json_decode($r->{body}) // {};
+    is($r->{status}, 400, 'problem, text/html JSON error: status');
+    like(h($r, 'Content-Type') // '', qr{^application/problem\+json},
+         'problem, text/html JSON error: problem+json');
+    is($d->{Code}, 'InstanceNotFound', 'problem, text/html JSON error: Code kept');
+    is($d->{RequestId}, 'D1E2F3A4-5B6C-4D7E-8F90-A1B2C3D4E5F6',
+       'problem, text/html JSON error: RequestId kept');
+    like($d->{type} // '', qr/InstanceNotFound$/, 'problem, text/html JSON error: type of the code');
+
+    $r = get($GW, '/o/stdhtml');
+    is($r->{body}, $STD, 'off, text/html JSON error: body byte for byte');
+    is(h($r, 'Content-Type'), 'text/html', 'off, text/html JSON error: its Content-Type');
+    is(h($r, 'X-MQTTAPI-Error-Code'), 'InstanceNotFound', 'off, text/html JSON error: its code');
 }
 
 # a broken mqttapi_problem_base_uri

@@ -10,7 +10,8 @@
 #     or at server level with `mqttapi` on nowhere: refused, at their line;
 #     with `mqttapi on` after them, inherited, or in the locations below a
 #     server-level setting: accepted;
-#   * a zone declared after the locations that use it is found;
+#   * a zone declared after the locations that use it is found; a
+#     directive in an included file is reported at that file's line;
 #   * mqttapi_throttle_zone takes its key and parameters in any order,
 #     and says "no key" when there is none; a key given last works (a
 #     back-off through nginx).
@@ -20,6 +21,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use File::Temp ();
 use MqttapiTest;
 
 # nginx -t of an http block; the line the error names must hold $marker
@@ -142,6 +144,26 @@ fails_at('server-level mqttapi_throttle, mqttapi on nowhere', <<"EOF",
     }
 EOF
     qr/"mqttapi_throttle" has no effect: "mqttapi" is not on anywhere/, 'mqttapi_throttle zone=t');
+
+# in an included file: that file and its line
+{
+    my $dir = File::Temp::tempdir('mqttapi-inc-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chmod 0755, $dir;
+    open my $fh, '>', "$dir/api.conf" or die $!;
+    print {$fh} "# an included location\n\nlocation /api/ {\n"
+              . "    mqttapi_quota zone=t;\n    return 200;\n}\n";
+    close $fh;
+    fails_at('mqttapi_quota in an included file', <<"EOF",
+    $ZONE
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location / { mqttapi on; $PROXY }
+        include $dir/api.conf;
+    }
+EOF
+        qr/"mqttapi_quota" needs "mqttapi on" in its location[^\n]* in \Q$dir\E\/api\.conf:4\n/,
+        'mqttapi_quota zone=t');
+}
 
 passes('mqttapi on after mqttapi_throttle in the location', <<"EOF");
     $ZONE

@@ -14,7 +14,10 @@
 #     request are its own: a kept answer for one is never given to another;
 #     an Action the catalog does not list is answered as no Action;
 #   * problem bodies carry the RequestId twice (RequestId, instance);
-#   * the RequestIds are distinct and the delays count down.
+#   * the RequestIds are distinct and the delays count down;
+#   * the kept answers are used: the module's debug log shows one
+#     rendering per worker for a series, the rest copied from the kept
+#     answer, and every answer of a location that cannot keep rendered.
 
 use strict;
 use warnings;
@@ -35,6 +38,7 @@ my $http = <<"EOF";
     server {
         listen 127.0.0.1:%%PORT0%%;
         server_name gw;
+        error_log %%PREFIX%%/debug.log debug;
 
         mqttapi on;
         mqttapi_throttle zone=z;
@@ -116,6 +120,7 @@ sub shape {
     return join("\n", "$r->{status}", @h, '', $body);
 }
 
+# the variant's "v" marks its requests in the debug log
 sub path {
     my ($loc, $key, %q) = @_;
     return "/$loc/?AccessKeyId=$key"
@@ -171,16 +176,39 @@ for my $kind (qw(augment problem off)) {
             for my $v (@variants) {
                 my ($name, %a) = @$v;
                 for my $loc ($kept, $rendered) {
-                    my $r = get($port, path($loc, $key, %{ $a{q} || {} }),
+                    my $r = get($port, path($loc, $key, %{ $a{q} || {} },
+                                            v => $name =~ s/\W+/_/gr),
                                 @{ $a{h} || [] });
                     push @{ $series{"$loc $name"} }, $r;
                 }
             }
         }
 
+        # how each answer was made: rendered, or from a kept answer
+        my %made;
+        for (debug_events($ng->prefix . '/debug.log',
+                          qr/mqttapi: (?:rendering the envelope|answer from kept answer)/)) {
+            my ($line, $what) = @$_;
+            my ($loc, $k, $v) = $line =~ m{^GET /(\w+)/\?AccessKeyId=(\w+)&.*\bv=(\w+)}
+                or next;
+            next unless $k eq $key;
+            $made{"$loc $v"}{$what =~ /rendering/ ? 'rendered' : 'kept'}++;
+        }
+
         for my $v (@variants) {
             my ($name) = @$v;
             my $t = "$kind, $code, $name";
+            my $vv = $name =~ s/\W+/_/gr;
+            my %mk = %{ $made{"$kept $vv"} || {} };
+            my %mr = %{ $made{"$rendered $vv"} || {} };
+
+            # two workers: each renders the first answer it gives, at most
+            ok(($mk{rendered} // 0) <= 2 && ($mk{kept} // 0) >= 4
+               && ($mk{rendered} // 0) + ($mk{kept} // 0) == 6,
+               "$t: kept answers used (rendered " . ($mk{rendered} // 0)
+               . ', from the kept one ' . ($mk{kept} // 0) . ')');
+            is(($mr{rendered} // 0) . '/' . ($mr{kept} // 0), '6/0',
+               "$t: a variable HostId: rendered every time");
             my @k = @{ $series{"$kept $name"} };
             my @r = @{ $series{"$rendered $name"} };
 

@@ -14,7 +14,9 @@
 #     Content-Language) stays hidden on kept ones;
 #   * more variants than there are kept places are still right;
 #   * retryable errors and bodies with members of their own are annotated
-#     each time (their delay and members are their own).
+#     each time (their delay and members are their own);
+#   * the kept annotations are used: the module's debug log shows one
+#     rendering for a series, the rest added from the kept annotation.
 
 use strict;
 use warnings;
@@ -29,6 +31,7 @@ my $body = '{"RequestId":"$request_id","HostId":"up","Code":"$arg_code",'
 my $http = <<"EOF";
     server {
         listen 127.0.0.1:%%PORT0%%;
+        error_log %%PREFIX%%/debug.log debug;
 
         mqttapi on;
 
@@ -71,6 +74,19 @@ EOF
 
 my $ng = start_nginx(http => $http, workers => 1);
 my $port = $ng->port(0);
+
+# how the annotations of requests whose line matches $re were made since
+# the log had $from bytes: "rendered/from the kept one"
+sub made {
+    my ($re, $from) = @_;
+    my %n = (rendered => 0, kept => 0);
+    for (debug_events($ng->prefix . '/debug.log',
+                      qr/mqttapi: (?:rendering the annotation|annotation from kept)/)) {
+        my ($line, $what) = @$_;
+        $n{ $what =~ /rendering/ ? 'rendered' : 'kept' }++ if $line =~ $re;
+    }
+    return "$n{rendered}/$n{kept}";
+}
 
 # a response with what the upstream made differ replaced
 sub shape {
@@ -115,6 +131,7 @@ sub path {
     my %q = @q;
     delete $q{h};
     $q{up} = "r$n";
+    $q{tag} = $name =~ s/\W+/_/gr;     # for the debug log
     return "/$loc/$up?" . join('&', map { "$_=$q{$_}" } sort keys %q);
 }
 
@@ -150,6 +167,12 @@ for my $v (@variants) {
     is(scalar(keys %u), 4, "$name: each its own RequestId");
     is(join(',', map { h($_, 'X-Up') // '' } @s), 'r1,r2,r3,r4',
        "$name: each its own upstream header");
+
+    # rendered once at the most (a series of the same key before it may
+    # have been kept already), the others from the kept annotation
+    my $tag = $name =~ s/\W+/_/gr;
+    like(made(qr/[?&]tag=\Q$tag\E&up=r\d HTTP/), qr{^(?:1/3|0/4)$},
+         "$name: rendered at most once, then from the kept one");
 
     $first{$name} = $s0;
 }
@@ -211,18 +234,24 @@ is(join(',', map { $_->[1] } grep { lc $_->[0] eq 'content-language' }
     ok(json_decode($b), 'whitespace: valid JSON');
 }
 
-# more variants than kept places (16 per location): each right
+# more variants than the worker's table has places (64): each right, the
+# first ones kept, the last ones rendered every time
 for my $round (1 .. 2) {
     my $ok = 0;
-    for my $i (1 .. 24) {
-        my $r = get($port, "/a/s400?code=InvalidParameter.P$i");
+    for my $i (1 .. 80) {
+        my $r = get($port, "/a/s400?code=InvalidParameter.P$i&round=$round");
         my $j = json_decode($r->{body}) // {};
         $ok++ if (h($r, 'X-MQTTAPI-Invalid-Parameter') // '') eq "P$i"
                  && ($j->{InvalidParameter} // '') eq "P$i"
                  && ($j->{Cause} // '') =~ /\bP$i\b/
                  && $r->{status} == 400;
     }
-    is($ok, 24, "round $round: 24 parameters, each its own annotation");
+    is($ok, 80, "round $round: 80 parameters, each its own annotation");
+}
+{
+    my ($r, $k) = split m{/}, made(qr/InvalidParameter\.P\d+&round=2 /);
+    ok($k > 0 && $r > 0 && $r + $k == 80,
+       "round 2: $k from the kept annotations, $r without a place left");
 }
 
 # retryable: the upstream's delay is each response's own
@@ -234,6 +263,7 @@ for my $round (1 .. 2) {
                        (json_decode($r->{body}) // {})->{RetryAfter} // '-');
     }
     is("@ra", '7/7 3/3 11/11', 'retryable: each its own Retry-After');
+    is(made(qr{^GET /a/s503\?}), '3/0', 'retryable: rendered every time');
 }
 
 # members of the upstream's own: annotated each time, never overwritten
@@ -245,6 +275,7 @@ for my $round (1 .. 2) {
         push @e, ($j->{Extra} // '-') . '/' . (defined $j->{Cause} ? 'c' : '-');
     }
     is("@e", 'x1/c x2/c x3/c', 'own members: kept, annotated each time');
+    is(made(qr{^GET /a/extra\?}), '3/0', 'own members: rendered every time');
 }
 
 $ng->stop;

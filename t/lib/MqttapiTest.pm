@@ -39,7 +39,7 @@ our @EXPORT = qw(
     mock_upstream
     json_decode json_decode_ordered json_top_keys
     free_port dead_port repo_dir emulator_http emulator_gateway
-    builtin_catalog
+    debug_events builtin_catalog
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -800,6 +800,25 @@ sub headers_all {
     my ($r, $name) = @_;
     return () unless $r && $r->{headers};
     return map { $_->[1] } grep { lc($_->[0]) eq lc $name } @{ $r->{headers} };
+}
+
+# debug_events($file, $re) -> ([$request_line, $match], ...): the lines of
+# an nginx debug log (error_log ... debug) that match $re, each with the
+# request line its connection read last ("GET /a/?x=1 HTTP/1.1"): debug
+# lines name no request, only their connection ("*12").
+sub debug_events {
+    my ($file, $re) = @_;
+    my (%line, @ev);
+    open my $fh, '<', $file or return ();
+    while (my $l = <$fh>) {
+        my ($c) = $l =~ /\] \d+#\d+: \*(\d+) / or next;
+        if ($l =~ /: \*\d+ http request line: "(.*)"$/) {
+            $line{$c} = $1;
+        } elsif ($l =~ /($re)/) {
+            push @ev, [$line{$c} // '', $1];
+        }
+    }
+    return @ev;
 }
 
 # ---------------------------------------------------------------------------
