@@ -8,7 +8,8 @@
 #   * fail=closed: what is left of the leases, then everything is answered
 #     locally;
 #   * shared_egress=on: the per-API ceiling holds for the fleet;
-#   * password=: AUTH; a wrong password is logged, requests go on;
+#   * password= and db=: AUTH and SELECT; a wrong password is logged,
+#     requests go on;
 #   * a hostile "Redis" (wrong types, invalid protocol, huge lengths): the
 #     gateway keeps serving, the error is logged at most about once per
 #     interval (1 s here), nothing crashes.
@@ -187,12 +188,15 @@ $_->stop for values %node;
     my $pr = MqttapiRedis->start(password => 'Secret-1');
     my $ok = start_nginx(workers => 1,
                          http => node_http('local', $pr->port)
-                                 =~ s/fail=local;/fail=local password=Secret-1;/r);
+                                 =~ s/fail=local;/fail=local password=Secret-1 db=3;/r);
     my $bad = start_nginx(workers => 1,
                           http => node_http('local', $pr->port)
                                   =~ s/fail=local;/fail=local password=wrong;/r);
     ok(wait_for(10, sub { $ok->error_log =~ /sync: connected to/ }),
        'password=: connected');
+    ok(wait_for(10, sub { $pr->cmd('INFO', 'keyspace') =~ /^db3:keys=/m }),
+       'db=3: the heartbeat is kept in database 3');
+    unlike($pr->cmd('INFO', 'keyspace'), qr/^db0:/m, 'db=3: nothing in 0');
     ok(wait_for(10, sub {
            $bad->error_log =~ /\[error\].*refused the connection's setup/ }),
        'a wrong password: the refusal is logged');
