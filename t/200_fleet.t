@@ -32,6 +32,7 @@ use File::Temp ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
 use MqttapiRedis;
+use MqttapiStatus;
 
 # ---------------------------------------------------------------------------
 # nginx -t
@@ -180,24 +181,14 @@ sub req {
     return get($node->port(0), path($loc, $key, %a));
 }
 
-sub local_reject {
-    my ($r) = @_;
-    return $r->{status} == 429
-        && (MqttapiTest::h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
-}
+sub local_reject { local_answer(@_) }
 
 my $THROTTLE = 'ApplyTokenOverFlow';
 
 # a metric of a node's status endpoint (JSON), summed over matching rows
 sub status {
     my ($node, $metric, %l) = @_;
-    my $d = json_decode(get($node->port(0), '/mqttapi/status')->{body});
-    my $sum = 0;
-    for my $row (@{ $d->{$metric} || [] }) {
-        next if grep { !defined $row->{$_} || $row->{$_} ne $l{$_} } keys %l;
-        $sum += $row->{value} // 0;
-    }
-    return $sum;
+    return status_value(status_json($node->port(0)), $metric, %l);
 }
 
 # A's push is in Redis; the other nodes hear it within an interval (100ms),
