@@ -16,10 +16,9 @@
  * token left is answered locally and leaves an event for the task, which
  * leases more and puts them in the node.  Without Redis, "fail=local"
  * counts in the node's own window at the limit divided by the nodes last
- * seen alive (rounded up), "open" does not limit (but for the per-API
- * ceiling, which is divided as with "local": past it the upstream blocks
- * the egress address), "closed" spends what is left of the leases, without
- * the share, and then answers locally.
+ * seen alive (rounded up), "open" does not limit, "closed" spends what is
+ * left of the leases, without the share, and then answers locally; a
+ * shared per-API ceiling is divided as with "local" in every mode.
  */
 
 
@@ -51,12 +50,19 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
 
     scf = zone->sync;
 
-    if (!scf->sh->up && scf->fail != NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED) {
+    /*
+     * Without Redis the per-API ceiling (the zone without a key) is
+     * divided whatever "fail" says: past it the upstream blocks the
+     * egress address, and refusing everything would stop the gateway
+     */
 
+    if (!scf->sh->up
+        && (scf->fail != NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED
+            || zone->key.value.len == 0))
+    {
         if (scf->fail == NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN
             && zone->key.value.len)
         {
-            /* quotas stop; the per-API ceiling (no key) is divided */
             return NGX_DONE;
         }
 
