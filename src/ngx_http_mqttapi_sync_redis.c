@@ -53,7 +53,7 @@ ngx_http_mqttapi_sync_link_connect(ngx_http_mqttapi_sync_link_t *link)
     link->head = 0;
     link->n = 0;
 
-    link->reader = redisReaderCreate();
+    link->reader = ngx_http_mqttapi_sync_reader();
     if (link->reader == NULL) {
         return NGX_ERROR;
     }

@@ -17,11 +17,66 @@
 
 #define NGX_HTTP_MQTTAPI_SYNC_MAX_MS  86400000
 
+/*
+ * hiredis allocates an array's elements when it reads its length: a
+ * longer one is refused (the longest reply, a reconciliation's, has 5
+ * elements per back-off, 4096 back-offs at most)
+ */
+#define NGX_HTTP_MQTTAPI_SYNC_MAX_ELEMENTS  32768
+
+
+static void *ngx_http_mqttapi_sync_create_array(const redisReadTask *task,
+    int elements);
+
+
+static redisReplyObjectFunctions  ngx_http_mqttapi_sync_functions;
+static void *(*ngx_http_mqttapi_sync_hiredis_array)(const redisReadTask *task,
+    int elements);
+
 
 static ngx_int_t ngx_http_mqttapi_sync_number(u_char *p, size_t len,
     ngx_msec_int_t *n);
 static ngx_int_t ngx_http_mqttapi_sync_parse_message(u_char *p, size_t len,
     ngx_http_mqttapi_sync_backoff_t *b);
+
+
+/* hiredis's reader with its own reply objects, but for long arrays */
+
+redisReader *
+ngx_http_mqttapi_sync_reader(void)
+{
+    redisReader                *reader;
+    redisReplyObjectFunctions  *fn;
+
+    reader = redisReaderCreate();
+    if (reader == NULL) {
+        return NULL;
+    }
+
+    fn = &ngx_http_mqttapi_sync_functions;
+
+    if (ngx_http_mqttapi_sync_hiredis_array == NULL) {
+        *fn = *reader->fn;
+        ngx_http_mqttapi_sync_hiredis_array = fn->createArray;
+        fn->createArray = ngx_http_mqttapi_sync_create_array;
+    }
+
+    reader->fn = fn;
+
+    return reader;
+}
+
+
+static void *
+ngx_http_mqttapi_sync_create_array(const redisReadTask *task, int elements)
+{
+    if (elements > NGX_HTTP_MQTTAPI_SYNC_MAX_ELEMENTS) {
+        /* the reader fails ("Out of memory"): the connection is closed */
+        return NULL;
+    }
+
+    return ngx_http_mqttapi_sync_hiredis_array(task, elements);
+}
 
 
 ngx_int_t

@@ -182,6 +182,7 @@ ngx_int_t ngx_http_mqttapi_sync_reply_error(
 
 /* ngx_http_mqttapi_sync_reply.c: what Redis sent, checked */
 
+redisReader *ngx_http_mqttapi_sync_reader(void);
 ngx_int_t ngx_http_mqttapi_sync_integer(redisReply *r, long long *n);
 ngx_int_t ngx_http_mqttapi_sync_parse_backoff(redisReply **e,
     ngx_http_mqttapi_sync_backoff_t *b);

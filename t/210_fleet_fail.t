@@ -216,6 +216,7 @@ my @garbage = (
     "+OK\r\n" x 20,                              # wrong types
     "*3\r\n:1\r\n:2\r\n\$-1\r\n" x 10,
     "*-5\r\n\$999999999999\r\n",                 # huge length
+    "*2147483647\r\n:1\r\n",                    # a huge array
     "*1\r\n" x 200,                              # deep nesting
     "\x00\xff garbage \r\n\r\n",
     "-NOSCRIPT no\r\n" x 20,

@@ -6,7 +6,8 @@
 
 /*
  * A fuzzer (libFuzzer) for what mqttapi_sync takes from Redis: the bytes
- * go through hiredis's reply reader, as on the gateway's connections, and
+ * go through hiredis's reply reader as the gateway sets it up (arrays of
+ * bounded length), as on the gateway's connections, and
  * every reply (and every array within) through each of the parsers of
  * src/ngx_http_mqttapi_sync_reply.c.  A parser that accepts must give
  * values in range and strings within the reply; ASan and UBSan watch the
@@ -146,7 +147,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_uint_t    n;
     redisReader  *reader;
 
-    reader = redisReaderCreate();
+    reader = ngx_http_mqttapi_sync_reader();
     if (reader == NULL) {
         return 0;
     }
