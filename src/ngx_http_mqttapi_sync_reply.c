@@ -25,13 +25,22 @@
 #define NGX_HTTP_MQTTAPI_SYNC_MAX_ELEMENTS  32768
 
 
+/* an array's length: an int up to hiredis 0.14, a size_t since 1.0 */
+
+#if (HIREDIS_MAJOR >= 1)
+typedef size_t  ngx_http_mqttapi_sync_elements_t;
+#else
+typedef int     ngx_http_mqttapi_sync_elements_t;
+#endif
+
+
 static void *ngx_http_mqttapi_sync_create_array(const redisReadTask *task,
-    int elements);
+    ngx_http_mqttapi_sync_elements_t elements);
 
 
 static redisReplyObjectFunctions  ngx_http_mqttapi_sync_functions;
 static void *(*ngx_http_mqttapi_sync_hiredis_array)(const redisReadTask *task,
-    int elements);
+    ngx_http_mqttapi_sync_elements_t elements);
 
 
 static ngx_int_t ngx_http_mqttapi_sync_number(u_char *p, size_t len,
@@ -68,7 +77,8 @@ ngx_http_mqttapi_sync_reader(void)
 
 
 static void *
-ngx_http_mqttapi_sync_create_array(const redisReadTask *task, int elements)
+ngx_http_mqttapi_sync_create_array(const redisReadTask *task,
+    ngx_http_mqttapi_sync_elements_t elements)
 {
     if (elements > NGX_HTTP_MQTTAPI_SYNC_MAX_ELEMENTS) {
         /* the reader fails ("Out of memory"): the connection is closed */
