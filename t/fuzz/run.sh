@@ -4,8 +4,9 @@
 # (SSE2 on x86-64) and with __SSE2__ undefined (the 64-bit word scan), and
 # runs each for FUZZ_TIME seconds (default 60) from a small seed corpus.
 # A crash or an abort() of the harness (the scan and jansson disagree)
-# fails the run and leaves the input (crash-*) in build/fuzz/.  Then
-# t/fuzz/sync_reply.c (mqttapi_sync's handling of Redis replies), alike.
+# fails the run and leaves the input (crash-*) in build/fuzz/.  Before
+# them, t/fuzz/sync_reply.c (mqttapi_sync's handling of Redis replies),
+# alike.
 
 set -euo pipefail
 
@@ -42,31 +43,6 @@ INCS=(-I "$SRC/src/core" -I "$SRC/src/event" -I "$SRC/src/event/modules"
       -I "$SRC/src/os/unix" -I "$SRC/src/http" -I "$SRC/src/http/modules"
       -I "$SRC/src/http/v2" -I "$OBJS" -I "$REPO/src")
 
-for variant in as_built no_sse2; do
-    extra=()
-    [ "$variant" = no_sse2 ] && extra=(-U__SSE2__)
-    bin="$OUT/json_fast.$variant"
-
-    clang -g -O1 -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=undefined "${extra[@]}" "${INCS[@]}" \
-        "$REPO/t/fuzz/json_fast.c" -ljansson -o "$bin"
-
-    echo "fuzz: $variant, ${TIME}s"
-    mkdir -p "$OUT/corpus.$variant"
-    rc=0
-    (cd "$OUT" && "$bin" -max_total_time="$TIME" -max_len=4096 \
-        -print_final_stats=1 "corpus.$variant" corpus) > "$OUT/$variant.log" 2>&1 \
-        || rc=$?
-    grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' "$OUT/$variant.log" || true
-    if [ "$rc" != 0 ]; then
-        tail -30 "$OUT/$variant.log" >&2
-        echo "fuzz: $variant failed (exit $rc), the input is in $OUT" >&2
-        exit 1
-    fi
-done
-
-echo "fuzz: no disagreement between the fast scan and jansson"
-
 # mqttapi_sync: what Redis sends, through hiredis's reader and the reply
 # parsers (t/fuzz/sync_reply.c), from replies of the scripts and messages
 
@@ -102,3 +78,28 @@ if [ "$rc" != 0 ]; then
 fi
 
 echo "fuzz: the sync reply parsers took every input safely"
+
+for variant in as_built no_sse2; do
+    extra=()
+    [ "$variant" = no_sse2 ] && extra=(-U__SSE2__)
+    bin="$OUT/json_fast.$variant"
+
+    clang -g -O1 -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=undefined "${extra[@]}" "${INCS[@]}" \
+        "$REPO/t/fuzz/json_fast.c" -ljansson -o "$bin"
+
+    echo "fuzz: $variant, ${TIME}s"
+    mkdir -p "$OUT/corpus.$variant"
+    rc=0
+    (cd "$OUT" && "$bin" -max_total_time="$TIME" -max_len=4096 \
+        -print_final_stats=1 "corpus.$variant" corpus) > "$OUT/$variant.log" 2>&1 \
+        || rc=$?
+    grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' "$OUT/$variant.log" || true
+    if [ "$rc" != 0 ]; then
+        tail -30 "$OUT/$variant.log" >&2
+        echo "fuzz: $variant failed (exit $rc), the input is in $OUT" >&2
+        exit 1
+    fi
+done
+
+echo "fuzz: no disagreement between the fast scan and jansson"
