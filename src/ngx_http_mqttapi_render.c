@@ -934,7 +934,25 @@ ngx_http_mqttapi_push_number(ngx_http_request_t *r,
 u_char *
 ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 {
-    u_char      *d, *last, digits[NGX_INT_T_LEN];
+    u_char  *d, digits[NGX_INT_T_LEN];
+
+    d = ngx_http_mqttapi_write_number_back(digits + NGX_INT_T_LEN, n);
+
+    return ngx_cpymem(p, d, digits + NGX_INT_T_LEN - d);
+}
+
+
+/*
+ * ngx_sprintf("%i") without the format parsing, two digits a division
+ * from the last, ending at "last" (at most NGX_INT_T_LEN bytes before
+ * it); returns where the number begins.  A hot spot of rejects (the delay
+ * in seconds and in milliseconds), which write it where it is kept.
+ */
+
+u_char *
+ngx_http_mqttapi_write_number_back(u_char *last, ngx_int_t n)
+{
+    u_char      *d;
     ngx_uint_t   u, q;
 
     static u_char  pairs[] =
@@ -942,21 +960,8 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         "34353637383940414243444546474849505152535455565758596061626364656667"
         "6869707172737475767778798081828384858687888990919293949596979899";
 
-    /*
-     * ngx_sprintf("%i") without the format parsing, two digits a division
-     * from the last: a hot spot of rejects (the delay in seconds and in
-     * milliseconds)
-     */
+    u = (n < 0) ? (ngx_uint_t) 0 - (ngx_uint_t) n : (ngx_uint_t) n;
 
-    if (n < 0) {
-        *p++ = '-';
-        u = (ngx_uint_t) -n;
-
-    } else {
-        u = (ngx_uint_t) n;
-    }
-
-    last = digits + NGX_INT_T_LEN;
     d = last;
 
     while (u >= 100) {
@@ -974,7 +979,11 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         *--d = (u_char) ('0' + u);
     }
 
-    return ngx_cpymem(p, d, last - d);
+    if (n < 0) {
+        *--d = '-';
+    }
+
+    return d;
 }
 
 
