@@ -315,6 +315,7 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     ngx_str_t *body)
 {
     u_char      *p;
+    size_t       len;
     ngx_int_t    retry_after;
     ngx_str_t    values[4], *v;
     ngx_msec_t   retry_after_ms;
@@ -333,26 +334,21 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     err->retry_after = retry_after;
     err->retry_after_ms = retry_after_ms;
 
-    /* what stands in the holes: the RequestId, the delay in s and in ms */
-
-    ngx_str_null(&values[NGX_HTTP_MQTTAPI_HOLE_NONE]);
-
-    if (ngx_http_mqttapi_request_id(r, &values[NGX_HTTP_MQTTAPI_HOLE_ID])
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     /*
-     * one allocation: a slot for each delay, written back from the slot's
-     * end where it stays, and the body, counted with the delays at most
+     * what stands in the holes: the RequestId, the delay in s and in ms;
+     * one allocation for the delays, each written back from the end of a
+     * slot of its own where it stays, and the body, counted with the
+     * delays at their longest and the RequestId as long as one made here
      */
 
+    ngx_str_null(&values[NGX_HTTP_MQTTAPI_HOLE_NONE]);
+    values[NGX_HTTP_MQTTAPI_HOLE_ID].len = NGX_HTTP_MQTTAPI_ID_LEN;
     values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len = NGX_INT_T_LEN;
     values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len = NGX_INT_T_LEN;
 
-    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN
-                             + ngx_http_mqttapi_body_len(&a->kept, values));
+    len = ngx_http_mqttapi_body_len(&a->kept, values);
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN + len);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -367,6 +363,28 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     v->data = ngx_http_mqttapi_write_number_back(p,
                                                  (ngx_int_t) retry_after_ms);
     v->len = p - v->data;
+
+    /* a RequestId made now is made where the body's first part ends */
+
+    v = &values[NGX_HTTP_MQTTAPI_HOLE_ID];
+
+    if (ngx_http_mqttapi_request_id(r, v,
+                                    (a->kept.parts[0].hole
+                                     == NGX_HTTP_MQTTAPI_HOLE_ID)
+                                    ? p + a->kept.parts[0].text.len : NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (v->len > NGX_HTTP_MQTTAPI_ID_LEN) {
+        /* the request's $request_id, made before and longer: more room */
+
+        p = ngx_pnalloc(r->pool, ngx_http_mqttapi_body_len(&a->kept, values));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     body->data = p;
     body->len = ngx_http_mqttapi_body_write(p, &a->kept, values) - p;
@@ -671,11 +689,19 @@ ngx_http_mqttapi_body_write(u_char *p, ngx_http_mqttapi_kept_t *k,
         p = ngx_cpymem(p, part->text.data, part->text.len);
 
         v = &values[part->hole];
-        p = ngx_cpymem(p, v->data, v->len);
+
+        if (v->data != p) {
+            ngx_memcpy(p, v->data, v->len);
+        }
+
+        /* else it was made here (the RequestId) */
+
+        p += v->len;
     }
 
     return ngx_cpymem(p, part->text.data, part->text.len);
 }
+
 
 
 /*

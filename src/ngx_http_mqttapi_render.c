@@ -406,7 +406,7 @@ ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
      * problem members before and the annotations after, written at once
      */
 
-    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK
+    if (ngx_http_mqttapi_request_id(r, &id, NULL) != NGX_OK
         || ngx_http_mqttapi_host_id(r, lcf, &host) != NGX_OK)
     {
         return NGX_ERROR;
@@ -701,7 +701,7 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
                                 0);
     }
 
-    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
+    if (ngx_http_mqttapi_request_id(r, &id, NULL) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -665,10 +665,7 @@ ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
     ngx_md5_t   md5;
     u_char      digest[16];
 
-    /* a prefix is a letter and a colon: no calls to count and copy it */
-
-    for (plen = 0; prefix[plen]; plen++) { /* void */ }
-
+    plen = ngx_strlen(prefix);
     len = plen + value->len + (suffix ? suffix->len + 1 : 0);
 
     key->data = ngx_pnalloc(pool, ngx_max(len, plen + 33));
@@ -676,9 +673,7 @@ ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
         return NGX_ERROR;
     }
 
-    for (p = key->data; *prefix; /* void */ ) {
-        *p++ = *prefix++;
-    }
+    p = ngx_cpymem(key->data, prefix, plen);
 
     if (len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN) {
 
