@@ -157,10 +157,10 @@ ngx_http_mqttapi_id_next(void)
 #if (defined __SSE2__)
 
 /*
- * The 32 lowercase hex digits of "n0" and "n1", sixteen at a time: each
- * byte's high and low nibbles interleaved, then 0-9 and 10-15 moved to
- * '0'-'9' and 'a'-'f' in every byte at once.  The digits stand in the
- * byte order of the machine, which does not matter for a random id.
+ * The 32 lowercase hex digits of "n0" and "n1" (their bytes as they stand
+ * in memory), sixteen at a time: each byte's high and low nibbles
+ * interleaved, then 0-9 and 10-15 moved to '0'-'9' and 'a'-'f' in every
+ * byte at once.
  */
 
 static ngx_inline void

@@ -943,16 +943,17 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 
 
 /*
- * ngx_sprintf("%i") without the format parsing, two digits a division
- * from the last, ending at "last" (at most NGX_INT_T_LEN bytes before
- * it); returns where the number begins.  A hot spot of rejects (the delay
- * in seconds and in milliseconds), which write it where it is kept.
+ * ngx_sprintf("%i") without the format parsing, from the last digit,
+ * ending at "last" (at most NGX_INT_T_LEN bytes before it); returns where
+ * the number begins.  A hot spot of rejects (the delay in seconds and in
+ * milliseconds), which write it where it is kept.
  */
 
 u_char *
 ngx_http_mqttapi_write_number_back(u_char *last, ngx_int_t n)
 {
     u_char      *d;
+    uint32_t     m, h;
     ngx_uint_t   u, q;
 
     static u_char  pairs[] =
@@ -964,7 +965,21 @@ ngx_http_mqttapi_write_number_back(u_char *last, ngx_int_t n)
 
     d = last;
 
-    while (u >= 100) {
+    /* four digits a division, split in two pairs in 32 bits */
+
+    while (u >= 10000) {
+        q = u / 10000;
+        m = (uint32_t) (u - q * 10000);
+        h = m / 100;
+
+        d -= 4;
+        ngx_memcpy(d, &pairs[h * 2], 2);
+        ngx_memcpy(d + 2, &pairs[(m - h * 100) * 2], 2);
+
+        u = q;
+    }
+
+    if (u >= 100) {
         q = u / 100;
         d -= 2;
         ngx_memcpy(d, &pairs[(u - q * 100) * 2], 2);
@@ -1047,10 +1062,14 @@ ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,
         return rc;
     }
 
-    b = ngx_calloc_buf(r->pool);
+    /* ngx_calloc_buf(), zeroed inline rather than by a call of memset() */
+
+    b = ngx_alloc_buf(r->pool);
     if (b == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
 
     b->pos = body->data;
     b->last = body->data + body->len;
