@@ -152,9 +152,15 @@ run: check-build
 	@bash conf/run.sh
 
 # With STATIC=1 the suite runs the build/nginx just built (the module
-# compiled in) instead of the packaged nginx and build/*.so.
+# compiled in) instead of the packaged nginx and build/*.so.  The build's
+# variables, which make exports when they are given on its command line,
+# are not passed on: the tests that run make choose their own.
+TEST_UNSET  := $(foreach v,NGINX_SRC STATIC EXTRA_CONFIGURE CC_OPT OPTIMIZE \
+                 BUILD NGINX MAKEFLAGS MFLAGS MAKELEVEL,-u $(v))
+
 test: check-test module
-	$(if $(STATIC),MQTTAPI_NGINX=$(TARGET) MQTTAPI_MODULE=none) \
+	env $(TEST_UNSET) \
+	    $(if $(STATIC),MQTTAPI_NGINX=$(TARGET) MQTTAPI_MODULE=none) \
 	    $(PROVE) -j2 $(PROVE_FLAGS) $(TESTS)
 
 bench: check-bench module

@@ -52,6 +52,7 @@ OTHERS = [
     ("return429_same", "return429", "`return 429` of the module's answer as text / nginx's 429 page (what the answer's bytes and headers cost nginx and the kernel)"),
     ("reject_full", "reject", "reject with a full zone (~8,100 keys) / with one key"),
     ("reject_logged", "reject", "reject logged at warn (default) / logged at info (not written)"),
+    ("status_reject", "reject", "local reject with a `mqttapi_status` location configured / without"),
     ("reject_logged", "return429_same", "reject at the default log level (warn) / `return 429` of the identical answer (goal: the same as at info, within noise)"),
 ]
 
@@ -417,6 +418,7 @@ def main():
         "reject_logged": "back-off reject, logged at warn",
         "status_ok": "mqttapi on (200), status endpoint configured",
         "status_augment": "mqttapi augment (400), status endpoint configured",
+        "status_reject": "back-off reject, 1 key, status endpoint configured",
     }
     spreads = {}
     for c in cases:
@@ -602,8 +604,8 @@ def main():
       "location came out 3-5%% slower); %s s of runs in all." % (
           env.get("rounds", "?"), env.get("duration", "?"),
           env.get("elapsed", "?")))
-    w("- the status_* cases run the same locations as mod_ok and "
-      "mod_augment in a copy of the gateway with `location = "
+    w("- the status_* cases run the same locations as mod_ok, "
+      "mod_augment and reject in a copy of the gateway with `location = "
       "/mqttapi/status { mqttapi_status; }` added (another nginx on the "
       "same core, its worker's CPU time measured alike): with it, every "
       "request of that copy is counted.")

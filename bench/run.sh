@@ -54,7 +54,7 @@ ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            plain_error mod_augment mod_problem lua_capture_error
            lua_filter_error
            return429 return429_json return429_same reject reject_full
-           reject_logged status_ok status_augment"
+           reject_logged status_ok status_augment status_reject"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
 declare -A CASE_PATH=(
@@ -76,6 +76,7 @@ declare -A CASE_PATH=(
     [reject_logged]=/reject/logged
     [status_ok]=/mod/ok
     [status_augment]=/mod/augment
+    [status_reject]=/reject/one
 )
 
 # the status every response of a case must have
@@ -85,7 +86,7 @@ declare -A CASE_STATUS=(
     [lua_capture_error]=400 [lua_filter_error]=400
     [return429]=429 [return429_json]=429 [return429_same]=429
     [reject]=429 [reject_full]=429 [reject_logged]=429
-    [status_ok]=200 [status_augment]=400
+    [status_ok]=200 [status_augment]=400 [status_reject]=429
 )
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -262,8 +263,10 @@ worker_of_case() {
 
 # ---- back-offs and the zones ---------------------------------------------
 
-# one throttle answer opens a back-off of 1h for the benchmark key
+# one throttle answer opens a back-off of 1h for the benchmark key (in
+# both gateways)
 curl -s -o /dev/null "$GW/reject/one?$QS$BENCH_KEY"
+curl -s -o /dev/null "$STGW/reject/one?$QS$BENCH_KEY"
 
 # the "full" zone: more keys than it holds, then the benchmark key
 log "filling the zone \"full\" with $NFULL keys"
@@ -300,7 +303,7 @@ for c in $CASES; do
         mod_augment|mod_problem|lua_capture_error|status_augment)
             grep -qi '^X-MQTTAPI-Error-Code: InvalidParameter.InstanceId' <<<"$h" \
                 || die "$c: not annotated" ;;
-        reject|reject_full|reject_logged)
+        reject|reject_full|reject_logged|status_reject)
             grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
                 || die "$c: not answered locally" ;;
         mod_ok|plain_ok|plain_ok2|plain_error|status_ok)
@@ -370,10 +373,11 @@ read -ra case_list <<<"$CASES"
 # a round weighs on a case and its baseline alike.  Each target pair is
 # adjacent (plain_ok mod_ok status_ok, plain_error mod_augment
 # status_augment, return429_same reject); return429 stands next to
-# return429_same, reject_full next to reject, reject_logged next to both.
+# return429_same, status_reject, reject_logged and reject_full next to
+# reject.
 CASE_GROUPS=("plain_ok mod_ok status_ok plain_ok2 lua_capture_ok lua_filter_ok"
         "plain_error mod_augment status_augment mod_problem lua_capture_error lua_filter_error"
-        "return429 return429_same reject reject_logged reject_full return429_json")
+        "return429 return429_same reject status_reject reject_logged reject_full return429_json")
 grouped=" ${CASE_GROUPS[*]} "
 others=""
 for c in "${case_list[@]}"; do
@@ -454,7 +458,7 @@ WRK_TAG=r
 # ---- after the runs ------------------------------------------------------
 
 # the back-offs held for the whole run
-for c in reject reject_full; do
+for c in reject reject_full status_reject; do
     case " $CASES " in *" $c "*) ;; *) continue ;; esac
     curl -s -D - -o /dev/null "$(url_of $c)" | tr -d '\r' \
         | grep -qi '^X-MQTTAPI-Throttled: gateway' \

@@ -155,6 +155,10 @@ static ngx_uint_t ngx_http_mqttapi_stats_code(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_error_t *err);
 static ngx_uint_t ngx_http_mqttapi_stats_action(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st);
+static ngx_uint_t ngx_http_mqttapi_stats_code_name(ngx_http_request_t *r,
+    ngx_http_mqttapi_stats_t *st, ngx_str_t *code);
+static ngx_uint_t ngx_http_mqttapi_stats_memo(ngx_http_mqttapi_memo_t *m,
+    void *catalog, ngx_str_t *name, ngx_uint_t id);
 static ngx_uint_t ngx_http_mqttapi_stats_zone(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_zone_t *zone);
 static void ngx_http_mqttapi_stats_count(ngx_http_mqttapi_stats_t *st,
@@ -1097,7 +1101,7 @@ ngx_http_mqttapi_stats_local(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_count(st,
         ngx_http_mqttapi_key(NGX_HTTP_MQTTAPI_STAT_REJECTS, z,
                              ngx_http_mqttapi_stats_action(r, st),
-                             ngx_http_mqttapi_labels_id(&st->codes, code),
+                             ngx_http_mqttapi_stats_code_name(r, st, code),
                              reason));
 }
 
@@ -1148,17 +1152,83 @@ ngx_http_mqttapi_stats_code(ngx_http_mqttapi_stats_t *st,
 }
 
 
+/*
+ * The request's action and a code by name: through the location's
+ * catalog (its lookups are case-sensitive, with a cheaper hash), then by
+ * address; a code that is no catalog's, by name among the other values.
+ * A worker remembers its last lookup of each: a flood repeats them.
+ */
+
 static ngx_uint_t
 ngx_http_mqttapi_stats_action(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st)
 {
-    ngx_str_t  name;
+    ngx_int_t                     id;
+    ngx_str_t                     name;
+    ngx_http_mqttapi_memo_t      *m;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
 
     if (ngx_http_mqttapi_request_action_name(r, &name) != NGX_OK) {
         return 0;
     }
 
-    return ngx_http_mqttapi_labels_id(&st->actions, &name);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+    m = &st->last_action;
+
+    if (m->catalog == lcf->catalog && m->len == name.len
+        && ngx_memcmp(m->name, name.data, name.len) == 0)
+    {
+        return m->id;
+    }
+
+    id = ngx_http_mqttapi_ptrs_find(st,
+                          ngx_http_mqttapi_catalog_action(lcf->catalog, &name));
+
+    return ngx_http_mqttapi_stats_memo(m, lcf->catalog, &name,
+                                       (id == -1) ? 0 : (ngx_uint_t) id);
+}
+
+
+static ngx_uint_t
+ngx_http_mqttapi_stats_code_name(ngx_http_request_t *r,
+    ngx_http_mqttapi_stats_t *st, ngx_str_t *code)
+{
+    ngx_int_t                     id;
+    ngx_str_t                     param;
+    ngx_http_mqttapi_memo_t      *m;
+    ngx_http_mqttapi_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
+    m = &st->last_code;
+
+    if (m->catalog == lcf->catalog && m->len == code->len
+        && ngx_memcmp(m->name, code->data, code->len) == 0)
+    {
+        return m->id;
+    }
+
+    id = ngx_http_mqttapi_ptrs_find(st,
+                  ngx_http_mqttapi_catalog_find(lcf->catalog, code, &param,
+                                                r->pool));
+
+    return ngx_http_mqttapi_stats_memo(m, lcf->catalog, code,
+                (id != -1) ? (ngx_uint_t) id
+                           : ngx_http_mqttapi_labels_id(&st->codes, code));
+}
+
+
+static ngx_uint_t
+ngx_http_mqttapi_stats_memo(ngx_http_mqttapi_memo_t *m, void *catalog,
+    ngx_str_t *name, ngx_uint_t id)
+{
+    if (name->len <= sizeof(m->name)) {
+        m->catalog = catalog;
+        m->len = name->len;
+        ngx_memcpy(m->name, name->data, name->len);
+        m->id = id;
+    }
+
+    return id;
 }
 
 

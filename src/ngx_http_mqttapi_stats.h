@@ -80,6 +80,16 @@ typedef struct {
 typedef struct ngx_http_mqttapi_stats_sh_s  ngx_http_mqttapi_stats_sh_t;
 
 
+/* a worker's last lookup of a name through a catalog, and its label id */
+
+typedef struct {
+    void                        *catalog;
+    ngx_uint_t                   id;
+    size_t                       len;
+    u_char                       name[NGX_HTTP_MQTTAPI_CODE_MAX_LEN];
+} ngx_http_mqttapi_memo_t;
+
+
 /*
  * The label index of catalog objects by their address: entries (their
  * code), actions (their name), category strings (their data)
@@ -108,6 +118,8 @@ typedef struct {
     ngx_http_mqttapi_labels_t    zone_names;
     ngx_array_t                  zones;       /* zone pointers, from 1 */
     ngx_http_mqttapi_ptrs_t      ptrs;
+    ngx_http_mqttapi_memo_t      last_action; /* per worker */
+    ngx_http_mqttapi_memo_t      last_code;
 
     ngx_uint_t                   nslots;      /* a power of two */
     size_t                       slot_size;
