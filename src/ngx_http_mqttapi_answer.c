@@ -703,7 +703,6 @@ ngx_http_mqttapi_body_write(u_char *p, ngx_http_mqttapi_kept_t *k,
 }
 
 
-
 /*
  * The kept headers pushed, with "values" in their holes.  They are copied
  * at once into the list's last part when they fit there, as
