@@ -7,6 +7,7 @@
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_answer.h"
 #include "ngx_http_mqttapi_error.h"
+#include "ngx_http_mqttapi_headers.h"
 #include "ngx_http_mqttapi_id.h"
 #include "ngx_http_mqttapi_lang.h"
 
@@ -51,13 +52,18 @@ typedef struct {
 } ngx_http_mqttapi_part_t;
 
 
+/* a kept header whose value is a hole */
+
 typedef struct {
-    ngx_table_elt_t                    header;    /* as it is pushed */
-    ngx_uint_t                         hole;      /* instead of the value */
-} ngx_http_mqttapi_kept_header_t;
+    u_char                             header;    /* its index */
+    u_char                             hole;
+} ngx_http_mqttapi_header_hole_t;
 
 
-/* a kept rendering: body text with holes, and headers */
+/*
+ * A kept rendering: body text with holes (a hole after every part but
+ * the last), and headers as they are pushed, side by side.
+ */
 
 typedef struct {
     ngx_uint_t                         state;
@@ -67,7 +73,11 @@ typedef struct {
                                              + 1];
 
     ngx_uint_t                         nheaders;
-    ngx_http_mqttapi_kept_header_t    *headers;
+    ngx_table_elt_t                   *headers;
+
+    ngx_uint_t                         nholes;    /* header holes */
+    ngx_http_mqttapi_header_hole_t     holes[
+                                           NGX_HTTP_MQTTAPI_TEMPLATE_HEADERS];
 } ngx_http_mqttapi_kept_t;
 
 
@@ -237,7 +247,7 @@ ngx_http_mqttapi_answer_kept(ngx_http_mqttapi_loc_conf_t *lcf,
         if (a->conf != lcf
             || a->lang != lang
             || a->code_len != code->len
-            || ngx_memcmp(a->code, code->data, code->len) != 0)
+            || !ngx_http_mqttapi_eq(a->code, code->data, code->len))
         {
             continue;
         }
@@ -249,9 +259,8 @@ ngx_http_mqttapi_answer_kept(ngx_http_mqttapi_loc_conf_t *lcf,
 
         } else if (a->action
                    && a->action->name.len == action->len
-                   && ngx_memcmp(a->action->name.data, action->data,
-                                 action->len)
-                      == 0)
+                   && ngx_http_mqttapi_eq(a->action->name.data,
+                                          action->data, action->len))
         {
             return a;
         }
@@ -306,8 +315,9 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     ngx_str_t *body)
 {
     u_char      *p;
+    size_t       len;
     ngx_int_t    retry_after;
-    ngx_str_t    values[4];
+    ngx_str_t    values[4], *v;
     ngx_msec_t   retry_after_ms;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -324,36 +334,57 @@ ngx_http_mqttapi_answer_make(ngx_http_request_t *r,
     err->retry_after = retry_after;
     err->retry_after_ms = retry_after_ms;
 
-    /* what stands in the holes: the RequestId, the delay in s and in ms */
+    /*
+     * what stands in the holes: the RequestId, the delay in s and in ms;
+     * one allocation for the delays, each written back from the end of a
+     * slot of its own where it stays, and the body, counted with the
+     * delays at their longest and the RequestId as long as one made here
+     */
 
     ngx_str_null(&values[NGX_HTTP_MQTTAPI_HOLE_NONE]);
+    values[NGX_HTTP_MQTTAPI_HOLE_ID].len = NGX_HTTP_MQTTAPI_ID_LEN;
+    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len = NGX_INT_T_LEN;
+    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len = NGX_INT_T_LEN;
 
-    if (ngx_http_mqttapi_request_id(r, &values[NGX_HTTP_MQTTAPI_HOLE_ID])
+    len = ngx_http_mqttapi_body_len(&a->kept, values);
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN + len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p += NGX_INT_T_LEN;
+    v = &values[NGX_HTTP_MQTTAPI_HOLE_SECONDS];
+    v->data = ngx_http_mqttapi_write_number_back(p, retry_after);
+    v->len = p - v->data;
+
+    p += NGX_INT_T_LEN;
+    v = &values[NGX_HTTP_MQTTAPI_HOLE_MSEC];
+    v->data = ngx_http_mqttapi_write_number_back(p,
+                                                 (ngx_int_t) retry_after_ms);
+    v->len = p - v->data;
+
+    /* a RequestId made now is made where the body's first part ends */
+
+    v = &values[NGX_HTTP_MQTTAPI_HOLE_ID];
+
+    if (ngx_http_mqttapi_request_id(r, v,
+                                    (a->kept.parts[0].hole
+                                     == NGX_HTTP_MQTTAPI_HOLE_ID)
+                                    ? p + a->kept.parts[0].text.len : NULL)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    /* one allocation for the delays and the body, the delays at most */
+    if (v->len > NGX_HTTP_MQTTAPI_ID_LEN) {
+        /* the request's $request_id, made before and longer: more room */
 
-    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len = NGX_INT_T_LEN;
-    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len = NGX_INT_T_LEN;
-
-    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN
-                             + ngx_http_mqttapi_body_len(&a->kept, values));
-    if (p == NULL) {
-        return NGX_ERROR;
+        p = ngx_pnalloc(r->pool, ngx_http_mqttapi_body_len(&a->kept, values));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
     }
-
-    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].data = p;
-    p = ngx_http_mqttapi_write_number(p, retry_after);
-    values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].len =
-                                p - values[NGX_HTTP_MQTTAPI_HOLE_SECONDS].data;
-
-    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].data = p;
-    p = ngx_http_mqttapi_write_number(p, (ngx_int_t) retry_after_ms);
-    values[NGX_HTTP_MQTTAPI_HOLE_MSEC].len =
-                                   p - values[NGX_HTTP_MQTTAPI_HOLE_MSEC].data;
 
     body->data = p;
     body->len = ngx_http_mqttapi_body_write(p, &a->kept, values) - p;
@@ -526,15 +557,14 @@ ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
     u_char                          *p;
     size_t                           len, at, end;
     ngx_uint_t                       i;
-    ngx_table_elt_t                 *h;
+    ngx_table_elt_t                 *h, *kh;
     ngx_http_mqttapi_part_t         *part;
-    ngx_http_mqttapi_kept_header_t  *kh;
 
     if (tpl->overflow) {
         return NGX_DECLINED;
     }
 
-    len = tpl->nheaders * sizeof(ngx_http_mqttapi_kept_header_t) + text->len;
+    len = tpl->nheaders * sizeof(ngx_table_elt_t) + text->len;
     at = 0;
 
     for (i = 0; i < tpl->nholes; i++) {
@@ -561,8 +591,8 @@ ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    k->headers = (ngx_http_mqttapi_kept_header_t *) p;
-    p += tpl->nheaders * sizeof(ngx_http_mqttapi_kept_header_t);
+    k->headers = (ngx_table_elt_t *) p;
+    p += tpl->nheaders * sizeof(ngx_table_elt_t);
 
     /* the text: a part before each hole, and the rest */
 
@@ -588,6 +618,7 @@ ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
     /* the headers, but those hidden since they were pushed */
 
     k->nheaders = 0;
+    k->nholes = 0;
 
     for (i = 0; i < tpl->nheaders; i++) {
         h = tpl->headers[i];
@@ -596,19 +627,23 @@ ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k, ngx_str_t *text,
             continue;
         }
 
+        if (tpl->header_holes[i] != NGX_HTTP_MQTTAPI_HOLE_NONE) {
+            k->holes[k->nholes].header = (u_char) k->nheaders;
+            k->holes[k->nholes].hole = (u_char) tpl->header_holes[i];
+            k->nholes++;
+        }
+
         kh = &k->headers[k->nheaders++];
 
-        kh->hole = tpl->header_holes[i];
+        ngx_memzero(kh, sizeof(ngx_table_elt_t));
+        kh->hash = 1;
 
-        ngx_memzero(&kh->header, sizeof(ngx_table_elt_t));
-        kh->header.hash = 1;
-
-        kh->header.key.data = p;
-        kh->header.key.len = h->key.len;
+        kh->key.data = p;
+        kh->key.len = h->key.len;
         p = ngx_cpymem(p, h->key.data, h->key.len);
 
-        kh->header.value.data = p;
-        kh->header.value.len = h->value.len;
+        kh->value.data = p;
+        kh->value.len = h->value.len;
         p = ngx_cpymem(p, h->value.data, h->value.len);
     }
 
@@ -642,42 +677,87 @@ static u_char *
 ngx_http_mqttapi_body_write(u_char *p, ngx_http_mqttapi_kept_t *k,
     ngx_str_t *values)
 {
-    ngx_uint_t  i;
-    ngx_str_t  *v;
+    ngx_uint_t                i;
+    ngx_str_t                *v;
+    ngx_http_mqttapi_part_t  *part;
 
-    for (i = 0; i < k->nparts; i++) {
-        p = ngx_cpymem(p, k->parts[i].text.data, k->parts[i].text.len);
+    /* every part but the last is followed by its hole */
 
-        v = &values[k->parts[i].hole];
-        p = ngx_cpymem(p, v->data, v->len);
+    part = k->parts;
+
+    for (i = 1; i < k->nparts; i++, part++) {
+        p = ngx_cpymem(p, part->text.data, part->text.len);
+
+        v = &values[part->hole];
+
+        if (v->data != p) {
+            ngx_memcpy(p, v->data, v->len);
+        }
+
+        /* else it was made here (the RequestId) */
+
+        p += v->len;
     }
 
-    return p;
+    return ngx_cpymem(p, part->text.data, part->text.len);
 }
 
 
-/* the kept headers pushed, with "values" in their holes */
+/*
+ * The kept headers pushed, with "values" in their holes.  They are copied
+ * at once into the list's last part when they fit there, as
+ * ngx_list_push() would have placed them one by one: a write into the
+ * parts of an ngx_list_t, which the profile of the local reject showed to
+ * be needed (bench/profile.sh, reject against return429_same: pushing
+ * them one by one made the reject miss its target; see bench/PROFILE.md).
+ */
 
 static ngx_int_t
 ngx_http_mqttapi_push_kept(ngx_http_request_t *r, ngx_http_mqttapi_kept_t *k,
     ngx_str_t *values)
 {
-    ngx_uint_t                       i;
+    ngx_uint_t                       i, j;
+    ngx_list_t                      *list;
     ngx_table_elt_t                 *h;
-    ngx_http_mqttapi_kept_header_t  *kh;
+    ngx_http_mqttapi_header_hole_t  *hh;
+
+    list = &r->headers_out.headers;
+
+    if (list->size == sizeof(ngx_table_elt_t)
+        && list->nalloc - list->last->nelts >= k->nheaders)
+    {
+        h = (ngx_table_elt_t *) list->last->elts + list->last->nelts;
+        list->last->nelts += k->nheaders;
+
+        ngx_memcpy(h, k->headers, k->nheaders * sizeof(ngx_table_elt_t));
+
+        if (values) {
+            for (j = 0; j < k->nholes; j++) {
+                hh = &k->holes[j];
+                h[hh->header].value = values[hh->hole];
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    hh = k->holes;
+    j = 0;
 
     for (i = 0; i < k->nheaders; i++) {
-        kh = &k->headers[i];
-
-        h = ngx_list_push(&r->headers_out.headers);
+        h = ngx_list_push(list);
         if (h == NULL) {
             return NGX_ERROR;
         }
 
-        *h = kh->header;
+        *h = k->headers[i];
 
-        if (kh->hole != NGX_HTTP_MQTTAPI_HOLE_NONE && values) {
-            h->value = values[kh->hole];
+        if (j < k->nholes && hh[j].header == i) {
+            if (values) {
+                h->value = values[hh[j].hole];
+            }
+
+            j++;
         }
     }
 

@@ -49,9 +49,16 @@ ngx_http_mqttapi_create_ctx(ngx_http_request_t *r)
     ngx_pool_cleanup_t      *cln;
     ngx_http_mqttapi_ctx_t  *ctx;
 
-    ctx = ngx_http_mqttapi_get_ctx(r);
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_mqttapi_module);
     if (ctx) {
         return ctx;
+    }
+
+    if (r->main->internal || r->main->filter_finalize) {
+        ctx = ngx_http_mqttapi_get_ctx(r);
+        if (ctx) {
+            return ctx;
+        }
     }
 
     cln = ngx_pool_cleanup_add(r->main->pool, sizeof(ngx_http_mqttapi_ctx_t));

@@ -57,7 +57,9 @@ ngx_http_mqttapi_header(ngx_list_t *headers, ngx_str_t *name,
         }
 
         if ((flags & NGX_HTTP_MQTTAPI_HEADER_IN) && h[i].lowcase_key) {
-            if (ngx_memcmp(h[i].lowcase_key, name->data, name->len) != 0) {
+            if (!ngx_http_mqttapi_eq(h[i].lowcase_key, name->data,
+                                     name->len))
+            {
                 continue;
             }
 

@@ -11,6 +11,10 @@
 #include <openssl/rand.h>
 #endif
 
+#if (defined __SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 /*
  * The RequestId of the errors the gateway writes is $request_id.  nginx
@@ -33,8 +37,11 @@ static ngx_int_t  ngx_http_mqttapi_id_index = NGX_ERROR;
 
 
 static uint64_t ngx_http_mqttapi_id_next(void);
-static ngx_inline u_char *ngx_http_mqttapi_id_hex(u_char *p, uint64_t n);
+static ngx_inline void ngx_http_mqttapi_id_hex(u_char *p, uint64_t n0,
+    uint64_t n1);
+#if !(defined __SSE2__)
 static ngx_inline uint64_t ngx_http_mqttapi_id_digits(uint32_t n);
+#endif
 
 
 ngx_int_t
@@ -75,36 +82,43 @@ ngx_http_mqttapi_id_init_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * $request_id of the request: the value it has, or a new one, made at
+ * "buf" (NGX_HTTP_MQTTAPI_ID_LEN bytes that live as long as the request:
+ * a local answer makes it where it stands in the body) or, with buf NULL,
+ * in the request's pool.
+ */
+
 ngx_int_t
-ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id)
+ngx_http_mqttapi_request_id(ngx_http_request_t *r, ngx_str_t *id,
+    u_char *buf)
 {
-    u_char                     *p;
-    uint64_t                    n;
+    uint64_t                    n0, n1;
     ngx_http_variable_value_t  *vv;
 
     vv = &r->variables[ngx_http_mqttapi_id_index];
 
     if (!vv->valid && !vv->not_found) {
 
-        p = ngx_pnalloc(r->pool, 32);
-        if (p == NULL) {
-            return NGX_ERROR;
+        if (buf == NULL) {
+            buf = ngx_pnalloc(r->pool, NGX_HTTP_MQTTAPI_ID_LEN);
+            if (buf == NULL) {
+                return NGX_ERROR;
+            }
         }
 
-        vv->len = 32;
+        vv->len = NGX_HTTP_MQTTAPI_ID_LEN;
         vv->valid = 1;
         vv->no_cacheable = 0;
         vv->not_found = 0;
-        vv->data = p;
+        vv->data = buf;
 
-        n = ngx_http_mqttapi_id_next();
-        p = ngx_http_mqttapi_id_hex(p, n);
+        n0 = ngx_http_mqttapi_id_next();
+        n1 = ngx_http_mqttapi_id_next();
+        ngx_http_mqttapi_id_hex(buf, n0, n1);
 
-        n = ngx_http_mqttapi_id_next();
-        (void) ngx_http_mqttapi_id_hex(p, n);
-
-        id->data = vv->data;
-        id->len = 32;
+        id->data = buf;
+        id->len = NGX_HTTP_MQTTAPI_ID_LEN;
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "mqttapi: request id \"%V\" made", id);
@@ -140,19 +154,55 @@ ngx_http_mqttapi_id_next(void)
 }
 
 
-/* sixteen hex digits of "n" */
+#if (defined __SSE2__)
 
-static ngx_inline u_char *
-ngx_http_mqttapi_id_hex(u_char *p, uint64_t n)
+/*
+ * The 32 lowercase hex digits of "n0" and "n1" (their bytes as they stand
+ * in memory), sixteen at a time: each byte's high and low nibbles
+ * interleaved, then 0-9 and 10-15 moved to '0'-'9' and 'a'-'f' in every
+ * byte at once.
+ */
+
+static ngx_inline void
+ngx_http_mqttapi_id_hex(u_char *p, uint64_t n0, uint64_t n1)
 {
-    uint64_t  x[2];
+    __m128i  x, hi, lo, nib, nine, skip, zero;
 
-    x[0] = ngx_http_mqttapi_id_digits((uint32_t) n);
-    x[1] = ngx_http_mqttapi_id_digits((uint32_t) (n >> 32));
+    x = _mm_set_epi64x((long long) n1, (long long) n0);
+    nib = _mm_set1_epi8(0x0f);
+    nine = _mm_set1_epi8(9);
+    zero = _mm_set1_epi8('0');
+    skip = _mm_set1_epi8('a' - '0' - 10);
+
+    hi = _mm_and_si128(_mm_srli_epi16(x, 4), nib);
+    lo = _mm_and_si128(x, nib);
+
+    x = _mm_unpacklo_epi8(hi, lo);
+    x = _mm_add_epi8(_mm_add_epi8(x, zero),
+                     _mm_and_si128(_mm_cmpgt_epi8(x, nine), skip));
+    _mm_storeu_si128((__m128i *) p, x);
+
+    x = _mm_unpackhi_epi8(hi, lo);
+    x = _mm_add_epi8(_mm_add_epi8(x, zero),
+                     _mm_and_si128(_mm_cmpgt_epi8(x, nine), skip));
+    _mm_storeu_si128((__m128i *) (p + 16), x);
+}
+
+#else
+
+/* the 32 lowercase hex digits of "n0" and "n1", eight at a time */
+
+static ngx_inline void
+ngx_http_mqttapi_id_hex(u_char *p, uint64_t n0, uint64_t n1)
+{
+    uint64_t  x[4];
+
+    x[0] = ngx_http_mqttapi_id_digits((uint32_t) n0);
+    x[1] = ngx_http_mqttapi_id_digits((uint32_t) (n0 >> 32));
+    x[2] = ngx_http_mqttapi_id_digits((uint32_t) n1);
+    x[3] = ngx_http_mqttapi_id_digits((uint32_t) (n1 >> 32));
 
     ngx_memcpy(p, x, sizeof(x));
-
-    return p + sizeof(x);
 }
 
 
@@ -179,3 +229,5 @@ ngx_http_mqttapi_id_digits(uint32_t n)
 
     return x + 0x3030303030303030ULL + letters * ('a' - '0' - 10);
 }
+
+#endif

@@ -406,7 +406,7 @@ ngx_http_mqttapi_render_envelope(ngx_http_request_t *r,
      * problem members before and the annotations after, written at once
      */
 
-    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK
+    if (ngx_http_mqttapi_request_id(r, &id, NULL) != NGX_OK
         || ngx_http_mqttapi_host_id(r, lcf, &host) != NGX_OK)
     {
         return NGX_ERROR;
@@ -701,7 +701,7 @@ ngx_http_mqttapi_problem_members(ngx_http_request_t *r,
                                 0);
     }
 
-    if (ngx_http_mqttapi_request_id(r, &id) != NGX_OK) {
+    if (ngx_http_mqttapi_request_id(r, &id, NULL) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -934,7 +934,26 @@ ngx_http_mqttapi_push_number(ngx_http_request_t *r,
 u_char *
 ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
 {
-    u_char      *d, *last, digits[NGX_INT_T_LEN];
+    u_char  *d, digits[NGX_INT_T_LEN];
+
+    d = ngx_http_mqttapi_write_number_back(digits + NGX_INT_T_LEN, n);
+
+    return ngx_cpymem(p, d, digits + NGX_INT_T_LEN - d);
+}
+
+
+/*
+ * ngx_sprintf("%i") without the format parsing, from the last digit,
+ * ending at "last" (at most NGX_INT_T_LEN bytes before it); returns where
+ * the number begins.  A hot spot of rejects (the delay in seconds and in
+ * milliseconds), which write it where it is kept.
+ */
+
+u_char *
+ngx_http_mqttapi_write_number_back(u_char *last, ngx_int_t n)
+{
+    u_char      *d;
+    uint32_t     m, h;
     ngx_uint_t   u, q;
 
     static u_char  pairs[] =
@@ -942,24 +961,25 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         "34353637383940414243444546474849505152535455565758596061626364656667"
         "6869707172737475767778798081828384858687888990919293949596979899";
 
-    /*
-     * ngx_sprintf("%i") without the format parsing, two digits a division
-     * from the last: a hot spot of rejects (the delay in seconds and in
-     * milliseconds)
-     */
+    u = (n < 0) ? (ngx_uint_t) 0 - (ngx_uint_t) n : (ngx_uint_t) n;
 
-    if (n < 0) {
-        *p++ = '-';
-        u = (ngx_uint_t) -n;
-
-    } else {
-        u = (ngx_uint_t) n;
-    }
-
-    last = digits + NGX_INT_T_LEN;
     d = last;
 
-    while (u >= 100) {
+    /* four digits a division, split in two pairs in 32 bits */
+
+    while (u >= 10000) {
+        q = u / 10000;
+        m = (uint32_t) (u - q * 10000);
+        h = m / 100;
+
+        d -= 4;
+        ngx_memcpy(d, &pairs[h * 2], 2);
+        ngx_memcpy(d + 2, &pairs[(m - h * 100) * 2], 2);
+
+        u = q;
+    }
+
+    if (u >= 100) {
         q = u / 100;
         d -= 2;
         ngx_memcpy(d, &pairs[(u - q * 100) * 2], 2);
@@ -974,7 +994,11 @@ ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n)
         *--d = (u_char) ('0' + u);
     }
 
-    return ngx_cpymem(p, d, last - d);
+    if (n < 0) {
+        *--d = '-';
+    }
+
+    return d;
 }
 
 
@@ -1038,10 +1062,14 @@ ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,
         return rc;
     }
 
-    b = ngx_calloc_buf(r->pool);
+    /* ngx_calloc_buf(), zeroed inline rather than by a call of memset() */
+
+    b = ngx_alloc_buf(r->pool);
     if (b == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
 
     b->pos = body->data;
     b->last = body->data + body->len;

@@ -67,6 +67,7 @@ ngx_int_t ngx_http_mqttapi_set_body_headers(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, size_t len, ngx_uint_t json);
 
 u_char *ngx_http_mqttapi_write_number(u_char *p, ngx_int_t n);
+u_char *ngx_http_mqttapi_write_number_back(u_char *last, ngx_int_t n);
 
 ngx_int_t ngx_http_mqttapi_send_body(ngx_http_request_t *r, ngx_str_t *body,
     ngx_http_output_header_filter_pt send_header,

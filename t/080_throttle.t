@@ -914,10 +914,10 @@ sub open_probe_backoff {
 
     # the upstream answers again, still throttling: the back-off reopens
     # doubled, the count survived the failed probes
+    my $t0 = time;          # the back-off opens after this
     my $r3 = req('gwm', $k, code => 'SystemOverFlow');
     is($r3->{status}, 400, 'the upstream answers: throttled');
     is(h($r3, 'X-Throttle'), 'probe', 'after the 504: a probe again');
-    my $t0 = time;
     $rj = req('gwm', $k);
     is_reject($rj, 'SystemOverFlow', 'throttled probe: backed off again');
     $ms = h($rj, 'x-acs-retry-after') // -1;

@@ -15,6 +15,8 @@
 #     an Action the catalog does not list is answered as no Action;
 #   * problem bodies carry the RequestId twice (RequestId, instance);
 #   * the RequestIds are distinct and the delays count down;
+#   * the RequestId is the request's $request_id, made by the module with
+#     the answer or read before it (a "set" in the rewrite phase);
 #   * the kept answers are used: the module's debug log shows one
 #     rendering per worker for a series, the rest copied from the kept
 #     answer, and every answer of a location that cannot keep rendered.
@@ -72,6 +74,14 @@ my $http = <<"EOF";
         }
         location /k3/ {
             mqttapi_throttle zone=k3;
+            proxy_pass http://127.0.0.1:%%PORT1%%/;
+        }
+        # \$request_id read before the local answer (rewrite phase)
+        location /rid/ {
+            mqttapi_host_id gw;
+            set \$rid \$request_id;
+            add_header X-Rid \$rid always;
+            add_header X-Req-Id \$request_id always;
             proxy_pass http://127.0.0.1:%%PORT1%%/;
         }
         location /okept/ {
@@ -293,6 +303,27 @@ is(scalar(grep { keys(%$_) == 16 } @seen), 32,
     my ($b1, $b2) = map { (json_decode($_->{body}) // {})->{RetryAfter} // 0 }
                     $r1, $r2;
     cmp_ok($b2, '<', $b1, "RetryAfter counts down ($b1 s, then $b2)");
+}
+
+# a \$request_id read before the local answer is its RequestId: kept
+# answers copy it into the body (the module makes the ones nobody read)
+{
+    my $r = get($port, path('rid', 'kR', code => 'SystemOverFlow'));
+    is($r->{status}, 400, 'rid: throttled by the upstream');
+    my ($same, %seen) = (0);
+    for my $i (1 .. 12) {
+        my $q = get($port, path('rid', 'kR', v => 'rid'));
+        my $id = (json_decode($q->{body}) // {})->{RequestId} // '';
+        $seen{$id}++ if $q->{status} == 429 && $id =~ /\A$ID\z/;
+        $same++ if $id eq (h($q, 'X-Rid') // '')
+                   && $id eq (h($q, 'X-Req-Id') // '');
+    }
+    is(scalar keys %seen, 12, 'rid: 12 local answers, 12 distinct ids');
+    is($same, 12, 'rid: each RequestId is the $request_id read before');
+    my $kept = grep { $_->[0] =~ m{^GET /rid/\?AccessKeyId=kR&v=rid} }
+               debug_events($ng->prefix . '/debug.log',
+                            qr/mqttapi: answer from kept answer/);
+    cmp_ok($kept, '>=', 10, "rid: kept answers used ($kept of 12)");
 }
 
 # keys of every kind: \${arg_...} (read without the variable, the name
