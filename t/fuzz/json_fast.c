@@ -9,8 +9,11 @@
  * src/ngx_http_mqttapi_json.c, against jansson: every body the scan takes
  * must be one json_loadb(JSON_REJECT_DUPLICATES) takes, an object whose
  * "Code" is the same string, and whose members other than the OpenAPI's
- * own are the ones the scan reports.  Built and run by `make fuzz` (clang),
- * once as compiled for this machine and once without SSE2.
+ * own are the ones the scan reports.  Also the quoting of strings the
+ * gateway writes into bodies: whatever the bytes, jansson reads the
+ * literal back as a string, the very bytes when they were valid UTF-8.
+ * Built and run by `make fuzz` (clang), once as compiled for this machine
+ * and once without SSE2.
  */
 
 
@@ -51,6 +54,100 @@ ngx_http_mqttapi_fuzz_free(void)
 }
 
 
+/*
+ * nginx's JSON escaping, for the quoting (the harness links no nginx
+ * object): '"' and '\\' after a backslash, controls as \uXXXX; with no
+ * "dst" the number of bytes the escapes add.
+ */
+
+uintptr_t
+ngx_escape_json(u_char *dst, u_char *src, size_t size)
+{
+    u_char      ch;
+    ngx_uint_t  n;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    if (dst == NULL) {
+        n = 0;
+
+        while (size--) {
+            ch = *src++;
+
+            if (ch == '"' || ch == '\\') {
+                n++;
+
+            } else if (ch < 0x20) {
+                n += 5;
+            }
+        }
+
+        return n;
+    }
+
+    while (size--) {
+        ch = *src++;
+
+        if (ch == '"' || ch == '\\') {
+            *dst++ = '\\';
+            *dst++ = ch;
+
+        } else if (ch < 0x20) {
+            *dst++ = '\\';
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[ch >> 4];
+            *dst++ = hex[ch & 0xf];
+
+        } else {
+            *dst++ = ch;
+        }
+    }
+
+    return (uintptr_t) dst;
+}
+
+
+static void
+ngx_http_mqttapi_fuzz_quote(const uint8_t *data, size_t size)
+{
+    json_t        *doc, *valid;
+    ngx_str_t      src, dst;
+    json_error_t   error;
+
+    src.data = (u_char *) data;
+    src.len = size;
+
+    if (ngx_http_mqttapi_json_quote(NULL, &src, &dst) != NGX_OK) {
+        return;
+    }
+
+    doc = json_loadb((const char *) dst.data, dst.len,
+                     JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+
+    if (doc == NULL || !json_is_string(doc)) {
+        abort();    /* a literal jansson refuses */
+    }
+
+    /* jansson's own UTF-8 check: valid input comes back unchanged */
+
+    valid = json_stringn((const char *) data, size);
+
+    if (valid
+        && (json_string_length(doc) != size
+            || memcmp(json_string_value(doc), data, size) != 0))
+    {
+        abort();    /* valid text changed */
+    }
+
+    json_decref(valid);
+    json_decref(doc);
+
+    ngx_http_mqttapi_fuzz_free();
+}
+
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 
@@ -78,6 +175,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     memcpy(copy, data, size);
+
+    ngx_http_mqttapi_fuzz_quote(copy, size);
 
     ngx_memzero(&r, sizeof(ngx_http_request_t));
 
