@@ -41,6 +41,14 @@ static ngx_int_t ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
     ngx_http_mqttapi_verdict_t *v);
+static void ngx_http_mqttapi_backoff_open(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_error_t *err);
+static ngx_msec_t ngx_http_mqttapi_backoff_delay(
+    ngx_http_mqttapi_zone_t *zone, uint32_t count,
+    ngx_http_mqttapi_error_t *err);
+static void ngx_http_mqttapi_backoff_close(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx);
 static void ngx_http_mqttapi_advertise(ngx_http_mqttapi_loc_conf_t *lcf,
     ngx_http_mqttapi_error_t *err, ngx_msec_t delay);
 static void ngx_http_mqttapi_set_delay(ngx_http_mqttapi_error_t *err,
@@ -312,10 +320,6 @@ void
 ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     ngx_http_mqttapi_ctx_t *ctx, ngx_http_mqttapi_error_t *err)
 {
-    uint32_t                      count, meanwhile;
-    ngx_msec_t                    now, delay, floor;
-    ngx_http_mqttapi_node_t      *node;
-    ngx_http_mqttapi_zone_t      *zone;
     ngx_http_mqttapi_loc_conf_t  *lcf;
 
     if (ctx == NULL || ctx->zone == NULL || ctx->key.len == 0
@@ -328,8 +332,6 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     ctx->observed = 1;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_mqttapi_module);
-    zone = ctx->zone;
-    now = ngx_current_msec;
 
     if (err && err->gateway) {
 
@@ -338,6 +340,10 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
          * answering JSON) is no answer of the upstream: the back-off is
          * kept with its count, and a probe gives its turn back
          */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: throttle: \"%V\" is the gateway's, "
+                       "the back-off is kept", &err->code);
 
         if (ctx->probe) {
             ngx_http_mqttapi_probe_release(ctx);
@@ -352,151 +358,197 @@ ngx_http_mqttapi_throttle_observe(ngx_http_request_t *r,
     }
 
     if (err && ngx_http_mqttapi_throttle_code(lcf, err)) {
-
-        ngx_shmtx_lock(&zone->shpool->mutex);
-
-        node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
-
-        if (node == NULL) {
-            node = ngx_http_mqttapi_zone_alloc(zone,
-                                               NGX_HTTP_MQTTAPI_NODE_BACKOFF,
-                                               &ctx->key, ctx->hash,
-                                               r->connection->log);
-            if (node == NULL) {
-                ngx_shmtx_unlock(&zone->shpool->mutex);
-                return;
-            }
-        }
-
-        if ((ngx_msec_int_t) (node->until - now) > 0 && ctx->probe == 0) {
-            /*
-             * a request that was under way when the back-off opened:
-             * the back-off already counts this throttle
-             */
-            delay = node->until - now;
-
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-
-            ngx_http_mqttapi_advertise(lcf, err, delay);
-            return;
-        }
-
-        count = (node->u.backoff.count < 31) ? node->u.backoff.count + 1 : 31;
-
-        delay = zone->backoff;
-
-        while (--count && delay < zone->max_backoff) {
-            delay *= 2;
-        }
-
-        delay = ngx_min(delay, zone->max_backoff);
-
-        /* up to 10% of jitter, so that clients do not come back together */
-
-        delay -= ngx_random() % (delay / 10 + 1);
-
-        if (err->upstream_delay > 0) {
-            floor = (ngx_msec_t) err->upstream_delay * 1000;
-            delay = ngx_max(delay, floor);
-        }
-
-        if (node->u.backoff.count < 31) {
-            node->u.backoff.count++;
-        }
-
-        node->delay = (uint32_t) delay;
-        node->until = now + delay;
-        node->u.backoff.probe = 0;
-        node->u.backoff.flags = 0;
-        node->code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
-
-        count = node->u.backoff.count;
-
-        /* the local answers of the last window (while probing) */
-        meanwhile = node->rejected;
-        node->rejected = 0;
-
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        if (zone->sync) {
-            ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_OPEN,
-                                         &ctx->key, count);
-        }
-
-        ngx_http_mqttapi_stats_backoff(r, zone,
-                                       (count == 1)
-                                       ? NGX_HTTP_MQTTAPI_EVENT_OPEN
-                                       : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
-
-        ngx_http_mqttapi_advertise(lcf, err, delay);
-
-        if (meanwhile) {
-            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                          "mqttapi: \"%V\" from the upstream, backing off "
-                          "for %M ms (throttle #%uD); %uD requests were "
-                          "answered locally meanwhile", &err->code, delay,
-                          count, meanwhile);
-
-        } else {
-            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                          "mqttapi: \"%V\" from the upstream, backing off "
-                          "for %M ms (throttle #%uD)", &err->code, delay,
-                          count);
-        }
-
+        ngx_http_mqttapi_backoff_open(r, lcf, ctx, err);
         return;
     }
 
-    /* a clean answer: a back-off that is over (probed) is closed */
+    ngx_http_mqttapi_backoff_close(r, lcf, ctx);
+}
+
+
+/* a throttle code from the upstream: the key's back-off opens, or reopens */
+
+static void
+ngx_http_mqttapi_backoff_open(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_error_t *err)
+{
+    uint32_t                  count, meanwhile;
+    ngx_msec_t                now, delay;
+    ngx_http_mqttapi_node_t  *node;
+    ngx_http_mqttapi_zone_t  *zone;
+
+    zone = ctx->zone;
+    now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
 
-    if (node && (ngx_msec_int_t) (node->until - now) <= 0
-        && (ctx->probe || node->u.backoff.probe == 0 || lcf->throttle_dry_run))
-    {
-        meanwhile = node->rejected;
-        count = node->u.backoff.count;
+    if (node == NULL) {
+        node = ngx_http_mqttapi_zone_alloc(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                           &ctx->key, ctx->hash,
+                                           r->connection->log);
+        if (node == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return;
+        }
+    }
 
-        ngx_http_mqttapi_zone_free(zone, node);
-        node = NULL;
+    if ((ngx_msec_int_t) (node->until - now) > 0 && ctx->probe == 0) {
+        /*
+         * a request that was under way when the back-off opened:
+         * the back-off already counts this throttle
+         */
+        delay = node->until - now;
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
-        if (zone->sync) {
-            ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_CLOSE,
-                                         &ctx->key, count);
-        }
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi: throttle: already backed off, %M ms left",
+                       delay);
 
-        ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_CLOSE);
-
-        if (ctx->probe) {
-            ctx->probe = 0;
-
-            if (meanwhile == 0) {
-                ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                              "mqttapi: the probe was answered, back-off "
-                              "closed");
-
-            } else {
-                ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                              "mqttapi: the probe was answered, back-off "
-                              "closed; %uD requests were answered locally "
-                              "while it was out", meanwhile);
-            }
-
-        } else if (meanwhile) {
-            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                          "mqttapi: back-off closed; %uD requests %s "
-                          "answered locally", meanwhile,
-                          lcf->throttle_dry_run ? "would have been" : "were");
-        }
-
+        ngx_http_mqttapi_advertise(lcf, err, delay);
         return;
     }
 
+    if (node->u.backoff.count < 31) {
+        node->u.backoff.count++;
+    }
+
+    count = node->u.backoff.count;
+    delay = ngx_http_mqttapi_backoff_delay(zone, count, err);
+
+    node->delay = (uint32_t) delay;
+    node->until = now + delay;
+    node->u.backoff.probe = 0;
+    node->u.backoff.flags = 0;
+    node->code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
+
+    /* the local answers of the last window (while probing) */
+    meanwhile = node->rejected;
+    node->rejected = 0;
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (zone->sync) {
+        ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_OPEN,
+                                     &ctx->key, count);
+    }
+
+    ngx_http_mqttapi_stats_backoff(r, zone,
+                                   (count == 1)
+                                   ? NGX_HTTP_MQTTAPI_EVENT_OPEN
+                                   : NGX_HTTP_MQTTAPI_EVENT_REOPEN);
+
+    ngx_http_mqttapi_advertise(lcf, err, delay);
+
+    if (meanwhile) {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: \"%V\" from the upstream, backing off "
+                      "for %M ms (throttle #%uD); %uD requests were "
+                      "answered locally meanwhile", &err->code, delay,
+                      count, meanwhile);
+
+    } else {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: \"%V\" from the upstream, backing off "
+                      "for %M ms (throttle #%uD)", &err->code, delay,
+                      count);
+    }
+}
+
+
+/*
+ * The delay of the count-th throttle in a row: "backoff" doubled up to
+ * "max_backoff", less up to 10% of jitter so that clients do not come
+ * back together, and never below the upstream's own Retry-After.
+ */
+
+static ngx_msec_t
+ngx_http_mqttapi_backoff_delay(ngx_http_mqttapi_zone_t *zone, uint32_t count,
+    ngx_http_mqttapi_error_t *err)
+{
+    ngx_msec_t  delay, floor;
+
+    delay = zone->backoff;
+
+    while (--count && delay < zone->max_backoff) {
+        delay *= 2;
+    }
+
+    delay = ngx_min(delay, zone->max_backoff);
+
+    delay -= ngx_random() % (delay / 10 + 1);
+
+    if (err->upstream_delay > 0) {
+        floor = (ngx_msec_t) err->upstream_delay * 1000;
+        delay = ngx_max(delay, floor);
+    }
+
+    return delay;
+}
+
+
+/* a clean answer: a back-off that is over (probed) is closed */
+
+static void
+ngx_http_mqttapi_backoff_close(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx)
+{
+    uint32_t                  count, meanwhile;
+    ngx_http_mqttapi_node_t  *node;
+    ngx_http_mqttapi_zone_t  *zone;
+
+    zone = ctx->zone;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+
+    if (node == NULL
+        || (ngx_msec_int_t) (node->until - ngx_current_msec) > 0
+        || (!ctx->probe && node->u.backoff.probe && !lcf->throttle_dry_run))
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    meanwhile = node->rejected;
+    count = node->u.backoff.count;
+
+    ngx_http_mqttapi_zone_free(zone, node);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (zone->sync) {
+        ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_CLOSE,
+                                     &ctx->key, count);
+    }
+
+    ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_CLOSE);
+
+    if (ctx->probe) {
+        ctx->probe = 0;
+
+        if (meanwhile == 0) {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: the probe was answered, back-off "
+                          "closed");
+
+        } else {
+            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                          "mqttapi: the probe was answered, back-off "
+                          "closed; %uD requests were answered locally "
+                          "while it was out", meanwhile);
+        }
+
+    } else if (meanwhile) {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: back-off closed; %uD requests %s "
+                      "answered locally", meanwhile,
+                      lcf->throttle_dry_run ? "would have been" : "were");
+    }
 }
 
 
