@@ -201,7 +201,15 @@ def kept_history(path):
 def history_table(hdir, kept):
     """one line per run: the target ratios; the kept rows, then (added or
     replacing them) the runs whose raw numbers are in hdir"""
-    rows = dict(kept)
+    rows = {}
+    for run, row in kept.items():
+        # a row of a run that had fewer targets: "-" for the ones it lacks,
+        # its A/A ratio still last
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        missing = 2 + len(TARGETS) + 1 - len(cells)
+        if missing > 0:
+            cells[-1:-1] = ["-"] * missing
+        rows[run] = "| %s |" % " | ".join(cells)
     for d in sorted(os.listdir(hdir)) if os.path.isdir(hdir) else []:
         p = os.path.join(hdir, d, "raw.tsv")
         if not os.path.exists(p):
@@ -390,7 +398,10 @@ def main():
     if hist:
         w("The same targets in every `make bench` run (req/s ratio / CPU "
           "ratio, medians over the rounds of each run; the rows of earlier "
-          "runs are kept here, their raw numbers are not):")
+          "runs are kept here, their raw numbers are not; runs before "
+          "2026-12-02 17:00 UTC took the local reject against nginx's own "
+          "`return 429` page, not the identical answer, and had no status "
+          "or sync rows):")
         w("")
         out.extend(hist)
         w("")
