@@ -60,6 +60,18 @@ typedef struct {
 } ngx_http_mqttapi_sync_event_t;
 
 
+/*
+ * How many nodes share a second of the quotas, as fixed in Redis before
+ * it began (ngx_http_mqttapi_sync_quota.c): a slot per parity of the
+ * second, "second" written last.
+ */
+
+typedef struct {
+    ngx_atomic_t                 second;      /* Redis's, 0: none */
+    ngx_atomic_t                 nodes;       /* 0: this node has no share */
+} ngx_http_mqttapi_sync_shares_t;
+
+
 typedef struct {
     ngx_atomic_t                 owner;       /* the task's worker pid */
     ngx_atomic_t                 beat;        /* its last tick */
@@ -67,6 +79,7 @@ typedef struct {
     ngx_atomic_t                 nodes;       /* nodes last seen alive */
     ngx_atomic_t                 clock;       /* Redis ms - local ms */
     ngx_atomic_t                 clocked;     /* "clock" is known */
+    ngx_http_mqttapi_sync_shares_t  shares[2];
 
     ngx_atomic_t                 errors[NGX_HTTP_MQTTAPI_SYNC_OPS];
     ngx_atomic_t                 rtt[NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS];

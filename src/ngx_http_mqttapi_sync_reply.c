@@ -43,6 +43,8 @@ static void *(*ngx_http_mqttapi_sync_hiredis_array)(const redisReadTask *task,
     ngx_http_mqttapi_sync_elements_t elements);
 
 
+static ngx_int_t ngx_http_mqttapi_sync_pair(redisReply *reply, long long *a,
+    long long *b);
 static ngx_int_t ngx_http_mqttapi_sync_number(u_char *p, size_t len,
     ngx_msec_int_t *n);
 static ngx_int_t ngx_http_mqttapi_sync_parse_message(u_char *p, size_t len,
@@ -281,6 +283,22 @@ ngx_http_mqttapi_sync_number(u_char *p, size_t len, ngx_msec_int_t *n)
 }
 
 
+/* a reply of two integers */
+
+static ngx_int_t
+ngx_http_mqttapi_sync_pair(redisReply *reply, long long *a, long long *b)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || ngx_http_mqttapi_sync_integer(reply->element[0], a) != NGX_OK
+        || ngx_http_mqttapi_sync_integer(reply->element[1], b) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* the nodes alive and Redis's time in ms: the "beat" script */
 
 ngx_int_t
@@ -289,9 +307,7 @@ ngx_http_mqttapi_sync_parse_beat(redisReply *reply, ngx_uint_t *nodes,
 {
     long long  n, t;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
-        || ngx_http_mqttapi_sync_integer(reply->element[0], &n) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(reply->element[1], &t) != NGX_OK
+    if (ngx_http_mqttapi_sync_pair(reply, &n, &t) != NGX_OK
         || n < 1 || n > 100000 || t <= 0)
     {
         return NGX_ERROR;
@@ -308,23 +324,43 @@ ngx_http_mqttapi_sync_parse_beat(redisReply *reply, ngx_uint_t *nodes,
 
 ngx_int_t
 ngx_http_mqttapi_sync_parse_lease(redisReply *reply, ngx_uint_t *granted,
-    ngx_msec_t *left)
+    ngx_msec_t *second)
 {
-    long long  g, l, second;
+    long long  g, l, w;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
         || ngx_http_mqttapi_sync_integer(reply->element[0], &g) != NGX_OK
         || ngx_http_mqttapi_sync_integer(reply->element[1], &l) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(reply->element[2], &second)
-           != NGX_OK
+        || ngx_http_mqttapi_sync_integer(reply->element[2], &w) != NGX_OK
         || g < 0 || g > NGX_HTTP_MQTTAPI_QUOTA_MAX
-        || l < 0 || l > 1000)
+        || l < 0 || l > 1000 || w <= 0)
     {
         return NGX_ERROR;
     }
 
     *granted = (ngx_uint_t) g;
-    *left = (ngx_msec_t) l;
+    *second = (ngx_msec_t) w;
+
+    return NGX_OK;
+}
+
+
+/* the next second and the nodes that share it: the "share" script */
+
+ngx_int_t
+ngx_http_mqttapi_sync_parse_share(redisReply *reply, ngx_msec_t *second,
+    ngx_uint_t *nodes)
+{
+    long long  w, n;
+
+    if (ngx_http_mqttapi_sync_pair(reply, &w, &n) != NGX_OK
+        || w <= 0 || n < 0 || n > 100000)
+    {
+        return NGX_ERROR;
+    }
+
+    *second = (ngx_msec_t) w;
+    *nodes = (ngx_uint_t) n;
 
     return NGX_OK;
 }

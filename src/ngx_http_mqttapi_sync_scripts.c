@@ -18,7 +18,10 @@
  *   P Z ":index"        sorted set of the back-offs' K by expiry
  *   P Z ":p:" K         the right to probe K (SET NX PX), a node's id
  *   P Z ":w:" K ":" W   the tokens of K leased in the second W, beyond
- *                       the share each node spends without asking
+ *                       the shares the nodes spend without asking
+ *   P "shares:" W       set of the ids of the nodes that have a share of
+ *                       every quota in the second W, each joined two
+ *                       seconds ahead: closed once W - 1 begins
  *   P "nodes"           sorted set of node ids by their last heartbeat
  *   P "events"          channel: "O Z count left delay code K" (opened)
  *                       and "C Z count 0 0 - K" (closed)
@@ -116,21 +119,45 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
 
     /*
      * lease: ARGV the budget's prefix "P Z :w: K :", tokens wanted, the
-     * limit, the tokens the nodes spend without asking (their shares).
-     * {tokens granted, ms left in this second, the second}
+     * limit, the prefix of the shares' sets "P shares:".  The budget of
+     * a second is the limit less what the nodes that share that second
+     * spend without asking, "limit / nodes" each, rounded down as they
+     * do.  {tokens granted, ms left in this second, the second}
      */
 
     NGX_HTTP_MQTTAPI_LUA_NOW
     "local w = math.floor(now / 1000) "
     "local k = ARGV[1] .. w "
+    "local limit = tonumber(ARGV[3]) "
+    "local n = redis.call('SCARD', ARGV[4] .. w) "
     "local used = tonumber(redis.call('GET', k) or '0') "
-    "local g = math.min(tonumber(ARGV[2]), "
-      "tonumber(ARGV[3]) - tonumber(ARGV[4]) - used) "
+    "local shares = 0 "
+    "if n > 0 then shares = math.floor(limit / n) * n end "
+    "local g = math.min(tonumber(ARGV[2]), limit - shares - used) "
     "if g > 0 then "
       "redis.call('INCRBY', k, g) "
       "redis.call('PEXPIRE', k, 3000) "
     "else "
       "g = 0 "
     "end "
-    "return {g, (w + 1) * 1000 - now, w}"
+    "return {g, (w + 1) * 1000 - now, w}",
+
+    /*
+     * share: ARGV the prefix of the shares' sets "P shares:", the node's
+     * id.  The node joins the second after next; the set of the next one
+     * is closed: {the next second, the nodes sharing it, or 0 when this
+     * node is not among them}
+     */
+
+    NGX_HTTP_MQTTAPI_LUA_NOW
+    "local w = math.floor(now / 1000) "
+    "local join = ARGV[1] .. (w + 2) "
+    "local nxt = ARGV[1] .. (w + 1) "
+    "redis.call('SADD', join, ARGV[2]) "
+    "redis.call('PEXPIRE', join, 4000) "
+    "local n = 0 "
+    "if redis.call('SISMEMBER', nxt, ARGV[2]) == 1 then "
+      "n = redis.call('SCARD', nxt) "
+    "end "
+    "return {w + 1, n}"
 };

@@ -205,6 +205,7 @@ ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task)
     }
 
     ngx_http_mqttapi_sync_backoff_tick(task);
+    ngx_http_mqttapi_sync_share_tick(task);
 
     if ((ngx_msec_int_t) (now - task->beat_at) >= 0) {
         task->beat_at = now + NGX_HTTP_MQTTAPI_SYNC_BEAT;

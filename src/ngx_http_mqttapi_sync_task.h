@@ -35,7 +35,8 @@
 #define NGX_HTTP_MQTTAPI_SCRIPT_PULL     2
 #define NGX_HTTP_MQTTAPI_SCRIPT_BEAT     3
 #define NGX_HTTP_MQTTAPI_SCRIPT_LEASE    4
-#define NGX_HTTP_MQTTAPI_SCRIPTS         5
+#define NGX_HTTP_MQTTAPI_SCRIPT_SHARE    5
+#define NGX_HTTP_MQTTAPI_SCRIPTS         6
 
 /* a back-off is kept in Redis this long after its end (its count) */
 #define NGX_HTTP_MQTTAPI_SYNC_KEEP       60000
@@ -141,6 +142,7 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_msec_t                       retry_delay;
     ngx_msec_t                       reconcile_at;
     ngx_msec_t                       beat_at;
+    ngx_msec_t                       shared;      /* the second joined in */
     ngx_msec_t                       logged_at;
     ngx_uint_t                       seq;
 
@@ -191,7 +193,9 @@ ngx_int_t ngx_http_mqttapi_sync_parse_entry(redisReply **e,
 ngx_int_t ngx_http_mqttapi_sync_parse_event(redisReply *reply,
     ngx_http_mqttapi_sync_backoff_t *b);
 ngx_int_t ngx_http_mqttapi_sync_parse_lease(redisReply *reply,
-    ngx_uint_t *granted, ngx_msec_t *left);
+    ngx_uint_t *granted, ngx_msec_t *second);
+ngx_int_t ngx_http_mqttapi_sync_parse_share(redisReply *reply,
+    ngx_msec_t *second, ngx_uint_t *nodes);
 ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
     ngx_uint_t *nodes, ngx_msec_t *now);
 
@@ -211,6 +215,7 @@ void ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task);
 
 void ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
     ngx_http_mqttapi_sync_event_t *ev);
+void ngx_http_mqttapi_sync_share_tick(ngx_http_mqttapi_sync_task_t *task);
 
 
 extern const char  *ngx_http_mqttapi_sync_scripts[];

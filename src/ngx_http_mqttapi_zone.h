@@ -82,7 +82,7 @@ typedef struct {
         } backoff;
 
         struct {
-            ngx_msec_t           end;         /* of the leased second */
+            ngx_msec_t           second;      /* Redis's, counted in */
             uint16_t             tokens;      /* leased for it */
             uint16_t             spent;
             u_char               asked;       /* a lease is asked for */

@@ -30,6 +30,7 @@ use Test::More;
 use IO::Socket::INET;
 use File::Temp ();
 use Time::HiRes qw(time sleep);
+use POSIX ();
 use MqttapiTest;
 use MqttapiRedis;
 use MqttapiStatus;
@@ -109,6 +110,8 @@ my $uport = $up->port(0);
 my $node_http = <<"EOF";
     mqttapi_sync redis=127.0.0.1:$rport interval=100ms timeout=500ms;
 
+    log_format q '\$arg_AccessKeyId|\$status|\$msec|\$request_time';
+
     mqttapi_throttle_zone \$arg_AccessKeyId zone=fleet:1m backoff=1s
                           max_backoff=1s sync;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=long:1m backoff=30s
@@ -130,6 +133,7 @@ my $node_http = <<"EOF";
             proxy_pass http://127.0.0.1:$uport/;
         }
         location /q/ {
+            access_log %%PREFIX%%/q.log q;
             mqttapi_quota zone=quota;
             proxy_pass http://127.0.0.1:$uport/;
         }
@@ -313,6 +317,9 @@ sub published {
     my $passed = wait_for('C probes', 10,
                           sub { req($C, 'f', $k)->{status} == 200 });
     ok($passed, 'only C has traffic: C probes in the end');
+    # the upstream writes its log line after the answer: wait for it
+    wait_for('the upstream logs the probe', 5,
+             sub { scalar(up_hits($k)) > $n0 });
     is(scalar(up_hits($k)) - $n0, 1, 'one request of C reached the upstream');
 }
 
@@ -342,6 +349,60 @@ sub published {
     ok($ok >= 2 * int($secs), "quota: about 5/s still admitted ($ok)");
     ok(($max // 0) <= 6, "quota: no second of the upstream saw over 5 (+1 "
                          . "at a second's edge): max " . ($max // 0));
+}
+
+# The bound, second by second, while a fourth node joins and then leaves
+# (the nodes' shares change): requests of the three nodes come from a
+# child process, those of the fourth from here. Requests are sent only in
+# the middle of a second (Redis runs on this host: its seconds are the
+# clock's), and each admitted request is counted in the second it began
+# at its node: no second may see more than 5.
+{
+    my $k = 'AK-bound';
+    my $end = time + 10;
+    my $mid = sub { my $f = time - int(time); $f > 0.15 && $f < 0.85 };
+    my $child = fork;
+    die "fork: $!" unless defined $child;
+    if (!$child) {
+        my $i = 0;
+        while (time < $end) {
+            if ($mid->()) {
+                req($nodes[$i++ % 3], 'q', $k, Action => 'RevokeToken');
+            }
+            sleep 0.02;
+        }
+        POSIX::_exit(0);
+    }
+    sleep 2;
+    my $D = start_nginx(workers => 2, http => $node_http);
+    ok(wait_for('D connects', 10,
+                sub { $D->error_log =~ /mqttapi sync: connected to/ }),
+       'quota bound: a fourth node joins');
+    while (time < $end - 3) {
+        req($D, 'q', $k, Action => 'RevokeToken') if $mid->();
+        sleep 0.02;
+    }
+    $D->stop;
+    waitpid $child, 0;
+
+    my (%per, $n);
+    for my $node (@nodes, $D) {
+        open my $fh, '<', $node->prefix . '/q.log' or next;
+        while (<$fh>) {
+            chomp;
+            my ($key, $status, $msec, $rt) = split /\|/;
+            next unless $key eq $k && $status == 200;
+            $per{int($msec - $rt)}++;
+            $n++;
+        }
+    }
+    my @s = sort keys %per;
+    my ($max) = sort { $b <=> $a } values %per;
+    diag "quota bound: admitted per second: "
+         . join(' ', map { $per{$_} } @s);
+    ok(($n // 0) >= 20, "quota bound: requests admitted (" . ($n // 0) . ")");
+    ok(($max // 0) <= 5, 'quota bound: no second admitted over 5 across '
+                         . 'the nodes, joining and leaving included');
 }
 
 # a key seen for the first time is not refused while its lease is asked

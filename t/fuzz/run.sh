@@ -56,6 +56,7 @@ done <<'SEEDS'
 *3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$40\r\nO fleet 3 990 1000 SystemOverFlow b:AK 1\r\n
 *3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$20\r\nC fleet 2 0 0 - b:AK\r\n
 *3\r\n:2\r\n:431\r\n:1796226054\r\n
+*2\r\n:1796226055\r\n:3\r\n
 +OK\r\n$-1\r\n:3\r\n-NOSCRIPT No matching script\r\n
 SEEDS
 

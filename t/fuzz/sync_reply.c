@@ -98,7 +98,13 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
     }
 
     if (ngx_http_mqttapi_sync_parse_lease(r, &granted, &left) == NGX_OK
-        && (granted > NGX_HTTP_MQTTAPI_QUOTA_MAX || left > 1000))
+        && (granted > NGX_HTTP_MQTTAPI_QUOTA_MAX || left == 0))
+    {
+        abort();
+    }
+
+    if (ngx_http_mqttapi_sync_parse_share(r, &left, &granted) == NGX_OK
+        && (granted > 100000 || left == 0))
     {
         abort();
     }
