@@ -75,6 +75,10 @@
      | ((ngx_atomic_uint_t) (code) << NGX_HTTP_MQTTAPI_K_CODE)                \
      | (ngx_atomic_uint_t) (word))
 
+/* the id of a label value of a dimension (ngx_http_mqttapi_labels_find) */
+#define ngx_http_mqttapi_labels_id(l, name)                                   \
+    (l)->ids[ngx_http_mqttapi_labels_find(l, name)]
+
 
 typedef struct {
     ngx_atomic_t                 key;
@@ -129,8 +133,6 @@ static ngx_int_t ngx_http_mqttapi_labels_hash(ngx_conf_t *cf,
 static ngx_uint_t ngx_http_mqttapi_labels_find(ngx_http_mqttapi_labels_t *l,
     ngx_str_t *name);
 
-#define ngx_http_mqttapi_labels_id(l, name)                                   \
-    (l)->ids[ngx_http_mqttapi_labels_find(l, name)]
 static ngx_int_t ngx_http_mqttapi_ptrs_add(ngx_http_mqttapi_stats_t *st,
     void *key, ngx_http_mqttapi_labels_t *l, ngx_str_t *name);
 static ngx_int_t ngx_http_mqttapi_ptrs_build(ngx_conf_t *cf,

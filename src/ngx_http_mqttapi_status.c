@@ -868,18 +868,56 @@ ngx_http_mqttapi_status_total(u_char *p, ngx_http_mqttapi_family_t *fam,
 }
 
 
-/* a label value in a Prometheus or JSON string */
+/*
+ * A label value in a Prometheus or JSON string: both must be valid UTF-8.
+ * Valid characters are kept, with '"', '\\' and newlines escaped (and, in
+ * JSON, every control character); a byte that starts no valid character
+ * (a name in the configuration may hold any) is written as the character
+ * of the same number, U+0080 to U+00FF, so that the output stays valid
+ * and the name readable.  At most six bytes for one byte of the value.
+ */
 
 static u_char *
 ngx_http_mqttapi_status_escape(u_char *p, ngx_str_t *s, ngx_uint_t json)
 {
-    u_char      c;
-    ngx_uint_t  i;
+    u_char     c, *q, *start, *last;
+    uint32_t   u;
 
     static u_char  hex[] = "0123456789abcdef";
 
-    for (i = 0; i < s->len; i++) {
-        c = s->data[i];
+    q = s->data;
+    last = s->data + s->len;
+
+    while (q < last) {
+        c = *q;
+
+        if (c >= 0x80) {
+            start = q;
+            u = ngx_utf8_decode(&q, last - q);
+
+            if (u <= 0x10ffff && (u < 0xd800 || u > 0xdfff)) {
+                p = ngx_cpymem(p, start, q - start);
+                continue;
+            }
+
+            /* not UTF-8: this byte alone, as U+0080..U+00FF */
+
+            q = start + 1;
+
+            if (json) {
+                p = ngx_cpymem(p, "\\u00", 4);
+                *p++ = hex[c >> 4];
+                *p++ = hex[c & 0xf];
+
+            } else {
+                *p++ = (u_char) (0xc0 | (c >> 6));
+                *p++ = (u_char) (0x80 | (c & 0x3f));
+            }
+
+            continue;
+        }
+
+        q++;
 
         if (c == '"' || c == '\\') {
             *p++ = '\\';
@@ -889,7 +927,7 @@ ngx_http_mqttapi_status_escape(u_char *p, ngx_str_t *s, ngx_uint_t json)
             *p++ = '\\';
             *p++ = 'n';
 
-        } else if (c < 0x20 && json) {
+        } else if ((c < 0x20 || c == 0x7f) && json) {
             p = ngx_cpymem(p, "\\u00", 4);
             *p++ = hex[c >> 4];
             *p++ = hex[c & 0xf];

@@ -21,6 +21,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp ();
+use JSON::PP ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
 use MqttapiStatus;
@@ -548,6 +549,49 @@ EOF2
     $port = $ng->port(0);
     my $c4 = status_json_ok();
     is(status_rows($c4, 'responses_total'), 0, 'restart: counters start afresh');
+}
+
+# --- zone names from the configuration: escaped, valid UTF-8 in both -----
+
+{
+    # nginx unescapes \" \\ \t \n in quoted parameters; \xff is a raw byte
+    my $names = <<"EOF2";
+    mqttapi_throttle_zone \$arg_AccessKeyId "zone=\xc3\xa9\\"q\\\\b:1m";
+    mqttapi_throttle_zone \$arg_AccessKeyId "zone=tab\\there:1m";
+    mqttapi_throttle_zone \$arg_AccessKeyId "zone=nl\\nx:1m";
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=bad\xffname:1m;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location = /mqttapi/status { mqttapi_status; }
+    }
+EOF2
+    my $zn = start_nginx(http => $names, workers => 1);
+    my $zp = $zn->port(0);
+    my $j = get($zp, '/mqttapi/status');
+    my $d = eval { JSON::PP->new->utf8->decode($j->{body}) };
+    ok($d, 'odd zone names: the JSON is valid UTF-8 and parses') or diag $@;
+    my %zones = map { $_->{zone} => 1 } @{ $d->{zone_keys} || [] };
+    for my $z ("\x{e9}\"q\\b", "tab\there", "nl\nx", "bad\x{ff}name") {
+        (my $shown = $z) =~ s/([^\x20-\x7e])/sprintf '\\x{%x}', ord $1/ge;
+        ok($zones{$z}, "JSON: zone \"$shown\" as configured (a byte that "
+                       . "is not UTF-8 as U+00XX)");
+    }
+    my $pb = get($zp, '/mqttapi/status?format=prometheus')->{body};
+    my $copy = $pb;
+    ok(utf8::decode($copy), 'prometheus: valid UTF-8');
+    ok(index($pb, "mqttapi_zone_keys{zone=\"\xc3\xa9\\\"q\\\\b\"} 0\n") >= 0,
+       'prometheus: the quote and the backslash escaped') or diag $pb;
+    ok(index($pb, "{zone=\"nl\\nx\"}") >= 0, 'prometheus: the newline escaped');
+    ok(index($pb, "{zone=\"bad\xc3\xbfname\"}") >= 0,
+       'prometheus: the byte that is not UTF-8 as U+00FF');
+    my $tmp = File::Temp->new(SUFFIX => '.prom');
+    print $tmp $pb;
+    close $tmp;
+    my $out = `$PROMTOOL check metrics < $tmp 2>&1`;
+    is($?, 0, 'odd zone names: promtool check metrics passes') or diag $out;
+    is_deeply(parse_prometheus($copy), json_as_prometheus($d),
+              'odd zone names: the same figures in JSON and Prometheus');
+    $zn->stop;
 }
 
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
