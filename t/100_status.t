@@ -4,7 +4,7 @@
 # answers:
 #
 #   * exact counts after a known mix: annotated errors of one code over
-#     fresh connections, a patterned code, gateway-made envelopes,
+#     fresh connections, served by both workers, a patterned code, gateway-made envelopes,
 #     pass-throughs by reason, back-off rejects, a probe, quota rejects,
 #     dry runs, upstream throttles;
 #   * 500 random unknown codes under made-up actions all count as
@@ -13,6 +13,8 @@
 #     Accept that prefers text/plain; the same figures in both; promtool
 #     check metrics passes; Cache-Control: no-store; HEAD, 405, 400;
 #   * counters kept across reload, started afresh by a restart;
+#   * zone names with a quote, a backslash, a tab, a newline, a byte that
+#     is not UTF-8: valid UTF-8 and escaped in both formats;
 #   * allow/deny protect it like any location; nginx -t failures.
 
 use strict;
@@ -104,8 +106,12 @@ my $http = <<"EOF";
     mqttapi_throttle_zone \$arg_AccessKeyId zone=dry:1m backoff=30s;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=q:1m;
 
+    # reuseport: each worker has a socket of its own, and the kernel
+    # spreads fresh connections over both, so both workers count
+    log_format worker '\$pid \$arg_mqttemu_code';
+
     server {
-        listen 127.0.0.1:%%PORT0%%;
+        listen 127.0.0.1:%%PORT0%% reuseport;
 
         location = /mqttapi/status {
             mqttapi_status;
@@ -119,6 +125,7 @@ my $http = <<"EOF";
 
         location / {
             mqttapi on;
+            access_log %%PREFIX%%/worker.log worker;
             proxy_pass http://127.0.0.1:%%PORT1%%;
         }
         location /be/ {
@@ -291,6 +298,18 @@ while (time < $deadline && $q_local < 5) {
 cmp_ok($q_local, '>=', 5, "quota: rejects seen ($q_local of $q_sent)");
 
 # --- the counts -------------------------------------------------------------
+
+{
+    # the annotated errors were served by both workers: their counts are
+    # summed from both slots
+    my %pids;
+    for (split /\n/, MqttapiTest::_slurp($ng->prefix . '/worker.log') // '') {
+        $pids{$1}++ if /^(\d+) InstanceNotFound$/;
+    }
+    is(scalar(keys %pids), 2, 'the annotated errors were served by both '
+       . 'workers (' . join(', ', map { "$_: $pids{$_}" } sort keys %pids)
+       . ')');
+}
 
 my $d = status_json_ok();
 

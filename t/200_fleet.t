@@ -11,14 +11,16 @@
 #     sent upstream;
 #   * one probe per back-off window for the whole fleet, and a clean probe
 #     opens every node;
-#   * a 5/s quota (RevokeToken) holds at about 5/s over the three nodes,
-#     and the first request of a new key is not refused;
-#   * Redis frozen (SIGSTOP): requests do not wait, the nodes fall back to
-#     their own state, and reconcile after SIGCONT;
+#   * a 5/s quota (RevokeToken) holds at about 5/s over the three nodes;
+#     no second admits more than 5, counted at the nodes, while a fourth
+#     node joins and leaves; the first request of a new key is not refused;
+#   * Redis frozen (SIGSTOP): requests do not wait (each answered in a
+#     quarter of the Redis timeout), the nodes fall back to their own
+#     state, and reconcile after SIGCONT;
 #   * a killed Pub/Sub connection heals; scripts flushed from Redis are
 #     loaded again (NOSCRIPT); Redis restarted empty gets back
 #     what the nodes hold; a killed task worker is replaced;
-#   * reload and quit are prompt with sync on, even with Redis frozen;
+#   * reload and quit are prompt with sync on, and with Redis frozen;
 #   * the status endpoint: sync_up, sync_nodes, sync_errors_total{op},
 #     sync_roundtrip_seconds, backoff_keys{origin="local|peer"}.
 
