@@ -254,6 +254,29 @@ sub published {
     }
 }
 
+# --- the same end everywhere ------------------------------------------------
+
+{
+    # a 30 s back-off (the delay has up to 10% of jitter, drawn by A): B
+    # and C apply A's end, not one of their own, so every node tells the
+    # same seconds left, within the second that passes between the asks
+    my $k = 'AK-until';
+    req($A, 'long', $k, code => $THROTTLE);
+    ok(published('long', $k), 'A published a 30 s back-off');
+    my %left;
+    for my $n ([A => $A], [B => $B], [C => $C]) {
+        my $r = req($n->[1], 'long', $k);
+        ok(local_reject($r), "$n->[0] answers the key locally");
+        $left{ $n->[0] } = h($r, 'Retry-After') // -100;
+    }
+    my ($lo, $hi) = (sort { $a <=> $b } values %left)[0, -1];
+    ok($hi - $lo <= 1 && $hi <= 30 && $lo >= 25,
+       "the same end on every node (Retry-After A $left{A}, B $left{B}, "
+       . "C $left{C})");
+    my ($count) = ($redis->cmd('GET', "mqttapi:long:b:$k") // '') =~ /^(\d+) /;
+    is($count, 1, 'Redis holds the back-off with its count');
+}
+
 # --- one probe per window for the fleet ------------------------------------
 
 {
