@@ -9,6 +9,8 @@
 #   * nginx -t: the directive's parameters and the zone's "sync" flag;
 #   * a throttle seen by node A makes B and C answer locally, with nothing
 #     sent upstream;
+#   * every node applies A's back-off with A's end; the doubling count is
+#     the fleet's (a throttle on C after one on B backs off for 4 s);
 #   * one probe per back-off window for the whole fleet, and a clean probe
 #     opens every node;
 #   * a 5/s quota (RevokeToken) holds at about 5/s over the three nodes;
@@ -119,6 +121,8 @@ my $node_http = <<"EOF";
     mqttapi_throttle_zone \$arg_AccessKeyId zone=long:1m backoff=30s
                           max_backoff=30s sync;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=quota:1m sync;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=dbl:1m backoff=1s
+                          max_backoff=16s sync;
 
     server {
         listen 127.0.0.1:%%PORT0%%;
@@ -132,6 +136,10 @@ my $node_http = <<"EOF";
         }
         location /long/ {
             mqttapi_throttle zone=long;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+        location /dbl/ {
+            mqttapi_throttle zone=dbl;
             proxy_pass http://127.0.0.1:$uport/;
         }
         location /q/ {
@@ -346,6 +354,44 @@ sub published {
     wait_for('the upstream logs the probe', 5,
              sub { scalar(up_hits($k)) > $n0 });
     is(scalar(up_hits($k)) - $n0, 1, 'one request of C reached the upstream');
+}
+
+# --- the doubling count is the fleet's ---------------------------------------
+
+{
+    # backoff=1s max_backoff=16s: the n-th throttle in a row backs off for
+    # 2^(n-1) s (less up to 10%). A opens it (1), B's probe is throttled
+    # (2), then C's (3): C doubles from the count B published, so the fleet
+    # backs off for about 4 s, not 2
+    my $k = 'AK-double';
+    my $count = sub {
+        (($redis->cmd('GET', "mqttapi:dbl:b:$k") // '') =~ /^(\d+) /)[0] // 0
+    };
+    # requests to one node only, each throttled by the upstream if it gets
+    # there: true once one got there (the node's probe)
+    my $probe = sub {
+        my ($node) = @_;
+        return wait_for('a probe', 15, sub {
+            my $r = req($node, 'dbl', $k, code => $THROTTLE);
+            sleep 0.05;
+            return $r->{status} == 400 && !local_reject($r);
+        });
+    };
+    req($A, 'dbl', $k, code => $THROTTLE);
+    ok(wait_for('count 1', 5, sub { $count->() == 1 }), 'doubling: A opens');
+    ok($probe->($B), 'doubling: B probes, throttled again');
+    ok(wait_for('count 2', 5, sub { $count->() == 2 }),
+       'doubling: B published the second throttle');
+    sleep 0.5;
+    ok($probe->($C), 'doubling: C probes, throttled again');
+    ok(wait_for('count 3', 5, sub { $count->() == 3 }),
+       'doubling: C counted on from B\'s count');
+    my ($delay) = ($redis->cmd('GET', "mqttapi:dbl:b:$k") // '')
+                  =~ /^\d+ \d+ (\d+) /;
+    ok(($delay // 0) >= 3600 && $delay <= 4000,
+       'doubling: the third throttle backs off for 4 s less jitter ('
+       . ($delay // '-') . ' ms; 2 s had C counted on its own)');
+    ok(local_reject(req($A, 'dbl', $k)), 'doubling: A answers locally');
 }
 
 # --- a 5/s quota over three nodes ------------------------------------------
