@@ -145,8 +145,16 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_BUSY) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi throttle: pass");
         return NGX_DECLINED;
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi throttle: local \"%V\" (%s), %M ms left, "
+                   "logged:%d", &v.code,
+                   v.reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF
+                   ? "back-off" : "quota", v.left, !v.quiet);
 
     shm_zone = (v.reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF)
                ? lcf->throttle_zone : lcf->quota_zone;
