@@ -350,6 +350,11 @@ ngx_http_mqttapi_backoff_judge(ngx_http_request_t *r,
         /* the first local answer of the window is logged, the rest counted */
         v->reason = NGX_HTTP_MQTTAPI_LOCAL_BACKOFF;
         v->quiet = (node->rejected++ != 0);
+
+        if (!v->quiet) {
+            /* for the window's last line, when another node ends it */
+            node->u.backoff.level = (u_char) lcf->throttle_log_level;
+        }
     }
 
     return rc;
