@@ -474,6 +474,9 @@ sub published {
     ok(($n // 0) >= 20, "quota bound: requests admitted (" . ($n // 0) . ")");
     ok(($max // 0) <= 5, 'quota bound: no second admitted over 5 across '
                          . 'the nodes, joining and leaving included');
+    my $full = grep { $_ >= 4 } values %per;
+    ok($full >= @s / 2, "quota bound: still about 5/s ($full of "
+                        . scalar(@s) . ' seconds admitted 4 or 5)');
 }
 
 # a key seen for the first time is not refused while its lease is asked
