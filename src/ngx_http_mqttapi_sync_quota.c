@@ -23,7 +23,8 @@
  * node.
  *
  * Without Redis there is no such bound: "fail=local" counts in the
- * node's own window at the limit divided by the nodes last seen alive
+ * node's own window (which starts with what the node spent of the
+ * second's leases) at the limit divided by the nodes last seen alive
  * (rounded up), "open" does not limit, "closed" spends what is left of
  * the leases, without the share, and then answers locally; a shared
  * per-API ceiling is divided as with "local" in every mode.
@@ -58,6 +59,7 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
 {
+    uint16_t                       spent;
     ngx_msec_t                     rnow, second;
     ngx_uint_t                     nodes;
     ngx_http_mqttapi_sync_conf_t  *scf;
@@ -81,9 +83,18 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
         }
 
         if (node->code != NGX_HTTP_MQTTAPI_SYNC_WINDOW) {
+
+            /* what was spent of this second's leases stays counted */
+
+            spent = (node->code == NGX_HTTP_MQTTAPI_SYNC_LEASED
+                     && node->u.lease.second
+                        == (now + scf->sh->clock) / 1000)
+                    ? node->u.lease.spent : 0;
+
             ngx_memzero(&node->u, sizeof(node->u));
             node->code = NGX_HTTP_MQTTAPI_SYNC_WINDOW;
             node->until = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+            node->u.buckets[node->until % NGX_HTTP_MQTTAPI_BUCKETS] = spent;
         }
 
         nodes = ngx_max(scf->sh->nodes, 1);
