@@ -31,6 +31,9 @@ typedef struct {
 } ngx_http_mqttapi_sync_ref_t;
 
 
+static void ngx_http_mqttapi_sync_meanwhile(
+    ngx_http_mqttapi_sync_task_t *task, ngx_http_mqttapi_zone_t *zone,
+    ngx_uint_t level, uint32_t meanwhile, char *why);
 static ngx_http_mqttapi_sync_tracked_t *ngx_http_mqttapi_sync_track(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, u_char *key,
     size_t len, ngx_uint_t create);
@@ -702,8 +705,9 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t zone_index, ngx_http_mqttapi_sync_backoff_t *b,
     ngx_uint_t peer)
 {
-    uint32_t                          hash, count;
+    uint32_t                          hash, count, meanwhile;
     ngx_str_t                        *key, *code;
+    ngx_uint_t                        level;
     ngx_msec_t                        now, until;
     ngx_http_mqttapi_node_t          *node;
     ngx_http_mqttapi_zone_t         **zones, *zone;
@@ -717,6 +721,8 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     code = &b->code;
     count = b->count;
     hash = ngx_http_mqttapi_zone_hash(key);
+    meanwhile = 0;
+    level = NGX_LOG_WARN;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -748,6 +754,8 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     } else if (node->u.backoff.count < count) {
         node->u.backoff.flags = peer ? NGX_HTTP_MQTTAPI_SYNC_PEER : 0;
         node->u.backoff.probe = 0;
+        meanwhile = node->rejected;
+        level = node->u.backoff.level;
         node->rejected = 0;
     }
 
@@ -760,6 +768,11 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (meanwhile) {
+        ngx_http_mqttapi_sync_meanwhile(task, zone, level, meanwhile,
+                                        "throttled again on another node");
+    }
 
     t = ngx_http_mqttapi_sync_track(task, zone_index, key->data, key->len, 1);
 
@@ -782,12 +795,16 @@ static void
 ngx_http_mqttapi_sync_apply_close(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t zone_index, ngx_str_t *key, uint32_t count)
 {
+    uint32_t                          meanwhile;
+    ngx_uint_t                        level;
     ngx_http_mqttapi_node_t          *node;
     ngx_http_mqttapi_zone_t         **zones, *zone;
     ngx_http_mqttapi_sync_tracked_t  *t;
 
     zones = task->conf->zones.elts;
     zone = zones[zone_index];
+    meanwhile = 0;
+    level = NGX_LOG_WARN;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -797,17 +814,42 @@ ngx_http_mqttapi_sync_apply_close(ngx_http_mqttapi_sync_task_t *task,
     if (node && node->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
         && node->u.backoff.count <= count)
     {
+        meanwhile = node->rejected;
+        level = node->u.backoff.level;
         ngx_http_mqttapi_zone_free(zone, node);
         node = NULL;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    if (meanwhile) {
+        ngx_http_mqttapi_sync_meanwhile(task, zone, level, meanwhile,
+                                        "closed by another node");
+    }
+
     t = ngx_http_mqttapi_sync_track(task, zone_index, key->data, key->len, 0);
 
     if (t && node == NULL && !t->asking) {
         ngx_http_mqttapi_sync_untrack(task, t);
     }
+}
+
+
+/*
+ * A back-off window that another node ended: the line that tells how many
+ * requests this node answered locally meanwhile, at the level of the
+ * window's first line (the key is not written: no request is logged here).
+ */
+
+static void
+ngx_http_mqttapi_sync_meanwhile(ngx_http_mqttapi_sync_task_t *task,
+    ngx_http_mqttapi_zone_t *zone, ngx_uint_t level, uint32_t meanwhile,
+    char *why)
+{
+    ngx_log_error(level, task->log, 0,
+                  "mqttapi: a back-off of zone \"%V\" was %s; %uD requests "
+                  "were answered locally meanwhile",
+                  &zone->shm_zone->shm.name, why, meanwhile);
 }
 
 

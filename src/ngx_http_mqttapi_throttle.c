@@ -41,6 +41,16 @@ static ngx_int_t ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
     ngx_http_mqttapi_verdict_t *v);
+static ngx_int_t ngx_http_mqttapi_backoff_code(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node, ngx_str_t *code);
+static ngx_int_t ngx_http_mqttapi_backoff_judge(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_node_t *node, ngx_http_mqttapi_verdict_t *v,
+    ngx_pool_cleanup_t **cln, uint32_t *meanwhile);
+static void ngx_http_mqttapi_backoff_over(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_pool_cleanup_t *cln, ngx_str_t *code, uint32_t meanwhile);
 static void ngx_http_mqttapi_backoff_open(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
     ngx_http_mqttapi_error_t *err);
@@ -135,8 +145,16 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_BUSY) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi throttle: pass");
         return NGX_DECLINED;
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi throttle: local \"%V\" (%s), %M ms left, "
+                   "logged:%d", &v.code,
+                   v.reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF
+                   ? "back-off" : "quota", v.left, !v.quiet);
 
     shm_zone = (v.reason == NGX_HTTP_MQTTAPI_LOCAL_BACKOFF)
                ? lcf->throttle_zone : lcf->quota_zone;
@@ -186,8 +204,6 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
 {
     uint32_t                  meanwhile;
     ngx_int_t                 rc;
-    ngx_msec_t                now;
-    ngx_str_t                 c;
     ngx_pool_cleanup_t       *cln;
     ngx_http_mqttapi_node_t  *node;
     ngx_http_mqttapi_zone_t  *zone;
@@ -211,7 +227,6 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
 
     cln = NULL;
     meanwhile = 0;
-    now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -222,6 +237,35 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    if (ngx_http_mqttapi_backoff_code(r, lcf, zone, node, &v->code)
+        != NGX_OK)
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_mqttapi_backoff_judge(r, lcf, ctx, node, v, &cln,
+                                        &meanwhile);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (cln || meanwhile) {
+        ngx_http_mqttapi_backoff_over(r, lcf, ctx, cln, &v->code, meanwhile);
+    }
+
+    return rc;
+}
+
+
+/* the code of a key's back-off, copied out of the zone (locked) */
+
+static ngx_int_t
+ngx_http_mqttapi_backoff_code(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_node_t *node, ngx_str_t *code)
+{
+    ngx_str_t  c;
+
     ngx_http_mqttapi_zone_code(zone, node->code, &c);
 
     if (c.len == 0) {
@@ -229,15 +273,38 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         c = lcf->catalog->quota_code;
     }
 
-    v->code.len = c.len;
-    v->code.data = ngx_pnalloc(r->pool, c.len);
+    code->len = c.len;
+    code->data = ngx_pnalloc(r->pool, c.len);
 
-    if (v->code.data == NULL) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+    if (code->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(v->code.data, c.data, c.len);
+    ngx_memcpy(code->data, c.data, c.len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * What becomes of a request for a key that has a back-off (the zone
+ * locked): NGX_BUSY, answered locally for v->left ms more; or
+ * NGX_DECLINED, the back-off is over and the request goes on, as the
+ * probe (*cln, unless no cleanup could be added) or in a dry run.  A
+ * window's first local answer is logged, the next ones counted; when the
+ * window ends, *meanwhile is how many were answered locally.
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_backoff_judge(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_node_t *node, ngx_http_mqttapi_verdict_t *v,
+    ngx_pool_cleanup_t **cln, uint32_t *meanwhile)
+{
+    ngx_int_t   rc;
+    ngx_msec_t  now;
+
+    now = ngx_current_msec;
 
     if ((ngx_msec_int_t) (node->until - now) > 0) {
         v->left = node->until - now;
@@ -252,12 +319,12 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         rc = NGX_BUSY;
 
     } else if (lcf->throttle_dry_run) {
-        meanwhile = node->rejected;
+        *meanwhile = node->rejected;
         node->rejected = 0;
         rc = NGX_DECLINED;
 
     } else if (!(node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_RIGHT)
-               && ngx_http_mqttapi_sync_up(zone))
+               && ngx_http_mqttapi_sync_up(ctx->zone))
     {
         /* another node of the fleet probes: its answer comes by Redis */
         v->left = 1000;
@@ -266,15 +333,15 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     } else {
         /* the back-off is over: this request is the probe */
 
-        cln = ngx_pool_cleanup_add(r->pool, 0);
+        *cln = ngx_pool_cleanup_add(r->pool, 0);
 
-        if (cln) {
+        if (*cln) {
             node->u.backoff.probe = now ? now : 1;
             ctx->probe = node->u.backoff.probe;
             ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PROBE;
         }
 
-        meanwhile = node->rejected;
+        *meanwhile = node->rejected;
         node->rejected = 0;
         rc = NGX_DECLINED;
     }
@@ -283,36 +350,53 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
         /* the first local answer of the window is logged, the rest counted */
         v->reason = NGX_HTTP_MQTTAPI_LOCAL_BACKOFF;
         v->quiet = (node->rejected++ != 0);
-    }
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    if (cln) {
-        cln->handler = ngx_http_mqttapi_probe_cleanup;
-        cln->data = ctx;
-
-        ngx_http_mqttapi_stats_backoff(r, zone, NGX_HTTP_MQTTAPI_EVENT_PROBE);
-
-        if (meanwhile == 0) {
-            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                          "mqttapi: back-off after \"%V\" is over, probing",
-                          &v->code);
-
-        } else {
-            ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                          "mqttapi: back-off after \"%V\" is over, probing; "
-                          "%uD requests were answered locally meanwhile",
-                          &v->code, meanwhile);
+        if (!v->quiet) {
+            /* for the window's last line, when another node ends it */
+            node->u.backoff.level = (u_char) lcf->throttle_log_level;
         }
-
-    } else if (meanwhile) {
-        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
-                      "mqttapi: dry run, back-off after \"%V\" is over; "
-                      "%uD requests would have been answered locally "
-                      "meanwhile", &v->code, meanwhile);
     }
 
     return rc;
+}
+
+
+/*
+ * A back-off is over (the zone unlocked): the probe (cln) is set going
+ * and announced, with how many requests were answered locally meanwhile;
+ * a dry run says how many would have been.
+ */
+
+static void
+ngx_http_mqttapi_backoff_over(ngx_http_request_t *r,
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_pool_cleanup_t *cln, ngx_str_t *code, uint32_t meanwhile)
+{
+    if (cln == NULL) {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: dry run, back-off after \"%V\" is over; "
+                      "%uD requests would have been answered locally "
+                      "meanwhile", code, meanwhile);
+        return;
+    }
+
+    cln->handler = ngx_http_mqttapi_probe_cleanup;
+    cln->data = ctx;
+
+    ngx_http_mqttapi_stats_backoff(r, ctx->zone,
+                                   NGX_HTTP_MQTTAPI_EVENT_PROBE);
+
+    if (meanwhile == 0) {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: back-off after \"%V\" is over, probing",
+                      code);
+
+    } else {
+        ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
+                      "mqttapi: back-off after \"%V\" is over, probing; "
+                      "%uD requests were answered locally meanwhile",
+                      code, meanwhile);
+    }
 }
 
 

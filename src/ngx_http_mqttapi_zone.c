@@ -857,6 +857,10 @@ ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
         q = ngx_queue_last(&zone->sh->queue);
         n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "mqttapi zone: full, the least recently used key "
+                       "\"%*s\" evicted", (size_t) n->len, n->data);
+
         ngx_http_mqttapi_zone_free(zone, n);
         (void) ngx_atomic_fetch_add(&zone->sh->evicted, 1);
 

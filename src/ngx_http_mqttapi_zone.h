@@ -79,6 +79,7 @@ typedef struct {
             ngx_msec_t           probe;       /* probe start, 0: none */
             uint32_t             count;       /* consecutive throttles */
             u_char               flags;       /* NGX_HTTP_MQTTAPI_SYNC_* */
+            u_char               level;       /* of the window's first log */
         } backoff;
 
         struct {

@@ -348,7 +348,7 @@ my $http = <<"EOF";
         # one back-off zone, an upstream that times out, one that is down
         location /gwm/ {
             mqttapi_throttle zone=gwp;
-            proxy_read_timeout 300ms;
+            proxy_read_timeout 2s;
             proxy_pass http://127.0.0.1:$mport/;
         }
         location /gwd/ {
@@ -433,8 +433,8 @@ sub is_pass {
 
 for my $code (sort keys %THROTTLE) {
     my $k = "codes-$code";
+    my $sent = time;        # the back-off opens after this
     my $r = req('b3', $k, code => $code);
-    my $opened = time;      # the back-off opened before this
     is($r->{status}, 400, "$code: the upstream answer is relayed");
     is(h($r, 'X-MQTTAPI-Error-Code'), $code, "$code: annotated");
     ok(!defined h($r, 'X-MQTTAPI-Throttled'), "$code: not a local answer");
@@ -456,6 +456,12 @@ for my $code (sort keys %THROTTLE) {
     is_reject($rj, $code, "$code: next request");
     # at once: not after waiting out the 3 s back-off
     cmp_ok($took, '<', 2.5, "$code: the local answer comes at once");
+    # what is left of the 3 s (less the time since it opened): 3 s
+    # rounded up, unless the machine was very slow
+    my $ms = h($rj, 'x-acs-retry-after') // -1;
+    ok($ms >= 2700 - 1000 * (time - $sent) - 50 && $ms <= 3000,
+       "$code: x-acs-retry-after is the ms left ($ms)");
+    my $ra = int(($ms + 999) / 1000);
 
     # the envelope
     my $d = json_decode($rj->{body});
@@ -477,14 +483,11 @@ for my $code (sort keys %THROTTLE) {
     is($d->{Category}, 'group', "$code: Category follows the Action");
     ok(JSON::PP::is_bool($d->{Retryable}) && $d->{Retryable},
        "$code: Retryable true");
-    is($d->{RetryAfter}, 3, "$code: RetryAfter 3");
+    is($d->{RetryAfter}, $ra, "$code: RetryAfter $ra");
     like(h($rj, 'Content-Type') // '', qr{^application/json\b},
          "$code: Content-Type JSON");
     is(h($rj, 'Content-Length'), length $rj->{body}, "$code: Content-Length");
-    is(h($rj, 'Retry-After'), 3, "$code: Retry-After 3");
-    my $ms = h($rj, 'x-acs-retry-after') // -1;
-    ok($ms >= 2700 - 1000 * (time - $opened) - 50 && $ms <= 3000,
-       "$code: x-acs-retry-after is the ms left ($ms)");
+    is(h($rj, 'Retry-After'), $ra, "$code: Retry-After $ra");
     is(h($rj, 'X-MQTTAPI-Retryable'), 'true', "$code: X-MQTTAPI-Retryable");
     is(h($rj, 'X-MQTTAPI-Error-Category'), 'group',
        "$code: X-MQTTAPI-Error-Category");
@@ -538,6 +541,7 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
 # backoff=1s
 {
     my $k = 'emu-floor';
+    my $sent = time;        # the back-off opens after this
     my $r = get($port, "/emu/?Action=QueryToken&AccessKeyId=$k"
                      . '&mqttemu_code=QueryTokenOverFlow&mqttemu_retry_after=3');
     is($r->{status}, 400, 'emulator: QueryTokenOverFlow relayed');
@@ -547,7 +551,8 @@ for my $code (qw(InternalError InvalidParameter.GroupId GroupIdAlreadyExsited
     is(h($rj, 'Retry-After'), 3,
        "upstream's Retry-After 3 is the floor of backoff=1s");
     my $ms = h($rj, 'x-acs-retry-after') // -1;
-    ok($ms > 2800 && $ms <= 3000, "x-acs-retry-after near 3000 ($ms)");
+    ok($ms >= 3000 - 1000 * (time - $sent) - 50 && $ms <= 3000,
+       "x-acs-retry-after is 3000 less the time since ($ms)");
     is(json_decode($rj->{body})->{Category}, 'token',
        'emulator: Category token for QueryToken');
 }
@@ -702,19 +707,37 @@ for my $c (['custfloor', 10, 'Retry-After: 10', 10, 10],
 
 {
     my $k = 'countdown';
+    my $t0 = time;          # the back-off opens after this
     req('b3', $k, code => 'ApplyTokenOverFlow');
-    my $t0 = time;
+    my $a1 = time;          # the first reject is made between $a1 and $b1
     my $r1 = req('b3', $k);
+    my $b1 = time;
     is_reject($r1, 'ApplyTokenOverFlow', 'countdown: first reject');
-    is(h($r1, 'Retry-After'), 3, 'countdown: Retry-After 3 at first');
-    sleep 1.2 - (time - $t0);
+    my $ms1 = h($r1, 'x-acs-retry-after') // 0;
+    ok($ms1 <= 3000 && $ms1 >= 2700 - 1000 * ($b1 - $t0) - 50,
+       "countdown: at first the whole back-off is left ($ms1 ms)");
+    is(h($r1, 'Retry-After'), int(($ms1 + 999) / 1000),
+       'countdown: Retry-After is the seconds left, rounded up');
+    sleep 1.2 - (time - $b1);
+    my $a2 = time;          # the second one between $a2 and $b2
     my $r2 = req('b3', $k);
+    my $b2 = time;
     is_reject($r2, 'ApplyTokenOverFlow', 'countdown: after 1.2 s');
-    is(h($r2, 'Retry-After'), 2, 'countdown: Retry-After 2 after 1.2 s');
-    my ($ms1, $ms2) = map { h($_, 'x-acs-retry-after') // 0 } $r1, $r2;
-    ok($ms1 - $ms2 >= 1100 && $ms1 - $ms2 <= 1500,
-       "countdown: x-acs-retry-after went down by ~1.2 s ($ms1 -> $ms2)");
-    is(json_decode($r2->{body})->{RetryAfter}, 2, 'countdown: RetryAfter 2');
+    my $ms2 = h($r2, 'x-acs-retry-after') // 0;
+    # by the time that passed between the two rejects (the clocks' grain
+    # aside), whatever the machine's load made of it
+    ok($ms1 - $ms2 >= 1000 * ($a2 - $b1) - 30
+       && $ms1 - $ms2 <= 1000 * ($b2 - $a1) + 30,
+       "countdown: x-acs-retry-after went down by the time between "
+       . "($ms1 -> $ms2 ms in " . int(1000 * ($a2 - $b1)) . '-'
+       . int(1000 * ($b2 - $a1)) . ' ms)');
+    my $ra2 = h($r2, 'Retry-After') // -1;
+    is($ra2, int(($ms2 + 999) / 1000),
+       'countdown: Retry-After is the seconds left, rounded up');
+    cmp_ok($ra2, '<', h($r1, 'Retry-After') // 0,
+           'countdown: Retry-After went down');
+    is(json_decode($r2->{body})->{RetryAfter}, $ra2,
+       'countdown: RetryAfter as Retry-After');
     is(up_count($k), 1, 'countdown: only the first request reached upstream');
 }
 
@@ -730,8 +753,8 @@ for my $c (['custfloor', 10, 'Retry-After: 10', 10, 10],
     # by the reject right after it, checked against [0.9 d, d]
     my $round = sub {
         my ($first, $d, $name) = @_;
+        my $t0 = time;      # the back-off opens after this
         my $r = $first->();
-        my $t0 = time;
         my $rj = req('b1', $k);
         my $took = time - $t0;
         my $rms = h($r, 'x-acs-retry-after') // -1;
@@ -795,13 +818,28 @@ sub open_probe_backoff {
     sleep((h($rj, 'x-acs-retry-after') // 1000) / 1000 + 0.05);
 }
 
+# asks for $k until a request is not answered locally (the turn to probe
+# came) or $secs have passed since $t0; returns the last answer and how
+# many were answered locally before it
+sub probe_until_turn {
+    my ($k, $t0, $secs) = @_;
+    my $rej = 0;
+    while (1) {
+        my $r = req('probe', $k);
+        return ($r, $rej) unless rejected($r) && time - $t0 < $secs;
+        $rej++;
+        sleep 0.05;
+    }
+}
+
 # N requests at once when the back-off is over: exactly one probe reaches
-# the upstream (which takes 0.5 s to answer), the rest are rejected
+# the upstream (which takes 2 s to answer, for the others to arrive
+# meanwhile however loaded the machine), the rest are rejected
 {
     my $k = 'probe-burst';
     open_probe_backoff($k);
     my $n0 = mock_count($k);
-    my @r = burst($port, map { path('probe', $k, sleep => '0.5') } 1 .. 12);
+    my @r = burst($port, map { path('probe', $k, sleep => '2') } 1 .. 12);
     my @probe = grep { ($_->{status} // 0) == 200 } @r;
     my @rej = grep { ($_->{status} // 0) == 429 } @r;
     is(scalar @probe, 1, 'burst after the back-off: exactly one passes');
@@ -833,12 +871,15 @@ sub open_probe_backoff {
     my $rj = req('probe', $k);
     is_reject($rj, 'SystemOverFlow', 'while the probe is out');
     is(h($rj, 'Retry-After'), 1, 'while the probe is out: Retry-After 1');
+    # the turn comes back as soon as nginx sees the client go, long before
+    # the probe's 5 s timeout would give it back: asked for until then
     my $t0 = time;
     close $s;
-    sleep 0.3;
-    my $r = req('probe', $k);
+    my ($r, $rej) = probe_until_turn($k, $t0, 4);
     is_pass($r, 'the probe client went away: a new probe', 'probe');
-    cmp_ok(time - $t0, '<', 2, 'the turn came back well before 5 s');
+    cmp_ok(time - $t0, '<', 4.5,
+           "the turn came back before the probe timeout ($rej answered "
+           . 'locally meanwhile)');
     is(mock_count($k) - $n0, 2, 'the new probe reached the upstream');
     is_pass(req('probe', $k), 'back-off closed by the new probe');
 }
@@ -850,20 +891,27 @@ sub open_probe_backoff {
     my $n0 = mock_count($k);
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Proto => 'tcp') or die "connect: $!";
-    my $t0 = time;
+    my $t0 = time;          # the probe starts after this
     syswrite($s, "GET " . path('probe', $k, hang => 1)
                . " HTTP/1.1\r\nHost: localhost\r\n\r\n");
     my $deadline = time + 3;
     sleep 0.02 while mock_count($k) == $n0 && time < $deadline;
     is(mock_count($k) - $n0, 1, 'the hanging probe reached the upstream');
+    my $t1 = time;          # it started before this
 
     sleep 1;
     is_reject(req('probe', $k), 'SystemOverFlow', 'probe out for 1 s');
-    sleep 4.6 - (time - $t0);
-    is_reject(req('probe', $k), 'SystemOverFlow', 'probe out for 4.6 s');
-    sleep 5.3 - (time - $t0);
-    my $r = req('probe', $k);
-    is_pass($r, 'probe out for 5.3 s: a new probe', 'probe');
+    sleep 3.5 - (time - $t0);
+    is_reject(req('probe', $k), 'SystemOverFlow',
+              sprintf('probe out for %.1f-3.5 s', 3.5 - ($t1 - $t0)));
+
+    # then the turn is lost after 5 s: asked for until it is
+    my ($r, $rej) = probe_until_turn($k, $t0, 15);
+    my $t2 = time;          # the new probe passed before this
+    is_pass($r, 'the hanging probe lost its turn: a new probe', 'probe');
+    cmp_ok($t2 - $t0, '>', 4.99,
+           sprintf('the turn was lost after 5 s, not before (%.2f s; %d '
+                   . 'answered locally meanwhile)', $t2 - $t0, $rej));
     is(mock_count($k) - $n0, 2, 'the new probe reached the upstream');
     is_pass(req('probe', $k), 'back-off closed by the new probe');
     close $s;
@@ -895,7 +943,7 @@ sub open_probe_backoff {
          qr/probe got "GatewayUpstreamUnavailable" from the gateway/,
          'the failed probe is logged');
 
-    # the next request is a new probe (it hangs until the 300 ms read
+    # the next request is a new probe (it hangs until the 2 s read
     # timeout); meanwhile the others are still answered locally
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Proto => 'tcp') or die "connect: $!";
@@ -1059,6 +1107,7 @@ sub open_probe_backoff {
 {
     my $k = 'reload';
     req('long', $k, code => 'QueryTokenOverFlow');
+    my $a1 = time;
     my $r1 = req('long', $k);
     is_reject($r1, 'QueryTokenOverFlow', 'before reload');
     my @old = $ng->worker_pids;
@@ -1066,9 +1115,10 @@ sub open_probe_backoff {
     my %old = map { $_ => 1 } @old;
     is(scalar(grep { $old{$_} } $ng->worker_pids), 0, 'new workers');
     my $r2 = req('long', $k);
+    my $b2 = time;
     is_reject($r2, 'QueryTokenOverFlow', 'after reload: still backed off');
     my ($ms1, $ms2) = map { h($_, "x-acs-retry-after") // 0 } $r1, $r2;
-    ok($ms2 < $ms1 && $ms2 > $ms1 - 5000,
+    ok($ms2 < $ms1 && $ms1 - $ms2 <= 1000 * ($b2 - $a1) + 30,
        "after reload: the same back-off goes on ($ms1 -> $ms2 ms)");
     is(up_count($k), 1, 'after reload: the upstream saw only the first');
     is_pass(req('long', 'reload-other'), 'after reload: another key passes');

@@ -351,6 +351,16 @@ is(scalar(grep { keys(%$_) == 16 } @seen), 32,
     is($st->('/k3/?a=b', 'X-Key' => 'h1'), 429, 'k3: same header rejected');
     is($st->('/k3/?a=b', 'X-Key' => 'h2'), 400, 'k3: another header');
     is($st->('/k3/?a=b'), 400, 'k3: no header, no key');
+
+    # the preaccess decision of each request, from the debug log
+    my %how = map { $_->[0] => $_->[1] }
+              debug_events($ng->prefix . '/debug.log',
+                           qr/mqttapi throttle: (?:pass|local \S+)/);
+    like($how{'GET /k1/?AccessKeyId=q1 HTTP/1.1'} // '',
+         qr/^mqttapi throttle: local "SystemOverFlow"/,
+         'debug log: the local answer is a decision of its own');
+    is($how{'GET /k1/?AccessKeyId=q1x HTTP/1.1'} // '',
+       'mqttapi throttle: pass', 'debug log: another key passes');
 }
 
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]|segfault|signal/,

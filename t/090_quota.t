@@ -335,17 +335,26 @@ my $t_revoke;
 }
 
 # once the burst's bucket has left the window (8 x 143 ms: at most 1.144 s
-# after it), requests pass again
+# after it), requests pass again: asked for from 1.2 s on until one passes
+# (a busy machine may have spread the burst over more of the window), then
+# five more
 {
     my $k = 'rv-A';
     sleep 1.2 - (time - $t_revoke);
     my $n0 = up_count($k);
     my @r;
-    push @r, req('q', $k, 'RevokeToken') for 1 .. 6;
+    my $deadline = time + 3;
+    do {
+        push @r, req('q', $k, 'RevokeToken');
+    } until passed($r[-1]) || time > $deadline;
+    my $first = @r;
+    push @r, req('q', $k, 'RevokeToken') for 1 .. 5;
     my $p = grep { passed($_) } @r;
-    ok($p >= 1 && $p <= 5, "after 1.2 s: RevokeToken passes again ($p of 6)");
-    is(scalar(grep { rejected($_, 'SystemOverFlow') } @r), 6 - $p,
-       'after 1.2 s: the rest are answered locally');
+    ok(passed($r[$first - 1]),
+       "after 1.2 s: RevokeToken passes again (request $first)");
+    is(scalar(grep { rejected($_, 'SystemOverFlow') } @r), @r - $p,
+       "after 1.2 s: the rest are answered locally ($p of "
+       . scalar(@r) . ' passed)');
 
     sleep 2.1;
     my @r2 = burst($port, map { path('q', $k, 'RevokeToken') } 1 .. 8);
@@ -462,10 +471,12 @@ sleep 1.2;
 
     # the ceiling's window is one second from the first of the 300: the
     # check after the reload counts only when the reload and the second
-    # burst fit in it, which a busy machine may need a few tries for
+    # burst fit in it, which a busy machine may need a few tries for (as
+    # many as fit in half a minute)
     my $mark = $ng->error_log_mark;
     my $checked;
-    for my $try (1 .. 4) {
+    my $give_up = time + 30;
+    for (my $try = 1; ; $try++) {
         ok($ng->reload, "reload with the ceiling used up (try $try)");
         my @w = burst($port,
                       map { path('q2', "g3-$try-$_", 'SendMessage',
@@ -477,6 +488,7 @@ sleep 1.2;
             last;
         }
         note "try $try: the reload took too long to check the ceiling";
+        last if time > $give_up;
         sleep 1.2;
         $t0 = time;
         @r = burst($port, map { path('q1', "g4-$try-$_", 'SendMessage',
@@ -489,27 +501,29 @@ sleep 1.2;
            'reload: no errors');
 }
 
-# the same, sustained: four clients on two locations as fast as they can,
-# until each has been answered locally by the ceiling 25 times (or 10 s);
-# the upstream never sees more than 300 SendMessage in any second
+# the same, sustained: four clients on two locations, each sending bursts
+# of 40 one after the other (bursts, so that even a busy machine gets past
+# 300 a second) for 2.5 s and until each has been answered locally by the
+# ceiling 25 times (or half a minute); the upstream never sees more than
+# 300 SendMessage in any second
 sleep 1.2;
 {
     my @pids;
-    my $end = time + 10;
+    my $least = time + 2.5;
+    my $end = time + 30;
     for my $c (0 .. 3) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
-            my ($n, $sock, $rejects) = (0, undef, 0);
-            while (time < $end && $rejects < 25) {
-                my $r = http_request($sock ? (sock => $sock) : (port => $port),
-                                     path => path($c % 2 ? 'q2' : 'q1',
-                                                  "gs$c-" . ($n++ % 50),
-                                                  'SendMessage', m => 'gws'),
-                                     keepalive => 1);
-                $rejects++ if rejected($r, 'SystemOverFlow');
-                $sock = $r->{sock};
+            my ($n, $rejects) = (0, 0);
+            while (time < $end && ($rejects < 25 || time < $least)) {
+                my @r = burst($port,
+                              map { path($c % 2 ? 'q2' : 'q1',
+                                         "gs$c-" . ($n++ % 50),
+                                         'SendMessage', m => 'gws') }
+                                  1 .. 40);
+                $rejects += grep { rejected($_, 'SystemOverFlow') } @r;
             }
-            POSIX::_exit($rejects);
+            POSIX::_exit($rejects > 255 ? 255 : $rejects);
         }
         push @pids, $pid;
     }
