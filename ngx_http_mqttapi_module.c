@@ -388,6 +388,8 @@ ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf)
 
     conf->throttle_zone = NGX_CONF_UNSET_PTR;
     conf->quota_zone = NGX_CONF_UNSET_PTR;
+    conf->throttle_ref = NGX_CONF_UNSET_PTR;
+    conf->quota_ref = NGX_CONF_UNSET_PTR;
     conf->throttle_status = NGX_CONF_UNSET_UINT;
     conf->throttle_dry_run = NGX_CONF_UNSET;
     conf->throttle_log_level = NGX_CONF_UNSET_UINT;
@@ -417,6 +419,7 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_ptr_value(conf->throttle_zone, prev->throttle_zone, NULL);
     ngx_conf_merge_ptr_value(conf->quota_zone, prev->quota_zone, NULL);
+    ngx_http_mqttapi_zone_merge_refs(conf, prev);
     ngx_conf_merge_uint_value(conf->throttle_status, prev->throttle_status,
                               NGX_HTTP_TOO_MANY_REQUESTS);
     ngx_conf_merge_value(conf->throttle_dry_run, prev->throttle_dry_run, 0);

@@ -12,7 +12,7 @@
 #
 # Depends: the nginx ABI the module was built for (nginx-abi-1.22.1-7, from
 # nginx-dev's debian/libnginx-mod.abisubstvars) and the shared libraries it
-# links (dpkg-shlibdeps: libc6, libjansson4).
+# links (dpkg-shlibdeps: libc6, libjansson4, libhiredis0.14).
 #
 # Writes build/libnginx-mod-http-mqttapi_<version>_<arch>.deb (DEB_OUT:
 # another directory) and prints its path.  Environment: MODULE (the .so,
@@ -80,7 +80,9 @@ shlibs=$(cd "$work" && dpkg-shlibdeps -O \
              "root/usr/lib/nginx/modules/ngx_http_mqttapi_module.so" \
              2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no dependencies"
-case "$shlibs" in *libjansson4*) ;; *) die "no libjansson4 in: $shlibs" ;; esac
+for lib in libjansson4 libhiredis; do
+    case "$shlibs" in *"$lib"*) ;; *) die "no $lib in: $shlibs" ;; esac
+done
 
 size=$(du -k -s --exclude=DEBIAN "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<EOF

@@ -38,7 +38,8 @@ typedef struct ngx_http_mqttapi_entry_s    ngx_http_mqttapi_entry_t;
 typedef struct {
     ngx_http_mqttapi_catalog_t  *catalog;     /* the built-in catalog */
     ngx_shm_zone_t              *ceiling;     /* with any mqttapi_quota */
-    ngx_array_t                 *zone_refs;   /* of zone references */
+    ngx_array_t                 *zone_refs;   /* of pointers to zone
+                                                 references */
     ngx_flag_t                   enabled;     /* mqttapi on somewhere */
     void                        *stats;       /* with mqttapi_status */
     void                        *sync;        /* mqttapi_sync, or NULL */
@@ -58,6 +59,8 @@ typedef struct {
 
     ngx_shm_zone_t              *throttle_zone;
     ngx_shm_zone_t              *quota_zone;
+    void                        *throttle_ref;    /* where they were set */
+    void                        *quota_ref;
     ngx_uint_t                   throttle_status;
     ngx_flag_t                   throttle_dry_run;
     ngx_uint_t                   throttle_log_level;

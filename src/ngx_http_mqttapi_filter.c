@@ -428,7 +428,7 @@ static ngx_int_t
 ngx_http_mqttapi_parse(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     ngx_str_t *body, ngx_str_t *code, json_t **obj)
 {
-    u_char              *p, *last;
+    u_char              *p, *last, *near;
     json_t              *v;
     ngx_int_t            rc;
     json_error_t         jerr;
@@ -473,6 +473,17 @@ ngx_http_mqttapi_parse(ngx_http_request_t *r, ngx_http_mqttapi_ctx_t *ctx,
     if (*obj == NULL) {
         if (!ctx->json) {
             return NGX_DECLINED;
+        }
+
+        /*
+         * jansson's message without the bytes it quotes ("... near
+         * '<the token>'"): an error message can echo the request, its
+         * AccessKeyId among it
+         */
+
+        near = (u_char *) ngx_strstr(jerr.text, " near ");
+        if (near) {
+            *near = '\0';
         }
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

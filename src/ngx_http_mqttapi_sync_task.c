@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_mqttapi_sync_load(
 static void ngx_http_mqttapi_sync_beat(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_beat_reply(
     ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+static size_t ngx_http_mqttapi_sync_reply_text(redisReply *reply);
 static void ngx_http_mqttapi_sync_log(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t op, const char *fmt, va_list args);
 
@@ -410,7 +411,7 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "%V refused the connection's setup: "
                                    "\"%*s\"", &task->conf->name,
-                                   (size_t) ngx_min(reply->len, 200),
+                                   ngx_http_mqttapi_sync_reply_text(reply),
                                    reply->str);
         return;
     }
@@ -644,10 +645,34 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
 
     ngx_http_mqttapi_sync_error(task, op, "%V answered \"%*s\"",
                                 &task->conf->name,
-                                (size_t) ngx_min(reply->len, 200),
+                                ngx_http_mqttapi_sync_reply_text(reply),
                                 reply->str);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * How much of an error reply is logged: at most 200 bytes, and nothing of
+ * the arguments that Redis quotes back for a command it does not know
+ * ("ERR unknown command 'EVALSHA', with args beginning with: ..."), which
+ * hold the keys, and so the back-off key (an AccessKeyId).
+ */
+
+static size_t
+ngx_http_mqttapi_sync_reply_text(redisReply *reply)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = ngx_min(reply->len, 200);
+
+    p = ngx_strnstr((u_char *) reply->str, " with args", len);
+    if (p) {
+        len = p - (u_char *) reply->str;
+    }
+
+    return len;
 }
 
 

@@ -337,12 +337,17 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
+    void                         **origin;
     ngx_str_t                     *value, name;
     ngx_shm_zone_t               **field;
-    ngx_http_mqttapi_zone_ref_t   *ref;
+    ngx_http_mqttapi_zone_ref_t   *ref, **refp;
+    ngx_http_mqttapi_loc_conf_t   *lcf;
     ngx_http_mqttapi_main_conf_t  *mcf;
 
+    lcf = conf;
     field = (ngx_shm_zone_t **) (p + cmd->offset);
+    origin = (field == &lcf->throttle_zone) ? &lcf->throttle_ref
+                                            : &lcf->quota_ref;
 
     if (*field != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -352,6 +357,7 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_strcmp(value[1].data, "off") == 0) {
         *field = NULL;
+        *origin = NULL;
         return NGX_CONF_OK;
     }
 
@@ -385,20 +391,29 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (mcf->zone_refs == NULL) {
         mcf->zone_refs = ngx_array_create(cf->pool, 4,
-                                          sizeof(ngx_http_mqttapi_zone_ref_t));
+                                     sizeof(ngx_http_mqttapi_zone_ref_t *));
         if (mcf->zone_refs == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
-    ref = ngx_array_push(mcf->zone_refs);
+    /* the locations that inherit the setting point at it: not moved */
+
+    ref = ngx_pcalloc(cf->pool, sizeof(ngx_http_mqttapi_zone_ref_t));
     if (ref == NULL) {
         return NGX_CONF_ERROR;
     }
 
+    refp = ngx_array_push(mcf->zone_refs);
+    if (refp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *refp = ref;
+    *origin = ref;
+
     ref->shm_zone = *field;
     ref->directive = &cmd->name;
-    ref->lcf = conf;
     ref->location = (cf->cmd_type == NGX_HTTP_LOC_CONF);
     ref->line = cf->conf_file->line;
 
@@ -413,17 +428,49 @@ ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
+ * As each server and location is merged: the mqttapi_throttle and
+ * mqttapi_quota it has, its own or inherited, are used when mqttapi is on
+ * there.
+ */
+
+void
+ngx_http_mqttapi_zone_merge_refs(ngx_http_mqttapi_loc_conf_t *conf,
+    ngx_http_mqttapi_loc_conf_t *prev)
+{
+    ngx_http_mqttapi_zone_ref_t  *ref;
+
+    ngx_conf_merge_ptr_value(conf->throttle_ref, prev->throttle_ref, NULL);
+    ngx_conf_merge_ptr_value(conf->quota_ref, prev->quota_ref, NULL);
+
+    if (!conf->enable) {
+        return;
+    }
+
+    ref = conf->throttle_ref;
+    if (ref) {
+        ref->used = 1;
+    }
+
+    ref = conf->quota_ref;
+    if (ref) {
+        ref->used = 1;
+    }
+}
+
+
+/*
  * Once every location is merged: each zone named by mqttapi_throttle and
- * mqttapi_quota was declared, and is used where mqttapi is on (elsewhere
- * nothing would ever back off or be counted).  Reported at the line of
- * the reference, as nginx reports a directive.
+ * mqttapi_quota was declared, and each setting applies to at least one
+ * location where mqttapi is on (elsewhere nothing would ever back off or
+ * be counted; a location below it with "mqttapi off" is not a mistake).
+ * Reported at the line of the setting, as nginx reports a directive.
  */
 
 ngx_int_t
 ngx_http_mqttapi_zone_check_refs(ngx_conf_t *cf)
 {
     ngx_uint_t                     i;
-    ngx_http_mqttapi_zone_ref_t   *ref;
+    ngx_http_mqttapi_zone_ref_t  **refs, *ref;
     ngx_http_mqttapi_main_conf_t  *mcf;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
@@ -432,34 +479,44 @@ ngx_http_mqttapi_zone_check_refs(ngx_conf_t *cf)
         return NGX_OK;
     }
 
-    ref = mcf->zone_refs->elts;
+    refs = mcf->zone_refs->elts;
 
     for (i = 0; i < mcf->zone_refs->nelts; i++) {
+        ref = refs[i];
 
-        if (ref[i].shm_zone->data == NULL) {
+        if (ref->shm_zone->data == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"%V\" refers to an unknown "
                           "mqttapi_throttle_zone \"%V\" in %V:%ui",
-                          ref[i].directive, &ref[i].shm_zone->shm.name,
-                          &ref[i].file, ref[i].line);
+                          ref->directive, &ref->shm_zone->shm.name,
+                          &ref->file, ref->line);
             return NGX_ERROR;
         }
 
-        if (ref[i].location && !ref[i].lcf->enable) {
+        if (ref->used) {
+            continue;
+        }
+
+        if (ref->location) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"%V\" needs \"mqttapi on\" in its location, "
                           "it does nothing without it in %V:%ui",
-                          ref[i].directive, &ref[i].file, ref[i].line);
-            return NGX_ERROR;
-        }
+                          ref->directive, &ref->file, ref->line);
 
-        if (!mcf->enabled) {
+        } else if (!mcf->enabled) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"%V\" has no effect: \"mqttapi\" is not on "
                           "anywhere in %V:%ui",
-                          ref[i].directive, &ref[i].file, ref[i].line);
-            return NGX_ERROR;
+                          ref->directive, &ref->file, ref->line);
+
+        } else {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" has no effect: \"mqttapi\" is on in "
+                          "none of the locations it applies to in %V:%ui",
+                          ref->directive, &ref->file, ref->line);
         }
+
+        return NGX_ERROR;
     }
 
     return NGX_OK;

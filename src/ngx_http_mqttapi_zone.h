@@ -141,8 +141,8 @@ struct ngx_http_mqttapi_zone_s {
 typedef struct {
     ngx_shm_zone_t               *shm_zone;
     ngx_str_t                    *directive;
-    ngx_http_mqttapi_loc_conf_t  *lcf;
     ngx_uint_t                    location;   /* given in a location */
+    ngx_uint_t                    used;       /* where mqttapi is on */
     ngx_str_t                     file;
     ngx_uint_t                    line;
 } ngx_http_mqttapi_zone_ref_t;
@@ -152,6 +152,8 @@ char *ngx_http_mqttapi_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_mqttapi_zone_ref(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+void ngx_http_mqttapi_zone_merge_refs(ngx_http_mqttapi_loc_conf_t *conf,
+    ngx_http_mqttapi_loc_conf_t *prev);
 ngx_int_t ngx_http_mqttapi_zone_check_refs(ngx_conf_t *cf);
 ngx_shm_zone_t *ngx_http_mqttapi_zone_ceiling(ngx_conf_t *cf);
 

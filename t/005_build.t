@@ -11,7 +11,8 @@
 #              before; a build directory is reconfigured when its tree or
 #              options change; a tree with auto/configure (a clone of the
 #              nginx repository) builds like one with ./configure;
-#              make test/bench/fuzz check their packages, never apt-get.  Checked with throwaway nginx "trees" whose
+#              make test/bench/fuzz check their packages, never
+#              apt-get.  Checked with throwaway nginx "trees" whose
 #              configure writes an objs Makefile that produces a file
 #              naming the tree, and BUILD= pointing to a temporary
 #              directory: no compiler, and the real build/ is not touched.

@@ -7,9 +7,11 @@
 #     an unknown zone in mqttapi_throttle / mqttapi_quota: the message and
 #     the line of the directive (not the end of the http block);
 #   * mqttapi_throttle / mqttapi_quota in a location without `mqttapi on`,
-#     or at server level with `mqttapi` on nowhere: refused, at their line;
-#     with `mqttapi on` after them, inherited, or in the locations below a
-#     server-level setting: accepted;
+#     or at server or http level with `mqttapi` on in none of the
+#     locations that inherit them (even when another server has it on):
+#     refused, at their line; with `mqttapi on` after them, inherited, or
+#     in some of the locations below a server-level setting (others with
+#     `mqttapi off`): accepted;
 #   * a zone declared after the locations that use it is found; a
 #     directive in an included file is reported at that file's line;
 #   * mqttapi_throttle_zone takes its key and parameters in any order,
@@ -145,6 +147,38 @@ fails_at('server-level mqttapi_throttle, mqttapi on nowhere', <<"EOF",
 EOF
     qr/"mqttapi_throttle" has no effect: "mqttapi" is not on anywhere/, 'mqttapi_throttle zone=t');
 
+# a server's setting is inherited by its locations: it must reach one where
+# mqttapi is on, even when another server has it on (there, in its
+# locations, or in none, its locations having "mqttapi off" or nothing)
+for (['mqttapi_throttle', "location / { $PROXY }", 'location /health { mqttapi off; return 200; }'],
+     ['mqttapi_quota', "location / { mqttapi off; $PROXY }"]) {
+    my ($directive, @locations) = @$_;
+    fails_at("server-level $directive, mqttapi on only in another server", <<"EOF",
+    $ZONE
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location / { mqttapi on; $PROXY }
+    }
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        $directive zone=t;
+        @locations
+    }
+EOF
+        qr/"$directive" has no effect: "mqttapi" is on in none of the locations it applies to/,
+        "$directive zone=t");
+}
+
+fails_at('http-level mqttapi_throttle, mqttapi on nowhere', <<"EOF",
+    $ZONE
+    mqttapi_throttle zone=t;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location / { $PROXY }
+    }
+EOF
+    qr/"mqttapi_throttle" has no effect: "mqttapi" is not on anywhere/, 'mqttapi_throttle zone=t');
+
 # in an included file: that file and its line
 {
     my $dir = File::Temp::tempdir('mqttapi-inc-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -200,6 +234,42 @@ passes('mqttapi_throttle off where mqttapi is off', <<"EOF");
         mqttapi_throttle zone=t;
         location / { mqttapi on; $PROXY }
         location /static { mqttapi_throttle off; return 200; }
+    }
+EOF
+
+passes('server-level mqttapi_throttle, mqttapi off in some of its locations', <<"EOF");
+    $ZONE
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        mqttapi on;
+        mqttapi_throttle zone=t;
+        mqttapi_quota zone=t;
+        location / { $PROXY }
+        location /health { mqttapi off; return 200; }
+    }
+EOF
+
+passes('http-level mqttapi_throttle, mqttapi on in one server', <<"EOF");
+    $ZONE
+    mqttapi_throttle zone=t;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location / { mqttapi on; $PROXY }
+    }
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        location / { $PROXY }
+    }
+EOF
+
+passes('location-level mqttapi_throttle, mqttapi on in a nested location', <<"EOF");
+    $ZONE
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location /api/ {
+            mqttapi_throttle zone=t;
+            location /api/v1/ { mqttapi on; $PROXY }
+        }
     }
 EOF
 

@@ -10,6 +10,8 @@
 # upstream's throttle code, requests answered locally, the probe after it,
 # a dry run, a quota reject; the request carries its AccessKeyId (the
 # zone's key) and Signature in the query and in an Authorization header.
+# The info line about an unparsable upstream error body does not quote
+# the body (an error message can echo the AccessKeyId).
 
 use strict;
 use warnings;
@@ -64,6 +66,19 @@ my $ng = start_nginx(http => emulator_http() . <<"EOF");
             mqttapi_catalog $DIR/quota.json;
             proxy_pass http://127.0.0.1:%%PORT1%%/;
         }
+        location /cut/ {
+            proxy_pass http://127.0.0.1:%%PORT2%%/;
+        }
+    }
+
+    # an upstream error that echoes the request, not JSON: jansson's
+    # message quotes a short token ("invalid token near 'LTAIsecret...'")
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        default_type application/json;
+        location / {
+            return 400 '{"RequestId":"c","Code":"SignatureDoesNotMatch","Message":"m","Key":$KEY}';
+        }
     }
 EOF
 
@@ -95,6 +110,16 @@ for (1 .. 5) {
     last if $r->{status} == 429;
 }
 is($r->{status}, 429, 'quota: answered locally');
+
+# an unparsable error body that holds the key: passed through, and the
+# info line about it says why without quoting the body
+$r = get($GW, "/cut/?Action=ApplyToken");
+like($r->{body}, qr/\Q$KEY\E/, 'unparsable body: passed through as it is');
+my ($info) = grep { /unparsable error body/ } split /\n/, $ng->error_log;
+like($info // '', qr/\[info\].*: invalid token at byte \d+[ ,]/,
+     'unparsable body: an info line says why, and where');
+ok(defined $info && $info !~ /LTAIsecret/, 'unparsable body: that line does not quote the body')
+    or diag $info // 'no such line';
 
 # ---------------------------------------------------------------------------
 

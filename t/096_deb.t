@@ -5,7 +5,7 @@
 #   * the package: its name and version, the files (the module in
 #     /usr/lib/nginx/modules, mod-http-mqttapi.conf in
 #     /usr/share/nginx/modules-available), the dependencies (the exact
-#     nginx ABI of nginx-dev, libjansson4);
+#     nginx ABI of nginx-dev, libjansson4, libhiredis);
 #   * `dpkg -i`: the link in /etc/nginx/modules-enabled; the packaged
 #     nginx's `nginx -t` of its own configuration (which includes
 #     modules-enabled) and of one that uses the module; a private nginx
@@ -100,6 +100,8 @@ my ($depends) = $control =~ /^Depends: (.*)$/m;
 like($depends // '', qr/(?:^|, )\Q$abi\E(?:,|$)/,
      "control: depends on the exact nginx ABI ($abi)") if $abi;
 like($depends // '', qr/(?:^|, )libjansson4\b/, 'control: depends on libjansson4');
+like($depends // '', qr/(?:^|, )libhiredis[0-9.]+\b/,
+     'control: depends on libhiredis (mqttapi_sync)');
 
 my (undef, $list) = run('dpkg-deb', '-c', $deb);
 like($list, qr{ \./usr/lib/nginx/modules/ngx_http_mqttapi_module\.so$}m,

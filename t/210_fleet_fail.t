@@ -10,6 +10,8 @@
 #   * shared_egress=on: the per-API ceiling holds for the fleet;
 #   * password= and db=: AUTH and SELECT; a wrong password is logged,
 #     requests go on;
+#   * a Redis without EVALSHA: its error is logged without the arguments
+#     Redis quotes back (the keys, so the AccessKeyId);
 #   * a hostile "Redis" (wrong types, invalid protocol, huge lengths): the
 #     gateway keeps serving, the error is logged at most about once per
 #     interval (1 s here), nothing crashes.
@@ -224,6 +226,55 @@ $_->stop for values %node;
        200, 'a wrong password: requests are served');
     $_->stop for $ok, $bad;
     $pr->stop;
+}
+
+# ---------------------------------------------------------------------------
+# a Redis without EVALSHA (renamed away): its errors quote the arguments
+# of the command, the keys among them, and so the back-off key (an
+# AccessKeyId); the gateway logs the error without them
+# ---------------------------------------------------------------------------
+
+{
+    my $nr = MqttapiRedis->start(args => ['--rename-command', 'EVALSHA',
+                                          'EVALSHA-disabled-by-test']);
+    my $rp = $nr->port;
+    my $SECRET = 'LTAIsecretKeyForRedisLog';
+    my $ng = start_nginx(workers => 1, http => emulator_http() . <<"EOF");
+    mqttapi_sync redis=127.0.0.1:$rp interval=100ms timeout=300ms;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=bo:1m backoff=100ms
+                          max_backoff=100ms sync;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        mqttapi on;
+        mqttapi_throttle_log_level info;
+        location / {
+            mqttapi_throttle zone=bo;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
+        }
+    }
+EOF
+    ok(wait_for(10, sub { $ng->error_log =~ /sync: connected to/ }),
+       'no EVALSHA: connected (SCRIPT LOAD works)');
+    # the key's back-off opens and reopens several times a second, each
+    # pushed to Redis with the key; the heartbeat goes once a second: of
+    # the errors logged (one a second), most are the pushes'
+    my $lines = 0;
+    my $deadline = time + 20;
+    while (time < $deadline && $lines < 6) {
+        get($ng->port(0), "/?AccessKeyId=$SECRET&Action=ApplyToken"
+                          . '&mqttemu_code=ApplyTokenOverFlow');
+        $lines = () = $ng->error_log =~ /\[error\][^\n]*unknown command/g;
+        sleep 0.05;
+    }
+    my @err = grep { /\[error\]/ && /mqttapi sync/ } split /\n/, $ng->error_log;
+    ok($lines >= 6, "no EVALSHA: Redis's error is logged ($lines lines)")
+        or diag join "\n", @err;
+    ok(!(grep { /\Q$SECRET\E/ } @err), 'no EVALSHA: no error line quotes the key')
+        or diag join "\n", grep { /\Q$SECRET\E/ } @err;
+    like($err[0] // '', qr/answered "ERR unknown command 'evalsha',?"/i,
+         'no EVALSHA: what Redis said, without the arguments');
+    $ng->stop;
+    $nr->stop;
 }
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@ package MqttapiRedis;
 
 # A private redis-server for the fleet tests: started on a free loopback
 # port without persistence (--save '' --appendonly no), optionally with a
-# password (start(password => ...)), stopped at the end
+# password (start(password => ...)) and other options of redis-server
+# (start(args => [...])), stopped at the end
 # of the test even when it fails; a minimal RESP client for the test's own
 # look at what Redis holds; freeze (SIGSTOP), thaw (SIGCONT) and a restart
 # on the same port with nothing in it.
@@ -23,6 +24,7 @@ sub start {
     my ($class, %a) = @_;
     my $self = bless {
         password => $a{password},
+        args => $a{args} // [],
         port => $a{port} // MqttapiTest::free_port(),
         dir  => File::Temp::tempdir('mqttapi-redis-XXXXXX', TMPDIR => 1,
                                     CLEANUP => 1),
@@ -46,7 +48,8 @@ sub _spawn {
              '--save', '', '--appendonly', 'no', '--daemonize', 'no',
              '--dir', $self->{dir},
              (defined $self->{password}
-                 ? ('--requirepass', $self->{password}) : ()) };
+                 ? ('--requirepass', $self->{password}) : ()),
+             @{ $self->{args} } };
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
