@@ -120,6 +120,8 @@ my $node_http = <<"EOF";
                           max_backoff=1s sync;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=long:1m backoff=30s
                           max_backoff=30s sync;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=slow:1m backoff=4s
+                          max_backoff=4s sync;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=quota:1m sync;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=dbl:1m backoff=1s
                           max_backoff=16s sync;
@@ -136,6 +138,10 @@ my $node_http = <<"EOF";
         }
         location /long/ {
             mqttapi_throttle zone=long;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+        location /s/ {
+            mqttapi_throttle zone=slow;
             proxy_pass http://127.0.0.1:$uport/;
         }
         location /dbl/ {
@@ -354,6 +360,47 @@ sub published {
     wait_for('the upstream logs the probe', 5,
              sub { scalar(up_hits($k)) > $n0 });
     is(scalar(up_hits($k)) - $n0, 1, 'one request of C reached the upstream');
+}
+
+# --- a window another node ended: this node's line of its local answers --
+
+{
+    # B answers the key locally; A alone sends afterwards: A's probe is
+    # throttled again (B's window ends with A's new count), then A's next
+    # probe is answered cleanly (the back-off is closed everywhere).  B's
+    # sync task writes, each time, how many requests B answered meanwhile.
+    # A 4 s back-off leaves B's requests seconds of room.
+    my $k = 'AK-meanwhile';
+    my $line = sub {
+        my ($why, $n) = @_;
+        my $t = qq{a back-off of zone "slow" was $why; $n requests were }
+                . 'answered locally meanwhile';
+        return qr/\Q$t\E/;
+    };
+    my $mark = $B->error_log_mark;
+    is(req($A, 's', $k, code => $THROTTLE)->{status}, 400,
+       'meanwhile: the back-off opens on A');
+    published('slow', $k);
+    is(scalar(grep { local_reject(req($B, 's', $k)) } 1 .. 2), 2,
+       'meanwhile: B answers the key locally twice');
+    ok(wait_for('A probes', 20,
+                sub { !local_reject(req($A, 's', $k, code => $THROTTLE)) }),
+       'meanwhile: A probes and is throttled again');
+    ok(wait_for("B's line", 5, sub {
+           $B->error_log($mark)
+               =~ $line->('throttled again on another node', 2) }),
+       'meanwhile: B logs its 2 local answers when A reopens the back-off');
+
+    $mark = $B->error_log_mark;
+    is(scalar(grep { local_reject(req($B, 's', $k)) } 1 .. 3), 3,
+       'meanwhile: B answers the key locally three times');
+    ok(wait_for('A probes', 20, sub { req($A, 's', $k)->{status} == 200 }),
+       'meanwhile: A probes, answered cleanly');
+    ok(wait_for("B's line", 5, sub {
+           $B->error_log($mark) =~ $line->('closed by another node', 3) }),
+       'meanwhile: B logs its 3 local answers when A closes the back-off');
+    unlike($B->error_log($mark), qr/another node;[^\n]*AK-meanwhile/,
+           'meanwhile: the line does not name the key');
 }
 
 # --- the doubling count is the fleet's ---------------------------------------
