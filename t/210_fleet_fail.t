@@ -135,8 +135,11 @@ ok(wait_for(10, sub {
        (() = $node{closed}->error_log =~ /sync: connected to/g) >= 2 }),
    'fail=closed: reconnected after SIGCONT');
 {
-    my ($ok) = admitted($node{closed}, 'AK-closed2', 2);
-    ok($ok >= 2, "fail=closed: leases again once Redis is back ($ok)");
+    # for its first two seconds back the node has no share of its own
+    # (the other nodes' shares leave a token a second to lease), then its
+    # share and the leases: 4 s leave room for a busy machine
+    my ($ok) = admitted($node{closed}, 'AK-closed2', 4);
+    ok($ok >= 2, "fail=closed: leases again once Redis is back ($ok in 4 s)");
 }
 
 $_->stop for values %node;
