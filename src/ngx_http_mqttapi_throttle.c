@@ -362,9 +362,10 @@ ngx_http_mqttapi_backoff_judge(ngx_http_request_t *r,
 
 
 /*
- * A back-off is over (the zone unlocked): the probe (cln) is set going
- * and announced, with how many requests were answered locally meanwhile;
- * a dry run says how many would have been.
+ * A back-off is over (the zone unlocked): the probe (cln, NULL when no
+ * cleanup could be added) is set going and announced, with how many
+ * requests were answered locally meanwhile; a dry run says how many would
+ * have been.
  */
 
 static void
@@ -372,7 +373,7 @@ ngx_http_mqttapi_backoff_over(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
     ngx_pool_cleanup_t *cln, ngx_str_t *code, uint32_t meanwhile)
 {
-    if (cln == NULL) {
+    if (lcf->throttle_dry_run) {
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
                       "mqttapi: dry run, back-off after \"%V\" is over; "
                       "%uD requests would have been answered locally "
@@ -380,11 +381,18 @@ ngx_http_mqttapi_backoff_over(ngx_http_request_t *r,
         return;
     }
 
-    cln->handler = ngx_http_mqttapi_probe_cleanup;
-    cln->data = ctx;
+    if (cln) {
+        cln->handler = ngx_http_mqttapi_probe_cleanup;
+        cln->data = ctx;
 
-    ngx_http_mqttapi_stats_backoff(r, ctx->zone,
-                                   NGX_HTTP_MQTTAPI_EVENT_PROBE);
+        ngx_http_mqttapi_stats_backoff(r, ctx->zone,
+                                       NGX_HTTP_MQTTAPI_EVENT_PROBE);
+    }
+
+    /*
+     * without a cleanup (no memory) the request still goes on, untracked:
+     * the next one past the window probes again
+     */
 
     if (meanwhile == 0) {
         ngx_log_error(lcf->throttle_log_level, r->connection->log, 0,
