@@ -237,7 +237,7 @@ for my $c (@params) {
 
 # what is accepted
 is_success(call(q_for('ApplyToken', Actions => $_)), "ApplyToken Actions=$_ accepted", 'Token')
-    for qw(R W R,W W,R W%2CR);
+    for 'R', 'W', 'R,W', 'W,R', 'W%2CR';
 is_success(call('Action=BatchQuerySessionByClientIds&InstanceId=mqtt-cn-p2&'
                 . join('&', map { "ClientIdList.$_=c$_" } 1 .. 10)),
            'BatchQuerySessionByClientIds with 10 ClientIds accepted', 'OnlineStatusList');

@@ -5,7 +5,6 @@ package MqttapiStatus;
 #   * status_json($port, @headers)      - the JSON document, or {}
 #   * status_value($d, $metric, %l)     - the sum of the matching rows
 #   * status_rows($d, $metric)          - how many rows a metric has
-#   * local_answer($resp)               - answered locally by the gateway?
 #   * parse_prometheus($text)           - { "name{l=v,...}" => value }
 #   * json_as_prometheus($d)            - the JSON document in those terms
 
@@ -14,7 +13,7 @@ use warnings;
 use Exporter 'import';
 use MqttapiTest;
 
-our @EXPORT = qw(status_json status_value status_rows local_answer
+our @EXPORT = qw(status_json status_value status_rows
                  parse_prometheus json_as_prometheus);
 
 sub status_json {
@@ -35,12 +34,6 @@ sub status_value {
 }
 
 sub status_rows { scalar @{ $_[0]{ $_[1] } || [] } }
-
-sub local_answer {
-    my ($r) = @_;
-    return ($r->{status} // 0) == 429
-           && (h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
-}
 
 sub _sample_key {
     my ($name, %l) = @_;

@@ -39,7 +39,7 @@ our @EXPORT = qw(
     mock_upstream
     json_decode json_decode_ordered json_top_keys
     free_port dead_port repo_dir emulator_http emulator_gateway
-    debug_events builtin_catalog
+    debug_events builtin_catalog local_answer
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -793,6 +793,14 @@ sub h {
     my ($r, $name) = @_;
     return undef unless $r && $r->{header};
     return $r->{header}{lc $name};
+}
+
+# local_answer($resp) -> true when the gateway answered the request itself
+# (a back-off or quota reject: 429 with X-MQTTAPI-Throttled: gateway).
+sub local_answer {
+    my ($r) = @_;
+    return ($r->{status} // 0) == 429
+           && (h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
 }
 
 # headers_all($resp, $name) -> list of all values of that header, in order.
