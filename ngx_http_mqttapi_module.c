@@ -48,6 +48,7 @@
 static ngx_int_t ngx_http_mqttapi_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mqttapi_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mqttapi_init_process(ngx_cycle_t *cycle);
+static void ngx_http_mqttapi_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_mqttapi_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_mqttapi_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_http_mqttapi_catalog_t *ngx_http_mqttapi_builtin(ngx_conf_t *cf);
@@ -251,7 +252,7 @@ ngx_module_t  ngx_http_mqttapi_module = {
     ngx_http_mqttapi_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_mqttapi_sync_exit_process,    /* exit process */
+    ngx_http_mqttapi_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -305,6 +306,14 @@ ngx_http_mqttapi_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_http_mqttapi_sync_init_process(cycle);
+}
+
+
+static void
+ngx_http_mqttapi_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mqttapi_sync_exit_process(cycle);
+    ngx_http_mqttapi_answer_exit_process(cycle);
 }
 
 

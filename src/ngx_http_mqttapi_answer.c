@@ -124,6 +124,7 @@ static ngx_int_t ngx_http_mqttapi_keep(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mqttapi_keep_text(ngx_http_mqttapi_kept_t *k,
     ngx_str_t *text, ngx_http_mqttapi_template_t *tpl, ngx_str_t *strs,
     ngx_uint_t nstrs);
+static void ngx_http_mqttapi_kept_free(ngx_http_mqttapi_kept_t *k);
 static size_t ngx_http_mqttapi_body_len(ngx_http_mqttapi_kept_t *k,
     ngx_str_t *values);
 static u_char *ngx_http_mqttapi_body_write(u_char *p,
@@ -145,6 +146,44 @@ ngx_http_mqttapi_answer_init_process(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+/* the worker is leaving: what its places kept is given back */
+
+void
+ngx_http_mqttapi_answer_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                 i;
+    ngx_http_mqttapi_table_t  *t;
+
+    t = ngx_http_mqttapi_table;
+
+    if (t == NULL) {
+        return;
+    }
+
+    for (i = 0; i < t->nanswers; i++) {
+        ngx_http_mqttapi_kept_free(&t->answers[i].kept);
+    }
+
+    for (i = 0; i < t->nnotes; i++) {
+        ngx_http_mqttapi_kept_free(&t->notes[i].kept);
+    }
+
+    ngx_http_mqttapi_table = NULL;
+}
+
+
+static void
+ngx_http_mqttapi_kept_free(ngx_http_mqttapi_kept_t *k)
+{
+    /* a kept rendering is one allocation, its headers first */
+
+    if (k->state == NGX_HTTP_MQTTAPI_KEPT_READY) {
+        ngx_free(k->headers);
+        k->state = NGX_HTTP_MQTTAPI_KEPT_REFUSED;
+    }
 }
 
 

@@ -17,6 +17,7 @@ typedef struct ngx_http_mqttapi_note_s    ngx_http_mqttapi_note_t;
 
 
 ngx_int_t ngx_http_mqttapi_answer_init_process(ngx_cycle_t *cycle);
+void ngx_http_mqttapi_answer_exit_process(ngx_cycle_t *cycle);
 
 ngx_http_mqttapi_answer_t *ngx_http_mqttapi_answer_get(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_str_t *code);
