@@ -76,14 +76,21 @@ def load_env(path):
 
 
 def load_raw(path):
+    """the runs of raw.tsv or check.tsv; "block" counts the times the
+    round goes back (in check.tsv, one block of rounds 1..N per pair)"""
     runs = []
+    block, last = 0, 0
     with open(path) as f:
         head = f.readline().rstrip("\n").split("\t")
         for line in f:
             row = dict(zip(head, line.rstrip("\n").split("\t")))
             if not row.get("rps"):
                 continue
+            if int(row["round"]) < last:
+                block += 1
+            last = int(row["round"])
             r = {
+                "block": block,
                 "round": int(row["round"]),
                 "case": row["case"],
                 "rps": float(row["rps"]),
@@ -106,6 +113,17 @@ def load_raw(path):
                                   / r["hz"] / r["seconds"])
             runs.append(r)
     return runs
+
+
+def check_runs(check, case, base):
+    """the check's runs of this pair only: a case of several pairs (mod_ok,
+    reject, ...) is run again in each of their blocks, minutes apart, and
+    pooling them all would set runs of other minutes against the baseline"""
+    for block in sorted(set(r["block"] for r in check)):
+        runs = [r for r in check if r["block"] == block]
+        if set(r["case"] for r in runs) == set((case, base)):
+            return runs
+    return []
 
 
 def pooled(runs, case, base):
@@ -341,7 +359,8 @@ def main():
             continue
         rps, cpu = ratios(case, base)
         m, c = med(rps), med(cpu)
-        chk = pooled(check, case, base)
+        own = check_runs(check, case, base)
+        chk = pooled(own, case, base)
         # requests/s decides, backed by the CPU time per request
         # and by the check; a miss by less than the noise measured by the
         # A/A pair is a close call, for the instruction counts to settle
@@ -377,8 +396,7 @@ def main():
             case, base, ("%.2f" % target) if target < 1 else
             ("%.2fx" % target), fmt(m), fmt(min(rps)), fmt(max(rps)),
             fmt(c), fmt(min(cpu)), fmt(max(cpu)),
-            fmt_check(chk, pooled_ci(check, case, base)),
-            ir, v))
+            fmt_check(chk, pooled_ci(own, case, base)), ir, v))
     cap = env.get("capacity_check", "")
     held = None
     for part in cap.split():
@@ -467,11 +485,12 @@ def main():
         if case not in by_case or base not in by_case:
             continue
         rps, cpu = ratios(case, base)
-        chk = pooled(check, case, base)
+        own = check_runs(check, case, base)
+        chk = pooled(own, case, base)
         w("| %s (`%s` / `%s`) | %s [%s-%s] | %s [%s-%s] | %s |" % (
             what, case, base, fmt(med(rps)), fmt(min(rps)), fmt(max(rps)),
             fmt(med(cpu)), fmt(min(cpu)), fmt(max(cpu)),
-            fmt_check(chk, pooled_ci(check, case, base))))
+            fmt_check(chk, pooled_ci(own, case, base))))
     w("")
 
     if "reject" in by_case and "reject_full" in by_case:
