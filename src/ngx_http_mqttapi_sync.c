@@ -29,8 +29,29 @@ const char  *ngx_http_mqttapi_sync_rtt_le[] = {
 
 static ngx_int_t ngx_http_mqttapi_sync_shm_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static char *ngx_http_mqttapi_sync_param(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value);
+static char *ngx_http_mqttapi_sync_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value);
 static char *ngx_http_mqttapi_sync_msec(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t *value, ngx_msec_t *ms);
+static ngx_int_t ngx_http_mqttapi_sync_enum(ngx_str_t *value, size_t skip,
+    ngx_conf_enum_t *e, ngx_uint_t *out);
+
+
+static ngx_conf_enum_t  ngx_http_mqttapi_sync_fail[] = {
+    { ngx_string("local"), NGX_HTTP_MQTTAPI_SYNC_FAIL_LOCAL },
+    { ngx_string("open"), NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN },
+    { ngx_string("closed"), NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_mqttapi_sync_flag[] = {
+    { ngx_string("on"), 1 },
+    { ngx_string("off"), 0 },
+    { ngx_null_string, 0 }
+};
 
 
 char *
@@ -39,8 +60,8 @@ ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_mqttapi_main_conf_t *mcf = conf;
 
-    ngx_url_t                      u;
-    ngx_str_t                     *value, s, name;
+    char                          *rv;
+    ngx_str_t                     *value, name;
     ngx_uint_t                     i;
     ngx_http_mqttapi_sync_conf_t  *scf;
 
@@ -60,119 +81,11 @@ ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
     for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "redis=", 6) == 0) {
-
-            /* resolved here, so that no worker ever blocks on DNS */
-
-            u.url.data = value[i].data + 6;
-            u.url.len = value[i].len - 6;
-            u.default_port = 6379;
-            u.no_resolve = 0;
-
-            if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid address \"%V\" in \"%V\" "
-                                   "directive%s%s", &value[i], &cmd->name,
-                                   u.err ? ": " : "", u.err ? u.err : "");
-                return NGX_CONF_ERROR;
-            }
-
-            scf->sockaddr = u.addrs[0].sockaddr;
-            scf->socklen = u.addrs[0].socklen;
-            scf->name = u.addrs[0].name;
-            continue;
+        rv = ngx_http_mqttapi_sync_param(cf, cmd, scf, &value[i]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
-
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            scf->password.data = value[i].data + 9;
-            scf->password.len = value[i].len - 9;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            scf->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
-
-            if (scf->db == NGX_ERROR || scf->db > 65535) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
-            scf->prefix.data = value[i].data + 7;
-            scf->prefix.len = value[i].len - 7;
-
-            if (scf->prefix.len > 64
-                || ngx_strlchr(scf->prefix.data,
-                               scf->prefix.data + scf->prefix.len, ' '))
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0
-            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
-        {
-            if (ngx_http_mqttapi_sync_msec(cf, cmd, &value[i],
-                                           value[i].data[0] == 'i'
-                                           ? &scf->interval : &scf->timeout)
-                != NGX_CONF_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "fail=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
-
-            if (s.len == 5 && ngx_strncmp(s.data, "local", 5) == 0) {
-                scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_LOCAL;
-
-            } else if (s.len == 4 && ngx_strncmp(s.data, "open", 4) == 0) {
-                scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_OPEN;
-
-            } else if (s.len == 6 && ngx_strncmp(s.data, "closed", 6) == 0) {
-                scf->fail = NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED;
-
-            } else {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"%V\" directive, it "
-                                   "must be \"local\", \"open\" or "
-                                   "\"closed\"", &value[i], &cmd->name);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "shared_egress=", 14) == 0) {
-            s.data = value[i].data + 14;
-            s.len = value[i].len - 14;
-
-            if (s.len == 2 && ngx_strncmp(s.data, "on", 2) == 0) {
-                scf->shared_egress = 1;
-
-            } else if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
-                scf->shared_egress = 0;
-
-            } else {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        goto invalid;
     }
 
     if (scf->sockaddr == NULL) {
@@ -210,13 +123,123 @@ ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     mcf->sync = scf;
 
     return NGX_CONF_OK;
+}
+
+
+/* one "name=value" parameter of mqttapi_sync */
+
+static char *
+ngx_http_mqttapi_sync_param(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value)
+{
+    ngx_uint_t  n;
+
+    if (ngx_strncmp(value->data, "redis=", 6) == 0) {
+        return ngx_http_mqttapi_sync_redis(cf, cmd, scf, value);
+    }
+
+    if (ngx_strncmp(value->data, "password=", 9) == 0) {
+        scf->password.data = value->data + 9;
+        scf->password.len = value->len - 9;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "db=", 3) == 0) {
+        scf->db = ngx_atoi(value->data + 3, value->len - 3);
+
+        if (scf->db == NGX_ERROR || scf->db > 65535) {
+            goto invalid;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "prefix=", 7) == 0) {
+        scf->prefix.data = value->data + 7;
+        scf->prefix.len = value->len - 7;
+
+        if (scf->prefix.len > 64
+            || ngx_strlchr(scf->prefix.data,
+                           scf->prefix.data + scf->prefix.len, ' '))
+        {
+            goto invalid;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "interval=", 9) == 0) {
+        return ngx_http_mqttapi_sync_msec(cf, cmd, value, &scf->interval);
+    }
+
+    if (ngx_strncmp(value->data, "timeout=", 8) == 0) {
+        return ngx_http_mqttapi_sync_msec(cf, cmd, value, &scf->timeout);
+    }
+
+    if (ngx_strncmp(value->data, "fail=", 5) == 0) {
+        if (ngx_http_mqttapi_sync_enum(value, 5, ngx_http_mqttapi_sync_fail,
+                                       &scf->fail)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" in \"%V\" directive, it "
+                               "must be \"local\", \"open\" or \"closed\"",
+                               value, &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "shared_egress=", 14) == 0) {
+        if (ngx_http_mqttapi_sync_enum(value, 14, ngx_http_mqttapi_sync_flag,
+                                       &n)
+            != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        scf->shared_egress = n;
+
+        return NGX_CONF_OK;
+    }
 
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" in \"%V\" directive",
-                       &value[i], &cmd->name);
+                       value, &cmd->name);
     return NGX_CONF_ERROR;
+}
+
+
+/* "redis=host[:port]", resolved here, so that no worker ever blocks on DNS */
+
+static char *
+ngx_http_mqttapi_sync_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value)
+{
+    ngx_url_t  u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = value->data + 6;
+    u.url.len = value->len - 6;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"%V\" directive%s%s",
+                           value, &cmd->name,
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    scf->sockaddr = u.addrs[0].sockaddr;
+    scf->socklen = u.addrs[0].socklen;
+    scf->name = u.addrs[0].name;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -241,6 +264,29 @@ ngx_http_mqttapi_sync_msec(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* "name=word": the word's value in "e" */
+
+static ngx_int_t
+ngx_http_mqttapi_sync_enum(ngx_str_t *value, size_t skip, ngx_conf_enum_t *e,
+    ngx_uint_t *out)
+{
+    size_t   len;
+    u_char  *p;
+
+    p = value->data + skip;
+    len = value->len - skip;
+
+    for ( /* void */ ; e->name.len; e++) {
+        if (e->name.len == len && ngx_strncmp(e->name.data, p, len) == 0) {
+            *out = e->value;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 

@@ -60,6 +60,16 @@ use MqttapiStatus;
           qr/fail=maybe.*mqttapi_sync/ ],
         [ 'bad interval=', "mqttapi_sync redis=127.0.0.1:1 interval=0; "
           . "$zone $srv", qr/interval=0.*mqttapi_sync/ ],
+        [ 'bad timeout=', "mqttapi_sync redis=127.0.0.1:1 timeout=61s; "
+          . "$zone $srv", qr/timeout=61s.*mqttapi_sync/ ],
+        [ 'timeout over 20 intervals', "mqttapi_sync redis=127.0.0.1:1 "
+          . "interval=10ms timeout=201ms; $zone $srv",
+          qr/"timeout" must not be more than 20 times "interval"/ ],
+        [ 'bad db=', "mqttapi_sync redis=127.0.0.1:1 db=65536; $zone $srv",
+          qr/invalid parameter "db=65536" in "mqttapi_sync"/ ],
+        [ 'bad prefix=', "mqttapi_sync redis=127.0.0.1:1 prefix=" . 'p' x 65
+          . "; $zone $srv",
+          qr/invalid parameter "prefix=p+" in "mqttapi_sync"/ ],
         [ 'bad shared_egress=', "mqttapi_sync redis=127.0.0.1:1 "
           . "shared_egress=yes; $zone $srv", qr/shared_egress=yes/ ],
         [ 'unknown parameter', "mqttapi_sync redis=127.0.0.1:1 nodes=3; "
