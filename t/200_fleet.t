@@ -174,14 +174,9 @@ my ($A, $B, $C) = @nodes;
 
 sub wait_for {
     my ($what, $timeout, $cond) = @_;
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        my $v = $cond->();
-        return $v if $v;
-        sleep 0.05;
-    }
-    diag "gave up waiting ${timeout}s for: $what";
-    return 0;
+    my $v = poll_until($timeout, $cond);
+    diag "gave up waiting ${timeout}s for: $what" unless $v;
+    return $v;
 }
 
 for my $i (0 .. 2) {

@@ -64,23 +64,13 @@ for my $f (qw(local open closed)) {
     $node{$f} = start_nginx(workers => 2, http => node_http($f, $rport));
 }
 
-sub wait_for {
-    my ($timeout, $cond) = @_;
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        return 1 if $cond->();
-        sleep 0.05;
-    }
-    return 0;
-}
-
 for my $f (sort keys %node) {
-    ok(wait_for(10, sub { $node{$f}->error_log =~ /sync: connected to/ }),
+    ok(poll_until(10, sub { $node{$f}->error_log =~ /sync: connected to/ }),
        "fail=$f: connected");
 }
 
 # three nodes beat: each knows there are three
-ok(wait_for(10, sub {
+ok(poll_until(10, sub {
        my $n = $redis->cmd('ZCARD', 'mqttapi:nodes');
        defined $n && $n == 3 }), 'three nodes in the heartbeat set');
 sleep 1.5;     # every node has read the count
@@ -102,7 +92,7 @@ sub admitted {
 $redis->freeze;
 
 # every node notices (timeout=300ms, a heartbeat a second)
-ok(wait_for(10, sub {
+ok(poll_until(10, sub {
        (() = join('', map { $_->error_log } values %node)
              =~ /did not answer/g) >= 3 }),
    'Redis frozen: every node noticed');
@@ -131,7 +121,7 @@ ok(wait_for(10, sub {
 
 $redis->thaw;
 
-ok(wait_for(10, sub {
+ok(poll_until(10, sub {
        (() = $node{closed}->error_log =~ /sync: connected to/g) >= 2 }),
    'fail=closed: reconnected after SIGCONT');
 {
@@ -159,14 +149,14 @@ $_->stop for values %node;
     $http =~ s/fail=local;/fail=local shared_egress=on;\n    mqttapi_catalog $dir\/catalog.json;/;
     my @eg = map { start_nginx(workers => 2, http => $http) } 1 .. 2;
     for my $i (0, 1) {
-        ok(wait_for(10, sub { $eg[$i]->error_log =~ /sync: connected to/ }),
+        ok(poll_until(10, sub { $eg[$i]->error_log =~ /sync: connected to/ }),
            "shared_egress node $i: connected");
     }
 
     # the nodes stopped above have left the heartbeat set, and both nodes
     # have read that they are two (a change of the count can let one
     # second admit a share more)
-    ok(wait_for(10, sub {
+    ok(poll_until(10, sub {
            my $n = $redis->cmd('ZCARD', 'mqttapi:nodes');
            defined $n && $n == 2 }), 'shared_egress: two nodes beat');
     sleep 1.5;
@@ -215,12 +205,12 @@ $_->stop for values %node;
     my $bad = start_nginx(workers => 1,
                           http => node_http('local', $pr->port)
                                   =~ s/fail=local;/fail=local password=wrong;/r);
-    ok(wait_for(10, sub { $ok->error_log =~ /sync: connected to/ }),
+    ok(poll_until(10, sub { $ok->error_log =~ /sync: connected to/ }),
        'password=: connected');
-    ok(wait_for(10, sub { $pr->cmd('INFO', 'keyspace') =~ /^db3:keys=/m }),
+    ok(poll_until(10, sub { $pr->cmd('INFO', 'keyspace') =~ /^db3:keys=/m }),
        'db=3: the heartbeat is kept in database 3');
     unlike($pr->cmd('INFO', 'keyspace'), qr/^db0:/m, 'db=3: nothing in 0');
-    ok(wait_for(10, sub {
+    ok(poll_until(10, sub {
            $bad->error_log =~ /\[error\].*refused the connection's setup/ }),
        'a wrong password: the refusal is logged');
     unlike($bad->error_log, qr/sync: connected to/,
@@ -256,7 +246,7 @@ $_->stop for values %node;
         }
     }
 EOF
-    ok(wait_for(10, sub { $ng->error_log =~ /sync: connected to/ }),
+    ok(poll_until(10, sub { $ng->error_log =~ /sync: connected to/ }),
        'no EVALSHA: connected (SCRIPT LOAD works)');
     # the key's back-off opens and reopens several times a second, each
     # pushed to Redis with the key; the heartbeat goes once a second: of

@@ -23,7 +23,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
 use MqttapiRedis;
@@ -32,16 +31,6 @@ my $LIMIT = 5;          # RevokeToken's quota in the built-in catalog
 
 my $redis = MqttapiRedis->start;
 my $rport = $redis->port;
-
-my $up = start_nginx(workers => 1, http => <<'EOF');
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-        access_log off;
-        default_type application/json;
-        location / { return 200 '{"RequestId":"UP"}'; }
-    }
-EOF
-my $uport = $up->port(0);
 
 my $node = start_nginx(workers => 1, http => <<"EOF");
     mqttapi_sync redis=127.0.0.1:$rport interval=100ms timeout=300ms
@@ -52,23 +41,17 @@ my $node = start_nginx(workers => 1, http => <<"EOF");
         mqttapi on;
         location / {
             mqttapi_quota zone=quota;
-            proxy_pass http://127.0.0.1:$uport;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
         }
+    }
+    server {
+        listen 127.0.0.1:%%PORT1%%;
+        access_log off;
+        default_type application/json;
+        location / { return 200 '{"RequestId":"UP"}'; }
     }
 EOF
 my $port = $node->port(0);
-
-sub wait_for {
-    my ($timeout, $cond) = @_;
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        return 1 if $cond->();
-        sleep 0.05;
-    }
-    return 0;
-}
-
-my $CONNECTED = qr/sync: connected to/;
 
 # one request: [sent, answered, status]
 sub one {
@@ -80,16 +63,16 @@ sub one {
 
 my ($fitted, $other) = (0, 0);
 my $since;      # the node lost Redis after this point of its error log
+                # (undef: from the start)
 
 for my $attempt (1 .. 5) {
     my $key = "AK-spent-$attempt";
 
     # connected, and in the heartbeat set long enough to have joined the
     # shares of the seconds to come (two ahead)
-    my $joined = wait_for(15, sub {
-                     defined $since ? $node->error_log($since) =~ /$CONNECTED/
-                                    : $node->error_log =~ /$CONNECTED/ })
-                 && wait_for(10, sub {
+    my $joined = poll_until(15, sub {
+                     $node->error_log($since) =~ /sync: connected to/ })
+                 && poll_until(10, sub {
                         my $n = $redis->cmd('ZCARD', 'mqttapi:nodes');
                         defined $n && $n == 1 });
     unless ($joined) {
@@ -100,7 +83,7 @@ for my $attempt (1 .. 5) {
 
     # early in a second of the clock (the node's Redis clock is this one,
     # on the same machine, to within a roundtrip)
-    wait_for(2, sub { my $f = time - int(time); $f >= 0.05 && $f < 0.15 });
+    poll_until(2, sub { my $f = time - int(time); $f >= 0.05 && $f < 0.15 });
     my $second = int(time);
     my $end = $second + 0.95;
 
@@ -147,8 +130,8 @@ for my $attempt (1 .. 5) {
 
     diag sprintf("attempt %d: %d admitted before the freeze, loss noticed at "
                  . "+%.3f s, %d admitted in that second in all, %d in the "
-                 . "next one and a half", $attempt, $spent, $lost - $second, $admitted,
-                 $again);
+                 . "next one and a half", $attempt, $spent, $lost - $second,
+                 $admitted, $again);
 
     ok($admitted <= $LIMIT,
        "the second of the loss admits at most $LIMIT ($admitted: $spent "

@@ -39,7 +39,7 @@ our @EXPORT = qw(
     mock_upstream
     json_decode json_decode_ordered json_top_keys
     free_port dead_port repo_dir emulator_http emulator_gateway
-    debug_events builtin_catalog local_answer
+    debug_events builtin_catalog local_answer poll_until
 );
 our @EXPORT_OK = @EXPORT;
 
@@ -801,6 +801,19 @@ sub local_answer {
     my ($r) = @_;
     return ($r->{status} // 0) == 429
            && (h($r, 'X-MQTTAPI-Throttled') // '') eq 'gateway';
+}
+
+# poll_until($timeout, $cond) -> $cond's first true value, checked every
+# 50 ms, or 0 when it has not held within $timeout seconds.
+sub poll_until {
+    my ($timeout, $cond) = @_;
+    my $deadline = Time::HiRes::time() + $timeout;
+    while (Time::HiRes::time() < $deadline) {
+        my $v = $cond->();
+        return $v if $v;
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
 }
 
 # headers_all($resp, $name) -> list of all values of that header, in order.
