@@ -26,8 +26,8 @@
  * request is counted only when it passes both limits (the ceiling zone is
  * locked inside the quota zone, never the other way round); one over a
  * limit is answered locally at once with the action's throttle code.  A
- * zone synced with other nodes counts with leased tokens instead
- * (ngx_http_mqttapi_quota_sync.c).
+ * zone synced with other nodes spends what the fleet grants the node
+ * instead (ngx_http_mqttapi_quota_sync.c).
  *
  * Of a key's local answers only the first of each second is logged: the
  * others are counted in the node, and the count is logged with the next
@@ -36,6 +36,7 @@
 
 
 typedef struct {
+    ngx_http_mqttapi_zone_t  *zone;
     ngx_http_mqttapi_node_t  *node;
     ngx_uint_t                limit;
     uint32_t                  report;     /* the last second's answers */
@@ -48,7 +49,7 @@ static ngx_int_t ngx_http_mqttapi_window(ngx_http_request_t *r,
     ngx_msec_t now, ngx_http_mqttapi_window_t *w, ngx_msec_t *left);
 static void ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
     uint32_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over);
-static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node);
+static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_window_t *w);
 static void ngx_http_mqttapi_window_report(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_window_t *w,
     const char *what, ngx_str_t *name);
@@ -123,8 +124,8 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
             v->quiet = wa.quiet;
 
         } else {
-            ngx_http_mqttapi_window_count(wk.node);
-            ngx_http_mqttapi_window_count(wa.node);
+            ngx_http_mqttapi_window_count(&wk);
+            ngx_http_mqttapi_window_count(&wa);
         }
 
         ngx_http_mqttapi_zone_unlock(ceiling);
@@ -176,6 +177,7 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     }
 
     q = &node->u.quota;
+    w->zone = zone;
 
     if (zone->sync) {
         rc = ngx_http_mqttapi_quota_sync(r, zone, node, key, &limit, now,
@@ -297,19 +299,19 @@ ngx_http_mqttapi_window_report(ngx_http_request_t *r,
 
 
 static void
-ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
+ngx_http_mqttapi_window_count(ngx_http_mqttapi_window_t *w)
 {
     uint16_t                       *b;
     ngx_http_mqttapi_quota_node_t  *q;
 
-    q = ngx_http_mqttapi_node_quota(node);
+    q = ngx_http_mqttapi_node_quota(w->node);
 
     if (q == NULL) {
         return;
     }
 
-    if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED) {
-        ngx_http_mqttapi_quota_sync_count(q);
+    if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_GRANT) {
+        ngx_http_mqttapi_quota_sync_count(w->zone, q);
         return;
     }
 

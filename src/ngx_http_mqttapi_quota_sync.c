@@ -11,16 +11,35 @@
 
 
 /*
- * A synced zone's quota on the request path (shared memory only): the
- * node's tokens for Redis's current second, and its own window while
- * Redis is away, as "fail=" says.  The task's side, which gets the tokens
- * from Redis, is ngx_http_mqttapi_sync_quota.c.
+ * A synced zone's quota on the request path (shared memory only, no
+ * request waits on Redis).  While Redis is reachable a key's node spends,
+ * in each second of Redis's clock, what the fleet granted it for that
+ * second (u.grant.g[0]); the task asks for the grants by the node's
+ * demand (ngx_http_mqttapi_sync_quota.c).  A key's first two seconds on
+ * the node may spend up to c = ceil(L / N) without a grant (credit: a
+ * floor, not an addition), and a key that has no grant left sets the
+ * zone's "ask" flag, which the task polls every few milliseconds: it asks
+ * Redis at once rather than at its next tick.  Every request, admitted or
+ * not, counts in the node's arrivals, from which the task tells the
+ * demand.
+ *
+ * While Redis is away "fail=local" counts in the node's own window at the
+ * limit divided by the nodes last seen alive (rounded up; what the node
+ * spent of the current second stays counted), "open" does not limit,
+ * "closed" spends what is left of the grants and then answers locally; a
+ * shared per-API ceiling is divided as with "local" in every mode.
  */
 
 
+static void ngx_http_mqttapi_quota_sync_arrival(
+    ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now);
+static void ngx_http_mqttapi_quota_sync_ask(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_quota_node_t *q, u_char flags);
+
+
 /*
- * With the zone locked.  NGX_OK: a token to spend (with
- * ngx_http_mqttapi_quota_sync_count); NGX_BUSY: none, "left" set;
+ * With the zone locked.  NGX_OK: admitted (then counted with
+ * ngx_http_mqttapi_quota_sync_count); NGX_BUSY: none left, "left" set;
  * NGX_DONE: not limited; NGX_DECLINED: the node's own window, at "limit"
  * divided by the nodes last seen alive.
  */
@@ -30,15 +49,19 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
 {
-    uint16_t                        spent;
-    uint32_t                        second;
+    uint32_t                        second, spent;
+    ngx_uint_t                      nodes, i, may;
     ngx_msec_t                      rnow;
-    ngx_uint_t                      nodes;
+    ngx_http_mqttapi_sync_sh_t     *sh;
     ngx_http_mqttapi_sync_conf_t   *scf;
     ngx_http_mqttapi_quota_node_t  *q;
 
     scf = zone->sync;
+    sh = scf->sh;
     q = &node->u.quota;
+
+    rnow = now + (sh->clocked ? sh->clock : 0);
+    second = (uint32_t) (rnow / 1000);
 
     /*
      * Without Redis the per-API ceiling (the zone without a key) is
@@ -46,7 +69,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
      * egress address, and refusing everything would stop the gateway
      */
 
-    if (!scf->sh->up
+    if (!sh->up
         && (scf->fail != NGX_HTTP_MQTTAPI_SYNC_FAIL_CLOSED
             || zone->key.value.len == 0))
     {
@@ -58,68 +81,73 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
         if (q->mode != NGX_HTTP_MQTTAPI_QUOTA_WINDOW) {
 
-            /* what was spent of this second's leases stays counted */
+            /* what was spent of this second's grant stays counted */
 
-            spent = (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED
-                     && q->u.lease.second
-                        == (uint32_t) ((now + scf->sh->clock) / 1000))
-                    ? q->u.lease.spent : 0;
+            spent = (q->u.grant.second == second) ? q->u.grant.spent : 0;
 
             ngx_memzero(&q->u, sizeof(q->u));
             q->mode = NGX_HTTP_MQTTAPI_QUOTA_WINDOW;
             q->bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
-            q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS] = spent;
+            q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS] =
+                                                            (uint16_t) spent;
         }
 
-        nodes = ngx_max(scf->sh->nodes, 1);
+        nodes = ngx_max(sh->nodes, 1);
         *limit = ngx_max((*limit + nodes - 1) / nodes, 1);
 
         return NGX_DECLINED;
     }
 
-    /* Redis's current second, as all nodes count it */
+    if (q->mode != NGX_HTTP_MQTTAPI_QUOTA_GRANT) {
 
-    rnow = now + (scf->sh->clocked ? scf->sh->clock : 0);
-    second = (uint32_t) (rnow / 1000);
+        /*
+         * The key's first request on this node, or the first since Redis
+         * came back: what the window counted stays counted, the key has
+         * credit, and the task asks for its grant at once
+         */
 
-    if (q->mode != NGX_HTTP_MQTTAPI_QUOTA_LEASED
-        || q->u.lease.second != second)
-    {
-        /* a new second: the node's share, if it has one, then leases */
+        spent = 0;
+
+        for (i = 0; i < NGX_HTTP_MQTTAPI_BUCKETS; i++) {
+            spent += q->u.buckets[i];
+        }
 
         ngx_memzero(&q->u, sizeof(q->u));
-        q->mode = NGX_HTTP_MQTTAPI_QUOTA_LEASED;
-        q->u.lease.second = second;
-        q->u.lease.tokens = scf->sh->up
-                            ? (uint16_t) ngx_min(
-                                  ngx_http_mqttapi_quota_sync_share(scf->sh,
-                                                                    second,
-                                                                    *limit),
-                                  NGX_HTTP_MQTTAPI_QUOTA_MAX)
-                            : 0;
+        q->mode = NGX_HTTP_MQTTAPI_QUOTA_GRANT;
+        q->flags = 0;
+        q->age = 0;
+        q->sent = 0;
+        q->u.grant.second = second;
+        q->u.grant.spent = (uint16_t) ngx_min(spent,
+                                              NGX_HTTP_MQTTAPI_QUOTA_MAX);
 
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "mqttapi sync: \"%V\" in second %uD: a share of %uD",
-                       key, second, (uint32_t) q->u.lease.tokens);
+        ngx_http_mqttapi_quota_sync_ask(zone, q, 0);
+
+    } else {
+        ngx_http_mqttapi_quota_sync_roll(q, second);
     }
 
-    /* for the zone's expiry, as a window's latest bucket */
-    q->bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+    q->u.grant.limit = (uint16_t) ngx_min(*limit, NGX_HTTP_MQTTAPI_QUOTA_MAX);
 
-    if (q->u.lease.spent < q->u.lease.tokens) {
+    ngx_http_mqttapi_quota_sync_arrival(q, now);
+
+    may = q->u.grant.g[0];
+
+    if (q->age < 2 && sh->up) {
+        may = ngx_max(may, ngx_http_mqttapi_quota_sync_credit(sh, *limit));
+    }
+
+    if (q->u.grant.spent < may) {
         return NGX_OK;
     }
 
-    if (!q->u.lease.asked) {
-        q->u.lease.asked = 1;
-
-        ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_LEASE, key,
-                                     (uint32_t) *limit);
+    if (!(q->flags & NGX_HTTP_MQTTAPI_GRANT_OUT)) {
+        ngx_http_mqttapi_quota_sync_ask(zone, q, NGX_HTTP_MQTTAPI_GRANT_OUT);
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mqttapi sync: no token for \"%V\" (limit %ui)",
-                   key, *limit);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi sync: \"%V\" spent its %ui of second %uD",
+                   key, may, second);
 
     *left = 1000 - rnow % 1000;
 
@@ -127,43 +155,108 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 }
 
 
-/*
- * The share of "limit" this node spends without asking in Redis's
- * "second": none unless it joined that second in time.  The task writes
- * a slot's "second" last; reading it again tells a torn read.
- */
+/* a new second (the request path's or the task's): the next one's grant */
+
+void
+ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
+    uint32_t second)
+{
+    if ((int32_t) (second - q->u.grant.second) <= 0) {
+        /* the same, or another worker's lagging clock */
+        return;
+    }
+
+    if (second == q->u.grant.second + 1) {
+        q->u.grant.g[0] = q->u.grant.g[1];
+        q->age += (q->age < 2);
+
+    } else {
+        q->u.grant.g[0] = 0;
+        q->age = 2;
+    }
+
+    q->u.grant.g[1] = 0;
+    q->u.grant.spent = 0;
+    q->u.grant.second = second;
+    q->flags &= ~NGX_HTTP_MQTTAPI_GRANT_OUT;
+}
+
+
+/* c = ceil(L / N), N the nodes alive (2 before the first heartbeat) */
 
 ngx_uint_t
-ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
-    ngx_msec_t second, ngx_uint_t limit)
+ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_uint_t limit)
 {
-    ngx_uint_t                       nodes;
-    ngx_http_mqttapi_sync_shares_t  *slot;
+    ngx_uint_t  nodes;
 
-    slot = &sh->shares[second & 1];
+    nodes = sh->nodes ? sh->nodes : 2;
 
-    if ((ngx_msec_t) slot->second != second) {
-        return 0;
+    return (limit + nodes - 1) / nodes;
+}
+
+
+/* one more arrival in the slot of 4 buckets of "now" */
+
+static void
+ngx_http_mqttapi_quota_sync_arrival(ngx_http_mqttapi_quota_node_t *q,
+    ngx_msec_t now)
+{
+    uint32_t   bucket, slot, last, n;
+    uint16_t  *s;
+
+    bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+    slot = bucket / NGX_HTTP_MQTTAPI_SLOT_BUCKETS;
+    last = q->bucket / NGX_HTTP_MQTTAPI_SLOT_BUCKETS;
+
+    /* another worker's time may lag a little: its slot is the latest */
+
+    if ((int32_t) (slot - last) > 0) {
+        for (n = 1; n <= NGX_HTTP_MQTTAPI_SLOTS && last + n != slot + 1; n++) {
+            q->u.grant.slots[(last + n) % NGX_HTTP_MQTTAPI_SLOTS] = 0;
+        }
+
+        q->bucket = bucket;
+
+    } else if ((int32_t) (bucket - q->bucket) > 0) {
+        q->bucket = bucket;
     }
 
-    ngx_memory_barrier();
+    s = &q->u.grant.slots[(q->bucket / NGX_HTTP_MQTTAPI_SLOT_BUCKETS)
+                          % NGX_HTTP_MQTTAPI_SLOTS];
 
-    nodes = slot->nodes;
-
-    ngx_memory_barrier();
-
-    if ((ngx_msec_t) slot->second != second || nodes == 0) {
-        return 0;
+    if (*s < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
+        (*s)++;
     }
+}
 
-    return limit / nodes;
+
+static void
+ngx_http_mqttapi_quota_sync_ask(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_quota_node_t *q, u_char flags)
+{
+    ngx_http_mqttapi_sync_conf_t  *scf = zone->sync;
+
+    q->flags |= NGX_HTTP_MQTTAPI_GRANT_ASK | flags;
+
+    /* the task polls it (ngx_http_mqttapi_sync_quota.c) */
+
+    scf->sh->ask = 1;
 }
 
 
 void
-ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_quota_node_t *q)
+ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_quota_node_t *q)
 {
-    if (q->u.lease.spent < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
-        q->u.lease.spent++;
+    ngx_http_mqttapi_sync_conf_t  *scf = zone->sync;
+
+    if (q->u.grant.spent >= q->u.grant.g[0]) {
+        /* beyond the grant: on credit */
+        (void) ngx_atomic_fetch_add(&scf->sh->credit, 1);
+    }
+
+    if (q->u.grant.spent < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
+        q->u.grant.spent++;
     }
 }

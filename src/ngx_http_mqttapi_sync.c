@@ -17,7 +17,7 @@
 
 
 const char  *ngx_http_mqttapi_sync_ops[] = {
-    "connect", "backoff", "reconcile", "probe", "lease", "beat", "pubsub"
+    "connect", "backoff", "reconcile", "probe", "grant", "beat", "pubsub"
 };
 
 /* the upper bounds of ngx_http_mqttapi_sync_task.c's buckets, in seconds */

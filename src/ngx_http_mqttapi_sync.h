@@ -22,7 +22,6 @@
 
 #define NGX_HTTP_MQTTAPI_SYNC_OPEN       1   /* a back-off opened */
 #define NGX_HTTP_MQTTAPI_SYNC_CLOSE      2   /* a probe closed it */
-#define NGX_HTTP_MQTTAPI_SYNC_LEASE      3   /* a quota needs tokens */
 
 #define NGX_HTTP_MQTTAPI_SYNC_OUTBOX     1024
 #define NGX_HTTP_MQTTAPI_SYNC_ID_LEN     24
@@ -33,7 +32,7 @@
 #define NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF  1
 #define NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE 2
 #define NGX_HTTP_MQTTAPI_SYNC_OP_PROBE    3
-#define NGX_HTTP_MQTTAPI_SYNC_OP_LEASE    4
+#define NGX_HTTP_MQTTAPI_SYNC_OP_GRANT    4
 #define NGX_HTTP_MQTTAPI_SYNC_OP_BEAT     5
 #define NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB   6
 #define NGX_HTTP_MQTTAPI_SYNC_OPS         7
@@ -50,18 +49,6 @@ typedef struct {
 } ngx_http_mqttapi_sync_event_t;
 
 
-/*
- * How many nodes share a second of the quotas, as fixed in Redis before
- * it began (ngx_http_mqttapi_sync_quota.c): a slot per parity of the
- * second, "second" written last.
- */
-
-typedef struct {
-    ngx_atomic_t                 second;      /* Redis's, 0: none */
-    ngx_atomic_t                 nodes;       /* 0: this node has no share */
-} ngx_http_mqttapi_sync_shares_t;
-
-
 typedef struct {
     ngx_atomic_t                 owner;       /* the task's worker pid */
     ngx_atomic_t                 beat;        /* its last tick */
@@ -69,7 +56,8 @@ typedef struct {
     ngx_atomic_t                 nodes;       /* nodes last seen alive */
     ngx_atomic_t                 clock;       /* Redis ms - local ms */
     ngx_atomic_t                 clocked;     /* "clock" is known */
-    ngx_http_mqttapi_sync_shares_t  shares[2];
+    ngx_atomic_t                 ask;         /* a quota key wants a grant */
+    ngx_atomic_t                 credit;      /* admitted on credit */
 
     ngx_atomic_t                 errors[NGX_HTTP_MQTTAPI_SYNC_OPS];
     ngx_atomic_t                 rtt[NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS];
@@ -141,9 +129,12 @@ ngx_http_mqttapi_sync_up(ngx_http_mqttapi_zone_t *zone)
 ngx_int_t ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left);
-void ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_quota_node_t *q);
-ngx_uint_t ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
-    ngx_msec_t second, ngx_uint_t limit);
+void ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_quota_node_t *q);
+ngx_uint_t ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_uint_t limit);
+void ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
+    uint32_t second);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

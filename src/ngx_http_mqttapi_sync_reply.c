@@ -320,47 +320,38 @@ ngx_http_mqttapi_sync_parse_beat(redisReply *reply, ngx_uint_t *nodes,
 }
 
 
-/* tokens granted, ms left in the second, the second: the "lease" script */
+/*
+ * Redis's second, whether it is learning, then the node's grants for that
+ * second and the next, for each of the n keys sent: the "grant" script
+ */
 
 ngx_int_t
-ngx_http_mqttapi_sync_parse_lease(redisReply *reply, ngx_uint_t *granted,
-    ngx_msec_t *second)
+ngx_http_mqttapi_sync_parse_grants(redisReply *reply, ngx_uint_t n,
+    ngx_msec_t *second, uint16_t *grants)
 {
-    long long  g, l, w;
+    long long   v, w, l;
+    ngx_uint_t  i;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || ngx_http_mqttapi_sync_integer(reply->element[0], &g) != NGX_OK
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 + 2 * n
+        || ngx_http_mqttapi_sync_integer(reply->element[0], &w) != NGX_OK
         || ngx_http_mqttapi_sync_integer(reply->element[1], &l) != NGX_OK
-        || ngx_http_mqttapi_sync_integer(reply->element[2], &w) != NGX_OK
-        || g < 0 || g > NGX_HTTP_MQTTAPI_QUOTA_MAX
-        || l < 0 || l > 1000 || w <= 0)
+        || w <= 0 || w > 0xffffffffLL || (l != 0 && l != 1))
     {
         return NGX_ERROR;
     }
 
-    *granted = (ngx_uint_t) g;
-    *second = (ngx_msec_t) w;
+    for (i = 0; i < 2 * n; i++) {
+        if (ngx_http_mqttapi_sync_integer(reply->element[2 + i], &v)
+            != NGX_OK
+            || v < 0 || v > NGX_HTTP_MQTTAPI_QUOTA_MAX)
+        {
+            return NGX_ERROR;
+        }
 
-    return NGX_OK;
-}
-
-
-/* the next second and the nodes that share it: the "share" script */
-
-ngx_int_t
-ngx_http_mqttapi_sync_parse_share(redisReply *reply, ngx_msec_t *second,
-    ngx_uint_t *nodes)
-{
-    long long  w, n;
-
-    if (ngx_http_mqttapi_sync_pair(reply, &w, &n) != NGX_OK
-        || w <= 0 || n < 0 || n > 100000)
-    {
-        return NGX_ERROR;
+        grants[i] = (uint16_t) v;
     }
 
     *second = (ngx_msec_t) w;
-    *nodes = (ngx_uint_t) n;
 
     return NGX_OK;
 }

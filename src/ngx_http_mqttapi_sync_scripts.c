@@ -17,11 +17,13 @@
  *                       Redis milliseconds, expiring a while after it
  *   P Z ":index"        sorted set of the back-offs' K by expiry
  *   P Z ":p:" K         the right to probe K (SET NX PX), a node's id
- *   P Z ":w:" K ":" W   the tokens of K leased in the second W, beyond
- *                       the shares the nodes spend without asking
- *   P "shares:" W       set of the ids of the nodes that have a share of
- *                       every quota in the second W, each joined two
- *                       seconds ahead: closed once W - 1 begins
+ *   P Z ":d:" K         a hash, the fleet's grants of the quota K: "W:id"
+ *                       what node "id" may spend in Redis's second W (the
+ *                       current one and the next), "w:id" "want expiry"
+ *                       the node's demand, until it lapses
+ *   P Z ":born"         when Redis began to hold the zone's grants: for
+ *                       three intervals after, it grants only what the
+ *                       nodes re-claim (learning, after a restart)
  *   P "nodes"           sorted set of node ids by their last heartbeat
  *   P "events"          channel: "O Z count left delay code K" (opened)
  *                       and "C Z count 0 0 - K" (closed)
@@ -118,46 +120,109 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
     "return {redis.call('ZCARD', KEYS[1]), now}",
 
     /*
-     * lease: ARGV the budget's prefix "P Z :w: K :", tokens wanted, the
-     * limit, the prefix of the shares' sets "P shares:".  The budget of
-     * a second is the limit less what the nodes that share that second
-     * spend without asking, "limit / nodes" each, rounded down as they
-     * do.  {tokens granted, ms left in this second, the second}
+     * grant: KEYS born, then a hash of grants per quota key; ARGV node
+     * id, interval ms, then five numbers per key: the limit L, the node's
+     * demand (0: it gives back what it has not spent), its second, and
+     * what it may spend in that second and the next (its grants and
+     * credit: what Redis counts as its claims).  Its claims become what
+     * it says, then each of Redis's current second S and the next grows
+     * to the node's max-min fair share of L over the demands not lapsed,
+     * within L less the other nodes' claims: never above L, credit
+     * aside.  For three intervals after "born" nothing grows (learning).
+     * {S, learning, then per key the node's grants for S and S + 1}
      */
 
     NGX_HTTP_MQTTAPI_LUA_NOW
-    "local w = math.floor(now / 1000) "
-    "local k = ARGV[1] .. w "
-    "local limit = tonumber(ARGV[3]) "
-    "local n = redis.call('SCARD', ARGV[4] .. w) "
-    "local used = tonumber(redis.call('GET', k) or '0') "
-    "local shares = 0 "
-    "if n > 0 then shares = math.floor(limit / n) * n end "
-    "local g = math.min(tonumber(ARGV[2]), limit - shares - used) "
-    "if g > 0 then "
-      "redis.call('INCRBY', k, g) "
-      "redis.call('PEXPIRE', k, 3000) "
-    "else "
-      "g = 0 "
+    "local S = math.floor(now / 1000) "
+    "local id = ARGV[1] "
+    "local iv = tonumber(ARGV[2]) "
+    "local born = tonumber(redis.call('GET', KEYS[1])) "
+    "if not born then born = now end "
+    "redis.call('SET', KEYS[1], born, 'PX', 86400000) "
+    "local learning = now - born < 3 * iv "
+    "local lapse = 1000 + 3 * iv "
+    "local function fair(wants, L, X) "
+      "local open = {} "
+      "for n in pairs(wants) do open[#open + 1] = n end "
+      "table.sort(open) "
+      "local left = L "
+      "while #open > 0 do "
+        "local share = math.floor(left / #open) "
+        "local rest = {} "
+        "for _, n in ipairs(open) do "
+          "if wants[n] <= share then "
+            "if n == id then return wants[n] end "
+            "left = left - wants[n] "
+          "else rest[#rest + 1] = n end "
+        "end "
+        "if #rest == #open then "
+          "local r = left - share * #rest "
+          "for j, n in ipairs(rest) do "
+            "if n == id then "
+              "if (j - 1 + X) % #rest < r then return share + 1 end "
+              "return share "
+            "end "
+          "end "
+          "return 0 "
+        "end "
+        "open = rest "
+      "end "
+      "return 0 "
     "end "
-    "return {g, (w + 1) * 1000 - now, w}",
-
-    /*
-     * share: ARGV the prefix of the shares' sets "P shares:", the node's
-     * id.  The node joins the second after next; the set of the next one
-     * is closed: {the next second, the nodes sharing it, or 0 when this
-     * node is not among them}
-     */
-
-    NGX_HTTP_MQTTAPI_LUA_NOW
-    "local w = math.floor(now / 1000) "
-    "local join = ARGV[1] .. (w + 2) "
-    "local nxt = ARGV[1] .. (w + 1) "
-    "redis.call('SADD', join, ARGV[2]) "
-    "redis.call('PEXPIRE', join, 4000) "
-    "local n = 0 "
-    "if redis.call('SISMEMBER', nxt, ARGV[2]) == 1 then "
-      "n = redis.call('SCARD', nxt) "
+    "local out = {S, learning and 1 or 0} "
+    "for i = 2, #KEYS do "
+      "local a = 3 + (i - 2) * 5 "
+      "local L = tonumber(ARGV[a]) "
+      "local want = tonumber(ARGV[a + 1]) "
+      "local ns = tonumber(ARGV[a + 2]) "
+      "local own = {} "
+      "if ns == S then "
+        "own[S] = tonumber(ARGV[a + 3]) own[S + 1] = tonumber(ARGV[a + 4]) "
+      "elseif ns == S - 1 then "
+        "own[S] = tonumber(ARGV[a + 4]) own[S + 1] = 0 "
+      "elseif ns == S + 1 then "
+        "own[S + 1] = tonumber(ARGV[a + 3]) "
+      "end "
+      "local claims = {[S] = {}, [S + 1] = {}} "
+      "local wants = {} "
+      "local del = {} "
+      "local f = redis.call('HGETALL', KEYS[i]) "
+      "for j = 1, #f, 2 do "
+        "local sec, n = string.match(f[j], '^(%d+):(.+)$') "
+        "if sec then "
+          "sec = tonumber(sec) "
+          "if claims[sec] then claims[sec][n] = tonumber(f[j + 1]) "
+          "else del[#del + 1] = f[j] end "
+        "else "
+          "n = string.match(f[j], '^w:(.+)$') "
+          "local w, e = string.match(f[j + 1], '^(%d+) (%d+)$') "
+          "if n and w and tonumber(e) > now then wants[n] = tonumber(w) "
+          "else del[#del + 1] = f[j] end "
+        "end "
+      "end "
+      "if #del > 0 then redis.call('HDEL', KEYS[i], unpack(del)) end "
+      "if want > 0 then "
+        "wants[id] = want "
+        "redis.call('HSET', KEYS[i], 'w:' .. id, want .. ' ' .. (now + lapse)) "
+      "else "
+        "wants[id] = nil "
+        "redis.call('HDEL', KEYS[i], 'w:' .. id) "
+      "end "
+      "for X = S, S + 1 do "
+        "local g = own[X] or claims[X][id] or 0 "
+        "if not learning and want > 0 then "
+          "local others = 0 "
+          "for n, c in pairs(claims[X]) do "
+            "if n ~= id then others = others + c end "
+          "end "
+          "local more = math.min(fair(wants, L, X), L - others) "
+          "if more > g then g = more end "
+        "end "
+        "if g > 0 then redis.call('HSET', KEYS[i], X .. ':' .. id, g) "
+        "else redis.call('HDEL', KEYS[i], X .. ':' .. id) end "
+        "out[#out + 1] = g "
+      "end "
+      "redis.call('PEXPIRE', KEYS[i], 2000 + lapse) "
     "end "
-    "return {w + 1, n}"
+    "return out"
 };

@@ -99,6 +99,10 @@ ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle)
     task->tick.log = cycle->log;
     task->tick.cancelable = 1;
 
+    if (ngx_http_mqttapi_sync_grant_init(task, cycle->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_add_timer(&task->tick, 1 + ngx_random() % scf->interval);
 
     ngx_http_mqttapi_sync_the_task = task;
@@ -206,7 +210,7 @@ ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task)
     }
 
     ngx_http_mqttapi_sync_backoff_tick(task);
-    ngx_http_mqttapi_sync_share_tick(task);
+    ngx_http_mqttapi_sync_grant_tick(task, 1);
 
     if ((ngx_msec_int_t) (now - task->beat_at) >= 0) {
         task->beat_at = now + NGX_HTTP_MQTTAPI_SYNC_BEAT;
@@ -259,12 +263,7 @@ ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
             continue;
         }
 
-        if (ev.type == NGX_HTTP_MQTTAPI_SYNC_LEASE) {
-            ngx_http_mqttapi_sync_lease_event(task, &ev);
-
-        } else {
-            ngx_http_mqttapi_sync_backoff_event(task, &ev);
-        }
+        ngx_http_mqttapi_sync_backoff_event(task, &ev);
     }
 }
 

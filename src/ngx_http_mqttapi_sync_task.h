@@ -34,9 +34,8 @@
 #define NGX_HTTP_MQTTAPI_SCRIPT_CLOSE    1
 #define NGX_HTTP_MQTTAPI_SCRIPT_PULL     2
 #define NGX_HTTP_MQTTAPI_SCRIPT_BEAT     3
-#define NGX_HTTP_MQTTAPI_SCRIPT_LEASE    4
-#define NGX_HTTP_MQTTAPI_SCRIPT_SHARE    5
-#define NGX_HTTP_MQTTAPI_SCRIPTS         6
+#define NGX_HTTP_MQTTAPI_SCRIPT_GRANT    4
+#define NGX_HTTP_MQTTAPI_SCRIPTS         5
 
 /* a back-off is kept in Redis this long after its end (its count) */
 #define NGX_HTTP_MQTTAPI_SYNC_KEEP       60000
@@ -142,7 +141,9 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_msec_t                       retry_delay;
     ngx_msec_t                       reconcile_at;
     ngx_msec_t                       beat_at;
-    ngx_msec_t                       shared;      /* the second joined in */
+    ngx_event_t                      wake;        /* polls sh->ask */
+    ngx_uint_t                       ticks;
+    u_char                          *granting;    /* per zone: GRANT_* */
     ngx_msec_t                       logged_at;
     ngx_uint_t                       seq;
 
@@ -192,10 +193,8 @@ ngx_int_t ngx_http_mqttapi_sync_parse_entry(redisReply **e,
     ngx_http_mqttapi_sync_backoff_t *b);
 ngx_int_t ngx_http_mqttapi_sync_parse_event(redisReply *reply,
     ngx_http_mqttapi_sync_backoff_t *b);
-ngx_int_t ngx_http_mqttapi_sync_parse_lease(redisReply *reply,
-    ngx_uint_t *granted, ngx_msec_t *second);
-ngx_int_t ngx_http_mqttapi_sync_parse_share(redisReply *reply,
-    ngx_msec_t *second, ngx_uint_t *nodes);
+ngx_int_t ngx_http_mqttapi_sync_parse_grants(redisReply *reply,
+    ngx_uint_t n, ngx_msec_t *second, uint16_t *grants);
 ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
     ngx_uint_t *nodes, ngx_msec_t *now);
 
@@ -211,11 +210,12 @@ void ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
 void ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task);
 
-/* ngx_http_mqttapi_sync_quota.c: leases of quota tokens */
+/* ngx_http_mqttapi_sync_quota.c: quota grants by demand */
 
-void ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
-    ngx_http_mqttapi_sync_event_t *ev);
-void ngx_http_mqttapi_sync_share_tick(ngx_http_mqttapi_sync_task_t *task);
+ngx_int_t ngx_http_mqttapi_sync_grant_init(ngx_http_mqttapi_sync_task_t *task,
+    ngx_pool_t *pool);
+void ngx_http_mqttapi_sync_grant_tick(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t scheduled);
 
 
 extern const char  *ngx_http_mqttapi_sync_scripts[];

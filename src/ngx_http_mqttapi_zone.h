@@ -82,16 +82,30 @@ typedef struct {
 
 /*
  * A quota node's mode: its own sliding window (u.buckets), or, in a zone
- * shared with other nodes while Redis is reachable, the tokens the fleet
- * gives it for a second of Redis's clock (u.lease,
- * ngx_http_mqttapi_quota_sync.c).
+ * shared with other nodes while Redis is reachable, the grants the fleet
+ * gives it for seconds of Redis's clock (u.grant): what it may spend in
+ * "second" (g[0]) and in the next one (g[1]), what it spent, and its
+ * arrivals (admitted or not) in four slots of 4 buckets each (572 ms; the
+ * slot of "bucket" and the three before), from which the task tells its
+ * demand (ngx_http_mqttapi_quota_sync.c, ngx_http_mqttapi_sync_quota.c).
  */
 
 #define NGX_HTTP_MQTTAPI_QUOTA_WINDOW  0
-#define NGX_HTTP_MQTTAPI_QUOTA_LEASED  1
+#define NGX_HTTP_MQTTAPI_QUOTA_GRANT   1
+
+#define NGX_HTTP_MQTTAPI_SLOT_BUCKETS  4
+#define NGX_HTTP_MQTTAPI_SLOTS         4
+
+/* a grant node's flags */
+#define NGX_HTTP_MQTTAPI_GRANT_ASK     0x01  /* the task is to ask at once */
+#define NGX_HTTP_MQTTAPI_GRANT_OUT     0x02  /* spent all it may */
+#define NGX_HTTP_MQTTAPI_GRANT_SENT    0x04  /* Redis has its claims */
 
 typedef struct {
     u_char                       mode;        /* NGX_HTTP_MQTTAPI_QUOTA_* */
+    u_char                       flags;       /* grant: GRANT_* */
+    u_char                       age;         /* grant: seconds seen, max 2 */
+    u_char                       sent;        /* grant: demand sent, a step */
     uint32_t                     bucket;      /* the latest, now / 143 ms */
     uint32_t                     report;      /* first logged answer's */
 
@@ -100,10 +114,11 @@ typedef struct {
 
         struct {
             uint32_t             second;      /* Redis's, counted in */
-            uint16_t             tokens;      /* leased for it */
-            uint16_t             spent;
-            u_char               asked;       /* a lease is asked for */
-        } lease;
+            uint16_t             g[2];        /* for it and the next */
+            uint16_t             spent;       /* in it */
+            uint16_t             limit;       /* L, for the task */
+            uint16_t             slots[NGX_HTTP_MQTTAPI_SLOTS];
+        } grant;
     } u;
 } ngx_http_mqttapi_quota_node_t;
 

@@ -85,6 +85,7 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
     size_t                           i;
     ngx_uint_t                       granted;
     ngx_msec_t                       left;
+    uint16_t                         grants[2 * 64];
     ngx_http_mqttapi_sync_backoff_t  b;
 
     if (ngx_http_mqttapi_sync_parse_event(r, &b) == NGX_OK) {
@@ -97,14 +98,12 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
                                      r->element[2]->len);
     }
 
-    if (ngx_http_mqttapi_sync_parse_lease(r, &granted, &left) == NGX_OK
-        && (granted > NGX_HTTP_MQTTAPI_QUOTA_MAX || left == 0))
-    {
-        abort();
-    }
-
-    if (ngx_http_mqttapi_sync_parse_share(r, &left, &granted) == NGX_OK
-        && (granted > 100000 || left == 0))
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2
+        && r->elements % 2 == 0 && r->elements <= 2 + 2 * 64
+        && ngx_http_mqttapi_sync_parse_grants(r, (r->elements - 2) / 2,
+                                              &left, grants)
+           == NGX_OK
+        && left == 0)
     {
         abort();
     }
