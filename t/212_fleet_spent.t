@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # mqttapi_sync fail=local when Redis is lost in the middle of a second:
-# what the node already spent of that second (its share and its leases)
+# what the node already spent of that second (of its grant or credit)
 # stays counted in the window it falls back to, so the second does not
 # admit its limit twice.
 #
@@ -68,8 +68,8 @@ my $since;      # the node lost Redis after this point of its error log
 for my $attempt (1 .. 5) {
     my $key = "AK-spent-$attempt";
 
-    # connected, and in the heartbeat set long enough to have joined the
-    # shares of the seconds to come (two ahead)
+    # connected, and in the heartbeat set (the node knows it is alone:
+    # its grants are the whole limit)
     my $joined = poll_until(15, sub {
                      $node->error_log($since) =~ /sync: connected to/ })
                  && poll_until(10, sub {
