@@ -216,6 +216,24 @@ def kept_history(path):
     return rows
 
 
+FLEET_TITLE = "## Redis cost of quotas by demand (bench/fleet.sh)"
+
+
+def kept_fleet(path):
+    """the section bench/fleet.sh's runs are summarised in, kept as it is
+    (this script does not run them)"""
+    if path == "-" or not os.path.exists(path):
+        return []
+    lines, keep = [], False
+    for line in open(path, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if line.startswith("## "):
+            keep = line == FLEET_TITLE
+        if keep:
+            lines.append(line)
+    return lines
+
+
 def history_table(hdir, kept):
     """one line per run: the target ratios; the kept rows, then (added or
     replacing them) the runs whose raw numbers are in hdir"""
@@ -683,6 +701,12 @@ def main():
       "per run), wrk outputs, sample responses of every case "
       "(`build/bench/latest/samples.txt`) and the rendered configs.")
     w("")
+
+    fleet = kept_fleet(dest)
+    if fleet:
+        out.extend(fleet)
+        if fleet[-1] != "":
+            out.append("")
 
     text = "\n".join(out)
     if dest == "-":

@@ -71,6 +71,8 @@ static ngx_uint_t ngx_http_mqttapi_sync_claim(
 static ngx_uint_t ngx_http_mqttapi_sync_demand(
     ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now);
 static u_char ngx_http_mqttapi_sync_step(ngx_uint_t demand);
+static ngx_uint_t ngx_http_mqttapi_sync_changed(
+    ngx_http_mqttapi_quota_node_t *q, ngx_uint_t demand);
 static ngx_int_t ngx_http_mqttapi_sync_grant_send(
     ngx_http_mqttapi_sync_task_t *task, ngx_http_mqttapi_sync_batch_t *b);
 static void ngx_http_mqttapi_sync_grant_reply(
@@ -252,7 +254,7 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
         rn = (ngx_rbtree_node_t *)
                  ((u_char *) node - offsetof(ngx_rbtree_node_t, color));
 
-        send = step != q->sent
+        send = ngx_http_mqttapi_sync_changed(q, demand)
                || !(q->flags & NGX_HTTP_MQTTAPI_GRANT_SENT)
                || rn->key % ticks == task->ticks % ticks
                || (q->u.grant.g[1] == 0
@@ -366,6 +368,33 @@ ngx_http_mqttapi_sync_demand(ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now)
     demand = rate * 3 / 2 + 2;
 
     return ngx_min(demand, q->u.grant.limit);
+}
+
+
+/*
+ * Whether a demand changed enough to be sent before its turn (within a
+ * second): up by more than a tenth of what was sent, when it goes beyond
+ * what the node holds or what was sent is below it (the others' fair
+ * shares are cut by what Redis knows of this node's demand), or down by
+ * more than half (capacity for the others; silence gives it all back at
+ * once).  A demand measured over half a second is noisy: smaller changes
+ * wait for the key's turn.
+ */
+
+static ngx_uint_t
+ngx_http_mqttapi_sync_changed(ngx_http_mqttapi_quota_node_t *q,
+    ngx_uint_t demand)
+{
+    ngx_uint_t  n, x, held;
+
+    for (n = 0, x = 0; n < q->sent; n++) {
+        x += x / 10 + 1;
+    }
+
+    held = ngx_max(q->u.grant.g[0], q->u.grant.g[1]);
+
+    return (demand * 10 > x * 11 + 10 && (demand > held || x < held))
+           || demand * 2 + 2 < x;
 }
 
 

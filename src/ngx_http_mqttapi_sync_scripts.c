@@ -128,7 +128,7 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
      * it says, then each of Redis's current second S and the next grows
      * to the node's max-min fair share of L over the demands not lapsed,
      * within L less the other nodes' claims: never above L, credit
-     * aside.  For three intervals after "born" nothing grows (learning).
+     * aside (demands that add up to L or less are each met).  For three intervals after "born" nothing grows (learning).
      * {S, learning, then per key the node's grants for S and S + 1}
      */
 
@@ -200,14 +200,16 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
           "else del[#del + 1] = f[j] end "
         "end "
       "end "
-      "if #del > 0 then redis.call('HDEL', KEYS[i], unpack(del)) end "
+      "local set = {} "
       "if want > 0 then "
         "wants[id] = want "
-        "redis.call('HSET', KEYS[i], 'w:' .. id, want .. ' ' .. (now + lapse)) "
+        "set[1] = 'w:' .. id set[2] = want .. ' ' .. (now + lapse) "
       "else "
         "wants[id] = nil "
-        "redis.call('HDEL', KEYS[i], 'w:' .. id) "
+        "del[#del + 1] = 'w:' .. id "
       "end "
+      "local total = 0 "
+      "for _, w in pairs(wants) do total = total + w end "
       "for X = S, S + 1 do "
         "local g = own[X] or claims[X][id] or 0 "
         "if not learning and want > 0 then "
@@ -215,13 +217,17 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
           "for n, c in pairs(claims[X]) do "
             "if n ~= id then others = others + c end "
           "end "
-          "local more = math.min(fair(wants, L, X), L - others) "
+          "local f = want "
+          "if total > L then f = fair(wants, L, X) end "
+          "local more = math.min(f, L - others) "
           "if more > g then g = more end "
         "end "
-        "if g > 0 then redis.call('HSET', KEYS[i], X .. ':' .. id, g) "
-        "else redis.call('HDEL', KEYS[i], X .. ':' .. id) end "
+        "if g > 0 then set[#set + 1] = X .. ':' .. id set[#set + 1] = g "
+        "elseif claims[X][id] then del[#del + 1] = X .. ':' .. id end "
         "out[#out + 1] = g "
       "end "
+      "if #del > 0 then redis.call('HDEL', KEYS[i], unpack(del)) end "
+      "if #set > 0 then redis.call('HSET', KEYS[i], unpack(set)) end "
       "redis.call('PEXPIRE', KEYS[i], 2000 + lapse) "
     "end "
     "return out"

@@ -38,11 +38,14 @@ my ($A, $B, $C) = @{ $f->{nodes} };
     $s0 = $s1 if $s1 < $s0;
     my @s = grep { $_ >= $s0 + 2 && exists $la->{$_ + 1}
                    && exists $hb->{$_ + 1} } sort keys %$la;
-    diag 'light A / heavy B, admitted per second: '
-         . join(' ', map { ($la->{$_}[0] // 0) . '/' . ($hb->{$_}[0] // 0) }
-                     sort keys %$la);
+    diag 'light A (admitted+refused) / heavy B (admitted) per second: '
+         . join(' ', map { ($la->{$_}[0] // 0) . '+' . ($la->{$_}[1] // 0)
+                           . '/' . ($hb->{$_}[0] // 0) } sort keys %$la);
     ok(@s >= 3, 'light: at least three whole seconds (' . scalar(@s) . ')');
-    my @short = grep { $la->{$_}[0] < 18 } @s;
+    # what the client managed to send (a busy machine may send fewer than
+    # 20 in a second): at least 90% of it admitted
+    my @short = grep { $la->{$_}[0] < 0.9 * ($la->{$_}[0] + $la->{$_}[1])
+                       || $la->{$_}[0] + $la->{$_}[1] < 10 } @s;
     is(scalar @short, 0, 'light: the light node keeps at least 90% of its '
                          . '20/s in every second');
     my @over = grep { $la->{$_}[0] + ($hb->{$_}[0] // 0) > 100 } @s;
