@@ -95,6 +95,13 @@ ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    if (scf->user.len && scf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user\" needs \"password\" in \"%V\" directive",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
     if (scf->timeout > scf->interval * 20) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"timeout\" must not be more than 20 times "
@@ -136,6 +143,17 @@ ngx_http_mqttapi_sync_param(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (ngx_strncmp(value->data, "redis=", 6) == 0) {
         return ngx_http_mqttapi_sync_redis(cf, cmd, scf, value);
+    }
+
+    if (ngx_strncmp(value->data, "user=", 5) == 0) {
+        scf->user.data = value->data + 5;
+        scf->user.len = value->len - 5;
+
+        if (scf->user.len == 0) {
+            goto invalid;
+        }
+
+        return NGX_CONF_OK;
     }
 
     if (ngx_strncmp(value->data, "password=", 9) == 0) {

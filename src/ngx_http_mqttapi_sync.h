@@ -101,6 +101,7 @@ typedef struct {
     struct sockaddr             *sockaddr;
     socklen_t                    socklen;
     ngx_str_t                    name;        /* host:port, for the log */
+    ngx_str_t                    user;        /* an ACL user */
     ngx_str_t                    password;
     ngx_int_t                    db;
     ngx_str_t                    prefix;

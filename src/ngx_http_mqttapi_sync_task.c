@@ -26,8 +26,14 @@ static void ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task);
+static ngx_int_t ngx_http_mqttapi_sync_auth(ngx_http_mqttapi_sync_link_t *link,
+    ngx_str_t *user, ngx_str_t *password);
 static void ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_setup_step(
+    ngx_http_mqttapi_sync_task_t *task);
 static ngx_int_t ngx_http_mqttapi_sync_load(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t handshake);
 static void ngx_http_mqttapi_sync_beat(ngx_http_mqttapi_sync_task_t *task);
@@ -292,20 +298,10 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
     task->handshake = 0;
 
     if (scf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (const char *) scf->password.data;
-        argvlen[1] = scf->password.len;
-
-        if (ngx_http_mqttapi_sync_link_send(&task->cmd,
-                                     NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT, 2,
-                                     argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake, NULL)
+        if (ngx_http_mqttapi_sync_auth(&task->cmd, &scf->user, &scf->password)
             != NGX_OK
-            || ngx_http_mqttapi_sync_link_send(&task->sub,
-                                     NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT, 2,
-                                     argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake, NULL)
+            || ngx_http_mqttapi_sync_auth(&task->sub, &scf->user,
+                                          &scf->password)
                != NGX_OK)
         {
             goto failed;
@@ -331,6 +327,22 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
 
         task->handshake++;
     }
+
+    /* what the server is: checked in sync_hello */
+
+    argv[0] = "HELLO";
+    argvlen[0] = 5;
+
+    if (ngx_http_mqttapi_sync_link_send(&task->cmd,
+                                     NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT, 1,
+                                     argv, argvlen,
+                                     ngx_http_mqttapi_sync_hello, NULL)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    task->handshake++;
 
     if (ngx_http_mqttapi_sync_load(task, 1) != NGX_OK) {
         goto failed;
@@ -358,6 +370,113 @@ failed:
 
     ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                "cannot send to %V", &scf->name);
+}
+
+
+/* AUTH [user] password, as the setup's first command of a connection */
+
+static ngx_int_t
+ngx_http_mqttapi_sync_auth(ngx_http_mqttapi_sync_link_t *link,
+    ngx_str_t *user, ngx_str_t *password)
+{
+    int          argc;
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    argc = 0;
+    argv[argc] = "AUTH";
+    argvlen[argc++] = 4;
+
+    if (user->len) {
+        argv[argc] = (const char *) user->data;
+        argvlen[argc++] = user->len;
+    }
+
+    argv[argc] = (const char *) password->data;
+    argvlen[argc++] = password->len;
+
+    return ngx_http_mqttapi_sync_link_send(link,
+                                           NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                           argc, argv, argvlen,
+                                           ngx_http_mqttapi_sync_handshake,
+                                           NULL);
+}
+
+
+/*
+ * HELLO (no protocol change: RESP2 stays): the server and its version,
+ * once per connection.  Older than 6.2 (or no HELLO at all, before 6.0)
+ * is said in the log and tried anyway; a Sentinel or a replica is no
+ * place for the fleet's state.
+ */
+
+static void
+ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_http_mqttapi_sync_hello_t  h;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_strnstr((u_char *) reply->str, "unknown command",
+                        reply->len)
+            == NULL)
+        {
+            /* NOAUTH and the like: the setup's error line */
+            ngx_http_mqttapi_sync_handshake(task, reply, NULL);
+            return;
+        }
+
+        ngx_cpystrn(task->server, (u_char *) "before Redis 6.0",
+                    sizeof(task->server));
+
+        ngx_log_error(NGX_LOG_WARN, task->log, 0,
+                      "mqttapi sync: %V does not know HELLO: it is older "
+                      "than Redis 6.2, which mqttapi_sync needs",
+                      &task->conf->name);
+
+        ngx_http_mqttapi_sync_setup_step(task);
+        return;
+    }
+
+    if (ngx_http_mqttapi_sync_parse_hello(reply, &h) != NGX_OK) {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "unexpected reply to HELLO");
+        return;
+    }
+
+    ngx_snprintf(task->server, sizeof(task->server) - 1, "%V %V%Z",
+                 &h.server, &h.version);
+
+    if (h.mode.len == 8 && ngx_strncmp(h.mode.data, "sentinel", 8) == 0) {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "%V is a Sentinel, not a Redis (use "
+                                   "\"sentinel=\" and \"master=\")",
+                                   &task->conf->name);
+        return;
+    }
+
+    if (h.role.len && !(h.role.len == 6
+                        && ngx_strncmp(h.role.data, "master", 6) == 0))
+    {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "%V is a %V, not a master: it cannot "
+                                   "hold the fleet's state",
+                                   &task->conf->name, &h.role);
+        return;
+    }
+
+    if (h.major < 6 || (h.major == 6 && h.minor < 2)) {
+        ngx_log_error(NGX_LOG_WARN, task->log, 0,
+                      "mqttapi sync: %V runs %V %V, older than the Redis "
+                      "6.2 that mqttapi_sync needs", &task->conf->name,
+                      &h.server, &h.version);
+    }
+
+    ngx_http_mqttapi_sync_setup_step(task);
 }
 
 
@@ -427,6 +546,15 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
         task->sha[script - 1][40] = '\0';
     }
 
+    ngx_http_mqttapi_sync_setup_step(task);
+}
+
+
+/* one more step of the connection's setup done; after the last, ready */
+
+static void
+ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
+{
     if (task->state != NGX_HTTP_MQTTAPI_SYNC_HANDSHAKE
         || task->handshake == 0 || --task->handshake)
     {
@@ -438,7 +566,8 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     task->conf->sh->up = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
-                  "mqttapi sync: connected to %V", &task->conf->name);
+                  "mqttapi sync: connected to %V (%s)", &task->conf->name,
+                  task->server);
 
     /*
      * push what was learnt meanwhile (all of it: see backoff_drop), then
@@ -641,6 +770,19 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
 
     if (reply->len >= 8 && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         (void) ngx_http_mqttapi_sync_load(task, 0);
+    }
+
+    if ((reply->len > 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0)
+        || (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0))
+    {
+        /* a bare Cluster node that does not serve the zone's slot */
+        ngx_http_mqttapi_sync_fail(task, op, "Redis Cluster needs a proxy: "
+                                   "%V answered \"%*s\" (mqttapi_sync "
+                                   "does not follow Cluster redirections)",
+                                   &task->conf->name,
+                                   ngx_http_mqttapi_sync_reply_text(reply),
+                                   reply->str);
+        return NGX_ERROR;
     }
 
     ngx_http_mqttapi_sync_error(task, op, "%V answered \"%*s\"",

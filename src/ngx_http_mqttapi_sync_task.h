@@ -70,6 +70,18 @@ typedef struct {
 } ngx_http_mqttapi_sync_backoff_t;
 
 
+/* what HELLO tells of the server */
+
+typedef struct {
+    ngx_str_t                        server;      /* "redis", "valkey" */
+    ngx_str_t                        version;
+    ngx_str_t                        mode;        /* "standalone", ... */
+    ngx_str_t                        role;        /* "master", "replica" */
+    ngx_uint_t                       major;
+    ngx_uint_t                       minor;
+} ngx_http_mqttapi_sync_hello_t;
+
+
 typedef struct ngx_http_mqttapi_sync_task_s  ngx_http_mqttapi_sync_task_t;
 typedef struct ngx_http_mqttapi_sync_link_s  ngx_http_mqttapi_sync_link_t;
 
@@ -147,6 +159,7 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_uint_t                       seq;
 
     char                             sha[NGX_HTTP_MQTTAPI_SCRIPTS][41];
+    u_char                           server[64];  /* "redis 7.0.15" */
 
     ngx_queue_t                      tracked;
     ngx_uint_t                       ntracked;
@@ -198,6 +211,8 @@ ngx_int_t ngx_http_mqttapi_sync_parse_share(redisReply *reply,
     ngx_msec_t *second, ngx_uint_t *nodes);
 ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
     ngx_uint_t *nodes, ngx_msec_t *now);
+ngx_int_t ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
+    ngx_http_mqttapi_sync_hello_t *h);
 
 /* ngx_http_mqttapi_sync_backoff.c: back-offs shared by the fleet */
 
