@@ -721,7 +721,11 @@ ngx_http_mqttapi_sync_eval(ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
 }
 
 
-/* "<prefix><zone>:<part><key>", in a buffer of NGX_HTTP_MQTTAPI_SYNC_KEY */
+/*
+ * "<prefix>{<zone>}:<part><key>", in a buffer of NGX_HTTP_MQTTAPI_SYNC_KEY:
+ * the zone's name is the hash tag of all its keys (Redis Cluster's slot),
+ * so that one script call on one zone's keys stays in one slot
+ */
 
 ngx_int_t
 ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task, ngx_str_t *out,
@@ -735,7 +739,7 @@ ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task, ngx_str_t *out,
     p = out->data;
     last = p + NGX_HTTP_MQTTAPI_SYNC_KEY;
 
-    p = ngx_slprintf(p, last, "%V%V:%s", &task->conf->prefix,
+    p = ngx_slprintf(p, last, "%V{%V}:%s", &task->conf->prefix,
                      &zones[zone]->shm_zone->shm.name, part);
 
     if ((size_t) (last - p) < len) {

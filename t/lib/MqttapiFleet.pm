@@ -7,7 +7,8 @@ package MqttapiFleet;
 # zone's quotas on /q/, and its status endpoint.
 #
 #   fleet_node($sync, %a)    - start one (a{extra}: more http directives,
-#                              a{workers})
+#                              a{workers}, a{backoff}: the zone's back-off
+#                              and max_backoff, 30s)
 #   throttle($node, $key)    - the upstream throttles $key on $node
 #   answers_locally($node, $key) - $node answers $key itself (429)
 #   sync_up($node)           - the node's mqttapi_sync_up
@@ -28,11 +29,12 @@ our $THROTTLE = 'ApplyTokenOverFlow';
 sub fleet_node {
     my ($sync, %a) = @_;
     my $extra = $a{extra} // '';
+    my $backoff = $a{backoff} // '30s';
     return start_nginx(workers => $a{workers} // 1, http => <<"EOF");
     mqttapi_sync $sync;
     $extra
-    mqttapi_throttle_zone \$arg_AccessKeyId zone=fleet:1m backoff=30s
-                          max_backoff=30s sync;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=fleet:1m backoff=$backoff
+                          max_backoff=$backoff sync;
     server {
         listen 127.0.0.1:%%PORT0%%;
         mqttapi on;
