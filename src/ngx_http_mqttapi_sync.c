@@ -256,6 +256,7 @@ ngx_http_mqttapi_sync_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     scf->sockaddr = u.addrs[0].sockaddr;
     scf->socklen = u.addrs[0].socklen;
     scf->name = u.addrs[0].name;
+    scf->host = u.host;
 
     return NGX_CONF_OK;
 }
@@ -325,6 +326,10 @@ ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
     scf = mcf->sync;
+
+    if (ngx_http_mqttapi_sync_ssl_init(cf, scf, mcf->sync_ssl) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     part = &cf->cycle->shared_memory.part;
     shm = part->elts;

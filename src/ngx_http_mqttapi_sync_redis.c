@@ -80,10 +80,16 @@ ngx_http_mqttapi_sync_link_connect(ngx_http_mqttapi_sync_link_t *link)
     c->read->cancelable = 1;
     c->write->cancelable = 1;
 
-    link->connecting = (rc == NGX_AGAIN);
+    /* connected or not, the write handler goes on (and starts TLS) */
 
-    if (link->connecting) {
+    link->connecting = 1;
+    link->handshaking = 0;
+
+    if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, link->task->conf->timeout);
+
+    } else {
+        ngx_post_event(c->write, &ngx_posted_events);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, link->task->log, 0,
@@ -98,12 +104,31 @@ void
 ngx_http_mqttapi_sync_link_close(ngx_http_mqttapi_sync_link_t *link)
 {
     ngx_uint_t                        i, n;
+    ngx_pool_t                       *pool;
+    ngx_connection_t                 *c;
     ngx_http_mqttapi_sync_pending_t  *p;
 
-    if (link->pc.connection) {
-        ngx_close_connection(link->pc.connection);
+    c = link->pc.connection;
+
+    if (c) {
+#if (NGX_SSL)
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+#endif
+        pool = c->pool;
+
+        ngx_close_connection(c);
         link->pc.connection = NULL;
+
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
     }
+
+    link->connecting = 0;
+    link->handshaking = 0;
 
     if (link->reader) {
         redisReaderFree(link->reader);
@@ -189,7 +214,7 @@ ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
     p->sent = ngx_current_msec;
     p->op = op;
 
-    if (link->connecting) {
+    if (link->connecting || link->handshaking) {
         return NGX_OK;
     }
 
@@ -305,6 +330,13 @@ ngx_http_mqttapi_sync_link_write(ngx_event_t *wev)
 
         link->connecting = 0;
 
+#if (NGX_SSL)
+        if (link->task->conf->ssl) {
+            ngx_http_mqttapi_sync_ssl_connect(link);
+            return;
+        }
+#endif
+
         ngx_http_mqttapi_sync_link_timer(link);
     }
 
@@ -313,6 +345,22 @@ ngx_http_mqttapi_sync_link_write(ngx_event_t *wev)
                                    "%s connection to %V: send failed",
                                    link->name, &link->task->conf->name);
     }
+}
+
+
+/* the TLS handshake is done: the link's own handlers, and what waits */
+
+void
+ngx_http_mqttapi_sync_link_ready(ngx_http_mqttapi_sync_link_t *link)
+{
+    ngx_connection_t  *c;
+
+    c = link->pc.connection;
+
+    c->read->handler = ngx_http_mqttapi_sync_link_read;
+    c->write->handler = ngx_http_mqttapi_sync_link_write;
+
+    ngx_http_mqttapi_sync_link_write(c->write);
 }
 
 
@@ -335,7 +383,7 @@ ngx_http_mqttapi_sync_link_read(ngx_event_t *rev)
         return;
     }
 
-    if (link->connecting) {
+    if (link->connecting || link->handshaking) {
         return;
     }
 

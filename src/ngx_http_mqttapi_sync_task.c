@@ -128,6 +128,10 @@ ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_mqttapi_sync_close(task);
 
+#if (NGX_SSL)
+    ngx_http_mqttapi_sync_ssl_free(task);
+#endif
+
     task->conf->sh->up = 0;
     (void) ngx_atomic_cmp_set(&task->conf->sh->owner, ngx_pid, 0);
 
@@ -566,8 +570,8 @@ ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
     task->conf->sh->up = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
-                  "mqttapi sync: connected to %V (%s)", &task->conf->name,
-                  task->server);
+                  "mqttapi sync: connected to %V (%s%s)", &task->conf->name,
+                  task->server, task->tls);
 
     /*
      * push what was learnt meanwhile (all of it: see backoff_drop), then

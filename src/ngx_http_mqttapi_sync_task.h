@@ -117,6 +117,7 @@ struct ngx_http_mqttapi_sync_link_s {
     ngx_http_mqttapi_sync_reply_pt   push;
 
     unsigned                         connecting:1;
+    unsigned                         handshaking:1;   /* TLS */
 };
 
 
@@ -160,6 +161,10 @@ struct ngx_http_mqttapi_sync_task_s {
 
     char                             sha[NGX_HTTP_MQTTAPI_SCRIPTS][41];
     u_char                           server[64];  /* "redis 7.0.15" */
+    u_char                           tls[48];     /* ", TLSv1.3" or "" */
+#if (NGX_SSL)
+    ngx_ssl_session_t               *ssl_session;
+#endif
 
     ngx_queue_t                      tracked;
     ngx_uint_t                       ntracked;
@@ -174,6 +179,14 @@ struct ngx_http_mqttapi_sync_task_s {
 ngx_int_t ngx_http_mqttapi_sync_link_connect(
     ngx_http_mqttapi_sync_link_t *link);
 void ngx_http_mqttapi_sync_link_close(ngx_http_mqttapi_sync_link_t *link);
+void ngx_http_mqttapi_sync_link_ready(ngx_http_mqttapi_sync_link_t *link);
+
+/* ngx_http_mqttapi_sync_ssl.c: TLS on a connection */
+
+#if (NGX_SSL)
+void ngx_http_mqttapi_sync_ssl_connect(ngx_http_mqttapi_sync_link_t *link);
+void ngx_http_mqttapi_sync_ssl_free(ngx_http_mqttapi_sync_task_t *task);
+#endif
 ngx_int_t ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
     ngx_uint_t op, int argc, const char **argv, const size_t *argvlen,
     ngx_http_mqttapi_sync_reply_pt handler, void *data);
