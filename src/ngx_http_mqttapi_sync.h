@@ -122,6 +122,9 @@ typedef struct {
     socklen_t                    socklen;
     ngx_str_t                    name;        /* host:port, for the log */
     ngx_str_t                    host;        /* of redis= */
+    ngx_array_t                 *sentinels;   /* ngx_addr_t, or NULL */
+    ngx_str_t                    master;      /* its name, for Sentinel */
+    ngx_str_t                    sentinel_password;
     ngx_http_mqttapi_sync_ssl_conf_t  *ssl;   /* TLS on, or NULL */
     ngx_str_t                    user;        /* an ACL user */
     ngx_str_t                    password;

@@ -267,7 +267,7 @@ ngx_http_mqttapi_sync_ssl_connect(ngx_http_mqttapi_sync_link_t *link)
     {
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "TLS: cannot create a connection to %V",
-                                   &task->conf->name);
+                                   &task->name);
         return;
     }
 
@@ -329,7 +329,7 @@ ngx_http_mqttapi_sync_ssl_handshake(ngx_connection_t *c)
     if (!c->ssl->handshaked) {
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "TLS: the handshake with %V on the %s "
-                                   "connection %s", &task->conf->name,
+                                   "connection %s", &task->name,
                                    link->name,
                                    c->write->timedout ? "timed out"
                                                       : "failed");
@@ -344,7 +344,7 @@ ngx_http_mqttapi_sync_ssl_handshake(ngx_connection_t *c)
                                        NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                        "TLS: the certificate of %V does "
                                        "not verify: (%l:%s)",
-                                       &task->conf->name, rc,
+                                       &task->name, rc,
                                        X509_verify_cert_error_string(rc));
             return;
         }
@@ -354,7 +354,7 @@ ngx_http_mqttapi_sync_ssl_handshake(ngx_connection_t *c)
                                        NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                        "TLS: the certificate of %V does "
                                        "not match \"%V\"",
-                                       &task->conf->name, &ssl->name);
+                                       &task->name, &ssl->name);
             return;
         }
     }

@@ -25,7 +25,6 @@ static void ngx_http_mqttapi_sync_tick(ngx_event_t *ev);
 static void ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task);
-static void ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task);
 static ngx_int_t ngx_http_mqttapi_sync_auth(ngx_http_mqttapi_sync_link_t *link,
     ngx_str_t *user, ngx_str_t *password);
 static void ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
@@ -96,9 +95,23 @@ ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle)
 
     task->cmd.task = task;
     task->cmd.name = "command";
+    task->cmd.addr = &task->master;
     task->sub.task = task;
     task->sub.name = "subscriber";
+    task->sub.addr = &task->master;
     task->sub.push = ngx_http_mqttapi_sync_backoff_message;
+
+    task->name = scf->name;
+
+    if (scf->sentinels) {
+        ngx_http_mqttapi_sync_sentinel_init(task);
+
+    } else {
+        task->master.sockaddr = scf->sockaddr;
+        task->master.socklen = scf->socklen;
+        task->master.name = scf->name;
+        task->master_known = 1;
+    }
 
     task->tick.handler = ngx_http_mqttapi_sync_tick;
     task->tick.data = task;
@@ -282,6 +295,19 @@ ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
 static void
 ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
 {
+    if (!task->master_known) {
+        /* Sentinel: which Redis is the master now, first */
+        ngx_http_mqttapi_sync_sentinel_ask(task);
+        return;
+    }
+
+    ngx_http_mqttapi_sync_connect_master(task);
+}
+
+
+void
+ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task)
+{
     const char                    *argv[3];
     size_t                         argvlen[3];
     u_char                         db[NGX_INT_T_LEN];
@@ -294,7 +320,7 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
     {
         task->state = NGX_HTTP_MQTTAPI_SYNC_HANDSHAKE;
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                   "cannot connect to %V", &scf->name);
+                                   "cannot connect to %V", &task->name);
         return;
     }
 
@@ -373,7 +399,7 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
 failed:
 
     ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                               "cannot send to %V", &scf->name);
+                               "cannot send to %V", &task->name);
 }
 
 
@@ -440,7 +466,7 @@ ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
         ngx_log_error(NGX_LOG_WARN, task->log, 0,
                       "mqttapi sync: %V does not know HELLO: it is older "
                       "than Redis 6.2, which mqttapi_sync needs",
-                      &task->conf->name);
+                      &task->name);
 
         ngx_http_mqttapi_sync_setup_step(task);
         return;
@@ -459,7 +485,7 @@ ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "%V is a Sentinel, not a Redis (use "
                                    "\"sentinel=\" and \"master=\")",
-                                   &task->conf->name);
+                                   &task->name);
         return;
     }
 
@@ -469,14 +495,14 @@ ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "%V is a %V, not a master: it cannot "
                                    "hold the fleet's state",
-                                   &task->conf->name, &h.role);
+                                   &task->name, &h.role);
         return;
     }
 
     if (h.major < 6 || (h.major == 6 && h.minor < 2)) {
         ngx_log_error(NGX_LOG_WARN, task->log, 0,
                       "mqttapi sync: %V runs %V %V, older than the Redis "
-                      "6.2 that mqttapi_sync needs", &task->conf->name,
+                      "6.2 that mqttapi_sync needs", &task->name,
                       &h.server, &h.version);
     }
 
@@ -533,7 +559,7 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "%V refused the connection's setup: "
-                                   "\"%*s\"", &task->conf->name,
+                                   "\"%*s\"", &task->name,
                                    ngx_http_mqttapi_sync_reply_text(reply),
                                    reply->str);
         return;
@@ -570,7 +596,7 @@ ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
     task->conf->sh->up = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
-                  "mqttapi sync: connected to %V (%s%s)", &task->conf->name,
+                  "mqttapi sync: connected to %V (%s%s)", &task->name,
                   task->server, task->tls);
 
     /*
@@ -587,7 +613,7 @@ ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
 }
 
 
-static void
+void
 ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task)
 {
     task->state = NGX_HTTP_MQTTAPI_SYNC_DOWN;
@@ -595,6 +621,7 @@ ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task)
 
     ngx_http_mqttapi_sync_link_close(&task->cmd);
     ngx_http_mqttapi_sync_link_close(&task->sub);
+    ngx_http_mqttapi_sync_link_close(&task->sen);
 
     ngx_http_mqttapi_sync_backoff_drop(task);
 }
@@ -616,6 +643,11 @@ ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
     va_end(args);
 
     ngx_http_mqttapi_sync_close(task);
+
+    if (task->conf->sentinels) {
+        /* the next try asks the sentinels again */
+        task->master_known = 0;
+    }
 
     /* reconnect after a doubling delay, half of it jitter */
 
@@ -780,6 +812,17 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
         (void) ngx_http_mqttapi_sync_load(task, 0);
     }
 
+    if (reply->len >= 8 && ngx_strncmp(reply->str, "READONLY", 8) == 0) {
+        /* a replica now (a failover): Sentinel names the new master */
+        ngx_http_mqttapi_sync_fail(task, op, "%V answered \"%*s\": it is "
+                                   "no longer the master%s", &task->name,
+                                   ngx_http_mqttapi_sync_reply_text(reply),
+                                   reply->str,
+                                   task->conf->sentinels
+                                   ? ", asking the sentinels" : "");
+        return NGX_ERROR;
+    }
+
     if ((reply->len > 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0)
         || (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0))
     {
@@ -787,14 +830,14 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
         ngx_http_mqttapi_sync_fail(task, op, "Redis Cluster needs a proxy: "
                                    "%V answered \"%*s\" (mqttapi_sync "
                                    "does not follow Cluster redirections)",
-                                   &task->conf->name,
+                                   &task->name,
                                    ngx_http_mqttapi_sync_reply_text(reply),
                                    reply->str);
         return NGX_ERROR;
     }
 
     ngx_http_mqttapi_sync_error(task, op, "%V answered \"%*s\"",
-                                &task->conf->name,
+                                &task->name,
                                 ngx_http_mqttapi_sync_reply_text(reply),
                                 reply->str);
 

@@ -98,11 +98,20 @@ typedef struct {
 } ngx_http_mqttapi_sync_pending_t;
 
 
+/* a link's connection failed: "msg" says how */
+typedef void (*ngx_http_mqttapi_sync_lost_pt)(
+    ngx_http_mqttapi_sync_link_t *link, u_char *msg, size_t len);
+
+
 struct ngx_http_mqttapi_sync_link_s {
     ngx_peer_connection_t            pc;
     ngx_http_mqttapi_sync_task_t    *task;
     redisReader                     *reader;
     const char                      *name;
+    ngx_addr_t                      *addr;        /* to connect to */
+
+    /* NULL: the session fails (ngx_http_mqttapi_sync_fail) */
+    ngx_http_mqttapi_sync_lost_pt    lost;
 
     u_char                          *out;
     size_t                           len;
@@ -118,6 +127,7 @@ struct ngx_http_mqttapi_sync_link_s {
 
     unsigned                         connecting:1;
     unsigned                         handshaking:1;   /* TLS */
+    unsigned                         plain:1;         /* never TLS */
 };
 
 
@@ -148,6 +158,19 @@ struct ngx_http_mqttapi_sync_task_s {
 
     ngx_http_mqttapi_sync_link_t     cmd;
     ngx_http_mqttapi_sync_link_t     sub;
+
+    /* the Redis connected to: redis=, or the master the sentinels name */
+    ngx_str_t                        name;
+    ngx_addr_t                       master;
+    ngx_sockaddr_t                   master_sockaddr;
+    u_char                           master_text[NGX_SOCKADDR_STRLEN];
+    ngx_uint_t                       master_known;
+
+    /* Sentinel: asked in turn, then subscribed to +switch-master */
+    ngx_http_mqttapi_sync_link_t     sen;
+    ngx_uint_t                       sentinel;    /* the next to ask */
+    ngx_uint_t                       asked;       /* in this round */
+    u_char                           sentinel_err[128];
 
     ngx_uint_t                       state;
     ngx_uint_t                       handshake;   /* replies to come */
@@ -191,7 +214,15 @@ ngx_int_t ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
     ngx_uint_t op, int argc, const char **argv, const size_t *argvlen,
     ngx_http_mqttapi_sync_reply_pt handler, void *data);
 
+/* ngx_http_mqttapi_sync_sentinel.c: the master, as the sentinels say */
+
+void ngx_http_mqttapi_sync_sentinel_init(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_sentinel_ask(ngx_http_mqttapi_sync_task_t *task);
+
 /* ngx_http_mqttapi_sync_task.c: the session */
+
+void ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task);
 
 void ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t op, const char *fmt, ...);
