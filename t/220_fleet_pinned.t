@@ -21,7 +21,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
 use MqttapiRedis;
-use MqttapiFleet;
+use MqttapiDemand;
 
 my $redis = MqttapiRedis->start;
 my $f = fleet(redis => $redis, nodes => 3);

@@ -21,7 +21,7 @@ use Time::HiRes qw(time sleep);
 use List::Util qw(sum max);
 use MqttapiTest;
 use MqttapiRedis;
-use MqttapiFleet;
+use MqttapiDemand;
 
 my $redis = MqttapiRedis->start;
 my $f = fleet(redis => $redis, nodes => 3);
