@@ -190,7 +190,7 @@ ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
 {
     ngx_uint_t  nodes;
 
-    nodes = sh->nodes ? sh->nodes : 2;
+    nodes = sh->clocked ? ngx_max(sh->nodes, 1) : 2;
 
     return (limit + nodes - 1) / nodes;
 }

@@ -917,7 +917,26 @@ ngx_http_mqttapi_sync_beat_reply(ngx_http_mqttapi_sync_task_t *task,
 
     sh = task->conf->sh;
 
-    sh->nodes = (ngx_atomic_uint_t) n;
+    /*
+     * Fewer nodes count only once they have been fewer for a while: a
+     * Redis restarted empty (or a heartbeat set that lost members) shows
+     * one node until the others beat again, and the quotas' credit and
+     * fail=local's part would grow meanwhile
+     */
+
+    if (n >= sh->nodes) {
+        sh->nodes = (ngx_atomic_uint_t) n;
+        task->fewer_since = 0;
+
+    } else if (task->fewer_since == 0) {
+        task->fewer_since = ngx_current_msec;
+
+    } else if (ngx_current_msec - task->fewer_since
+               >= NGX_HTTP_MQTTAPI_SYNC_ALIVE)
+    {
+        sh->nodes = (ngx_atomic_uint_t) n;
+        task->fewer_since = 0;
+    }
 
     /* Redis's clock against this host's, within a roundtrip */
 
