@@ -23,6 +23,12 @@
  * not, counts in the node's arrivals, from which the task tells the
  * demand.
  *
+ * Requests within NGX_HTTP_MQTTAPI_SYNC_BAND ms of a second's boundary
+ * (on the node's reckoning of Redis's clock) must fit in both seconds and
+ * count in both: the node stays in the earlier second until the band is
+ * over, and what it spends there for the next one is carried (up to 31,
+ * in the node's flags).
+ *
  * While Redis is away "fail=local" counts in the node's own window at the
  * limit divided by the nodes last seen alive (rounded up; what the node
  * spent of the current second stays counted), "open" does not limit,
@@ -31,6 +37,9 @@
  */
 
 
+static ngx_uint_t ngx_http_mqttapi_quota_sync_may(
+    ngx_http_mqttapi_sync_sh_t *sh, ngx_http_mqttapi_quota_node_t *q,
+    ngx_uint_t limit, ngx_uint_t next);
 static void ngx_http_mqttapi_quota_sync_arrival(
     ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now);
 static void ngx_http_mqttapi_quota_sync_ask(ngx_http_mqttapi_zone_t *zone,
@@ -50,7 +59,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
 {
     uint32_t                        second, spent;
-    ngx_uint_t                      nodes, i, may;
+    ngx_uint_t                      nodes, i, may, carry;
     ngx_msec_t                      rnow;
     ngx_http_mqttapi_sync_sh_t     *sh;
     ngx_http_mqttapi_sync_conf_t   *scf;
@@ -61,7 +70,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     q = &node->u.quota;
 
     rnow = now + (sh->clocked ? sh->clock : 0);
-    second = (uint32_t) (rnow / 1000);
+    second = ngx_http_mqttapi_quota_sync_second(sh, now);
 
     /*
      * Without Redis the per-API ceiling (the zone without a key) is
@@ -131,14 +140,25 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
     ngx_http_mqttapi_quota_sync_arrival(q, now);
 
-    may = q->u.grant.g[0];
-
-    if (q->age < 2 && sh->up) {
-        may = ngx_max(may, ngx_http_mqttapi_quota_sync_credit(sh, *limit));
-    }
+    may = ngx_http_mqttapi_quota_sync_may(sh, q, *limit, 0);
 
     if (q->u.grant.spent < may) {
-        return NGX_OK;
+
+        if (second == (uint32_t) ((rnow + NGX_HTTP_MQTTAPI_SYNC_BAND)
+                                  / 1000))
+        {
+            return NGX_OK;
+        }
+
+        /* at a boundary: the next second too */
+
+        carry = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+
+        if (carry < NGX_HTTP_MQTTAPI_GRANT_CARRIED
+            && carry < ngx_http_mqttapi_quota_sync_may(sh, q, *limit, 1))
+        {
+            return NGX_OK;
+        }
     }
 
     if (!(q->flags & NGX_HTTP_MQTTAPI_GRANT_OUT)) {
@@ -155,6 +175,43 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 }
 
 
+/*
+ * The second a node counts in: Redis's, on its reckoning, but the earlier
+ * one while within NGX_HTTP_MQTTAPI_SYNC_BAND ms of a boundary
+ */
+
+uint32_t
+ngx_http_mqttapi_quota_sync_second(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_msec_t now)
+{
+    ngx_msec_t  rnow;
+
+    rnow = now + (sh->clocked ? sh->clock : 0);
+
+    return (uint32_t) ((rnow - NGX_HTTP_MQTTAPI_SYNC_BAND) / 1000);
+}
+
+
+/* what the node may spend in its second (next: in the one after) */
+
+static ngx_uint_t
+ngx_http_mqttapi_quota_sync_may(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_http_mqttapi_quota_node_t *q, ngx_uint_t limit, ngx_uint_t next)
+{
+    ngx_uint_t  may;
+
+    may = q->u.grant.g[next];
+
+    /* credit: the key's first second on the node and the next */
+
+    if (q->age + next < 2 && sh->up) {
+        may = ngx_max(may, ngx_http_mqttapi_quota_sync_credit(sh, limit));
+    }
+
+    return may;
+}
+
+
 /* a new second (the request path's or the task's): the next one's grant */
 
 void
@@ -168,17 +225,19 @@ ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
 
     if (second == q->u.grant.second + 1) {
         q->u.grant.g[0] = q->u.grant.g[1];
+        q->u.grant.spent = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
         q->age += (q->age < 2);
 
     } else {
         q->u.grant.g[0] = 0;
+        q->u.grant.spent = 0;
         q->age = 2;
     }
 
     q->u.grant.g[1] = 0;
-    q->u.grant.spent = 0;
     q->u.grant.second = second;
     q->flags &= ~NGX_HTTP_MQTTAPI_GRANT_OUT;
+    q->flags &= (1 << NGX_HTTP_MQTTAPI_GRANT_CARRY) - 1;
 }
 
 
@@ -258,5 +317,17 @@ ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
 
     if (q->u.grant.spent < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
         q->u.grant.spent++;
+    }
+
+    /* at a boundary: counted in the next second too (checked, see above) */
+
+    if (ngx_http_mqttapi_quota_sync_second(scf->sh, ngx_current_msec)
+        != (uint32_t) ((ngx_current_msec + (scf->sh->clocked
+                                            ? scf->sh->clock : 0)
+                        + NGX_HTTP_MQTTAPI_SYNC_BAND) / 1000)
+        && (q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY)
+           < NGX_HTTP_MQTTAPI_GRANT_CARRIED)
+    {
+        q->flags += 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
     }
 }

@@ -24,6 +24,9 @@
 #define NGX_HTTP_MQTTAPI_SYNC_CLOSE      2   /* a probe closed it */
 
 #define NGX_HTTP_MQTTAPI_SYNC_OUTBOX     1024
+
+/* a quota's band at a boundary of Redis's seconds, ms */
+#define NGX_HTTP_MQTTAPI_SYNC_BAND       2
 #define NGX_HTTP_MQTTAPI_SYNC_ID_LEN     24
 
 /* error counters, by operation */
@@ -165,6 +168,8 @@ ngx_uint_t ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
     ngx_uint_t limit);
 void ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
     uint32_t second);
+uint32_t ngx_http_mqttapi_quota_sync_second(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_msec_t now);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

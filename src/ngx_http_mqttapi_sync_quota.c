@@ -226,7 +226,7 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
 
     sh = task->conf->sh;
     rnow = now + sh->clock;
-    second = (uint32_t) (rnow / 1000);
+    second = ngx_http_mqttapi_quota_sync_second(sh, now);
 
     ngx_http_mqttapi_quota_sync_roll(q, second);
 
@@ -235,6 +235,20 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
     if (q->flags & NGX_HTTP_MQTTAPI_GRANT_OUT) {
         /* it spent all it may: all of L, fairness cuts it down */
         demand = q->u.grant.limit;
+
+    } else if (demand && q->age < 2) {
+
+        /*
+         * a young key's rate is not known yet (its first arrivals over
+         * two seconds of slots): it wants at least its credit, which it
+         * holds anyway, so that another node's grant for the next second
+         * does not take it
+         */
+
+        demand = ngx_max(demand,
+                         ngx_min(ngx_http_mqttapi_quota_sync_credit(sh,
+                                                      q->u.grant.limit),
+                                 q->u.grant.limit));
     }
 
     step = ngx_http_mqttapi_sync_step(demand);
@@ -278,7 +292,7 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
         q->age = 2;
 
         c->hold[0] = q->u.grant.spent;
-        c->hold[1] = 0;
+        c->hold[1] = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
 
         q->flags &= ~NGX_HTTP_MQTTAPI_GRANT_SENT;
 
@@ -298,7 +312,12 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
             c->hold[1] = (uint16_t) ngx_max(c->hold[1], credit);
         }
 
+        /* what it spent already, there and at the boundary for the next */
+
         c->hold[0] = ngx_max(c->hold[0], q->u.grant.spent);
+        c->hold[1] = ngx_max(c->hold[1],
+                             (uint16_t) (q->flags
+                                         >> NGX_HTTP_MQTTAPI_GRANT_CARRY));
 
         q->flags |= NGX_HTTP_MQTTAPI_GRANT_SENT;
     }

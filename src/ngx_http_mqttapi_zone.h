@@ -100,6 +100,8 @@ typedef struct {
 #define NGX_HTTP_MQTTAPI_GRANT_ASK     0x01  /* the task is to ask at once */
 #define NGX_HTTP_MQTTAPI_GRANT_OUT     0x02  /* spent all it may */
 #define NGX_HTTP_MQTTAPI_GRANT_SENT    0x04  /* Redis has its claims */
+#define NGX_HTTP_MQTTAPI_GRANT_CARRY   3     /* flags >> 3: spent already */
+#define NGX_HTTP_MQTTAPI_GRANT_CARRIED 31    /*   in the next second */
 
 typedef struct {
     u_char                       mode;        /* NGX_HTTP_MQTTAPI_QUOTA_* */
