@@ -435,7 +435,7 @@ ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
 
     for (n = 0; p < last && n < 2; p++) {
         if (*p >= '0' && *p <= '9') {
-            if (*part > 100000) {
+            if (*part >= 100000) {
                 return NGX_ERROR;
             }
 

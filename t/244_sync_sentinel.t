@@ -11,8 +11,8 @@
 #     within the sync timeout); the nodes move to the new master, which
 #     then holds the fleet's keys (the back-off from before, pushed again,
 #     and the heartbeat set), and a throttle on A reaches B again;
-#   * a master that answers READONLY (made a replica by hand) sends the
-#     nodes back to the sentinels.
+#   * a master that answers READONLY (made by hand a replica of a master
+#     that is not there) sends the nodes back to the sentinels.
 
 use strict;
 use warnings;
@@ -148,9 +148,11 @@ is(sync_up($_), 1, 'sync_up 1') for @nodes;
 
 # --- READONLY sends the nodes back to the sentinels -------------------------------------
 
+# a replica of a master that is not there: read-only at once, with no
+# sync from another master (its LOADING would come first)
 $master->thaw;
 my $mark = $A->error_log_mark;
-$replica->cmd('REPLICAOF', '127.0.0.1', $mport);
+$replica->cmd('REPLICAOF', '127.0.0.1', dead_port());
 ok(poll_until(15, sub { $A->error_log($mark)
                         =~ /answered "READONLY[^"]*": it is no longer the master, asking the sentinels/ }),
    'READONLY: a clear line') or diag $A->error_log($mark);
