@@ -429,6 +429,10 @@ ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
 
     /* "7.0.15": 7 and 0 */
 
+    if (h->version.len == 0) {
+        return NGX_OK;
+    }
+
     p = h->version.data;
     last = p + h->version.len;
     part = &h->major;
