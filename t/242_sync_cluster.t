@@ -28,21 +28,22 @@ use MqttapiRedis;
 use MqttapiStatus;
 use MqttapiFleet;
 
-# a cluster node, and its bus port (one of its own: port + 10000 is over
-# 65535 for a high free port)
 sub cluster_redis {
     my $dir = File::Temp::tempdir('mqttapi-cluster-XXXXXX', TMPDIR => 1,
                                   CLEANUP => 1);
-    my $bus = free_port();
-    my $r = MqttapiRedis->start(args => [
+    # the bus port of its own: port + 10000 is past 65535 for a free
+    # port above 55535, which redis-server then refuses
+    my $bus = MqttapiTest::free_port();
+    my $redis = MqttapiRedis->start(args => [
         '--cluster-enabled', 'yes',
         '--cluster-config-file', "$dir/nodes.conf",
-        '--cluster-node-timeout', '5000',
-        '--cluster-port', $bus]);
-    return ($r, $bus);
+        '--cluster-port', $bus,
+        '--cluster-node-timeout', '5000']);
+    $redis->{bus} = $bus;
+    return $redis;
 }
 
-my ($redis, $bus) = cluster_redis();
+my $redis = cluster_redis();
 is($redis->cmd('CLUSTER', 'ADDSLOTSRANGE', 0, 16383), 'OK',
    'the cluster node holds every slot');
 ok(poll_until(10, sub { $redis->cmd('CLUSTER', 'INFO')
@@ -134,8 +135,8 @@ is(scalar(@bad), 0, 'every EVALSHA declares its keys, of one tag, and '
 
 # --- a cluster node that serves no slot answers MOVED ---------------------------
 
-my ($other) = cluster_redis();
-$other->cmd('CLUSTER', 'MEET', '127.0.0.1', $redis->port, $bus);
+my $other = cluster_redis();
+$other->cmd('CLUSTER', 'MEET', '127.0.0.1', $redis->port, $redis->{bus});
 ok(poll_until(15, sub {
        (eval { $other->cmd('CLUSTER', 'INFO') } // '')
            =~ /cluster_state:ok/ }),
