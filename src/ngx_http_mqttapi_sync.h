@@ -76,6 +76,7 @@ typedef struct {
     ngx_atomic_t                 owner;       /* the task's worker pid */
     ngx_atomic_t                 beat;        /* its last tick */
     ngx_atomic_t                 up;          /* Redis connected */
+    ngx_atomic_t                 refused;     /* Redis refuses writes */
     ngx_atomic_t                 nodes;       /* nodes last seen alive */
     ngx_atomic_t                 clock;       /* Redis ms - local ms */
     ngx_atomic_t                 clocked;     /* "clock" is known */

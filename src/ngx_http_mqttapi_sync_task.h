@@ -167,6 +167,8 @@ ngx_int_t ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
 
 /* ngx_http_mqttapi_sync_task.c: the session */
 
+ngx_uint_t ngx_http_mqttapi_sync_owner(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_release(ngx_http_mqttapi_sync_task_t *task);
 void ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t op, const char *fmt, ...);
 void ngx_http_mqttapi_sync_error(ngx_http_mqttapi_sync_task_t *task,
