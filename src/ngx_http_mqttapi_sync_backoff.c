@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi_sync_task.h"
+#include "ngx_http_mqttapi_catalog.h"
 
 
 /*
@@ -57,6 +58,9 @@ static void ngx_http_mqttapi_sync_apply_close(
 static ngx_http_mqttapi_sync_ref_t *ngx_http_mqttapi_sync_ref(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, u_char *key,
     size_t len);
+static ngx_int_t ngx_http_mqttapi_sync_check(
+    ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
+    ngx_http_mqttapi_sync_backoff_t *b);
 static ngx_int_t ngx_http_mqttapi_sync_zone_index(
     ngx_http_mqttapi_sync_task_t *task, ngx_str_t *name);
 
@@ -399,7 +403,13 @@ ngx_http_mqttapi_sync_push_reply(ngx_http_mqttapi_sync_task_t *task,
     b.key.data = ref->key;
     b.key.len = ref->len;
 
-    ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 0);
+    if (ngx_http_mqttapi_sync_check(task, NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF,
+                                    &b)
+        == NGX_OK)
+    {
+        ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 0);
+    }
+
     ngx_free(ref);
     return;
 
@@ -627,7 +637,13 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
             goto invalid;
         }
 
-        ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 1);
+        if (ngx_http_mqttapi_sync_check(task,
+                                        NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                        &b)
+            == NGX_OK)
+        {
+            ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 1);
+        }
 
         t = ngx_http_mqttapi_sync_track(task, ref->zone, b.key.data,
                                         b.key.len, 0);
@@ -687,7 +703,15 @@ ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     zone = ngx_http_mqttapi_sync_zone_index(task, &b.zone);
 
     if (zone == NGX_ERROR) {
-        /* a zone this node does not sync */
+        /* a zone this node does not sync (the name is not written) */
+
+        if (!task->unknown_zone) {
+            task->unknown_zone = 1;
+            ngx_log_error(NGX_LOG_INFO, task->log, 0,
+                          "mqttapi sync: a message for a zone this node "
+                          "does not sync was dropped (logged once)");
+        }
+
         return;
     }
 
@@ -696,7 +720,33 @@ ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    ngx_http_mqttapi_sync_apply(task, zone, &b, 1);
+    if (ngx_http_mqttapi_sync_check(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB, &b)
+        == NGX_OK)
+    {
+        ngx_http_mqttapi_sync_apply(task, zone, &b, 1);
+    }
+}
+
+
+/*
+ * What Redis says of a back-off is checked as an upstream's answer is:
+ * its code (when kept) of the catalog's alphabet, or it is dropped, and
+ * logged (at most once an interval); its length is capped by apply()
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_sync_check(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t op, ngx_http_mqttapi_sync_backoff_t *b)
+{
+    if (b->code.len
+        && ngx_http_mqttapi_valid_code(b->code.data, b->code.len) != NGX_OK)
+    {
+        ngx_http_mqttapi_sync_error(task, op, "a back-off from Redis with "
+                                    "an invalid code was dropped");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -708,7 +758,8 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     uint32_t                          hash, count, meanwhile;
     ngx_str_t                        *key, *code;
     ngx_uint_t                        level;
-    ngx_msec_t                        now, until;
+    ngx_msec_t                        now, until, delay;
+    ngx_msec_int_t                    left;
     ngx_http_mqttapi_node_t          *node;
     ngx_http_mqttapi_zone_t         **zones, *zone;
     ngx_http_mqttapi_sync_tracked_t  *t;
@@ -716,7 +767,15 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     zones = task->conf->zones.elts;
     zone = zones[zone_index];
     now = ngx_current_msec;
-    until = now + b->left;
+
+    /*
+     * at most the zone's max_backoff, whatever Redis says: a node whose
+     * own upstream asked for longer (Retry-After) keeps that, below
+     */
+
+    left = ngx_min(b->left, (ngx_msec_int_t) zone->max_backoff);
+    delay = ngx_min(b->delay, zone->max_backoff);
+    until = now + left;
     key = &b->key;
     code = &b->code;
     count = b->count;
@@ -729,7 +788,7 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
 
     if (node == NULL) {
-        if (b->left <= 0 && peer) {
+        if (left <= 0 && peer) {
             /* over already: nothing to answer locally */
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return;
@@ -759,9 +818,18 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
         node->rejected = 0;
     }
 
+    if (node->u.backoff.count == count
+        && !(node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER)
+        && (ngx_msec_int_t) (node->until - until) > 0)
+    {
+        /* this node's own, longer than the zone allows a peer's */
+        until = node->until;
+        delay = node->delay;
+    }
+
     node->u.backoff.count = count;
     node->until = until;
-    node->delay = (uint32_t) b->delay;
+    node->delay = (uint32_t) delay;
 
     if (code->len) {
         node->code = ngx_http_mqttapi_zone_code_index(zone, code);

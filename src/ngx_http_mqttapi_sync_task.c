@@ -345,7 +345,9 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
     if (ngx_http_mqttapi_sync_link_send(&task->sub,
                                      NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB, 2,
                                      argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake, NULL)
+                                     ngx_http_mqttapi_sync_handshake,
+                                     (void *) (uintptr_t)
+                                         NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE)
         != NGX_OK)
     {
         goto failed;
@@ -417,7 +419,16 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    if (script) {
+    if (script == NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE) {
+        if (ngx_http_mqttapi_sync_parse_subscribe(reply, &task->channel)
+            != NGX_OK)
+        {
+            ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB,
+                                       "unexpected reply to SUBSCRIBE");
+            return;
+        }
+
+    } else if (script) {
         if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
             ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                        "unexpected reply to SCRIPT LOAD");

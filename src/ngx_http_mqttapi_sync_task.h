@@ -38,6 +38,9 @@
 #define NGX_HTTP_MQTTAPI_SCRIPT_SHARE    5
 #define NGX_HTTP_MQTTAPI_SCRIPTS         6
 
+/* the handshake's reply to SUBSCRIBE, after the scripts' */
+#define NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE  (NGX_HTTP_MQTTAPI_SCRIPTS + 1)
+
 /* a back-off is kept in Redis this long after its end (its count) */
 #define NGX_HTTP_MQTTAPI_SYNC_KEEP       60000
 
@@ -153,6 +156,8 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_uint_t                       rescan;
 
     ngx_str_t                        channel;
+
+    unsigned                         unknown_zone:1;  /* logged */
 };
 
 
@@ -198,6 +203,8 @@ ngx_int_t ngx_http_mqttapi_sync_parse_lease(redisReply *reply,
     ngx_uint_t *granted, ngx_msec_t *second);
 ngx_int_t ngx_http_mqttapi_sync_parse_share(redisReply *reply,
     ngx_msec_t *second, ngx_uint_t *nodes);
+ngx_int_t ngx_http_mqttapi_sync_parse_subscribe(redisReply *reply,
+    ngx_str_t *channel);
 ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
     ngx_uint_t *nodes, ngx_msec_t *now);
 
