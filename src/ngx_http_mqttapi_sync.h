@@ -51,10 +51,19 @@
 #define NGX_HTTP_MQTTAPI_SYNC_LEASED     1
 
 
+/*
+ * An event of the request path.  The outbox outlives a reload, and a
+ * worker of the old configuration may still write to it: the zone is
+ * named by "zone_id", a hash of its name that the configuration checks to
+ * be unique among the synced zones, and the task turns it into "zone",
+ * the zone's place in its own configuration, once it reads the event
+ */
+
 typedef struct {
     u_char                       type;
-    u_char                       zone;
+    u_char                       zone;        /* the task's, see above */
     u_short                      len;
+    uint32_t                     zone_id;
     uint32_t                     count;
     u_char                       key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
 } ngx_http_mqttapi_sync_event_t;
@@ -111,6 +120,7 @@ typedef struct {
     ngx_flag_t                   shared_egress;
 
     ngx_array_t                  zones;       /* ngx_http_mqttapi_zone_t * */
+    ngx_array_t                  zone_ids;    /* uint32_t, as "zones" */
 
     ngx_shm_zone_t              *shm_zone;
     ngx_slab_pool_t             *shpool;
@@ -129,6 +139,7 @@ extern const char  *ngx_http_mqttapi_sync_rtt_le[];
 char *ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf);
+uint32_t ngx_http_mqttapi_sync_zone_id(ngx_http_mqttapi_zone_t *zone);
 ngx_int_t ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle);
 void ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle);
 

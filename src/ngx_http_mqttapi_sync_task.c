@@ -224,7 +224,8 @@ ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task)
 static void
 ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
 {
-    ngx_uint_t                      i, n;
+    uint32_t                       *ids;
+    ngx_uint_t                      i, n, z;
     ngx_http_mqttapi_sync_sh_t     *sh;
     ngx_http_mqttapi_sync_event_t   ev;
 
@@ -253,12 +254,26 @@ ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
 
         ngx_shmtx_unlock(&task->conf->shpool->mutex);
 
-        if (ev.zone >= task->conf->zones.nelts
-            || ev.len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN)
-        {
-            /* from a worker of an older configuration */
+        if (ev.len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN) {
             continue;
         }
+
+        /* the zone by its name: the event may be an older worker's */
+
+        ids = task->conf->zone_ids.elts;
+
+        for (z = 0; z < task->conf->zone_ids.nelts; z++) {
+            if (ids[z] == ev.zone_id) {
+                break;
+            }
+        }
+
+        if (z == task->conf->zone_ids.nelts) {
+            /* a zone this configuration no longer syncs */
+            continue;
+        }
+
+        ev.zone = (u_char) z;
 
         if (ev.type == NGX_HTTP_MQTTAPI_SYNC_LEASE) {
             ngx_http_mqttapi_sync_lease_event(task, &ev);
