@@ -88,7 +88,7 @@ ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle)
     p = ngx_cpymem(task->channel.data, scf->prefix.data, scf->prefix.len);
     ngx_memcpy(p, "events", sizeof("events") - 1);
 
-    ngx_queue_init(&task->tracked);
+    ngx_http_mqttapi_sync_backoff_init(task);
 
     task->cmd.task = task;
     task->cmd.name = "command";

@@ -111,7 +111,14 @@ struct ngx_http_mqttapi_sync_link_s {
 };
 
 
+/*
+ * A back-off the task tracks: in a list (the ticks go over it) and in a
+ * tree (replies and messages find it) by "zk", the zone's place (a byte)
+ * then the key
+ */
+
 typedef struct {
+    ngx_str_node_t                   sn;          /* "zk", first */
     ngx_queue_t                      queue;
     ngx_uint_t                       zone;
     uint32_t                         count;
@@ -124,9 +131,13 @@ typedef struct {
     unsigned                         seen:1;      /* by this reconcile */
     unsigned                         asking_right:1;
     unsigned                         closed:1;    /* to be pushed closed */
+    unsigned                         check:1;     /* pushed, if Redis has
+                                                     it: the next pull
+                                                     tells */
     ngx_uint_t                       seq;         /* of its last update */
     u_short                          len;
-    u_char                           key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+    u_char                          *key;         /* zk + 1 */
+    u_char                           zk[1 + NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
 } ngx_http_mqttapi_sync_tracked_t;
 
 
@@ -152,6 +163,8 @@ struct ngx_http_mqttapi_sync_task_s {
     char                             sha[NGX_HTTP_MQTTAPI_SCRIPTS][41];
 
     ngx_queue_t                      tracked;
+    ngx_rbtree_t                     tree;
+    ngx_rbtree_node_t                sentinel;
     ngx_uint_t                       ntracked;
     ngx_uint_t                       rescan;
 
@@ -219,6 +232,7 @@ void ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task);
 void ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
 void ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_backoff_init(ngx_http_mqttapi_sync_task_t *task);
 
 /* ngx_http_mqttapi_sync_quota.c: leases of quota tokens */
 
