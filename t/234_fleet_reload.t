@@ -76,7 +76,7 @@ for my $i (0, 1) {
 
 sub req { my ($n, $z, $k, $q) = @_; get($n->port(0), "/$z/?AccessKeyId=$k" . ($q // '')) }
 
-sub in_redis { defined $redis->cmd('GET', "mqttapi:$_[0]:b:$_[1]") }
+sub in_redis { defined $redis->cmd('HGET', "mqttapi:{$_[0]}:b", "b:$_[1]") }
 
 # before: each zone's back-off in its zone
 req($A, 'z1', 'K1', '&code=1');

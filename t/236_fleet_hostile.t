@@ -136,11 +136,14 @@ sub command {
     return $args[0];
 }
 
-# a fake Redis: +OK to AUTH and SELECT, a sha1 to SCRIPT LOAD, $reply to
+# a fake Redis: +OK to AUTH and SELECT, a master's reply to HELLO, a sha1
+# to SCRIPT LOAD, $reply to
 # SUBSCRIBE, and a heartbeat's reply to any script: a node that took the
 # reply to SUBSCRIBE would count as up
 sub fake_redis {
     my ($reply) = @_;
+    my $hello = "*8\r\n" . join '', map { '$' . length($_) . "\r\n$_\r\n" }
+                qw(server redis version 7.0.15 mode standalone role master);
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 16, ReuseAddr => 1)
         or die "listen: $!";
@@ -161,6 +164,7 @@ sub fake_redis {
                 while (defined(my $cmd = command(\$buf{$s}))) {
                     my $out = uc($cmd) eq 'SCRIPT' ? "\$40\r\n" . ('a' x 40) . "\r\n"
                             : uc($cmd) eq 'SUBSCRIBE' ? $reply
+                            : uc($cmd) eq 'HELLO' ? $hello
                             : uc($cmd) eq 'EVALSHA'
                               ? "*2\r\n:1\r\n:" . int(time * 1000) . "\r\n"
                             : "+OK\r\n";

@@ -50,19 +50,19 @@ sub st { status_value(status_json($A->port(0)), @_) // -1 }
 # what the fleet holds: $n back-offs of 60 s in Redis, from $from on
 sub hold {
     my ($from, $n) = @_;
-    return $redis->cmd('EVAL', <<'LUA', 1, 'mqttapi:fleet:index',
+    my $lua = <<'LUA';
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = tonumber(ARGV[1]), tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1 do
     local k = 'b:AK-' .. i
-    redis.call('SET', 'mqttapi:fleet:' .. k,
-               '1 ' .. (now + 60000) .. ' 60000 ApplyTokenOverFlow',
-               'PX', 120000)
+    redis.call('HSET', KEYS[2], k,
+               '1 ' .. (now + 60000) .. ' 60000 ApplyTokenOverFlow')
     redis.call('ZADD', KEYS[1], now + 120000, k)
 end
 return tonumber(ARGV[2])
 LUA
-        $from, $n);
+    return $redis->cmd('EVAL', $lua, 2, 'mqttapi:{fleet}:index',
+                       'mqttapi:{fleet}:b', $from, $n);
 }
 
 # the scripts Redis ran for the node since the last CONFIG RESETSTAT (the
@@ -124,7 +124,7 @@ ok(poll_until(10, sub {
 {
     $redis->restart;
     ok(poll_until(10, sub {
-           ($redis->cmd('ZCARD', 'mqttapi:fleet:index') // 0) >= 1000 }),
+           ($redis->cmd('ZCARD', 'mqttapi:{fleet}:index') // 0) >= 1000 }),
        'Redis restarted empty gets every back-off back');
 }
 
