@@ -1302,7 +1302,7 @@ ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
     ngx_pool_t *pool)
 {
     u_char                      *slot;
-    ngx_uint_t                   s, i, n, h, mask, m;
+    ngx_uint_t                   s, i, n, h, mask, m, p;
     ngx_array_t                 *samples;
     ngx_atomic_t                *overflow;
     ngx_atomic_uint_t            key, count, *keys, *counts;
@@ -1359,10 +1359,20 @@ ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
                 continue;
             }
 
-            for (h = (key * 2654435761U) & mask;
-                 keys[h] && keys[h] != key;
-                 h = (h + 1) & mask)
+            /*
+             * the table has room for twice the keys counted above, but
+             * workers may add keys meanwhile: the probes are bounded, and
+             * a key that finds no room waits for the next collection
+             */
+
+            for (h = (key * 2654435761U) & mask, p = 0;
+                 keys[h] && keys[h] != key && p <= mask;
+                 h = (h + 1) & mask, p++)
             { /* void */ }
+
+            if (p > mask) {
+                continue;
+            }
 
             keys[h] = key;
             counts[h] += count;

@@ -56,7 +56,8 @@ typedef struct {
 #define NGX_HTTP_MQTTAPI_F_SYNC_NODES      12
 #define NGX_HTTP_MQTTAPI_F_SYNC_ERRORS     13
 #define NGX_HTTP_MQTTAPI_F_SYNC_RTT        14
-#define NGX_HTTP_MQTTAPI_FAMILIES          15
+#define NGX_HTTP_MQTTAPI_F_SYNC_REFUSED    15
+#define NGX_HTTP_MQTTAPI_FAMILIES          16
 
 
 static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
@@ -121,7 +122,12 @@ static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
 
     { "sync_roundtrip_seconds", "histogram",
       "Time from a command to its reply from Redis.",
-      { "le", NULL, NULL, NULL } }
+      { "le", NULL, NULL, NULL } },
+
+    { "sync_refused", "gauge",
+      "1 while Redis refuses writes (maxmemory, a replica): the node runs "
+      "on its own state as if Redis were down.",
+      { NULL, NULL, NULL, NULL } }
 };
 
 
@@ -132,6 +138,8 @@ static ngx_int_t ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st, ngx_array_t *rows);
 static ngx_int_t ngx_http_mqttapi_status_sync(ngx_http_request_t *r,
     ngx_array_t *rows);
+static ngx_int_t ngx_http_mqttapi_status_sync_refused(
+    ngx_http_mqttapi_sync_sh_t *sh, ngx_array_t *rows);
 static ngx_http_mqttapi_row_t *ngx_http_mqttapi_status_row(ngx_array_t *rows,
     ngx_uint_t family, ngx_atomic_uint_t value);
 static ngx_int_t ngx_http_mqttapi_row_cmp(const void *one, const void *two);
@@ -520,6 +528,21 @@ ngx_http_mqttapi_status_sync(ngx_http_request_t *r, ngx_array_t *rows)
     }
 
     row->suffix = "_count";
+
+    return ngx_http_mqttapi_status_sync_refused(sh, rows);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_status_sync_refused(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_array_t *rows)
+{
+    if (ngx_http_mqttapi_status_row(rows, NGX_HTTP_MQTTAPI_F_SYNC_REFUSED,
+                                    sh->refused ? 1 : 0)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
