@@ -78,7 +78,8 @@ $(OBJS)/configured-from: FORCE
 CONFIGURE    = $(firstword $(foreach c,configure auto/configure,\
                    $(if $(wildcard $(SRC)/$(c)),./$(c))))
 
-$(OBJS)/Makefile: config conf/mqttapi_catalog.json $(OBJS)/configured-from
+$(OBJS)/Makefile: config conf/mqttapi_catalog.json \
+                 src/ngx_http_mqttapi_status.html $(OBJS)/configured-from
 	@test -n "$(CONFIGURE)" || { \
 	    echo "no nginx source at $(SRC) (neither configure nor" \
 	         "auto/configure): run 'make deps' or set NGINX_SRC"; exit 1; }

@@ -7,14 +7,25 @@ package MqttapiStatus;
 #   * status_rows($d, $metric)          - how many rows a metric has
 #   * parse_prometheus($text)           - { "name{l=v,...}" => value }
 #   * json_as_prometheus($d)            - the JSON document in those terms
+#   * status_metrics($d)                - the members that are metrics
+#                                         (not those of the status page:
+#                                         @PAGE_MEMBERS)
 
 use strict;
 use warnings;
 use Exporter 'import';
 use MqttapiTest;
 
-our @EXPORT = qw(status_json status_value status_rows
+our @EXPORT = qw(status_json status_value status_rows status_metrics
                  parse_prometheus json_as_prometheus);
+
+# the JSON members that are no metric: the status page's (uptime and the
+# node's workers, the back-offs in effect, the use of the quotas); they
+# are not in the Prometheus output
+our @PAGE_MEMBERS = qw(uptime workers backoffs quotas);
+my %PAGE = map { $_ => 1 } @PAGE_MEMBERS;
+
+sub status_metrics { grep { !$PAGE{$_} } keys %{ $_[0] } }
 
 sub status_json {
     my ($port, @headers) = @_;
@@ -61,7 +72,7 @@ sub parse_prometheus {
 sub json_as_prometheus {
     my ($d) = @_;
     my %m;
-    for my $metric (keys %$d) {
+    for my $metric (status_metrics($d)) {
         for my $row (@{ $d->{$metric} }) {
             my %l = %$row;
             my $v = delete $l{value};
