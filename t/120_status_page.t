@@ -37,33 +37,7 @@ my $PROMETHEUS = 'application/openmetrics-text;version=1.0.0,'
                . 'application/openmetrics-text;version=0.0.1;q=0.75,'
                . 'text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
 
-my $http = emulator_http() . <<'EOF';
-    mqttapi_throttle_zone $arg_AccessKeyId zone=bo:1m backoff=60s max_backoff=60s;
-    mqttapi_throttle_zone $arg_AccessKeyId zone=b2:1m;
-
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-
-        location = /mqttapi/status {
-            mqttapi_status;
-        }
-
-        location / {
-            mqttapi on;
-            mqttapi_throttle zone=bo;
-            mqttapi_quota zone=bo;
-            proxy_pass http://127.0.0.1:%%PORT1%%;
-        }
-
-        location /other/ {
-            mqttapi on;
-            mqttapi_throttle zone=b2;
-            proxy_pass http://127.0.0.1:%%PORT1%%/;
-        }
-    }
-EOF
-
-my $ng = start_nginx(http => $http, workers => 2);
+my $ng = start_nginx(http => status_page_http(), workers => 2);
 my $port = $ng->port(0);
 
 sub type_of {
@@ -197,9 +171,9 @@ sub zone_backoffs {
 }
 
 $d = status_json($port);
-is_deeply([map { $_->{zone} } @{ $d->{backoffs} }], ['bo', 'b2'],
+is_deeply([map { $_->{zone} } @{ $d->{backoffs} }], ['api', 'batch'],
           'backoffs: every throttle zone, in order');
-is_deeply(zone_backoffs($d, 'bo')->{keys}, [], 'backoffs: none yet');
+is_deeply(zone_backoffs($d, 'api')->{keys}, [], 'backoffs: none yet');
 
 # five keys first; then twenty with more time left: a back-off is 60 s
 # less up to 10% of jitter, so those opened more than 6 s later have
@@ -219,33 +193,33 @@ is($answered, 3, 'three local answers for the newest key');
 
 # a short key (half shown) and one too long to keep (its digest only)
 my $long = 'L' x 200;
-is(open_backoff('k2', '/other/'), 'ApplyTokenOverFlow', 'a short key');
-is(open_backoff($long, '/other/'), 'ApplyTokenOverFlow', 'a long key');
+is(open_backoff('k2', '/batch/'), 'ApplyTokenOverFlow', 'a short key');
+is(open_backoff($long, '/batch/'), 'ApplyTokenOverFlow', 'a long key');
 
 my $res = get($port, '/mqttapi/status');
 $d = json_decode($res->{body});
-my $bo = zone_backoffs($d, 'bo');
-is($bo->{in_effect}, 25, 'bo: 25 in effect');
-is(scalar @{ $bo->{keys} }, 20, 'bo: 20 keys shown');
+my $bo = zone_backoffs($d, 'api');
+is($bo->{in_effect}, 25, 'api: 25 in effect');
+is(scalar @{ $bo->{keys} }, 20, 'api: 20 keys shown');
 is_deeply([sort map { $_->{key} } @{ $bo->{keys} }],
           [sort map { masked($_) } @last],
-          'bo: the twenty with the most time left, masked (4 characters, '
+          'api: the twenty with the most time left, masked (4 characters, '
           . '6 hex digits of MD5)');
 my @left = map { $_->{seconds_left} } @{ $bo->{keys} };
-is_deeply(\@left, [sort { $b <=> $a } @left], 'bo: by time left, most first');
+is_deeply(\@left, [sort { $b <=> $a } @left], 'api: by time left, most first');
 ok(!(grep { $_ <= 0 || $_ > 60 } @left),
-   'bo: seconds left within the back-off of 60 s');
+   'api: seconds left within the back-off of 60 s');
 my ($newest) = grep { $_->{key} eq masked($last[-1]) } @{ $bo->{keys} };
 is($newest->{answered}, 3, 'the newest key: 3 local answers');
 is($newest->{code}, 'ApplyTokenOverFlow', 'the newest key: its code');
 is($newest->{origin}, 'local', 'the newest key: opened here');
 is($newest->{state}, 'answering', 'the newest key: answering locally');
 
-my $other = zone_backoffs($d, 'b2');
-is($other->{in_effect}, 2, 'b2: 2 in effect');
+my $other = zone_backoffs($d, 'batch');
+is($other->{in_effect}, 2, 'batch: 2 in effect');
 is_deeply([sort map { $_->{key} } @{ $other->{keys} }],
           [sort(masked('k2'), "\x{2026}" . substr(md5_hex($long), 0, 6))],
-          'b2: a short key shows half of it, a long one its digest only');
+          'batch: a short key shows half of it, a long one its digest only');
 
 for my $key (@first, @last, 'k2', $long) {
     if (index($res->{body}, $key) >= 0) {

@@ -39,33 +39,7 @@ File::Path::make_path($SHOTS);
 ok(MqttapiChrome::available(), "chromium is installed ($MqttapiChrome::CHROMIUM)")
     or BAIL_OUT('no chromium (Debian package chromium, a test dependency)');
 
-my $http = emulator_http() . <<'EOF';
-    mqttapi_throttle_zone $arg_AccessKeyId zone=api:1m backoff=120s max_backoff=120s;
-    mqttapi_throttle_zone $arg_AccessKeyId zone=batch:1m backoff=120s max_backoff=120s;
-
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-
-        location = /mqttapi/status {
-            mqttapi_status;
-        }
-
-        location / {
-            mqttapi on;
-            mqttapi_throttle zone=api;
-            mqttapi_quota zone=api;
-            proxy_pass http://127.0.0.1:%%PORT1%%;
-        }
-
-        location /batch/ {
-            mqttapi on;
-            mqttapi_throttle zone=batch;
-            proxy_pass http://127.0.0.1:%%PORT1%%/;
-        }
-    }
-EOF
-
-my $ng = start_nginx(http => $http, workers => 2);
+my $ng = start_nginx(http => status_page_http(), workers => 2);
 my $port = $ng->port(0);
 my $base = "http://127.0.0.1:$port";
 
@@ -89,6 +63,8 @@ is(page('document.getElementById("state").textContent'), 'live',
    'the state in words');
 is(page('document.getElementById("refresh").textContent'), 'every 1 s',
    '?refresh=1: every second');
+ok(page('document.getElementById("sync").hidden'),
+   'no mqttapi_sync: no fleet section (t/122_status_page_sync.t has one)');
 
 # ---------------------------------------------------------------------------
 # Traffic while it is shown: annotated errors, a back-off
@@ -180,7 +156,7 @@ my ($bo) = grep { ($_->{data}{key} // '') eq $masked } @{ $shown->{backoffs} };
 is_deeply($bo && $bo->{cells}[0], $masked, 'the back-off: its masked key');
 is($bo && $bo->{cells}[1], 'ApplyTokenOverFlow', 'the back-off: its code');
 like($bo && $bo->{cells}[2], qr/^\d+\.\d$/, 'the back-off: seconds left');
-cmp_ok($bo && $bo->{cells}[2], '<=', 120, 'the back-off: at most 120 s left');
+cmp_ok($bo && $bo->{cells}[2], '<=', 60, 'the back-off: at most 60 s left');
 is($bo && $bo->{cells}[3], '4', 'the back-off: 4 local answers');
 is($bo && $bo->{cells}[4], 'answering locally', 'the back-off: its state in words');
 

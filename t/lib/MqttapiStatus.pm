@@ -10,6 +10,10 @@ package MqttapiStatus;
 #   * status_metrics($d)                - the members that are metrics
 #                                         (not those of the status page:
 #                                         @PAGE_MEMBERS)
+#   * status_page_http()                - the gateway of the status page
+#                                         tests (t/12x): the emulator, a
+#                                         zone "api" (back-off and quota,
+#                                         /), a zone "batch" (/batch/)
 
 use strict;
 use warnings;
@@ -17,7 +21,7 @@ use Exporter 'import';
 use MqttapiTest;
 
 our @EXPORT = qw(status_json status_value status_rows status_metrics
-                 parse_prometheus json_as_prometheus);
+                 status_page_http parse_prometheus json_as_prometheus);
 
 # the JSON members that are no metric: the status page's (uptime and the
 # node's workers, the back-offs in effect, the use of the quotas); they
@@ -42,6 +46,36 @@ sub status_value {
         $sum += $row->{value};
     }
     return $sum;
+}
+
+sub status_page_http {
+    return MqttapiTest::emulator_http() . <<'EOF';
+    mqttapi_throttle_zone $arg_AccessKeyId zone=api:1m backoff=60s
+                          max_backoff=60s;
+    mqttapi_throttle_zone $arg_AccessKeyId zone=batch:1m backoff=60s
+                          max_backoff=60s;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+
+        location = /mqttapi/status {
+            mqttapi_status;
+        }
+
+        location / {
+            mqttapi on;
+            mqttapi_throttle zone=api;
+            mqttapi_quota zone=api;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
+        }
+
+        location /batch/ {
+            mqttapi on;
+            mqttapi_throttle zone=batch;
+            proxy_pass http://127.0.0.1:%%PORT1%%/;
+        }
+    }
+EOF
 }
 
 sub status_rows { scalar @{ $_[0]{ $_[1] } || [] } }
