@@ -24,23 +24,22 @@ ok(MqttapiChrome::available(), 'chromium is installed')
 my $redis = MqttapiRedis->start;
 my $rport = $redis->port;
 
-my $node = start_nginx(workers => 1, http => <<"EOF");
+my $node = start_nginx(workers => 1, http => emulator_http() . <<"EOF");
     mqttapi_sync redis=127.0.0.1:$rport interval=100ms timeout=300ms;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=api:1m sync;
+
     server {
         listen 127.0.0.1:%%PORT0%%;
-        location = /mqttapi/status { mqttapi_status; }
+
+        location = /mqttapi/status {
+            mqttapi_status;
+        }
+
         location / {
             mqttapi on;
             mqttapi_throttle zone=api;
             proxy_pass http://127.0.0.1:%%PORT1%%;
         }
-    }
-    server {
-        listen 127.0.0.1:%%PORT1%%;
-        access_log off;
-        default_type application/json;
-        location / { return 200 '{"RequestId":"UP"}'; }
     }
 EOF
 my $port = $node->port(0);
