@@ -27,7 +27,7 @@
  * locked inside the quota zone, never the other way round); one over a
  * limit is answered locally at once with the action's throttle code.  A
  * zone synced with other nodes counts with leased tokens instead
- * (ngx_http_mqttapi_sync_quota.c).
+ * (ngx_http_mqttapi_quota_sync.c).
  *
  * Of a key's local answers only the first of each second is logged: the
  * others are counted in the node, and the count is logged with the next
@@ -47,7 +47,7 @@ static ngx_int_t ngx_http_mqttapi_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
     ngx_msec_t now, ngx_http_mqttapi_window_t *w, ngx_msec_t *left);
 static void ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
-    ngx_msec_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over);
+    uint32_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over);
 static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node);
 static void ngx_http_mqttapi_window_report(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_window_t *w,
@@ -99,9 +99,7 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     ngx_memzero(&wk, sizeof(ngx_http_mqttapi_window_t));
     ngx_memzero(&wa, sizeof(ngx_http_mqttapi_window_t));
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    /* the per-key quota, unless the key is empty */
+    /* the per-key quota, unless the key is empty (its zone stays locked) */
 
     rc2 = NGX_OK;
 
@@ -117,8 +115,6 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     /* the per-action ceiling of the whole gateway */
 
     if (rc2 == NGX_OK) {
-        ngx_shmtx_lock(&ceiling->shpool->mutex);
-
         rc2 = ngx_http_mqttapi_window(r, ceiling, &api,
                                       lcf->catalog->api_ceiling, now, &wa,
                                       &v->left);
@@ -131,10 +127,12 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
             ngx_http_mqttapi_window_count(wa.node);
         }
 
-        ngx_shmtx_unlock(&ceiling->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(ceiling);
     }
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    if (rc == NGX_OK) {
+        ngx_http_mqttapi_zone_unlock(zone);
+    }
 
     ngx_http_mqttapi_window_report(r, lcf, &wk, "quota", &name);
     ngx_http_mqttapi_window_report(r, lcf, &wa, "ceiling", &name);
@@ -154,37 +152,34 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
 }
 
 
+/* the zone is left locked, whatever the result */
+
 static ngx_int_t
 ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
     ngx_str_t *key, ngx_uint_t limit, ngx_msec_t now,
     ngx_http_mqttapi_window_t *w, ngx_msec_t *left)
 {
-    uint32_t                  hash;
-    ngx_int_t                 rc;
-    ngx_msec_t                bucket, n;
-    ngx_uint_t                i, sum;
-    ngx_http_mqttapi_node_t  *node;
+    uint32_t                        bucket, n;
+    ngx_int_t                       rc;
+    ngx_uint_t                      i, sum;
+    ngx_http_mqttapi_node_t        *node;
+    ngx_http_mqttapi_quota_node_t  *q;
 
-    hash = ngx_http_mqttapi_zone_hash(key);
+    bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
-    bucket = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
-
-    node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
-
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_QUOTA, key,
+                                      ngx_http_mqttapi_zone_hash(key),
+                                      r->connection->log);
     if (node == NULL) {
-        node = ngx_http_mqttapi_zone_alloc(zone, NGX_HTTP_MQTTAPI_NODE_QUOTA,
-                                           key, hash, r->connection->log);
-        if (node == NULL) {
-            /* no room even after eviction: not limited */
-            return NGX_OK;
-        }
-
-        node->until = bucket;
+        /* no room even after eviction: not limited */
+        return NGX_OK;
     }
 
+    q = &node->u.quota;
+
     if (zone->sync) {
-        rc = ngx_http_mqttapi_sync_window(r, zone, node, key, &limit, now,
-                                          left);
+        rc = ngx_http_mqttapi_quota_sync(r, zone, node, key, &limit, now,
+                                         left);
 
         if (rc == NGX_DONE) {
             /* not limited while Redis is away ("fail=open") */
@@ -207,22 +202,22 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
      * current one.
      */
 
-    if ((ngx_msec_int_t) (bucket - node->until) > 0) {
+    if ((int32_t) (bucket - q->bucket) > 0) {
 
-        for (n = node->until + 1, i = 0;
-             n <= bucket && i < NGX_HTTP_MQTTAPI_BUCKETS;
+        for (n = q->bucket + 1, i = 0;
+             (int32_t) (bucket - n) >= 0 && i < NGX_HTTP_MQTTAPI_BUCKETS;
              n++, i++)
         {
-            node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS] = 0;
+            q->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS] = 0;
         }
 
-        node->until = bucket;
+        q->bucket = bucket;
     }
 
     sum = 0;
 
     for (i = 0; i < NGX_HTTP_MQTTAPI_BUCKETS; i++) {
-        sum += node->u.buckets[i];
+        sum += q->u.buckets[i];
     }
 
     w->node = node;
@@ -236,17 +231,14 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
 
     /* full: until the oldest bucket with requests leaves the window */
 
-    for (n = node->until - (NGX_HTTP_MQTTAPI_BUCKETS - 1);
-         n < node->until;
-         n++)
-    {
-        if (node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS]) {
+    for (n = q->bucket - (NGX_HTTP_MQTTAPI_BUCKETS - 1); n != q->bucket; n++) {
+        if (q->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS]) {
             break;
         }
     }
 
-    *left = (n + NGX_HTTP_MQTTAPI_BUCKETS) * NGX_HTTP_MQTTAPI_BUCKET_MSEC
-            - now;
+    *left = (ngx_msec_t) (n + NGX_HTTP_MQTTAPI_BUCKETS)
+            * NGX_HTTP_MQTTAPI_BUCKET_MSEC - now;
 
     if ((ngx_msec_int_t) *left <= 0
         || *left > NGX_HTTP_MQTTAPI_BUCKETS * NGX_HTTP_MQTTAPI_BUCKET_MSEC)
@@ -260,13 +252,16 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
 
 static void
 ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
-    ngx_msec_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over)
+    uint32_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over)
 {
+    ngx_http_mqttapi_quota_node_t  *q;
+
+    q = &node->u.quota;
+
     /* the second of the first logged local answer is over: report it */
 
     if (node->rejected
-        && (int32_t) ((uint32_t) bucket - node->delay)
-           >= NGX_HTTP_MQTTAPI_BUCKETS)
+        && (int32_t) (bucket - q->report) >= NGX_HTTP_MQTTAPI_BUCKETS)
     {
         w->report = node->rejected;
         node->rejected = 0;
@@ -277,7 +272,7 @@ ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
     }
 
     if (node->rejected++ == 0) {
-        node->delay = (uint32_t) bucket;
+        q->report = bucket;
 
     } else {
         w->quiet = 1;
@@ -304,18 +299,21 @@ ngx_http_mqttapi_window_report(ngx_http_request_t *r,
 static void
 ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
 {
-    uint16_t  *b;
+    uint16_t                       *b;
+    ngx_http_mqttapi_quota_node_t  *q;
 
-    if (node == NULL) {
+    q = ngx_http_mqttapi_node_quota(node);
+
+    if (q == NULL) {
         return;
     }
 
-    if (node->code == NGX_HTTP_MQTTAPI_SYNC_LEASED) {
-        ngx_http_mqttapi_sync_window_count(node);
+    if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED) {
+        ngx_http_mqttapi_quota_sync_count(q);
         return;
     }
 
-    b = &node->u.buckets[node->until % NGX_HTTP_MQTTAPI_BUCKETS];
+    b = &q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS];
 
     if (*b < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
         (*b)++;

@@ -399,19 +399,16 @@ ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st, ngx_array_t *rows,
     ngx_http_mqttapi_tops_t *tops)
 {
-    size_t                    total, used;
-    ngx_uint_t                i, backoff, peer, keys, evicted;
-    ngx_str_t                *name;
-    ngx_msec_t                now;
-    ngx_queue_t              *q;
-    ngx_http_mqttapi_row_t   *row;
-    ngx_http_mqttapi_node_t  *n;
-    ngx_http_mqttapi_zone_t **zones, *zone;
+    void                          *top;
+    size_t                         total, used;
+    ngx_uint_t                     i, backoff, peer, keys, evicted;
+    ngx_str_t                     *name;
+    ngx_http_mqttapi_row_t        *row;
+    ngx_http_mqttapi_zone_t      **zones, *zone;
+    ngx_http_mqttapi_zone_each_pt  each;
 
     zones = st->zones.elts;
     name = st->zone_names.names.elts;
-
-    now = ngx_current_msec;
 
     for (i = 1; i < st->zones.nelts; i++) {
         zone = zones[i];
@@ -420,33 +417,19 @@ ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
             continue;
         }
 
-        backoff = 0;
-        peer = 0;
+        /* the JSON's back-offs in effect, gathered in the same walk */
+
+        each = NULL;
+        top = NULL;
+
+        if (tops) {
+            each = ngx_http_mqttapi_status_top;
+            top = ngx_http_mqttapi_status_tops_zone(tops, i);
+        }
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
-        for (q = ngx_queue_head(&zone->sh->queue);
-             q != ngx_queue_sentinel(&zone->sh->queue);
-             q = ngx_queue_next(q))
-        {
-            n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
-
-            if (n->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
-                && ((ngx_msec_int_t) (n->until - now) > 0
-                    || n->u.backoff.probe))
-            {
-                if (n->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER) {
-                    peer++;
-
-                } else {
-                    backoff++;
-                }
-
-                if (tops) {
-                    ngx_http_mqttapi_status_top(tops, i, n, now);
-                }
-            }
-        }
+        ngx_http_mqttapi_zone_backoffs(zone, &backoff, &peer, each, top);
 
         keys = zone->sh->nodes;
         evicted = zone->sh->evicted;

@@ -44,8 +44,10 @@ ngx_int_t ngx_http_mqttapi_status_page(ngx_http_request_t *r);
 /* ngx_http_mqttapi_status_extra.c: the JSON members of the page */
 ngx_http_mqttapi_tops_t *ngx_http_mqttapi_status_tops(ngx_pool_t *pool,
     ngx_uint_t zones);
-void ngx_http_mqttapi_status_top(ngx_http_mqttapi_tops_t *tops,
-    ngx_uint_t zone, ngx_http_mqttapi_node_t *node, ngx_msec_t now);
+void *ngx_http_mqttapi_status_tops_zone(ngx_http_mqttapi_tops_t *tops,
+    ngx_uint_t zone);
+void ngx_http_mqttapi_status_top(void *data, ngx_http_mqttapi_node_t *node,
+    ngx_msec_t now);
 ngx_int_t ngx_http_mqttapi_status_extra(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st, ngx_http_mqttapi_tops_t *tops,
     ngx_str_t *extra);

@@ -77,7 +77,7 @@ static ngx_int_t ngx_http_mqttapi_top_cmp(const void *one, const void *two);
 static ngx_int_t ngx_http_mqttapi_status_quotas(ngx_http_request_t *r,
     ngx_str_t *out);
 static ngx_uint_t ngx_http_mqttapi_status_window(
-    ngx_http_mqttapi_node_t *node, ngx_msec_t now);
+    ngx_http_mqttapi_quota_node_t *node, ngx_msec_t now);
 
 
 ngx_http_mqttapi_tops_t *
@@ -102,25 +102,38 @@ ngx_http_mqttapi_status_tops(ngx_pool_t *pool, ngx_uint_t zones)
 }
 
 
+/* the back-offs of a zone, for ngx_http_mqttapi_zone_backoffs() */
+
+void *
+ngx_http_mqttapi_status_tops_zone(ngx_http_mqttapi_tops_t *tops,
+    ngx_uint_t zone)
+{
+    return (zone < tops->nzones) ? &tops->zones[zone] : NULL;
+}
+
+
 /* under the zone's lock: a back-off in effect, kept if among the top */
 
 void
-ngx_http_mqttapi_status_top(ngx_http_mqttapi_tops_t *tops, ngx_uint_t zone,
-    ngx_http_mqttapi_node_t *node, ngx_msec_t now)
+ngx_http_mqttapi_status_top(void *data, ngx_http_mqttapi_node_t *node,
+    ngx_msec_t now)
 {
-    ngx_uint_t                    i;
-    ngx_msec_int_t                left;
-    ngx_http_mqttapi_top_t       *t;
-    ngx_http_mqttapi_zone_top_t  *zt;
+    ngx_http_mqttapi_zone_top_t *zt = data;
 
-    if (zone >= tops->nzones) {
+    ngx_uint_t                        i;
+    ngx_msec_int_t                    left;
+    ngx_http_mqttapi_top_t           *t;
+    ngx_http_mqttapi_backoff_node_t  *b;
+
+    b = ngx_http_mqttapi_node_backoff(node);
+
+    if (zt == NULL || b == NULL) {
         return;
     }
 
-    zt = &tops->zones[zone];
     zt->total++;
 
-    left = (ngx_msec_int_t) (node->until - now);
+    left = (ngx_msec_int_t) (b->until - now);
 
     if (left < 0) {
         left = 0;
@@ -147,9 +160,9 @@ ngx_http_mqttapi_status_top(ngx_http_mqttapi_tops_t *tops, ngx_uint_t zone,
 
     t->left = left;
     t->rejected = node->rejected;
-    t->code = node->code;
-    t->peer = (node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER) ? 1 : 0;
-    t->probing = node->u.backoff.probe ? 1 : 0;
+    t->code = b->code;
+    t->peer = (b->flags & NGX_HTTP_MQTTAPI_SYNC_PEER) ? 1 : 0;
+    t->probing = b->probe ? 1 : 0;
     t->len = ngx_min(node->len, NGX_HTTP_MQTTAPI_KEY_MAX_LEN);
     ngx_memcpy(t->key, node->data, t->len);
 }
@@ -381,6 +394,7 @@ ngx_http_mqttapi_status_quotas(ngx_http_request_t *r, ngx_str_t *out)
     ngx_http_mqttapi_node_t       *n;
     ngx_http_mqttapi_zone_t       *zone;
     ngx_http_mqttapi_action_t     *action;
+    ngx_http_mqttapi_quota_node_t *qn;
     ngx_http_mqttapi_catalog_t    *catalog;
     ngx_http_mqttapi_loc_conf_t   *lcf;
     ngx_http_mqttapi_main_conf_t  *mcf;
@@ -407,11 +421,11 @@ ngx_http_mqttapi_status_quotas(ngx_http_request_t *r, ngx_str_t *out)
              q = ngx_queue_next(q))
         {
             n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+            qn = ngx_http_mqttapi_node_quota(n);
 
-            if (n->type != NGX_HTTP_MQTTAPI_NODE_QUOTA
+            if (qn == NULL || qn->mode != NGX_HTTP_MQTTAPI_QUOTA_WINDOW
                 || n->len < 3 || n->data[0] != 'a' || n->data[1] != ':'
-                || n->data[2] == '#'
-                || n->code == NGX_HTTP_MQTTAPI_SYNC_LEASED)
+                || n->data[2] == '#')
             {
                 continue;
             }
@@ -424,7 +438,7 @@ ngx_http_mqttapi_status_quotas(ngx_http_request_t *r, ngx_str_t *out)
             u->len = ngx_min((size_t) n->len - 2,
                              NGX_HTTP_MQTTAPI_KEY_MAX_LEN);
             ngx_memcpy(u->name, n->data + 2, u->len);
-            u->used = ngx_http_mqttapi_status_window(n, now);
+            u->used = ngx_http_mqttapi_status_window(qn, now);
         }
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -469,23 +483,24 @@ ngx_http_mqttapi_status_quotas(ngx_http_request_t *r, ngx_str_t *out)
 /* the sum of a quota node's buckets that are still in the window */
 
 static ngx_uint_t
-ngx_http_mqttapi_status_window(ngx_http_mqttapi_node_t *node, ngx_msec_t now)
+ngx_http_mqttapi_status_window(ngx_http_mqttapi_quota_node_t *node,
+    ngx_msec_t now)
 {
-    ngx_msec_t  bucket, n, first;
+    uint32_t    bucket, n, first;
     ngx_uint_t  sum;
 
-    bucket = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
     /* another worker's clock may be a little ahead of this one's */
 
-    if ((ngx_msec_int_t) (node->until - bucket) > 0) {
-        bucket = node->until;
+    if ((int32_t) (node->bucket - bucket) > 0) {
+        bucket = node->bucket;
     }
 
     first = bucket - (NGX_HTTP_MQTTAPI_BUCKETS - 1);
     sum = 0;
 
-    for (n = first; (ngx_msec_int_t) (node->until - n) >= 0; n++) {
+    for (n = first; (int32_t) (node->bucket - n) >= 0; n++) {
         sum += node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS];
     }
 

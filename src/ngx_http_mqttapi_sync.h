@@ -40,16 +40,6 @@
 
 #define NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS 8
 
-/* flags of a back-off node of a synced zone */
-
-#define NGX_HTTP_MQTTAPI_SYNC_PEER       0x01  /* learnt from another node */
-#define NGX_HTTP_MQTTAPI_SYNC_RIGHT      0x02  /* this node may probe */
-
-/* the mode of a quota node of a synced zone (in its "code") */
-
-#define NGX_HTTP_MQTTAPI_SYNC_WINDOW     0
-#define NGX_HTTP_MQTTAPI_SYNC_LEASED     1
-
 
 typedef struct {
     u_char                       type;
@@ -97,10 +87,36 @@ typedef struct {
 } ngx_http_mqttapi_sync_sh_t;
 
 
+/* mqttapi_sync_ssl*: as proxy_ssl_* */
+
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_flag_t                   verify;
+    ngx_uint_t                   verify_depth;
+    ngx_flag_t                   server_name;
+    ngx_flag_t                   session_reuse;
+    ngx_uint_t                   protocols;
+    ngx_str_t                    name;
+    ngx_str_t                    trusted_certificate;
+    ngx_str_t                    certificate;
+    ngx_str_t                    certificate_key;
+    ngx_str_t                    ciphers;
+#if (NGX_SSL)
+    ngx_ssl_t                   *ssl;
+#endif
+} ngx_http_mqttapi_sync_ssl_conf_t;
+
+
 typedef struct {
     struct sockaddr             *sockaddr;
     socklen_t                    socklen;
     ngx_str_t                    name;        /* host:port, for the log */
+    ngx_str_t                    host;        /* of redis= */
+    ngx_array_t                 *sentinels;   /* ngx_addr_t, or NULL */
+    ngx_str_t                    master;      /* its name, for Sentinel */
+    ngx_str_t                    sentinel_password;
+    ngx_http_mqttapi_sync_ssl_conf_t  *ssl;   /* TLS on, or NULL */
+    ngx_str_t                    user;        /* an ACL user */
     ngx_str_t                    password;
     ngx_int_t                    db;
     ngx_str_t                    prefix;
@@ -128,6 +144,10 @@ extern const char  *ngx_http_mqttapi_sync_rtt_le[];
 char *ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf);
+char *ngx_http_mqttapi_sync_ssl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
+    ngx_http_mqttapi_sync_conf_t *scf, void *conf);
 ngx_int_t ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle);
 void ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle);
 
@@ -146,10 +166,14 @@ ngx_http_mqttapi_sync_up(ngx_http_mqttapi_zone_t *zone)
 }
 
 
-ngx_int_t ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
+/* ngx_http_mqttapi_quota_sync.c: a synced quota on the request path */
+
+ngx_int_t ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left);
-void ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_node_t *node);
+void ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_quota_node_t *q);
+ngx_uint_t ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_msec_t second, ngx_uint_t limit);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */
