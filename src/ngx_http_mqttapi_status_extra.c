@@ -47,6 +47,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                   total;       /* in effect */
     ngx_uint_t                   n;           /* kept */
+    ngx_uint_t                   least;       /* the least time left */
     ngx_http_mqttapi_top_t       top[NGX_HTTP_MQTTAPI_STATUS_TOP];
 } ngx_http_mqttapi_zone_top_t;
 
@@ -145,13 +146,7 @@ ngx_http_mqttapi_status_top(void *data, ngx_http_mqttapi_node_t *node,
     } else {
         /* replaces the one with the least time left, if less than this */
 
-        t = &zt->top[0];
-
-        for (i = 1; i < NGX_HTTP_MQTTAPI_STATUS_TOP; i++) {
-            if (zt->top[i].left < t->left) {
-                t = &zt->top[i];
-            }
-        }
+        t = &zt->top[zt->least];
 
         if (t->left >= left) {
             return;
@@ -165,6 +160,18 @@ ngx_http_mqttapi_status_top(void *data, ngx_http_mqttapi_node_t *node,
     t->probing = b->probe ? 1 : 0;
     t->len = ngx_min(node->len, NGX_HTTP_MQTTAPI_KEY_MAX_LEN);
     ngx_memcpy(t->key, node->data, t->len);
+
+    /* once full, the next to replace: found again only after a change */
+
+    if (zt->n == NGX_HTTP_MQTTAPI_STATUS_TOP) {
+        zt->least = 0;
+
+        for (i = 1; i < NGX_HTTP_MQTTAPI_STATUS_TOP; i++) {
+            if (zt->top[i].left < zt->top[zt->least].left) {
+                zt->least = i;
+            }
+        }
+    }
 }
 
 
