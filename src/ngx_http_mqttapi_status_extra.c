@@ -181,7 +181,7 @@ ngx_http_mqttapi_status_extra(ngx_http_request_t *r,
     ngx_str_t *extra)
 {
     u_char      *p;
-    ngx_uint_t   i;
+    ngx_uint_t   i, n;
     ngx_str_t    part[3];
 
     if (ngx_http_mqttapi_status_uptime(r, st, &part[0]) != NGX_OK
@@ -191,9 +191,10 @@ ngx_http_mqttapi_status_extra(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    n = sizeof(part) / sizeof(part[0]);
     extra->len = 0;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < n; i++) {
         extra->len += part[i].len;
     }
 
@@ -204,7 +205,7 @@ ngx_http_mqttapi_status_extra(ngx_http_request_t *r,
 
     p = extra->data;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < n; i++) {
         p = ngx_cpymem(p, part[i].data, part[i].len);
     }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/perl
-# The status page of a node with mqttapi_sync, in headless Chromium: the
+# The status page of a node with mqttapi_sync, in headless Chromium (the
+# location opened as a browser asks for it, refreshed by default): the
 # fleet section shows whether Redis is connected (in words), the nodes,
 # the roundtrip and the errors by operation, as the JSON has them; when
 # Redis goes away it says "disconnected", and "connected" again when it
@@ -50,8 +51,15 @@ ok(poll_until($DEADLINE, sub {
 
 my $c = MqttapiChrome->new;
 ok($c, 'chromium started') or BAIL_OUT("chromium: $@");
-ok(eval { $c->load("http://127.0.0.1:$port/mqttapi/status?format=html&refresh=1"); 1 },
+# the location itself, as a browser asks for it (its own Accept), and the
+# default refresh
+ok(eval { $c->load("http://127.0.0.1:$port/mqttapi/status"); 1 },
    'the page loads') or diag $@;
+is($c->js('document.contentType'), 'text/html',
+   "the browser's own request gets the page");
+ok(poll_until($DEADLINE, sub {
+    $c->js('document.getElementById("refresh").textContent') eq 'every 2 s'
+}), 'by default every 2 s');
 
 sub text { $c->js("document.getElementById('$_[0]').textContent") }
 
@@ -95,7 +103,7 @@ $redis->restart;
 ok(poll_until($DEADLINE, sub { text('sync-up') eq 'connected' }),
    'Redis back: "connected" again');
 
-is_deeply([grep { !/^http:\/\/127\.0\.0\.1:$port\/mqttapi\/status\?format=(html&refresh=1|json)$/ }
+is_deeply([grep { !/^http:\/\/127\.0\.0\.1:$port\/mqttapi\/status(\?format=json)?$/ }
            $c->requests], [], 'nothing requested but its own location');
 is_deeply([$c->problems], [], 'no console error');
 
