@@ -79,7 +79,9 @@ for (1 .. 7) {
 my $r = get($port, "/batch/?Action=ApplyToken&AccessKeyId=$KEY"
                    . '&mqttemu_code=ApplyTokenOverFlow');
 is(h($r, 'X-MQTTAPI-Error-Code'), 'ApplyTokenOverFlow', 'a back-off opened');
-my $answered = grep { local_answer(get($port, "/batch/?Action=ApplyToken&AccessKeyId=$KEY")) } 1 .. 4;
+my $answered = grep {
+    local_answer(get($port, "/batch/?Action=ApplyToken&AccessKeyId=$KEY"))
+} 1 .. 4;
 is($answered, 4, 'four local answers');
 
 my $d = status_json($port);
