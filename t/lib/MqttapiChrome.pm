@@ -11,6 +11,8 @@ package MqttapiChrome;
 #   $c->requests;                           # URLs the page asked for
 #   $c->problems;                           # console errors, exceptions,
 #                                           # CSP violations, failed loads
+#                                           # (not warnings: a browser's
+#                                           # deprecation notes vary)
 #   $c->viewport($width, $height);
 #   $c->screenshot($file);                  # PNG
 #   $c->pump($seconds);                     # read events for a while
@@ -174,7 +176,7 @@ sub _event {
         my $text = join ' ', map { $_->{value} // $_->{description} // '' }
                              @{ $p->{args} || [] };
         push @{ $self->{problems} }, "console.$p->{type}: $text"
-            if $p->{type} =~ /^(error|warning|assert)$/;
+            if $p->{type} =~ /^(error|assert)$/;
 
     } elsif ($method eq 'Runtime.exceptionThrown') {
         my $d = $p->{exceptionDetails} || {};
@@ -185,7 +187,7 @@ sub _event {
         my $e = $p->{entry} || {};
         push @{ $self->{problems} }, "log.$e->{level} ($e->{source}): "
             . ($e->{text} // '') . ' ' . ($e->{url} // '')
-            if ($e->{level} // '') =~ /^(error|warning)$/;
+            if ($e->{level} // '') eq 'error';
 
     } elsif ($method eq 'Network.loadingFailed') {
         push @{ $self->{problems} }, "load failed: "
