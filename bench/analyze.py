@@ -216,22 +216,24 @@ def kept_history(path):
     return rows
 
 
-FLEET_TITLE = "## Redis cost of quotas by demand (bench/fleet.sh)"
+# sections measured by the tests or by another script (bench/fleet.sh),
+# not by this run: kept as they are
+KEPT_SECTIONS = ["## The fleet under faults",
+                 "## Redis cost of quotas by demand (bench/fleet.sh)"]
 
 
-def kept_fleet(path):
-    """the section bench/fleet.sh's runs are summarised in, kept as it is
-    (this script does not run them)"""
+def kept_sections(path):
+    """the text of KEPT_SECTIONS in an earlier RESULTS.md, title included"""
+    out = []
     if path == "-" or not os.path.exists(path):
-        return []
-    lines, keep = [], False
-    for line in open(path, encoding="utf-8"):
-        line = line.rstrip("\n")
-        if line.startswith("## "):
-            keep = line == FLEET_TITLE
-        if keep:
-            lines.append(line)
-    return lines
+        return out
+    text = open(path, encoding="utf-8").read()
+    for title in KEPT_SECTIONS:
+        m = re.search(r"^%s\n.*?(?=^## |\Z)" % re.escape(title), text,
+                      re.M | re.S)
+        if m:
+            out.append(m.group(0).rstrip("\n"))
+    return out
 
 
 def history_table(hdir, kept):
@@ -285,6 +287,7 @@ def main():
         raise SystemExit(__doc__)
     outdir, dest = sys.argv[1], sys.argv[2]
     kept = kept_history(dest)
+    sections = kept_sections(dest)
     env = load_env(os.path.join(outdir, "env.txt"))
     runs = load_raw(os.path.join(outdir, "raw.tsv"))
     cpath = os.path.join(outdir, "check.tsv")
@@ -639,6 +642,10 @@ def main():
       "(exact) say how much work the module adds.")
     w("")
 
+    for section in sections:
+        w(section)
+        w("")
+
     w("## How it was run")
     w("")
     w("    make bench        # = make deps module && bash bench/run.sh")
@@ -701,12 +708,6 @@ def main():
       "per run), wrk outputs, sample responses of every case "
       "(`build/bench/latest/samples.txt`) and the rendered configs.")
     w("")
-
-    fleet = kept_fleet(dest)
-    if fleet:
-        out.extend(fleet)
-        if fleet[-1] != "":
-            out.append("")
 
     text = "\n".join(out)
     if dest == "-":
