@@ -40,6 +40,9 @@
 #define NGX_HTTP_MQTTAPI_SYNC_WAKE     10
 #define NGX_HTTP_MQTTAPI_SYNC_BATCH    1000
 
+/* how far the immediate calls look down the LRU queue, ms */
+#define NGX_HTTP_MQTTAPI_SYNC_STALE    300
+
 /* a zone's state in the task */
 #define NGX_HTTP_MQTTAPI_GRANTING      0x01   /* a call is under way */
 #define NGX_HTTP_MQTTAPI_GRANT_AGAIN   0x02   /* keys asked meanwhile */
@@ -65,6 +68,8 @@ typedef struct {
 static void ngx_http_mqttapi_sync_wake(ngx_event_t *ev);
 static void ngx_http_mqttapi_sync_grant_zone(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zi, ngx_uint_t scheduled);
+static ngx_uint_t ngx_http_mqttapi_sync_stale(ngx_http_mqttapi_node_t *node,
+    ngx_msec_t now);
 static ngx_uint_t ngx_http_mqttapi_sync_claim(
     ngx_http_mqttapi_sync_task_t *task, ngx_http_mqttapi_node_t *node,
     ngx_uint_t scheduled, ngx_msec_t now, ngx_http_mqttapi_sync_claim_t *c);
@@ -159,6 +164,7 @@ ngx_http_mqttapi_sync_grant_zone(ngx_http_mqttapi_sync_task_t *task,
 {
     ngx_msec_t                      now;
     ngx_queue_t                    *q;
+    ngx_http_mqttapi_node_t        *node;
     ngx_http_mqttapi_zone_t       **zones, *zone;
     ngx_http_mqttapi_sync_batch_t  *b;
 
@@ -184,9 +190,18 @@ ngx_http_mqttapi_sync_grant_zone(ngx_http_mqttapi_sync_task_t *task,
          && b->n < NGX_HTTP_MQTTAPI_SYNC_BATCH;
          q = ngx_queue_next(q))
     {
-        b->n += ngx_http_mqttapi_sync_claim(task,
-                    ngx_queue_data(q, ngx_http_mqttapi_node_t, queue),
-                    scheduled, now, &b->claims[b->n]);
+        node = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+
+        if (!scheduled && ngx_http_mqttapi_sync_stale(node, now)) {
+            /*
+             * the keys that ask were just looked up by their requests,
+             * so they lead the LRU queue: the rest waits for the tick
+             */
+            break;
+        }
+
+        b->n += ngx_http_mqttapi_sync_claim(task, node, scheduled, now,
+                                            &b->claims[b->n]);
     }
 
     ngx_http_mqttapi_zone_unlock(zone);
@@ -197,6 +212,22 @@ ngx_http_mqttapi_sync_grant_zone(ngx_http_mqttapi_sync_task_t *task,
     }
 
     task->granting[zi] = NGX_HTTP_MQTTAPI_GRANTING;
+}
+
+
+/* a quota node without a request for NGX_HTTP_MQTTAPI_SYNC_STALE ms */
+
+static ngx_uint_t
+ngx_http_mqttapi_sync_stale(ngx_http_mqttapi_node_t *node, ngx_msec_t now)
+{
+    ngx_http_mqttapi_quota_node_t  *q;
+
+    q = ngx_http_mqttapi_node_quota(node);
+
+    return q && q->mode == NGX_HTTP_MQTTAPI_QUOTA_GRANT
+           && (ngx_msec_int_t) (now - (ngx_msec_t) q->bucket
+                                      * NGX_HTTP_MQTTAPI_BUCKET_MSEC)
+              > NGX_HTTP_MQTTAPI_SYNC_STALE;
 }
 
 

@@ -50,10 +50,12 @@ my ($A, $B, $C) = @{ $f->{nodes} };
                          . '20/s in every second');
     my @over = grep { $la->{$_}[0] + ($hb->{$_}[0] // 0) > 100 } @s;
     is(scalar @over, 0, 'light: the pair admits at most 100 a second');
-    # the light node's demand has headroom: 1.5 x 20 + 2 = 32
-    ok((grep { ($hb->{$_}[0] // 0) >= 60 } @s) == @s,
+    # the light node's demand has headroom over its rate (1.5 x 20 + 2 =
+    # 32), more when its client catches up after a stall of the machine
+    # (1.5 x 32 + 2 = 50): the heavy one gets at least the other half
+    ok((grep { ($hb->{$_}[0] // 0) >= 50 } @s) == @s,
        'light: the heavy node gets the rest less the light one\'s '
-       . 'headroom (at least 60 a second)');
+       . 'headroom (at least 50 a second)');
 }
 
 # --- all the traffic moves from A to B ---------------------------------------

@@ -68,14 +68,19 @@ sub start_node {
     return start_nginx(workers => 2, http => $http);
 }
 
-# connected to Redis, and in its heartbeat set (the nodes alive)
+# connected to Redis, in its heartbeat set with the others (the nodes
+# alive), and knows of them all (its sync_nodes, which its credit
+# counts)
 sub connected {
     my ($node, $redis, $n, $since) = @_;
     return poll_until(15, sub {
                $node->error_log($since) =~ /mqttapi sync: connected to/ })
            && poll_until(10, sub {
                   my $z = eval { $redis->cmd('ZCARD', 'mqttapi:nodes') };
-                  defined $z && $z >= $n });
+                  defined $z && $z >= $n })
+           && poll_until(10, sub {
+                  status_value(status_json($node->port(0)), 'sync_nodes')
+                  >= $n });
 }
 
 sub fleet {
@@ -96,8 +101,8 @@ EOF
     my @nodes = map { start_node($http) } 1 .. $n;
 
     for my $i (0 .. $#nodes) {
-        die "node $i did not connect to Redis"
-            unless connected($nodes[$i], $a{redis}, $n);
+        die "node $i did not connect to Redis, or did not hear of the "
+            . "others" unless connected($nodes[$i], $a{redis}, $n);
     }
 
     return { up => $up, nodes => \@nodes, node_http => $http };
