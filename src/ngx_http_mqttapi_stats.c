@@ -107,6 +107,7 @@ struct ngx_http_mqttapi_stats_sh_s {
     size_t                       slot_size;
     u_char                      *slots;
     ngx_http_mqttapi_dict_t      dict[NGX_HTTP_MQTTAPI_DIMS];
+    time_t                       start;       /* of the counting */
 };
 
 
@@ -868,6 +869,7 @@ ngx_http_mqttapi_stats_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
         sh->nslots = st->nslots;
         sh->slot_size = st->slot_size;
+        sh->start = ngx_time();
         sh->slots = ngx_slab_calloc(shpool, st->nslots * st->slot_size);
 
         if (sh->slots == NULL) {
@@ -1513,4 +1515,13 @@ ngx_http_mqttapi_stats_word(ngx_uint_t metric, ngx_uint_t word)
     }
 
     return words[0];
+}
+
+
+/* seconds since the counting started: nginx's start, kept across reloads */
+
+time_t
+ngx_http_mqttapi_stats_uptime(ngx_http_mqttapi_stats_t *st)
+{
+    return ngx_time() - st->sh->start;
 }

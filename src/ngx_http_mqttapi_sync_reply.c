@@ -452,13 +452,17 @@ ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
 
     /* "7.0.15": 7 and 0 */
 
+    if (h->version.len == 0) {
+        return NGX_OK;
+    }
+
     p = h->version.data;
     last = p + h->version.len;
     part = &h->major;
 
     for (n = 0; p < last && n < 2; p++) {
         if (*p >= '0' && *p <= '9') {
-            if (*part > 100000) {
+            if (*part >= 100000) {
                 return NGX_ERROR;
             }
 

@@ -86,6 +86,7 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
     ngx_uint_t                       granted;
     ngx_msec_t                       left;
     ngx_http_mqttapi_sync_backoff_t  b;
+    ngx_http_mqttapi_sync_hello_t    h;
     ngx_str_t                        channel = ngx_string("mqttapi:events");
 
     if (ngx_http_mqttapi_sync_parse_event(r, &b) == NGX_OK) {
@@ -118,6 +119,13 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
 
     if (ngx_http_mqttapi_sync_parse_beat(r, &granted, &left) == NGX_OK
         && (granted < 1 || granted > 100000 || left == 0))
+    {
+        abort();
+    }
+
+    if (ngx_http_mqttapi_sync_parse_hello(r, &h) == NGX_OK
+        && (h.server.len > 64 || h.version.len > 64 || h.mode.len > 64
+            || h.role.len > 64 || h.major > 1000000 || h.minor > 1000000))
     {
         abort();
     }
