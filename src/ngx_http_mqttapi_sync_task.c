@@ -918,23 +918,22 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
         return NGX_ERROR;
     }
 
-    if (task->conf->sentinels
-        && reply->len >= 8 && ngx_strncmp(reply->str, "READONLY", 8) == 0)
-    {
-        /* a replica now (a failover): Sentinel names the new master */
-        ngx_http_mqttapi_sync_fail(task, op, "%V answered \"%*s\": it is "
-                                   "no longer the master, asking the "
-                                   "sentinels", &task->name,
-                                   ngx_http_mqttapi_sync_reply_text(reply),
-                                   reply->str);
-        return NGX_ERROR;
-    }
+    /*
+     * READONLY: a replica now (a failover), Sentinel names the new master
+     * before the next connection
+     */
 
     ngx_http_mqttapi_sync_fail(task, op, "%V refused a command, the node "
                                "goes on with its own state until Redis "
-                               "accepts writes: \"%*s\"", &task->name,
+                               "accepts writes: \"%*s\"%s", &task->name,
                                ngx_http_mqttapi_sync_reply_text(reply),
-                               reply->str);
+                               reply->str,
+                               (task->conf->sentinels && reply->len >= 8
+                                && ngx_strncmp(reply->str, "READONLY", 8)
+                                   == 0)
+                               ? "; it is no longer the master, asking the "
+                                 "sentinels"
+                               : "");
 
     return NGX_ERROR;
 }
