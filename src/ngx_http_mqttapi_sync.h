@@ -150,6 +150,8 @@ ngx_int_t ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left);
 void ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_node_t *node);
+ngx_uint_t ngx_http_mqttapi_sync_next_share(ngx_http_mqttapi_zone_t *zone,
+    ngx_msec_t now, ngx_uint_t limit, ngx_msec_t *start);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

@@ -59,7 +59,7 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
 {
-    uint16_t                       spent;
+    uint16_t                       spent, booked;
     ngx_msec_t                     rnow, second;
     ngx_uint_t                     nodes;
     ngx_http_mqttapi_sync_conf_t  *scf;
@@ -113,7 +113,14 @@ ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
     {
         /* a new second: the node's share, if it has one, then leases */
 
+        booked = (node->code == NGX_HTTP_MQTTAPI_SYNC_LEASED
+                  && node->u.lease.second + 1 == second)
+                 ? node->u.lease.booked : 0;
+
         ngx_memzero(&node->u, sizeof(node->u));
+
+        /* the slots booked in it by waiting requests (delay=) are spent */
+        node->u.lease.spent = booked;
         node->code = NGX_HTTP_MQTTAPI_SYNC_LEASED;
         node->u.lease.second = second;
         node->u.lease.tokens = scf->sh->up
@@ -183,6 +190,33 @@ ngx_http_mqttapi_sync_share(ngx_http_mqttapi_sync_sh_t *sh, ngx_msec_t second,
     }
 
     return limit / nodes;
+}
+
+
+/*
+ * The node's share of the next second of Redis's clock, which it may
+ * book ahead (delay=), and that second's start in local ms; 0 when it
+ * has none (not joined, or Redis away)
+ */
+
+ngx_uint_t
+ngx_http_mqttapi_sync_next_share(ngx_http_mqttapi_zone_t *zone,
+    ngx_msec_t now, ngx_uint_t limit, ngx_msec_t *start)
+{
+    ngx_msec_t                     second;
+    ngx_http_mqttapi_sync_conf_t  *scf;
+
+    scf = zone->sync;
+
+    if (!scf->sh->up || !scf->sh->clocked) {
+        return 0;
+    }
+
+    second = (now + scf->sh->clock) / 1000 + 1;
+    *start = second * 1000 - scf->sh->clock;
+
+    return ngx_min(ngx_http_mqttapi_sync_share(scf->sh, second, limit),
+                   NGX_HTTP_MQTTAPI_QUOTA_MAX);
 }
 
 

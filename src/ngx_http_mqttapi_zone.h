@@ -63,7 +63,10 @@
  * probe or the next throttle), a quota's the second after its first
  * logged answer, which a quota node keeps in "delay" (a bucket number).
  * In a zone shared with other nodes, a quota node counts leased tokens in
- * u.lease instead of u.buckets (ngx_http_mqttapi_sync_quota.c).
+ * u.lease instead of u.buckets (ngx_http_mqttapi_sync_quota.c).  With
+ * "mqttapi_quota ... delay=" a quota node's latest bucket may lie ahead:
+ * its buckets from now on hold the slots booked by waiting requests, and
+ * "booked" the time of the latest (ngx_http_mqttapi_quota_delay.c).
  */
 
 typedef struct {
@@ -86,6 +89,7 @@ typedef struct {
             ngx_msec_t           second;      /* Redis's, counted in */
             uint16_t             tokens;      /* leased for it */
             uint16_t             spent;
+            uint16_t             booked;      /* in the next second */
             u_char               asked;       /* a lease is asked for */
         } lease;
 
@@ -93,6 +97,8 @@ typedef struct {
     } u;
 
     uint32_t                     rejected;    /* local answers, see above */
+    uint32_t                     booked;      /* quota: the latest slot
+                                                 booked, ms (delay=) */
     u_char                       code;        /* index into sh->codes */
     u_char                       data[1];
 } ngx_http_mqttapi_node_t;
