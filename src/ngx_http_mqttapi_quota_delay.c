@@ -124,6 +124,17 @@ ngx_http_mqttapi_slot_find(ngx_http_mqttapi_node_t *node, ngx_uint_t limit,
 
     b = t / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 
+    /*
+     * The window keeps the buckets up to its latest one only: nothing is
+     * booked before it, but for the bucket of a worker whose cached time
+     * lags (counted in the latest then, as it sums the whole window)
+     */
+
+    if ((ngx_msec_int_t) (node->until - b) > 1) {
+        b = node->until;
+        t = ngx_max(t, b * NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+    }
+
     for (c = b; /* void */; c++) {
 
         /* the window's buckets c - 7 .. c, and any later one held */

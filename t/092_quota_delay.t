@@ -25,7 +25,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use File::Temp ();
 use JSON::PP ();
 use Time::HiRes qw(time sleep);
 use MqttapiTest;
@@ -33,14 +32,7 @@ use MqttapiLimit;
 use MqttapiDelay;
 use MqttapiStatus;
 
-my $dir = File::Temp::tempdir('mqttapi-delay-XXXXXX', TMPDIR => 1,
-                              CLEANUP => 1);
-chmod 0755, $dir;
-{
-    open my $fh, '>', "$dir/one.json" or die $!;
-    print $fh '{"actions":{"RevokeToken":{"quota":1}}}';
-    close $fh;
-}
+my $one = one_per_second();
 
 # ---------------------------------------------------------------------------
 # nginx -t
@@ -100,13 +92,13 @@ my $ng = start_nginx(workers => 2, http => <<"EOF");
         }
         location /one/ {
             mqttapi_quota zone=dq delay=1500ms;
-            mqttapi_catalog $dir/one.json;
+            mqttapi_catalog $one;
             proxy_pass http://127.0.0.1:%%PORT1%%/;
         }
         location /backoff/ {
             mqttapi_throttle zone=db;
             mqttapi_quota zone=db delay=3s;
-            mqttapi_catalog $dir/one.json;
+            mqttapi_catalog $one;
             proxy_pass http://127.0.0.1:%%PORT1%%/;
         }
         location = /mqttapi/status {

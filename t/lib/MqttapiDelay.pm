@@ -8,17 +8,21 @@ package MqttapiDelay;
 #                                  {i} (the request's index) and {seq}
 #                                  (its place in the order of arrival)
 #   burst_ordered($port, @paths)   both: the answers, by request index
+#   one_per_second()               a user catalog (its path) that gives
+#                                  RevokeToken a quota of 1/s: a second's
+#                                  slot is one request
 
 use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Temp ();
 use IO::Select;
 use Time::HiRes ();
 use MqttapiTest qw(http_read_response);
 use MqttapiLimit qw(open_requests);
 
-our @EXPORT = qw(read_in_order burst_ordered);
+our @EXPORT = qw(read_in_order burst_ordered one_per_second);
 
 # Answers in their order of arrival: a socket is read once select says it
 # has data (an answer of the gateway is small and written at once)
@@ -44,6 +48,16 @@ sub read_in_order {
 sub burst_ordered {
     my ($port, @paths) = @_;
     return read_in_order(open_requests($port, @paths));
+}
+
+sub one_per_second {
+    my $dir = File::Temp::tempdir('mqttapi-delay-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    chmod 0755, $dir;
+    open my $fh, '>', "$dir/one.json" or die $!;
+    print $fh '{"actions":{"RevokeToken":{"quota":1}}}';
+    close $fh;
+    return "$dir/one.json";
 }
 
 1;
