@@ -28,7 +28,7 @@
  * locked inside the quota zone, never the other way round); one over a
  * limit is answered locally at once with the action's throttle code.  A
  * zone synced with other nodes counts with leased tokens instead
- * (ngx_http_mqttapi_sync_quota.c).
+ * (ngx_http_mqttapi_quota_sync.c).
  *
  * Of a key's local answers only the first of each second is logged: the
  * others are counted in the node, and the count is logged with the next
@@ -37,16 +37,16 @@
 
 
 typedef struct {
-    ngx_http_mqttapi_zone_t  *zone;
-    ngx_http_mqttapi_node_t  *node;       /* NULL: not limited */
-    ngx_uint_t                limit;
-    ngx_msec_t                left;       /* refused: until room */
-    uint32_t                  prev;       /* node->booked before */
-    uint32_t                  report;     /* the last second's answers */
-    unsigned                  quiet:1;
-    unsigned                  lease:1;    /* counts leased tokens */
-    unsigned                  token:1;    /* one left in this second */
-    unsigned                  ahead:1;    /* the slot is in the next */
+    ngx_http_mqttapi_zone_t        *zone;     /* locked */
+    ngx_http_mqttapi_node_t        *node;     /* NULL: not limited */
+    ngx_http_mqttapi_quota_node_t  *q;
+    ngx_uint_t                      limit;
+    ngx_msec_t                      left;     /* refused: until room */
+    uint32_t                        report;   /* the last second's answers */
+    unsigned                        quiet:1;
+    unsigned                        lease:1;  /* counts leased tokens */
+    unsigned                        token:1;  /* one left in this second */
+    unsigned                        ahead:1;  /* the slot is in the next */
 } ngx_http_mqttapi_window_t;
 
 
@@ -124,9 +124,6 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
     ngx_memzero(&wk, sizeof(ngx_http_mqttapi_window_t));
     ngx_memzero(&wa, sizeof(ngx_http_mqttapi_window_t));
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-    ngx_shmtx_lock(&ceiling->shpool->mutex);
-
     /*
      * The per-key quota, unless the key is empty, and the per-action
      * ceiling of the whole gateway (its zone locked inside the quota
@@ -180,8 +177,13 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
         ngx_http_mqttapi_window_over(wo, now);
     }
 
-    ngx_shmtx_unlock(&ceiling->shpool->mutex);
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    if (wa.zone) {
+        ngx_http_mqttapi_zone_unlock(ceiling);
+    }
+
+    if (wk.zone) {
+        ngx_http_mqttapi_zone_unlock(zone);
+    }
 
     ngx_http_mqttapi_window_report(r, lcf, &wk, "quota", &name);
     ngx_http_mqttapi_window_report(r, lcf, &wa, "ceiling", &name);
@@ -211,8 +213,6 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
         wait->key = key;
         wait->api = api;
         wait->at = t;
-        wait->kprev = wk.prev;
-        wait->aprev = wa.prev;
 
         ctx->wait = wait;
         v->left = t - now;
@@ -242,45 +242,42 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
 }
 
 
-/* the node of a limit, found or made; NGX_OK, or NGX_ERROR (sync) */
+/*
+ * The node of a limit, found or made, its zone left locked whatever the
+ * result; NGX_OK, or NGX_ERROR
+ */
 
 static ngx_int_t
 ngx_http_mqttapi_window_open(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
     ngx_msec_t now, ngx_http_mqttapi_window_t *w)
 {
-    uint32_t                  hash;
-    ngx_int_t                 rc;
-    ngx_msec_t                bucket, left;
-    ngx_http_mqttapi_node_t  *node;
+    uint32_t                        bucket;
+    ngx_int_t                       rc;
+    ngx_msec_t                      left;
+    ngx_http_mqttapi_node_t        *node;
+    ngx_http_mqttapi_quota_node_t  *q;
 
-    hash = ngx_http_mqttapi_zone_hash(key);
-
-    bucket = now / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
     w->zone = zone;
     w->limit = limit;
     w->left = NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 
-    node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
-
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_QUOTA, key,
+                                      ngx_http_mqttapi_zone_hash(key),
+                                      r->connection->log);
     if (node == NULL) {
-        node = ngx_http_mqttapi_zone_alloc(zone, NGX_HTTP_MQTTAPI_NODE_QUOTA,
-                                           key, hash, r->connection->log);
-        if (node == NULL) {
-            /* no room even after eviction: not limited */
-            return NGX_OK;
-        }
-
-        node->until = bucket;
-        ngx_http_mqttapi_slot_clear(node, now);
+        /* no room even after eviction: not limited */
+        return NGX_OK;
     }
+
+    q = &node->u.quota;
 
     /* the second of the first logged local answer is over: report it */
 
     if (node->rejected
-        && (int32_t) ((uint32_t) bucket - node->delay)
-           >= NGX_HTTP_MQTTAPI_BUCKETS)
+        && (int32_t) (bucket - q->report) >= NGX_HTTP_MQTTAPI_BUCKETS)
     {
         w->report = node->rejected;
         node->rejected = 0;
@@ -288,12 +285,16 @@ ngx_http_mqttapi_window_open(ngx_http_request_t *r,
 
     if (zone->sync) {
         left = 1000;
-        rc = ngx_http_mqttapi_sync_window(r, zone, node, key, &w->limit, now,
-                                          &left);
+        rc = ngx_http_mqttapi_quota_sync(r, zone, node, key, &w->limit, now,
+                                         &left);
 
         if (rc == NGX_DONE) {
             /* not limited while Redis is away ("fail=open") */
             return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
         }
 
         if (rc == NGX_OK || rc == NGX_BUSY) {
@@ -301,13 +302,10 @@ ngx_http_mqttapi_window_open(ngx_http_request_t *r,
             w->token = (rc == NGX_OK);
             w->left = left;
         }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
     }
 
     w->node = node;
+    w->q = q;
 
     return NGX_OK;
 }
@@ -326,7 +324,7 @@ ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
     }
 
     if (!w->lease) {
-        return ngx_http_mqttapi_slot_find(w->node, w->limit, now, t);
+        return ngx_http_mqttapi_slot_find(w->q, w->limit, now, t);
     }
 
     /* tokens of this second of Redis's, else a slot in the next */
@@ -334,7 +332,7 @@ ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
     w->ahead = 0;
 
     if (w->token
-        && (ngx_http_mqttapi_sync_next_share(w->zone, now, w->limit, &start)
+        && (ngx_http_mqttapi_quota_sync_next(w->zone, now, w->limit, &start)
             == 0 || t < start))
     {
         return t;
@@ -342,7 +340,7 @@ ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
 
     w->ahead = 1;
 
-    return ngx_http_mqttapi_slot_next(w->zone, w->node, w->limit, now, t);
+    return ngx_http_mqttapi_slot_next(w->zone, w->q, w->limit, now, t);
 }
 
 
@@ -355,14 +353,13 @@ ngx_http_mqttapi_window_take(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
     }
 
     if (!w->lease) {
-        w->prev = w->node->booked;
-        ngx_http_mqttapi_slot_take(w->node, now, t);
+        ngx_http_mqttapi_slot_take(w->q, now, t);
 
     } else if (w->ahead) {
-        ngx_http_mqttapi_slot_take_next(w->node);
+        ngx_http_mqttapi_slot_take_next(w->q);
 
     } else {
-        ngx_http_mqttapi_sync_window_count(w->node);
+        ngx_http_mqttapi_quota_sync_count(w->q);
     }
 }
 
@@ -381,7 +378,7 @@ ngx_http_mqttapi_window_over(ngx_http_mqttapi_window_t *w, ngx_msec_t now)
     }
 
     if (node->rejected++ == 0) {
-        node->delay = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+        w->q->report = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
     } else {
         w->quiet = 1;

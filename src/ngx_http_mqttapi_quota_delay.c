@@ -23,141 +23,120 @@
  * hold the slots taken, counted when taken.  A slot is a time t whose
  * bucket b has room: the buckets b - 7 .. b hold fewer than the limit, so
  * that every window of eight buckets, and so every one-second window,
- * admits at most the limit (a timer fires at its time or a little after
- * it, by the worker's lag).  Slots are taken in arrival order: a request
- * books after the latest slot ("booked" in the node), at least 1000 /
- * limit ms after it, so that the requests of a second are let go spread
- * over it, not all at its first millisecond.  Nothing is kept per second
- * or per waiting request in the zone: the node's eight buckets and the
- * time of its latest slot.
+ * admits at most the limit (counting each request at its slot; a timer
+ * fires at its time or a little after it, by the worker's lag).  Slots
+ * are taken in arrival order: a request books after the latest slot
+ * ("slot" in the node), at least 1000 / limit ms after it, so that the
+ * requests of a second are let go spread over it (slot j of a full
+ * second at j / limit into it), not all at its first millisecond.
+ * Nothing is kept per second or per waiting request in the zone: the
+ * node's eight buckets and where its latest slot is.
  *
  * With mqttapi_sync a node books only what its share of the next second
  * of Redis's clock covers, slot j of a share of s at j/s into that
  * second, so its waits end with that second whatever TIME says; booked
  * slots are counted as spent when the second comes
- * (ngx_http_mqttapi_sync_window).
+ * (ngx_http_mqttapi_quota_sync).
  *
  * A client that closes its connection while it waits gives its slot
  * back: its bucket counts one less, so the windows that hold it have
  * that room again, and if it was the latest slot, the next request to
- * book takes that very slot.  On "nginx -s quit" or a reload the worker waits for
- * the timers (they are not cancelable), so it is done within TIME.
+ * book may take that very slot.  On "nginx -s quit" or a reload the
+ * worker waits for the timers (they are not cancelable), so it is done
+ * within TIME.
  */
-
-
-#define NGX_HTTP_MQTTAPI_DELAY_BUCKETS  12
 
 
 static void ngx_http_mqttapi_wait_handler(ngx_http_request_t *r);
 static void ngx_http_mqttapi_wait_cleanup(void *data);
 static void ngx_http_mqttapi_slot_give_back(ngx_http_mqttapi_zone_t *zone,
-    ngx_str_t *key, ngx_msec_t at, uint32_t prev);
-
-
-/* the latest bucket of the node's window moved to "b" (no further back) */
-
-static void
-ngx_http_mqttapi_slot_move(ngx_http_mqttapi_node_t *node, ngx_msec_t b)
-{
-    ngx_msec_t  n;
-    ngx_uint_t  i;
-
-    if ((ngx_msec_int_t) (b - node->until) <= 0) {
-        return;
-    }
-
-    for (n = node->until + 1, i = 0;
-         n <= b && i < NGX_HTTP_MQTTAPI_BUCKETS;
-         n++, i++)
-    {
-        node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS] = 0;
-    }
-
-    node->until = b;
-}
+    ngx_str_t *key, ngx_msec_t at);
 
 
 /*
- * No slot ahead, even for a worker whose cached time lags (and none for
- * weeks as the 32-bit time wraps, unless the node is left alone that long)
+ * The window's latest bucket moved on to "b", emptying the buckets it
+ * passes (never back: a worker whose cached time lags counts in the
+ * latest)
  */
 
-void
-ngx_http_mqttapi_slot_clear(ngx_http_mqttapi_node_t *node, ngx_msec_t now)
+static void
+ngx_http_mqttapi_slot_move(ngx_http_mqttapi_quota_node_t *q, uint32_t b)
 {
-    node->booked = (uint32_t) now - 0x40000000;
+    uint32_t    n;
+    ngx_uint_t  i;
+
+    if ((int32_t) (b - q->bucket) <= 0) {
+        return;
+    }
+
+    for (n = q->bucket + 1, i = 0;
+         (int32_t) (b - n) >= 0 && i < NGX_HTTP_MQTTAPI_BUCKETS;
+         n++, i++)
+    {
+        q->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS] = 0;
+    }
+
+    q->bucket = b;
+    q->slot = 0;
 }
 
 
 /*
  * The earliest time at or after "t" at which the node's window admits
- * one more request, or NGX_HTTP_MQTTAPI_SLOT_NONE.  A node whose slots
- * lie ahead admits nothing before its latest slot.
+ * one more request, or NGX_HTTP_MQTTAPI_SLOT_NONE: a bucket b whose window
+ * (b - 7 .. b) holds less than the limit, at least 1000 / limit ms after
+ * the latest slot, and never before the latest bucket, whose window alone
+ * the node knows in full
  */
 
 ngx_msec_t
-ngx_http_mqttapi_slot_find(ngx_http_mqttapi_node_t *node, ngx_uint_t limit,
+ngx_http_mqttapi_slot_find(ngx_http_mqttapi_quota_node_t *q, ngx_uint_t limit,
     ngx_msec_t now, ngx_msec_t t)
 {
-    ngx_msec_t      b, c, n, first;
-    ngx_uint_t      sum;
-    ngx_msec_int_t  ahead;
-
-    /* each worker caches its own time: a bucket a little "later" is now */
-
-    ngx_http_mqttapi_slot_move(node, now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+    uint32_t    b, c, n, first;
+    ngx_uint_t  sum;
 
     if (limit == 0) {
         return NGX_HTTP_MQTTAPI_SLOT_NONE;
     }
 
-    /* after the latest slot, if one lies ahead ("booked" is 32-bit) */
+    ngx_http_mqttapi_slot_move(q, (uint32_t) (now
+                                              / NGX_HTTP_MQTTAPI_BUCKET_MSEC));
 
-    ahead = (int32_t) (node->booked - (uint32_t) now);
-
-    if (ahead > 0 && ahead <= NGX_HTTP_MQTTAPI_QUOTA_DELAY_MAX + 1000) {
-        t = ngx_max(t, now + ahead + 1000 / limit);
-
-    } else {
-        ngx_http_mqttapi_slot_clear(node, now);
+    if (q->slot) {
+        t = ngx_max(t, (ngx_msec_t) q->bucket * NGX_HTTP_MQTTAPI_BUCKET_MSEC
+                       + q->slot - 1 + 1000 / limit);
     }
 
-    b = t / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    b = (uint32_t) (t / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
-    /*
-     * The window keeps the buckets up to its latest one only: nothing is
-     * booked before it, but for the bucket of a worker whose cached time
-     * lags (counted in the latest then, as it sums the whole window)
-     */
+    /* a bucket one before the latest: a worker whose time lags (sums all) */
 
-    if ((ngx_msec_int_t) (node->until - b) > 1) {
-        b = node->until;
-        t = ngx_max(t, b * NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+    if ((int32_t) (q->bucket - b) > 1) {
+        b = q->bucket;
+        t = ngx_max(t, (ngx_msec_t) b * NGX_HTTP_MQTTAPI_BUCKET_MSEC);
     }
 
     for (c = b; /* void */; c++) {
 
-        /* the window's buckets c - 7 .. c, and any later one held */
+        first = q->bucket - (NGX_HTTP_MQTTAPI_BUCKETS - 1);
 
-        first = node->until - (NGX_HTTP_MQTTAPI_BUCKETS - 1);
-
-        if ((ngx_msec_int_t) (c - (NGX_HTTP_MQTTAPI_BUCKETS - 1) - first)
-            > 0)
-        {
+        if ((int32_t) (c - (NGX_HTTP_MQTTAPI_BUCKETS - 1) - first) > 0) {
             first = c - (NGX_HTTP_MQTTAPI_BUCKETS - 1);
         }
 
         sum = 0;
 
-        for (n = first; (ngx_msec_int_t) (n - node->until) <= 0; n++) {
-            sum += node->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS];
+        for (n = first; (int32_t) (n - q->bucket) <= 0; n++) {
+            sum += q->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS];
         }
 
         if (sum < limit) {
-            return (c == b) ? t : c * NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+            return (c == b) ? t
+                            : (ngx_msec_t) c * NGX_HTTP_MQTTAPI_BUCKET_MSEC;
         }
 
-        if ((ngx_msec_int_t) (c - node->until) > NGX_HTTP_MQTTAPI_BUCKETS) {
+        if ((int32_t) (c - q->bucket) > NGX_HTTP_MQTTAPI_BUCKETS) {
             /* not reached: a window past the latest bucket is empty */
             return NGX_HTTP_MQTTAPI_SLOT_NONE;
         }
@@ -166,30 +145,36 @@ ngx_http_mqttapi_slot_find(ngx_http_mqttapi_node_t *node, ngx_uint_t limit,
 
 
 void
-ngx_http_mqttapi_slot_take(ngx_http_mqttapi_node_t *node, ngx_msec_t now,
+ngx_http_mqttapi_slot_take(ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now,
     ngx_msec_t t)
 {
-    uint16_t    *bucket;
-    ngx_msec_t   b;
+    uint16_t  *bucket;
+    uint32_t   b;
 
-    b = t / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    b = (uint32_t) (t / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
-    ngx_http_mqttapi_slot_move(node, b);
+    ngx_http_mqttapi_slot_move(q, b);
 
-    if ((ngx_msec_int_t) (node->until - b) >= NGX_HTTP_MQTTAPI_BUCKETS
-        || (ngx_msec_int_t) (b - node->until) > 0)
+    if ((int32_t) (q->bucket - b) >= NGX_HTTP_MQTTAPI_BUCKETS
+        || (int32_t) (b - q->bucket) > 0)
     {
-        b = node->until;
+        b = q->bucket;
     }
 
-    bucket = &node->u.buckets[b % NGX_HTTP_MQTTAPI_BUCKETS];
+    bucket = &q->u.buckets[b % NGX_HTTP_MQTTAPI_BUCKETS];
 
     if (*bucket < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
         (*bucket)++;
     }
 
     if ((ngx_msec_int_t) (t - now) > 0) {
-        node->booked = (uint32_t) t;
+
+        /* a booked slot: the next one comes after it */
+
+        q->slot = (b == q->bucket)
+                  ? (uint16_t) (t - (ngx_msec_t) b
+                                    * NGX_HTTP_MQTTAPI_BUCKET_MSEC + 1)
+                  : 1;
     }
 }
 
@@ -202,19 +187,19 @@ ngx_http_mqttapi_slot_take(ngx_http_mqttapi_node_t *node, ngx_msec_t now,
 
 ngx_msec_t
 ngx_http_mqttapi_slot_next(ngx_http_mqttapi_zone_t *zone,
-    ngx_http_mqttapi_node_t *node, ngx_uint_t limit, ngx_msec_t now,
+    ngx_http_mqttapi_quota_node_t *q, ngx_uint_t limit, ngx_msec_t now,
     ngx_msec_t t)
 {
     ngx_msec_t  start, at;
     ngx_uint_t  share;
 
-    share = ngx_http_mqttapi_sync_next_share(zone, now, limit, &start);
+    share = ngx_http_mqttapi_quota_sync_next(zone, now, limit, &start);
 
-    if (share == 0 || node->u.lease.booked >= share) {
+    if (share == 0 || q->u.lease.booked >= share) {
         return NGX_HTTP_MQTTAPI_SLOT_NONE;
     }
 
-    at = start + node->u.lease.booked * 1000 / share;
+    at = start + q->u.lease.booked * 1000 / share;
     at = ngx_max(at, t);
 
     return (at < start + 1000) ? at : NGX_HTTP_MQTTAPI_SLOT_NONE;
@@ -222,9 +207,9 @@ ngx_http_mqttapi_slot_next(ngx_http_mqttapi_zone_t *zone,
 
 
 void
-ngx_http_mqttapi_slot_take_next(ngx_http_mqttapi_node_t *node)
+ngx_http_mqttapi_slot_take_next(ngx_http_mqttapi_quota_node_t *q)
 {
-    node->u.lease.booked++;
+    q->u.lease.booked++;
 }
 
 
@@ -378,65 +363,69 @@ ngx_http_mqttapi_wait_cleanup(void *data)
                    "back", ngx_current_msec - w->start);
 
     if (w->zone) {
-        ngx_http_mqttapi_slot_give_back(w->zone, &w->key, w->at, w->kprev);
+        ngx_http_mqttapi_slot_give_back(w->zone, &w->key, w->at);
     }
 
     if (w->ceiling) {
-        ngx_http_mqttapi_slot_give_back(w->ceiling, &w->api, w->at, w->aprev);
+        ngx_http_mqttapi_slot_give_back(w->ceiling, &w->api, w->at);
     }
 }
 
 
 static void
 ngx_http_mqttapi_slot_give_back(ngx_http_mqttapi_zone_t *zone, ngx_str_t *key,
-    ngx_msec_t at, uint32_t prev)
+    ngx_msec_t at)
 {
-    uint16_t                 *bucket;
-    ngx_msec_t                b;
-    ngx_http_mqttapi_node_t  *node;
+    uint16_t                       *bucket;
+    uint32_t                        b;
+    ngx_http_mqttapi_node_t        *node;
+    ngx_http_mqttapi_quota_node_t  *q;
 
-    b = at / NGX_HTTP_MQTTAPI_BUCKET_MSEC;
+    b = (uint32_t) (at / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_QUOTA, key,
+                                      ngx_http_mqttapi_zone_hash(key), NULL);
 
-    node = ngx_http_mqttapi_zone_lookup(zone, key,
-                                        ngx_http_mqttapi_zone_hash(key));
+    q = ngx_http_mqttapi_node_quota(node);
 
-    if (node == NULL || node->type != NGX_HTTP_MQTTAPI_NODE_QUOTA) {
+    if (q == NULL) {
         goto done;
     }
 
-    if (zone->sync && node->code == NGX_HTTP_MQTTAPI_SYNC_LEASED) {
+    if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED) {
 
         /* a slot in the next second, or already in the current one */
 
-        if (node->u.lease.booked) {
-            node->u.lease.booked--;
+        if (q->u.lease.booked) {
+            q->u.lease.booked--;
 
-        } else if (node->u.lease.spent) {
-            node->u.lease.spent--;
+        } else if (q->u.lease.spent) {
+            q->u.lease.spent--;
         }
 
         goto done;
     }
 
-    if ((ngx_msec_int_t) (node->until - b) < NGX_HTTP_MQTTAPI_BUCKETS
-        && (ngx_msec_int_t) (b - node->until) <= 0)
+    if ((int32_t) (q->bucket - b) < NGX_HTTP_MQTTAPI_BUCKETS
+        && (int32_t) (b - q->bucket) <= 0)
     {
-        bucket = &node->u.buckets[b % NGX_HTTP_MQTTAPI_BUCKETS];
+        bucket = &q->u.buckets[b % NGX_HTTP_MQTTAPI_BUCKETS];
 
         if (*bucket) {
             (*bucket)--;
         }
     }
 
-    /* the latest slot: the next request to book takes this very one */
+    /* the latest slot: the next request to book may take this very one */
 
-    if (node->booked == (uint32_t) at) {
-        node->booked = prev;
+    if (b == q->bucket
+        && q->slot == (uint16_t) (at - (ngx_msec_t) b
+                                       * NGX_HTTP_MQTTAPI_BUCKET_MSEC + 1))
+    {
+        q->slot = 0;
     }
 
 done:
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 }

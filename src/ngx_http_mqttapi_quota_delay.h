@@ -27,8 +27,6 @@ typedef struct {
     ngx_str_t                    key;
     ngx_str_t                    api;
     ngx_msec_t                   at;          /* the slot, local ms */
-    uint32_t                     kprev;       /* the latest slots before */
-    uint32_t                     aprev;
     ngx_msec_t                   start;
     ngx_msec_t                   waited;      /* ms, once let go */
     unsigned                     waiting:1;
@@ -39,16 +37,14 @@ typedef struct {
 
 /* booking, with the node's zone locked */
 
-void ngx_http_mqttapi_slot_clear(ngx_http_mqttapi_node_t *node,
-    ngx_msec_t now);
-ngx_msec_t ngx_http_mqttapi_slot_find(ngx_http_mqttapi_node_t *node,
+ngx_msec_t ngx_http_mqttapi_slot_find(ngx_http_mqttapi_quota_node_t *q,
     ngx_uint_t limit, ngx_msec_t now, ngx_msec_t t);
-void ngx_http_mqttapi_slot_take(ngx_http_mqttapi_node_t *node,
+void ngx_http_mqttapi_slot_take(ngx_http_mqttapi_quota_node_t *q,
     ngx_msec_t now, ngx_msec_t t);
 ngx_msec_t ngx_http_mqttapi_slot_next(ngx_http_mqttapi_zone_t *zone,
-    ngx_http_mqttapi_node_t *node, ngx_uint_t limit, ngx_msec_t now,
+    ngx_http_mqttapi_quota_node_t *q, ngx_uint_t limit, ngx_msec_t now,
     ngx_msec_t t);
-void ngx_http_mqttapi_slot_take_next(ngx_http_mqttapi_node_t *node);
+void ngx_http_mqttapi_slot_take_next(ngx_http_mqttapi_quota_node_t *q);
 
 /* waiting */
 

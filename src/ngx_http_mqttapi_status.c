@@ -471,16 +471,11 @@ ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
     size_t                    total, used;
     ngx_uint_t                i, backoff, peer, keys, evicted;
     ngx_str_t                *name;
-    ngx_msec_t                now;
-    ngx_queue_t              *q;
     ngx_http_mqttapi_row_t   *row;
-    ngx_http_mqttapi_node_t  *n;
     ngx_http_mqttapi_zone_t **zones, *zone;
 
     zones = st->zones.elts;
     name = st->zone_names.names.elts;
-
-    now = ngx_current_msec;
 
     for (i = 1; i < st->zones.nelts; i++) {
         zone = zones[i];
@@ -489,29 +484,9 @@ ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
             continue;
         }
 
-        backoff = 0;
-        peer = 0;
-
         ngx_shmtx_lock(&zone->shpool->mutex);
 
-        for (q = ngx_queue_head(&zone->sh->queue);
-             q != ngx_queue_sentinel(&zone->sh->queue);
-             q = ngx_queue_next(q))
-        {
-            n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
-
-            if (n->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
-                && ((ngx_msec_int_t) (n->until - now) > 0
-                    || n->u.backoff.probe))
-            {
-                if (n->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER) {
-                    peer++;
-
-                } else {
-                    backoff++;
-                }
-            }
-        }
+        ngx_http_mqttapi_zone_backoffs(zone, &backoff, &peer);
 
         keys = zone->sh->nodes;
         evicted = zone->sh->evicted;

@@ -40,16 +40,6 @@
 
 #define NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS 8
 
-/* flags of a back-off node of a synced zone */
-
-#define NGX_HTTP_MQTTAPI_SYNC_PEER       0x01  /* learnt from another node */
-#define NGX_HTTP_MQTTAPI_SYNC_RIGHT      0x02  /* this node may probe */
-
-/* the mode of a quota node of a synced zone (in its "code") */
-
-#define NGX_HTTP_MQTTAPI_SYNC_WINDOW     0
-#define NGX_HTTP_MQTTAPI_SYNC_LEASED     1
-
 
 typedef struct {
     u_char                       type;
@@ -146,11 +136,15 @@ ngx_http_mqttapi_sync_up(ngx_http_mqttapi_zone_t *zone)
 }
 
 
-ngx_int_t ngx_http_mqttapi_sync_window(ngx_http_request_t *r,
+/* ngx_http_mqttapi_quota_sync.c: a synced quota on the request path */
+
+ngx_int_t ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left);
-void ngx_http_mqttapi_sync_window_count(ngx_http_mqttapi_node_t *node);
-ngx_uint_t ngx_http_mqttapi_sync_next_share(ngx_http_mqttapi_zone_t *zone,
+void ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_quota_node_t *q);
+ngx_uint_t ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_msec_t second, ngx_uint_t limit);
+ngx_uint_t ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
     ngx_msec_t now, ngx_uint_t limit, ngx_msec_t *start);
 
 

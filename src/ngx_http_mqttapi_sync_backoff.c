@@ -181,6 +181,7 @@ ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task)
     ngx_http_mqttapi_node_t          *n;
     ngx_http_mqttapi_zone_t         **zones, *zone;
     ngx_http_mqttapi_sync_tracked_t  *t;
+    ngx_http_mqttapi_backoff_node_t  *b;
 
     /*
      * A new owner, or events lost to a full outbox: the back-offs in the
@@ -200,9 +201,10 @@ ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task)
              q = ngx_queue_next(q))
         {
             n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+            b = ngx_http_mqttapi_node_backoff(n);
 
-            if (n->type != NGX_HTTP_MQTTAPI_NODE_BACKOFF
-                || (ngx_msec_int_t) (now - n->until)
+            if (b == NULL
+                || (ngx_msec_int_t) (now - b->until)
                    > NGX_HTTP_MQTTAPI_SYNC_KEEP)
             {
                 continue;
@@ -213,14 +215,14 @@ ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task)
                 break;
             }
 
-            t->count = n->u.backoff.count;
-            t->until = n->until;
-            t->peer = (n->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER) != 0;
+            t->count = b->count;
+            t->until = b->until;
+            t->peer = (b->flags & NGX_HTTP_MQTTAPI_SYNC_PEER) != 0;
             t->pushed = 0;
             t->seq = ++task->seq;
         }
 
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(zone);
     }
 }
 
@@ -288,34 +290,33 @@ ngx_http_mqttapi_sync_push(ngx_http_mqttapi_sync_task_t *task,
 
     /* the back-off as the zone holds it now */
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    node = ngx_http_mqttapi_zone_lookup(zone, &args[3],
-                                    ngx_http_mqttapi_zone_hash(&args[3]));
-
-    if (node == NULL || node->type != NGX_HTTP_MQTTAPI_NODE_BACKOFF) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      &args[3],
+                                      ngx_http_mqttapi_zone_hash(&args[3]),
+                                      NULL);
+    if (node == NULL) {
+        ngx_http_mqttapi_zone_unlock(zone);
         ngx_free(ref);
         ngx_http_mqttapi_sync_untrack(task, t);
         return;
     }
 
     t->count = node->u.backoff.count;
-    t->until = node->until;
+    t->until = node->u.backoff.until;
 
     args[4].len = ngx_sprintf(count, "%uD", t->count) - count;
 
-    left = (ngx_msec_int_t) (node->until - now);
+    left = (ngx_msec_int_t) (node->u.backoff.until - now);
     if (left < 0) {
         left = 0;
     }
 
     args[6].data = d;
-    args[6].len = ngx_sprintf(d, "%uD", node->delay) - d;
+    args[6].len = ngx_sprintf(d, "%uD", node->u.backoff.delay) - d;
 
-    ngx_http_mqttapi_zone_code(zone, node->code, &c);
+    ngx_http_mqttapi_zone_code(zone, node->u.backoff.code, &c);
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     args[5].data = l;
     args[5].len = ngx_sprintf(l, "%M", (ngx_msec_t) left) - l;
@@ -522,19 +523,17 @@ ngx_http_mqttapi_sync_right_reply(ngx_http_mqttapi_sync_task_t *task,
     key.data = ref->key;
     key.len = ref->len;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      &key, ngx_http_mqttapi_zone_hash(&key),
+                                      NULL);
 
-    node = ngx_http_mqttapi_zone_lookup(zone, &key,
-                                        ngx_http_mqttapi_zone_hash(&key));
-
-    if (node && node->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
-        && node->u.backoff.count == ref->seq)
+    if (node && node->u.backoff.count == ref->seq)
     {
         node->u.backoff.flags |= NGX_HTTP_MQTTAPI_SYNC_RIGHT;
         t->right = 1;
     }
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, task->log, 0,
                    "mqttapi sync: this node probes \"%V\" (#%ui)", &key,
@@ -724,31 +723,22 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     meanwhile = 0;
     level = NGX_LOG_WARN;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    /* over already: nothing to answer locally unless the node has it */
 
-    node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
-
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      key, hash,
+                                      (b->left <= 0 && peer) ? NULL
+                                                             : task->log);
     if (node == NULL) {
-        if (b->left <= 0 && peer) {
-            /* over already: nothing to answer locally */
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-            return;
-        }
+        ngx_http_mqttapi_zone_unlock(zone);
+        return;
+    }
 
-        node = ngx_http_mqttapi_zone_alloc(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
-                                           key, hash, task->log);
-        if (node == NULL) {
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-            return;
-        }
+    /* a node made now has a count of 0 */
 
-        node->u.backoff.flags = peer ? NGX_HTTP_MQTTAPI_SYNC_PEER : 0;
-
-    } else if (node->type != NGX_HTTP_MQTTAPI_NODE_BACKOFF
-               || node->u.backoff.count > count)
-    {
+    if (node->u.backoff.count > count) {
         /* this node's back-off is newer: its push is under way */
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(zone);
         return;
 
     } else if (node->u.backoff.count < count) {
@@ -760,14 +750,14 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     }
 
     node->u.backoff.count = count;
-    node->until = until;
-    node->delay = (uint32_t) b->delay;
+    node->u.backoff.until = until;
+    node->u.backoff.delay = (uint32_t) b->delay;
 
     if (code->len) {
-        node->code = ngx_http_mqttapi_zone_code_index(zone, code);
+        node->u.backoff.code = ngx_http_mqttapi_zone_code_index(zone, code);
     }
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     if (meanwhile) {
         ngx_http_mqttapi_sync_meanwhile(task, zone, level, meanwhile,
@@ -806,13 +796,11 @@ ngx_http_mqttapi_sync_apply_close(ngx_http_mqttapi_sync_task_t *task,
     meanwhile = 0;
     level = NGX_LOG_WARN;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      key, ngx_http_mqttapi_zone_hash(key),
+                                      NULL);
 
-    node = ngx_http_mqttapi_zone_lookup(zone, key,
-                                        ngx_http_mqttapi_zone_hash(key));
-
-    if (node && node->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
-        && node->u.backoff.count <= count)
+    if (node && node->u.backoff.count <= count)
     {
         meanwhile = node->rejected;
         level = node->u.backoff.level;
@@ -820,7 +808,7 @@ ngx_http_mqttapi_sync_apply_close(ngx_http_mqttapi_sync_task_t *task,
         node = NULL;
     }
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     if (meanwhile) {
         ngx_http_mqttapi_sync_meanwhile(task, zone, level, meanwhile,

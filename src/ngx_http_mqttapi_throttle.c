@@ -254,26 +254,25 @@ ngx_http_mqttapi_backoff_check(ngx_http_request_t *r,
     cln = NULL;
     meanwhile = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      &ctx->key, ctx->hash, NULL);
 
     if (node == NULL) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(zone);
         return NGX_DECLINED;
     }
 
     if (ngx_http_mqttapi_backoff_code(r, lcf, zone, node, &v->code)
         != NGX_OK)
     {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(zone);
         return NGX_ERROR;
     }
 
     rc = ngx_http_mqttapi_backoff_judge(r, lcf, ctx, node, v, &cln,
                                         &meanwhile);
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     if (cln || meanwhile) {
         ngx_http_mqttapi_backoff_over(r, lcf, ctx, cln, &v->code, meanwhile);
@@ -292,7 +291,7 @@ ngx_http_mqttapi_backoff_code(ngx_http_request_t *r,
 {
     ngx_str_t  c;
 
-    ngx_http_mqttapi_zone_code(zone, node->code, &c);
+    ngx_http_mqttapi_zone_code(zone, node->u.backoff.code, &c);
 
     if (c.len == 0) {
         /* the zone had no room to keep the code: the generic one */
@@ -332,8 +331,8 @@ ngx_http_mqttapi_backoff_judge(ngx_http_request_t *r,
 
     now = ngx_current_msec;
 
-    if ((ngx_msec_int_t) (node->until - now) > 0) {
-        v->left = node->until - now;
+    if ((ngx_msec_int_t) (node->u.backoff.until - now) > 0) {
+        v->left = node->u.backoff.until - now;
         rc = NGX_BUSY;
 
     } else if (node->u.backoff.probe
@@ -499,28 +498,22 @@ ngx_http_mqttapi_backoff_open(ngx_http_request_t *r,
     zone = ctx->zone;
     now = ngx_current_msec;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
-
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      &ctx->key, ctx->hash,
+                                      r->connection->log);
     if (node == NULL) {
-        node = ngx_http_mqttapi_zone_alloc(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
-                                           &ctx->key, ctx->hash,
-                                           r->connection->log);
-        if (node == NULL) {
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-            return;
-        }
+        ngx_http_mqttapi_zone_unlock(zone);
+        return;
     }
 
-    if ((ngx_msec_int_t) (node->until - now) > 0 && ctx->probe == 0) {
+    if ((ngx_msec_int_t) (node->u.backoff.until - now) > 0 && ctx->probe == 0) {
         /*
          * a request that was under way when the back-off opened:
          * the back-off already counts this throttle
          */
-        delay = node->until - now;
+        delay = node->u.backoff.until - now;
 
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(zone);
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "mqttapi: throttle: already backed off, %M ms left",
@@ -537,17 +530,17 @@ ngx_http_mqttapi_backoff_open(ngx_http_request_t *r,
     count = node->u.backoff.count;
     delay = ngx_http_mqttapi_backoff_delay(zone, count, err);
 
-    node->delay = (uint32_t) delay;
-    node->until = now + delay;
+    node->u.backoff.delay = (uint32_t) delay;
+    node->u.backoff.until = now + delay;
     node->u.backoff.probe = 0;
     node->u.backoff.flags = 0;
-    node->code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
+    node->u.backoff.code = ngx_http_mqttapi_zone_code_index(zone, &err->code);
 
     /* the local answers of the last window (while probing) */
     meanwhile = node->rejected;
     node->rejected = 0;
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     if (zone->sync) {
         ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_OPEN,
@@ -620,15 +613,14 @@ ngx_http_mqttapi_backoff_close(ngx_http_request_t *r,
 
     zone = ctx->zone;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      &ctx->key, ctx->hash, NULL);
 
     if (node == NULL
-        || (ngx_msec_int_t) (node->until - ngx_current_msec) > 0
+        || (ngx_msec_int_t) (node->u.backoff.until - ngx_current_msec) > 0
         || (!ctx->probe && node->u.backoff.probe && !lcf->throttle_dry_run))
     {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_mqttapi_zone_unlock(zone);
         return;
     }
 
@@ -637,7 +629,7 @@ ngx_http_mqttapi_backoff_close(ngx_http_request_t *r,
 
     ngx_http_mqttapi_zone_free(zone, node);
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     if (zone->sync) {
         ngx_http_mqttapi_sync_notify(zone, NGX_HTTP_MQTTAPI_SYNC_CLOSE,
@@ -847,15 +839,14 @@ ngx_http_mqttapi_probe_release(ngx_http_mqttapi_ctx_t *ctx)
 
     zone = ctx->zone;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    node = ngx_http_mqttapi_zone_lookup(zone, &ctx->key, ctx->hash);
+    node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
+                                      &ctx->key, ctx->hash, NULL);
 
     if (node && node->u.backoff.probe == ctx->probe) {
         node->u.backoff.probe = 0;
     }
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_mqttapi_zone_unlock(zone);
 
     ctx->probe = 0;
 }

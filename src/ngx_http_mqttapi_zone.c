@@ -16,9 +16,11 @@
  * keyed by a MurmurHash2 of the key, and an LRU queue; when the slab allocator
  * runs out, the least recently used nodes are evicted, and a key that
  * still gets no node is served unlimited (and logged), never an error.
- * The zone is reused across reloads.  Callers hold shpool->mutex around
- * lookup, alloc and free; the slab mutex is released by the master if a
- * worker dies holding it.
+ * The zone is reused across reloads.  ngx_http_mqttapi_zone_node locks
+ * the zone and finds (or makes) a key's node of one type; the caller
+ * unlocks it with ngx_http_mqttapi_zone_unlock; zone_free and the walks
+ * over the queue are made with the zone locked.  The slab mutex is
+ * released by the master if a worker dies holding it.
  */
 
 
@@ -32,7 +34,8 @@
 
 typedef char  ngx_http_mqttapi_check_quota_max[
     (NGX_HTTP_MQTTAPI_QUOTA_MAX
-     <= (1 << (8 * sizeof(((ngx_http_mqttapi_node_t *) 0)->u.buckets[0])))
+     <= (1 << (8 * sizeof(((ngx_http_mqttapi_quota_node_t *) 0)
+                               ->u.buckets[0])))
         - 1)
     ? 1 : -1];
 
@@ -42,6 +45,11 @@ typedef char  ngx_http_mqttapi_check_key_len[
 
 static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_lookup(
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, uint32_t hash);
+static ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_alloc(
+    ngx_http_mqttapi_zone_t *zone, ngx_uint_t type, ngx_str_t *key,
+    uint32_t hash, ngx_log_t *log);
 static void ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone);
 static void ngx_http_mqttapi_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -784,7 +792,33 @@ ngx_http_mqttapi_zone_hash(ngx_str_t *key)
 }
 
 
+/*
+ * The zone locked, a key's node of "type": NULL when the key has none, or
+ * a node of another type.  With a log, a key without a node gets one
+ * (NULL when the zone has no room even after eviction, logged).  The zone
+ * stays locked whatever the result: ngx_http_mqttapi_zone_unlock.
+ */
+
 ngx_http_mqttapi_node_t *
+ngx_http_mqttapi_zone_node(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
+    ngx_str_t *key, uint32_t hash, ngx_log_t *log)
+{
+    ngx_http_mqttapi_node_t  *node;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_mqttapi_zone_lookup(zone, key, hash);
+
+    if (node == NULL) {
+        return log ? ngx_http_mqttapi_zone_alloc(zone, type, key, hash, log)
+                   : NULL;
+    }
+
+    return (node->type == type) ? node : NULL;
+}
+
+
+static ngx_http_mqttapi_node_t *
 ngx_http_mqttapi_zone_lookup(ngx_http_mqttapi_zone_t *zone, ngx_str_t *key,
     uint32_t hash)
 {
@@ -826,7 +860,7 @@ ngx_http_mqttapi_zone_lookup(ngx_http_mqttapi_zone_t *zone, ngx_str_t *key,
 }
 
 
-ngx_http_mqttapi_node_t *
+static ngx_http_mqttapi_node_t *
 ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
     ngx_str_t *key, uint32_t hash, ngx_log_t *log)
 {
@@ -883,9 +917,16 @@ ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
     ngx_memzero(&n->type, offsetof(ngx_http_mqttapi_node_t, data)
                           - offsetof(ngx_http_mqttapi_node_t, type));
 
+
+
     n->type = (u_char) type;
     n->len = (u_short) key->len;
     ngx_memcpy(n->data, key->data, key->len);
+
+    if (type == NGX_HTTP_MQTTAPI_NODE_QUOTA) {
+        n->u.quota.bucket = (uint32_t) (ngx_current_msec
+                                        / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+    }
 
     ngx_rbtree_insert(&zone->sh->rbtree, node);
     ngx_queue_insert_head(&zone->sh->queue, &n->queue);
@@ -899,11 +940,13 @@ ngx_http_mqttapi_zone_alloc(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
 static void
 ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone)
 {
-    ngx_uint_t                n;
-    ngx_msec_t                now;
-    ngx_msec_int_t            idle;
-    ngx_queue_t              *q;
-    ngx_http_mqttapi_node_t  *node;
+    ngx_uint_t                        n;
+    ngx_msec_t                        now;
+    ngx_msec_int_t                    idle;
+    ngx_queue_t                      *q;
+    ngx_http_mqttapi_node_t          *node;
+    ngx_http_mqttapi_quota_node_t    *quota;
+    ngx_http_mqttapi_backoff_node_t  *backoff;
 
     /*
      * Up to two nodes from the cold end that no longer hold anything: a
@@ -918,19 +961,23 @@ ngx_http_mqttapi_zone_expire(ngx_http_mqttapi_zone_t *zone)
         q = ngx_queue_last(&zone->sh->queue);
         node = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
 
-        if (node->type == NGX_HTTP_MQTTAPI_NODE_QUOTA) {
-            idle = (ngx_msec_int_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC
-                                     - node->until)
+        quota = ngx_http_mqttapi_node_quota(node);
+        backoff = ngx_http_mqttapi_node_backoff(node);
+
+        if (quota) {
+            idle = (ngx_msec_int_t) (int32_t)
+                       ((uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC)
+                        - quota->bucket)
                    * NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 
             if (idle < 2000) {
                 return;
             }
 
-        } else {
-            idle = (ngx_msec_int_t) (now - node->until);
+        } else if (backoff) {
+            idle = (ngx_msec_int_t) (now - backoff->until);
 
-            if (idle < 3600000 || node->u.backoff.probe) {
+            if (idle < 3600000 || backoff->probe) {
                 return;
             }
         }
@@ -957,15 +1004,52 @@ ngx_http_mqttapi_zone_free(ngx_http_mqttapi_zone_t *zone,
 }
 
 
+/* the back-offs in effect (or probing), own and learnt from other nodes */
+
+void
+ngx_http_mqttapi_zone_backoffs(ngx_http_mqttapi_zone_t *zone,
+    ngx_uint_t *local, ngx_uint_t *peer)
+{
+    ngx_msec_t                        now;
+    ngx_queue_t                      *q;
+    ngx_http_mqttapi_backoff_node_t  *b;
+
+    now = ngx_current_msec;
+    *local = 0;
+    *peer = 0;
+
+    for (q = ngx_queue_head(&zone->sh->queue);
+         q != ngx_queue_sentinel(&zone->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        b = ngx_http_mqttapi_node_backoff(
+                ngx_queue_data(q, ngx_http_mqttapi_node_t, queue));
+
+        if (b == NULL
+            || ((ngx_msec_int_t) (b->until - now) <= 0 && b->probe == 0))
+        {
+            continue;
+        }
+
+        if (b->flags & NGX_HTTP_MQTTAPI_SYNC_PEER) {
+            (*peer)++;
+
+        } else {
+            (*local)++;
+        }
+    }
+}
+
+
 u_char
 ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
     ngx_str_t *code)
 {
     u_char                   *c;
-    ngx_uint_t                i;
-    ngx_queue_t              *q;
-    ngx_http_mqttapi_node_t  *n;
-    u_char                    used[NGX_HTTP_MQTTAPI_ZONE_CODES];
+    ngx_uint_t                        i;
+    ngx_queue_t                      *q;
+    ngx_http_mqttapi_backoff_node_t  *b;
+    u_char                            used[NGX_HTTP_MQTTAPI_ZONE_CODES];
 
     /* the codes that opened back-offs, kept once per zone */
 
@@ -994,12 +1078,11 @@ ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
              q != ngx_queue_sentinel(&zone->sh->queue);
              q = ngx_queue_next(q))
         {
-            n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
+            b = ngx_http_mqttapi_node_backoff(
+                    ngx_queue_data(q, ngx_http_mqttapi_node_t, queue));
 
-            if (n->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF
-                && n->code < NGX_HTTP_MQTTAPI_ZONE_CODES)
-            {
-                used[n->code] = 1;
+            if (b && b->code < NGX_HTTP_MQTTAPI_ZONE_CODES) {
+                used[b->code] = 1;
             }
         }
 

@@ -32,6 +32,11 @@
 #define NGX_HTTP_MQTTAPI_NODE_BACKOFF  1
 #define NGX_HTTP_MQTTAPI_NODE_QUOTA    2
 
+/* the flags of a back-off node of a synced zone */
+
+#define NGX_HTTP_MQTTAPI_SYNC_PEER     0x01  /* learnt from another node */
+#define NGX_HTTP_MQTTAPI_SYNC_RIGHT    0x02  /* this node may probe */
+
 
 /*
  * A quota node counts requests in NGX_HTTP_MQTTAPI_BUCKETS buckets of
@@ -55,51 +60,75 @@
 
 /*
  * A node is allocated from "color" on, as in limit_req: the rbtree key,
- * links and parent come first and the rest follows.  A back-off node uses
- * "until" (its end), "delay", "code" and u.backoff; a quota node uses
- * "until" as the number of its latest bucket, and u.buckets.  Both count
- * in "rejected" the local answers of the current window, of which only
- * the first is logged: a back-off's window is the back-off (until the
- * probe or the next throttle), a quota's the second after its first
- * logged answer, which a quota node keeps in "delay" (a bucket number).
- * In a zone shared with other nodes, a quota node counts leased tokens in
- * u.lease instead of u.buckets (ngx_http_mqttapi_sync_quota.c).  With
- * "mqttapi_quota ... delay=" a quota node's latest bucket may lie ahead:
- * its buckets from now on hold the slots booked by waiting requests, and
- * "booked" the time of the latest (ngx_http_mqttapi_quota_delay.c).
+ * links and parent come first and the rest follows.  What a node means is
+ * its "type", and only zone.c looks one up (ngx_http_mqttapi_zone_node,
+ * which checks the type); the rest reaches its fields through the typed
+ * accessors below.  Both kinds count in "rejected" the local answers of
+ * the current window, of which only the first is logged: a back-off's
+ * window is the back-off (until the probe or the next throttle), a
+ * quota's the second after its first logged answer ("report", a bucket).
  */
 
 typedef struct {
-    u_char                       color;
-    u_char                       type;
-    u_short                      len;
-    uint32_t                     delay;       /* ms; quota: a bucket */
-    ngx_queue_t                  queue;
-    ngx_msec_t                   until;
+    ngx_msec_t                   until;       /* its end, local ms */
+    ngx_msec_t                   probe;       /* probe start, 0: none */
+    uint32_t                     delay;       /* ms */
+    uint32_t                     count;       /* consecutive throttles */
+    u_char                       code;        /* index into sh->codes */
+    u_char                       flags;       /* NGX_HTTP_MQTTAPI_SYNC_* */
+    u_char                       level;       /* of the window's first log */
+} ngx_http_mqttapi_backoff_node_t;
+
+
+/*
+ * With "mqttapi_quota ... delay=" a window's latest bucket may lie ahead
+ * of now: its buckets from now on hold the slots booked by waiting
+ * requests, and "slot" is the latest slot's ms into the latest bucket,
+ * plus one (0: none there).  In a zone shared with other nodes, "booked"
+ * counts the slots booked in the next second
+ * (ngx_http_mqttapi_quota_delay.c).
+ *
+ * A quota node's mode: its own sliding window (u.buckets), or, in a zone
+ * shared with other nodes while Redis is reachable, the tokens the fleet
+ * gives it for a second of Redis's clock (u.lease,
+ * ngx_http_mqttapi_quota_sync.c).
+ */
+
+#define NGX_HTTP_MQTTAPI_QUOTA_WINDOW  0
+#define NGX_HTTP_MQTTAPI_QUOTA_LEASED  1
+
+typedef struct {
+    u_char                       mode;        /* NGX_HTTP_MQTTAPI_QUOTA_* */
+    uint16_t                     slot;        /* delay=: see below */
+    uint32_t                     bucket;      /* the latest, now / 143 ms */
+    uint32_t                     report;      /* first logged answer's */
 
     union {
-        struct {
-            ngx_msec_t           probe;       /* probe start, 0: none */
-            uint32_t             count;       /* consecutive throttles */
-            u_char               flags;       /* NGX_HTTP_MQTTAPI_SYNC_* */
-            u_char               level;       /* of the window's first log */
-        } backoff;
+        uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
 
         struct {
-            ngx_msec_t           second;      /* Redis's, counted in */
+            uint32_t             second;      /* Redis's, counted in */
             uint16_t             tokens;      /* leased for it */
             uint16_t             spent;
-            uint16_t             booked;      /* in the next second */
+            uint16_t             booked;      /* delay=: in the next */
             u_char               asked;       /* a lease is asked for */
         } lease;
+    } u;
+} ngx_http_mqttapi_quota_node_t;
 
-        uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
+
+typedef struct {
+    u_char                       color;
+    u_char                       type;        /* NGX_HTTP_MQTTAPI_NODE_* */
+    u_short                      len;
+    uint32_t                     rejected;    /* local answers, see above */
+    ngx_queue_t                  queue;
+
+    union {
+        ngx_http_mqttapi_backoff_node_t  backoff;
+        ngx_http_mqttapi_quota_node_t    quota;
     } u;
 
-    uint32_t                     rejected;    /* local answers, see above */
-    uint32_t                     booked;      /* quota: the latest slot
-                                                 booked, ms (delay=) */
-    u_char                       code;        /* index into sh->codes */
     u_char                       data[1];
 } ngx_http_mqttapi_node_t;
 
@@ -169,17 +198,45 @@ ngx_int_t ngx_http_mqttapi_zone_key(ngx_http_request_t *r,
 ngx_int_t ngx_http_mqttapi_zone_make_key(ngx_pool_t *pool, const char *prefix,
     ngx_str_t *value, ngx_str_t *suffix, ngx_str_t *key, uint32_t *hash);
 uint32_t ngx_http_mqttapi_zone_hash(ngx_str_t *key);
-ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_lookup(
-    ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, uint32_t hash);
-ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_alloc(
+ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_node(
     ngx_http_mqttapi_zone_t *zone, ngx_uint_t type, ngx_str_t *key,
     uint32_t hash, ngx_log_t *log);
 void ngx_http_mqttapi_zone_free(ngx_http_mqttapi_zone_t *zone,
     ngx_http_mqttapi_node_t *node);
+void ngx_http_mqttapi_zone_backoffs(ngx_http_mqttapi_zone_t *zone,
+    ngx_uint_t *local, ngx_uint_t *peer);
 u_char ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
     ngx_str_t *code);
 void ngx_http_mqttapi_zone_code(ngx_http_mqttapi_zone_t *zone, u_char index,
     ngx_str_t *code);
+
+
+/*
+ * The typed accessors: the node's fields of that type, NULL for a node of
+ * another type (or none)
+ */
+
+static ngx_inline ngx_http_mqttapi_backoff_node_t *
+ngx_http_mqttapi_node_backoff(ngx_http_mqttapi_node_t *node)
+{
+    return (node && node->type == NGX_HTTP_MQTTAPI_NODE_BACKOFF)
+           ? &node->u.backoff : NULL;
+}
+
+
+static ngx_inline ngx_http_mqttapi_quota_node_t *
+ngx_http_mqttapi_node_quota(ngx_http_mqttapi_node_t *node)
+{
+    return (node && node->type == NGX_HTTP_MQTTAPI_NODE_QUOTA)
+           ? &node->u.quota : NULL;
+}
+
+
+static ngx_inline void
+ngx_http_mqttapi_zone_unlock(ngx_http_mqttapi_zone_t *zone)
+{
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
 
 
 #endif /* _NGX_HTTP_MQTTAPI_ZONE_H_INCLUDED_ */
