@@ -208,6 +208,7 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
+        wait->quota = zone;
         wait->zone = wk.node ? zone : NULL;
         wait->ceiling = wa.node ? ceiling : NULL;
         wait->key = key;

@@ -303,8 +303,7 @@ ngx_http_mqttapi_wait_handler(ngx_http_request_t *r)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "mqttapi quota: let go after %M ms", w->waited);
 
-        ngx_http_mqttapi_stats_delayed(r, w->zone ? w->zone : w->ceiling,
-                                       w->waited);
+        ngx_http_mqttapi_stats_delayed(r, w->quota, w->waited);
     }
 
     if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {

@@ -22,7 +22,8 @@
 
 typedef struct {
     ngx_http_request_t          *request;
-    ngx_http_mqttapi_zone_t     *zone;        /* the key's, or NULL */
+    ngx_http_mqttapi_zone_t     *quota;       /* the location's */
+    ngx_http_mqttapi_zone_t     *zone;        /* the key's slot, or NULL */
     ngx_http_mqttapi_zone_t     *ceiling;     /* the ceiling's, or NULL */
     ngx_str_t                    key;
     ngx_str_t                    api;

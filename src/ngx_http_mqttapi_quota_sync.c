@@ -58,12 +58,22 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
         if (q->mode != NGX_HTTP_MQTTAPI_QUOTA_WINDOW) {
 
-            /* what was spent of this second's leases stays counted */
+            /*
+             * What was spent of this second's leases stays counted, and
+             * the slots booked for this or the next second (delay=)
+             */
 
-            spent = (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED
-                     && q->u.lease.second
-                        == (uint32_t) ((now + scf->sh->clock) / 1000))
-                    ? q->u.lease.spent : 0;
+            second = (uint32_t) ((now + scf->sh->clock) / 1000);
+            spent = 0;
+
+            if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED) {
+                if (q->u.lease.second == second) {
+                    spent = q->u.lease.spent + q->u.lease.booked;
+
+                } else if (q->u.lease.second + 1 == second) {
+                    spent = q->u.lease.booked;
+                }
+            }
 
             ngx_memzero(&q->u, sizeof(q->u));
             q->mode = NGX_HTTP_MQTTAPI_QUOTA_WINDOW;
