@@ -216,6 +216,19 @@ def kept_history(path):
     return rows
 
 
+DELAY_BEGIN = "<!-- bench/delay.py: begin -->"
+DELAY_END = "<!-- bench/delay.py: end -->"
+
+
+def kept_delay(path):
+    """the section bench/delay.py writes (quotas that wait), kept as is"""
+    if path == "-" or not os.path.exists(path):
+        return ""
+    text = open(path, encoding="utf-8").read()
+    b, e = text.find(DELAY_BEGIN), text.find(DELAY_END)
+    return text[b:e + len(DELAY_END)] + "\n" if 0 <= b < e else ""
+
+
 def history_table(hdir, kept):
     """one line per run: the target ratios; the kept rows, then (added or
     replacing them) the runs whose raw numbers are in hdir"""
@@ -684,7 +697,7 @@ def main():
       "(`build/bench/latest/samples.txt`) and the rendered configs.")
     w("")
 
-    text = "\n".join(out)
+    text = "\n".join(out) + kept_delay(dest)
     if dest == "-":
         sys.stdout.write(text)
     else:
