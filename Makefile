@@ -44,8 +44,8 @@ OPTIMIZE    ?= -O2 -fstack-protector-strong -Wformat -Werror=format-security \
 # (dpkg-query, no apt-get) and name what is missing.
 BUILD_PKGS  := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
                zlib1g-dev libhiredis-dev make gcc
-TEST_PKGS   := $(BUILD_PKGS) perl curl ca-certificates redis-server \
-               prometheus opencc dpkg-dev
+TEST_PKGS   := $(BUILD_PKGS) perl curl ca-certificates redis-server redis-sentinel \
+               openssl prometheus opencc dpkg-dev
 BENCH_PKGS  := $(BUILD_PKGS) wrk libnginx-mod-http-lua lua-cjson curl \
                python3 valgrind redis-server
 FUZZ_PKGS   := $(BUILD_PKGS) clang libclang-rt-dev

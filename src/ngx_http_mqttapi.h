@@ -43,6 +43,7 @@ typedef struct {
     ngx_flag_t                   enabled;     /* mqttapi on somewhere */
     void                        *stats;       /* with mqttapi_status */
     void                        *sync;        /* mqttapi_sync, or NULL */
+    void                        *sync_ssl;    /* mqttapi_sync_ssl*, or NULL */
 } ngx_http_mqttapi_main_conf_t;
 
 

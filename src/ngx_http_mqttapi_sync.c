@@ -33,6 +33,10 @@ static char *ngx_http_mqttapi_sync_param(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value);
 static char *ngx_http_mqttapi_sync_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value);
+static char *ngx_http_mqttapi_sync_sentinel(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value);
+static ngx_int_t ngx_http_mqttapi_sync_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *value, u_char *url, size_t len, in_port_t port, ngx_url_t *u);
 static char *ngx_http_mqttapi_sync_msec(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t *value, ngx_msec_t *ms);
 static ngx_int_t ngx_http_mqttapi_sync_enum(ngx_str_t *value, size_t skip,
@@ -88,9 +92,35 @@ ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    if (scf->sockaddr == NULL) {
+    if ((scf->sockaddr == NULL) == (scf->sentinels == NULL)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must have \"redis\" parameter",
+                           "\"%V\" must have either \"redis\" or "
+                           "\"sentinel\" parameter", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((scf->sentinels == NULL) != (scf->master.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel\" and \"master\" go together in "
+                           "\"%V\" directive", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (scf->sentinels) {
+        /* the master's address comes from the sentinels: for the log */
+        scf->name.len = sizeof("master ") - 1 + scf->master.len;
+        scf->name.data = ngx_pnalloc(cf->pool, scf->name.len);
+        if (scf->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(scf->name.data, "master ", 7),
+                   scf->master.data, scf->master.len);
+    }
+
+    if (scf->user.len && scf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user\" needs \"password\" in \"%V\" directive",
                            &cmd->name);
         return NGX_CONF_ERROR;
     }
@@ -136,6 +166,41 @@ ngx_http_mqttapi_sync_param(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (ngx_strncmp(value->data, "redis=", 6) == 0) {
         return ngx_http_mqttapi_sync_redis(cf, cmd, scf, value);
+    }
+
+    if (ngx_strncmp(value->data, "sentinel=", 9) == 0) {
+        return ngx_http_mqttapi_sync_sentinel(cf, cmd, scf, value);
+    }
+
+    if (ngx_strncmp(value->data, "master=", 7) == 0) {
+        scf->master.data = value->data + 7;
+        scf->master.len = value->len - 7;
+
+        if (scf->master.len == 0
+            || ngx_strlchr(scf->master.data,
+                           scf->master.data + scf->master.len, ' '))
+        {
+            goto invalid;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "sentinel_password=", 18) == 0) {
+        scf->sentinel_password.data = value->data + 18;
+        scf->sentinel_password.len = value->len - 18;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "user=", 5) == 0) {
+        scf->user.data = value->data + 5;
+        scf->user.len = value->len - 5;
+
+        if (scf->user.len == 0) {
+            goto invalid;
+        }
+
+        return NGX_CONF_OK;
     }
 
     if (ngx_strncmp(value->data, "password=", 9) == 0) {
@@ -221,25 +286,93 @@ ngx_http_mqttapi_sync_redis(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_url_t  u;
 
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url.data = value->data + 6;
-    u.url.len = value->len - 6;
-    u.default_port = 6379;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid address \"%V\" in \"%V\" directive%s%s",
-                           value, &cmd->name,
-                           u.err ? ": " : "", u.err ? u.err : "");
+    if (ngx_http_mqttapi_sync_url(cf, cmd, value, value->data + 6,
+                                  value->len - 6, 6379, &u)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
     scf->sockaddr = u.addrs[0].sockaddr;
     scf->socklen = u.addrs[0].socklen;
     scf->name = u.addrs[0].name;
+    scf->host = u.host;
 
     return NGX_CONF_OK;
+}
+
+
+/* "sentinel=host[:port][,host[:port]...]": every address of every name */
+
+static char *
+ngx_http_mqttapi_sync_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_mqttapi_sync_conf_t *scf, ngx_str_t *value)
+{
+    u_char      *p, *last, *comma;
+    ngx_url_t    u;
+    ngx_uint_t   i;
+    ngx_addr_t  *a;
+
+    if (scf->sentinels == NULL) {
+        scf->sentinels = ngx_array_create(cf->pool, 3, sizeof(ngx_addr_t));
+        if (scf->sentinels == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    p = value->data + 9;
+    last = value->data + value->len;
+
+    for ( ;; ) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (ngx_http_mqttapi_sync_url(cf, cmd, value, p, comma - p, 26379,
+                                      &u)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < u.naddrs; i++) {
+            a = ngx_array_push(scf->sentinels);
+            if (a == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *a = u.addrs[i];
+        }
+
+        if (comma == last) {
+            return NGX_CONF_OK;
+        }
+
+        p = comma + 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_sync_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *value, u_char *url, size_t len, in_port_t port, ngx_url_t *u)
+{
+    ngx_memzero(u, sizeof(ngx_url_t));
+
+    u->url.data = url;
+    u->url.len = len;
+    u->default_port = port;
+
+    if (len == 0 || ngx_parse_url(cf->pool, u) != NGX_OK || u->naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"%V\" directive%s%s",
+                           value, &cmd->name,
+                           u->err ? ": " : "", u->err ? u->err : "");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -307,6 +440,10 @@ ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mqttapi_module);
     scf = mcf->sync;
+
+    if (ngx_http_mqttapi_sync_ssl_init(cf, scf, mcf->sync_ssl) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     part = &cf->cycle->shared_memory.part;
     shm = part->elts;

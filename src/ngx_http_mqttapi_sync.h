@@ -87,10 +87,36 @@ typedef struct {
 } ngx_http_mqttapi_sync_sh_t;
 
 
+/* mqttapi_sync_ssl*: as proxy_ssl_* */
+
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_flag_t                   verify;
+    ngx_uint_t                   verify_depth;
+    ngx_flag_t                   server_name;
+    ngx_flag_t                   session_reuse;
+    ngx_uint_t                   protocols;
+    ngx_str_t                    name;
+    ngx_str_t                    trusted_certificate;
+    ngx_str_t                    certificate;
+    ngx_str_t                    certificate_key;
+    ngx_str_t                    ciphers;
+#if (NGX_SSL)
+    ngx_ssl_t                   *ssl;
+#endif
+} ngx_http_mqttapi_sync_ssl_conf_t;
+
+
 typedef struct {
     struct sockaddr             *sockaddr;
     socklen_t                    socklen;
     ngx_str_t                    name;        /* host:port, for the log */
+    ngx_str_t                    host;        /* of redis= */
+    ngx_array_t                 *sentinels;   /* ngx_addr_t, or NULL */
+    ngx_str_t                    master;      /* its name, for Sentinel */
+    ngx_str_t                    sentinel_password;
+    ngx_http_mqttapi_sync_ssl_conf_t  *ssl;   /* TLS on, or NULL */
+    ngx_str_t                    user;        /* an ACL user */
     ngx_str_t                    password;
     ngx_int_t                    db;
     ngx_str_t                    prefix;
@@ -118,6 +144,10 @@ extern const char  *ngx_http_mqttapi_sync_rtt_le[];
 char *ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf);
+char *ngx_http_mqttapi_sync_ssl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
+    ngx_http_mqttapi_sync_conf_t *scf, void *conf);
 ngx_int_t ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle);
 void ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle);
 

@@ -255,7 +255,7 @@ ngx_http_mqttapi_sync_push(ngx_http_mqttapi_sync_task_t *task,
     args[1].data = k1;
     args[2].data = k2;
 
-    if (ngx_http_mqttapi_sync_key(task, &args[0], t->zone, "", t->key, t->len)
+    if (ngx_http_mqttapi_sync_key(task, &args[0], t->zone, "b", NULL, 0)
         != NGX_OK
         || ngx_http_mqttapi_sync_key(task, &args[1], t->zone, "index", NULL, 0)
            != NGX_OK
@@ -558,7 +558,7 @@ ngx_http_mqttapi_sync_backoff_reconcile(ngx_http_mqttapi_sync_task_t *task)
 
         if (ngx_http_mqttapi_sync_key(task, &args[0], i, "index", NULL, 0)
             != NGX_OK
-            || ngx_http_mqttapi_sync_key(task, &args[1], i, "", NULL, 0)
+            || ngx_http_mqttapi_sync_key(task, &args[1], i, "b", NULL, 0)
                != NGX_OK)
         {
             continue;
@@ -573,7 +573,7 @@ ngx_http_mqttapi_sync_backoff_reconcile(ngx_http_mqttapi_sync_task_t *task)
 
         if (ngx_http_mqttapi_sync_eval(task,
                                        NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
-                                       NGX_HTTP_MQTTAPI_SCRIPT_PULL, 1, 2,
+                                       NGX_HTTP_MQTTAPI_SCRIPT_PULL, 2, 2,
                                        args, ngx_http_mqttapi_sync_pull_reply,
                                        ref)
             != NGX_OK)

@@ -53,10 +53,12 @@ static void ngx_http_mqttapi_sync_share_reply(
 void
 ngx_http_mqttapi_sync_share_tick(ngx_http_mqttapi_sync_task_t *task)
 {
-    ngx_str_t                      args[2];
+    ngx_str_t                      args[4];
     ngx_msec_t                     second;
     ngx_http_mqttapi_sync_sh_t    *sh;
-    u_char                         prefix[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                         join[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                         next[NGX_HTTP_MQTTAPI_SYNC_KEY];
+    u_char                         s[NGX_INT_T_LEN];
 
     sh = task->conf->sh;
 
@@ -73,15 +75,20 @@ ngx_http_mqttapi_sync_share_tick(ngx_http_mqttapi_sync_task_t *task)
 
     task->shared = second;
 
-    args[0].data = prefix;
-    args[0].len = ngx_snprintf(prefix, sizeof(prefix), "%Vshares:",
-                               &task->conf->prefix) - prefix;
+    args[0].data = join;
+    args[0].len = ngx_snprintf(join, sizeof(join), "%V{shares}:%M",
+                               &task->conf->prefix, second + 2) - join;
+    args[1].data = next;
+    args[1].len = ngx_snprintf(next, sizeof(next), "%V{shares}:%M",
+                               &task->conf->prefix, second + 1) - next;
 
-    args[1].data = sh->id;
-    args[1].len = ngx_strlen(sh->id);
+    args[2].data = sh->id;
+    args[2].len = ngx_strlen(sh->id);
+    args[3].data = s;
+    args[3].len = ngx_sprintf(s, "%M", second) - s;
 
     (void) ngx_http_mqttapi_sync_eval(task, NGX_HTTP_MQTTAPI_SYNC_OP_LEASE,
-                                      NGX_HTTP_MQTTAPI_SCRIPT_SHARE, 0, 2,
+                                      NGX_HTTP_MQTTAPI_SCRIPT_SHARE, 2, 4,
                                       args, ngx_http_mqttapi_sync_share_reply,
                                       NULL);
 }
@@ -163,7 +170,7 @@ ngx_http_mqttapi_sync_lease_event(ngx_http_mqttapi_sync_task_t *task,
     args[2].data = l;
     args[2].len = ngx_sprintf(l, "%uD", ev->count) - l;
     args[3].data = shares;
-    args[3].len = ngx_snprintf(shares, sizeof(shares), "%Vshares:",
+    args[3].len = ngx_snprintf(shares, sizeof(shares), "%V{shares}:",
                                &task->conf->prefix) - shares;
 
     lease = ngx_alloc(sizeof(ngx_http_mqttapi_sync_lease_t), task->log);

@@ -28,22 +28,21 @@ static void ngx_http_mqttapi_sync_link_timer(
     ngx_http_mqttapi_sync_link_t *link);
 static ngx_int_t ngx_http_mqttapi_sync_link_replies(
     ngx_http_mqttapi_sync_link_t *link);
+static void ngx_http_mqttapi_sync_link_fail(ngx_http_mqttapi_sync_link_t *link,
+    const char *fmt, ...);
 
 
 ngx_int_t
 ngx_http_mqttapi_sync_link_connect(ngx_http_mqttapi_sync_link_t *link)
 {
-    ngx_int_t                      rc;
-    ngx_connection_t              *c;
-    ngx_http_mqttapi_sync_conf_t  *scf;
-
-    scf = link->task->conf;
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
 
     ngx_memzero(&link->pc, sizeof(ngx_peer_connection_t));
 
-    link->pc.sockaddr = scf->sockaddr;
-    link->pc.socklen = scf->socklen;
-    link->pc.name = &scf->name;
+    link->pc.sockaddr = link->addr->sockaddr;
+    link->pc.socklen = link->addr->socklen;
+    link->pc.name = &link->addr->name;
     link->pc.get = ngx_event_get_peer;
     link->pc.log = link->task->log;
     link->pc.log_error = NGX_ERROR_ERR;
@@ -80,15 +79,21 @@ ngx_http_mqttapi_sync_link_connect(ngx_http_mqttapi_sync_link_t *link)
     c->read->cancelable = 1;
     c->write->cancelable = 1;
 
-    link->connecting = (rc == NGX_AGAIN);
+    /* connected or not, the write handler goes on (and starts TLS) */
 
-    if (link->connecting) {
+    link->connecting = 1;
+    link->handshaking = 0;
+
+    if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, link->task->conf->timeout);
+
+    } else {
+        ngx_post_event(c->write, &ngx_posted_events);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, link->task->log, 0,
                    "mqttapi sync: %s connection to %V", link->name,
-                   &scf->name);
+                   &link->addr->name);
 
     return NGX_OK;
 }
@@ -98,12 +103,31 @@ void
 ngx_http_mqttapi_sync_link_close(ngx_http_mqttapi_sync_link_t *link)
 {
     ngx_uint_t                        i, n;
+    ngx_pool_t                       *pool;
+    ngx_connection_t                 *c;
     ngx_http_mqttapi_sync_pending_t  *p;
 
-    if (link->pc.connection) {
-        ngx_close_connection(link->pc.connection);
+    c = link->pc.connection;
+
+    if (c) {
+#if (NGX_SSL)
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+#endif
+        pool = c->pool;
+
+        ngx_close_connection(c);
         link->pc.connection = NULL;
+
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
     }
+
+    link->connecting = 0;
+    link->handshaking = 0;
 
     if (link->reader) {
         redisReaderFree(link->reader);
@@ -189,7 +213,7 @@ ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
     p->sent = ngx_current_msec;
     p->op = op;
 
-    if (link->connecting) {
+    if (link->connecting || link->handshaking) {
         return NGX_OK;
     }
 
@@ -274,9 +298,8 @@ ngx_http_mqttapi_sync_link_write(ngx_event_t *wev)
     link = c->data;
 
     if (wev->timedout) {
-        ngx_http_mqttapi_sync_fail(link->task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                   "%s connection to %V timed out",
-                                   link->name, &link->task->conf->name);
+        ngx_http_mqttapi_sync_link_fail(link, "%s connection to %V timed out",
+                                        link->name, &link->addr->name);
         return;
     }
 
@@ -295,24 +318,47 @@ ngx_http_mqttapi_sync_link_write(ngx_event_t *wev)
         }
 
         if (err) {
-            ngx_http_mqttapi_sync_fail(link->task,
-                                       NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                       "%s connection to %V failed (%d)",
-                                       link->name, &link->task->conf->name,
-                                       err);
+            ngx_http_mqttapi_sync_link_fail(link,
+                                            "%s connection to %V failed (%d)",
+                                            link->name, &link->addr->name,
+                                            err);
             return;
         }
 
         link->connecting = 0;
 
+#if (NGX_SSL)
+        if (link->task->conf->ssl && !link->plain) {
+            ngx_http_mqttapi_sync_ssl_connect(link);
+            return;
+        }
+#endif
+
         ngx_http_mqttapi_sync_link_timer(link);
     }
 
     if (ngx_http_mqttapi_sync_link_flush(link) != NGX_OK) {
-        ngx_http_mqttapi_sync_fail(link->task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                   "%s connection to %V: send failed",
-                                   link->name, &link->task->conf->name);
+        ngx_http_mqttapi_sync_link_fail(link,
+                                        "%s connection to %V: send failed",
+                                        link->name, &link->addr->name);
     }
+}
+
+
+/* the TLS handshake is done: the link's own handlers, and what waits */
+
+void
+ngx_http_mqttapi_sync_link_ready(ngx_http_mqttapi_sync_link_t *link)
+{
+    ngx_connection_t  *c;
+
+    c = link->pc.connection;
+
+    c->read->handler = ngx_http_mqttapi_sync_link_read;
+    c->write->handler = ngx_http_mqttapi_sync_link_write;
+
+    ngx_http_mqttapi_sync_link_timer(link);
+    ngx_http_mqttapi_sync_link_write(c->write);
 }
 
 
@@ -328,14 +374,14 @@ ngx_http_mqttapi_sync_link_read(ngx_event_t *rev)
     link = c->data;
 
     if (rev->timedout) {
-        ngx_http_mqttapi_sync_fail(link->task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                   "%V did not answer on the %s connection "
-                                   "within %M ms", &link->task->conf->name,
-                                   link->name, link->task->conf->timeout);
+        ngx_http_mqttapi_sync_link_fail(link, "%V did not answer on the %s "
+                                        "connection within %M ms",
+                                        &link->addr->name, link->name,
+                                        link->task->conf->timeout);
         return;
     }
 
-    if (link->connecting) {
+    if (link->connecting || link->handshaking) {
         return;
     }
 
@@ -347,10 +393,8 @@ ngx_http_mqttapi_sync_link_read(ngx_event_t *rev)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_http_mqttapi_sync_fail(link->task,
-                                       NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                       "%V closed the %s connection",
-                                       &link->task->conf->name, link->name);
+            ngx_http_mqttapi_sync_link_fail(link, "%V closed the %s connection",
+                                            &link->addr->name, link->name);
             return;
         }
 
@@ -359,11 +403,9 @@ ngx_http_mqttapi_sync_link_read(ngx_event_t *rev)
             || link->reader->len - link->reader->pos
                > NGX_HTTP_MQTTAPI_SYNC_MAX_REPLY)
         {
-            ngx_http_mqttapi_sync_fail(link->task,
-                                       NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                       "%V sent too much on the %s "
-                                       "connection", &link->task->conf->name,
-                                       link->name);
+            ngx_http_mqttapi_sync_link_fail(link, "%V sent too much on the %s "
+                                            "connection", &link->addr->name,
+                                            link->name);
             return;
         }
 
@@ -374,9 +416,9 @@ ngx_http_mqttapi_sync_link_read(ngx_event_t *rev)
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_http_mqttapi_sync_fail(link->task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                   "%s connection: read event failed",
-                                   link->name);
+        ngx_http_mqttapi_sync_link_fail(link,
+                                        "%s connection: read event failed",
+                                        link->name);
     }
 }
 
@@ -391,11 +433,9 @@ ngx_http_mqttapi_sync_link_replies(ngx_http_mqttapi_sync_link_t *link)
         reply = NULL;
 
         if (redisReaderGetReply(link->reader, &reply) != REDIS_OK) {
-            ngx_http_mqttapi_sync_fail(link->task,
-                                       NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                       "invalid reply on the %s connection: "
-                                       "%s", link->name,
-                                       link->reader->errstr);
+            ngx_http_mqttapi_sync_link_fail(link, "invalid reply on the %s "
+                                            "connection: %s", link->name,
+                                            link->reader->errstr);
             return NGX_ERROR;
         }
 
@@ -406,10 +446,9 @@ ngx_http_mqttapi_sync_link_replies(ngx_http_mqttapi_sync_link_t *link)
         if (link->n == 0) {
             if (link->push == NULL) {
                 freeReplyObject(reply);
-                ngx_http_mqttapi_sync_fail(link->task,
-                                           NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                           "a reply nobody asked for on the "
-                                           "%s connection", link->name);
+                ngx_http_mqttapi_sync_link_fail(link, "a reply nobody asked "
+                                                "for on the %s connection",
+                                                link->name);
                 return NGX_ERROR;
             }
 
@@ -448,4 +487,28 @@ ngx_http_mqttapi_sync_link_replies(ngx_http_mqttapi_sync_link_t *link)
             return NGX_ERROR;
         }
     }
+}
+
+
+/* the connection failed: the link's own handler, or the session's end */
+
+static void
+ngx_http_mqttapi_sync_link_fail(ngx_http_mqttapi_sync_link_t *link,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[NGX_MAX_ERROR_STR];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    if (link->lost) {
+        link->lost(link, buf, p - buf);
+        return;
+    }
+
+    ngx_http_mqttapi_sync_fail(link->task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                               "%*s", (size_t) (p - buf), buf);
 }

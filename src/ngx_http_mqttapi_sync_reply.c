@@ -364,3 +364,92 @@ ngx_http_mqttapi_sync_parse_share(redisReply *reply, ngx_msec_t *second,
 
     return NGX_OK;
 }
+
+
+/*
+ * HELLO's reply (RESP2: a flat list of names and values): the server's
+ * name ("redis", "valkey"), version, mode and role, each a short string;
+ * the version's major and minor numbers (0 when it has none)
+ */
+
+ngx_int_t
+ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
+    ngx_http_mqttapi_sync_hello_t *h)
+{
+    size_t       i;
+    u_char      *p, *last;
+    ngx_str_t    name, *v;
+    ngx_uint_t   n, *part;
+    redisReply  *e;
+
+    ngx_memzero(h, sizeof(ngx_http_mqttapi_sync_hello_t));
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2
+        || reply->elements > 64)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < reply->elements; i += 2) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_STRING) {
+            return NGX_ERROR;
+        }
+
+        name.data = (u_char *) e->str;
+        name.len = e->len;
+
+        e = reply->element[i + 1];
+
+        if (name.len == 6 && ngx_strncmp(name.data, "server", 6) == 0) {
+            v = &h->server;
+
+        } else if (name.len == 7 && ngx_strncmp(name.data, "version", 7) == 0)
+        {
+            v = &h->version;
+
+        } else if (name.len == 4 && ngx_strncmp(name.data, "mode", 4) == 0) {
+            v = &h->mode;
+
+        } else if (name.len == 4 && ngx_strncmp(name.data, "role", 4) == 0) {
+            v = &h->role;
+
+        } else {
+            continue;
+        }
+
+        if (e->type != REDIS_REPLY_STRING || e->len > 64) {
+            return NGX_ERROR;
+        }
+
+        v->data = (u_char *) e->str;
+        v->len = e->len;
+    }
+
+    /* "7.0.15": 7 and 0 */
+
+    p = h->version.data;
+    last = p + h->version.len;
+    part = &h->major;
+
+    for (n = 0; p < last && n < 2; p++) {
+        if (*p >= '0' && *p <= '9') {
+            if (*part > 100000) {
+                return NGX_ERROR;
+            }
+
+            *part = *part * 10 + (*p - '0');
+            continue;
+        }
+
+        if (*p != '.') {
+            break;
+        }
+
+        part = &h->minor;
+        n++;
+    }
+
+    return NGX_OK;
+}

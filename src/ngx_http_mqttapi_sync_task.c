@@ -25,9 +25,14 @@ static void ngx_http_mqttapi_sync_tick(ngx_event_t *ev);
 static void ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task);
-static void ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task);
+static ngx_int_t ngx_http_mqttapi_sync_auth(ngx_http_mqttapi_sync_link_t *link,
+    ngx_str_t *user, ngx_str_t *password);
 static void ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_setup_step(
+    ngx_http_mqttapi_sync_task_t *task);
 static ngx_int_t ngx_http_mqttapi_sync_load(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t handshake);
 static void ngx_http_mqttapi_sync_beat(ngx_http_mqttapi_sync_task_t *task);
@@ -90,9 +95,23 @@ ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle)
 
     task->cmd.task = task;
     task->cmd.name = "command";
+    task->cmd.addr = &task->master;
     task->sub.task = task;
     task->sub.name = "subscriber";
+    task->sub.addr = &task->master;
     task->sub.push = ngx_http_mqttapi_sync_backoff_message;
+
+    task->name = scf->name;
+
+    if (scf->sentinels) {
+        ngx_http_mqttapi_sync_sentinel_init(task);
+
+    } else {
+        task->master.sockaddr = scf->sockaddr;
+        task->master.socklen = scf->socklen;
+        task->master.name = scf->name;
+        task->master_known = 1;
+    }
 
     task->tick.handler = ngx_http_mqttapi_sync_tick;
     task->tick.data = task;
@@ -121,6 +140,10 @@ ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle)
     /* the connections go, and another worker (or node) takes the task */
 
     ngx_http_mqttapi_sync_close(task);
+
+#if (NGX_SSL)
+    ngx_http_mqttapi_sync_ssl_free(task);
+#endif
 
     task->conf->sh->up = 0;
     (void) ngx_atomic_cmp_set(&task->conf->sh->owner, ngx_pid, 0);
@@ -272,6 +295,19 @@ ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
 static void
 ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
 {
+    if (!task->master_known) {
+        /* Sentinel: which Redis is the master now, first */
+        ngx_http_mqttapi_sync_sentinel_ask(task);
+        return;
+    }
+
+    ngx_http_mqttapi_sync_connect_master(task);
+}
+
+
+void
+ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task)
+{
     const char                    *argv[3];
     size_t                         argvlen[3];
     u_char                         db[NGX_INT_T_LEN];
@@ -284,7 +320,7 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
     {
         task->state = NGX_HTTP_MQTTAPI_SYNC_HANDSHAKE;
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                                   "cannot connect to %V", &scf->name);
+                                   "cannot connect to %V", &task->name);
         return;
     }
 
@@ -292,20 +328,10 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
     task->handshake = 0;
 
     if (scf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (const char *) scf->password.data;
-        argvlen[1] = scf->password.len;
-
-        if (ngx_http_mqttapi_sync_link_send(&task->cmd,
-                                     NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT, 2,
-                                     argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake, NULL)
+        if (ngx_http_mqttapi_sync_auth(&task->cmd, &scf->user, &scf->password)
             != NGX_OK
-            || ngx_http_mqttapi_sync_link_send(&task->sub,
-                                     NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT, 2,
-                                     argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake, NULL)
+            || ngx_http_mqttapi_sync_auth(&task->sub, &scf->user,
+                                          &scf->password)
                != NGX_OK)
         {
             goto failed;
@@ -332,6 +358,22 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
         task->handshake++;
     }
 
+    /* what the server is: checked in sync_hello */
+
+    argv[0] = "HELLO";
+    argvlen[0] = 5;
+
+    if (ngx_http_mqttapi_sync_link_send(&task->cmd,
+                                     NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT, 1,
+                                     argv, argvlen,
+                                     ngx_http_mqttapi_sync_hello, NULL)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    task->handshake++;
+
     if (ngx_http_mqttapi_sync_load(task, 1) != NGX_OK) {
         goto failed;
     }
@@ -357,7 +399,114 @@ ngx_http_mqttapi_sync_connect(ngx_http_mqttapi_sync_task_t *task)
 failed:
 
     ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
-                               "cannot send to %V", &scf->name);
+                               "cannot send to %V", &task->name);
+}
+
+
+/* AUTH [user] password, as the setup's first command of a connection */
+
+static ngx_int_t
+ngx_http_mqttapi_sync_auth(ngx_http_mqttapi_sync_link_t *link,
+    ngx_str_t *user, ngx_str_t *password)
+{
+    int          argc;
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    argc = 0;
+    argv[argc] = "AUTH";
+    argvlen[argc++] = 4;
+
+    if (user->len) {
+        argv[argc] = (const char *) user->data;
+        argvlen[argc++] = user->len;
+    }
+
+    argv[argc] = (const char *) password->data;
+    argvlen[argc++] = password->len;
+
+    return ngx_http_mqttapi_sync_link_send(link,
+                                           NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                           argc, argv, argvlen,
+                                           ngx_http_mqttapi_sync_handshake,
+                                           NULL);
+}
+
+
+/*
+ * HELLO (no protocol change: RESP2 stays): the server and its version,
+ * once per connection.  Older than 6.2 (or no HELLO at all, before 6.0)
+ * is said in the log and tried anyway; a Sentinel or a replica is no
+ * place for the fleet's state.
+ */
+
+static void
+ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
+    redisReply *reply, void *data)
+{
+    ngx_http_mqttapi_sync_hello_t  h;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_strnstr((u_char *) reply->str, "unknown command",
+                        reply->len)
+            == NULL)
+        {
+            /* NOAUTH and the like: the setup's error line */
+            ngx_http_mqttapi_sync_handshake(task, reply, NULL);
+            return;
+        }
+
+        ngx_cpystrn(task->server, (u_char *) "before Redis 6.0",
+                    sizeof(task->server));
+
+        ngx_log_error(NGX_LOG_WARN, task->log, 0,
+                      "mqttapi sync: %V does not know HELLO: it is older "
+                      "than Redis 6.2, which mqttapi_sync needs",
+                      &task->name);
+
+        ngx_http_mqttapi_sync_setup_step(task);
+        return;
+    }
+
+    if (ngx_http_mqttapi_sync_parse_hello(reply, &h) != NGX_OK) {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "unexpected reply to HELLO");
+        return;
+    }
+
+    ngx_snprintf(task->server, sizeof(task->server) - 1, "%V %V%Z",
+                 &h.server, &h.version);
+
+    if (h.mode.len == 8 && ngx_strncmp(h.mode.data, "sentinel", 8) == 0) {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "%V is a Sentinel, not a Redis (use "
+                                   "\"sentinel=\" and \"master=\")",
+                                   &task->name);
+        return;
+    }
+
+    if (h.role.len && !(h.role.len == 6
+                        && ngx_strncmp(h.role.data, "master", 6) == 0))
+    {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "%V is a %V, not a master: it cannot "
+                                   "hold the fleet's state",
+                                   &task->name, &h.role);
+        return;
+    }
+
+    if (h.major < 6 || (h.major == 6 && h.minor < 2)) {
+        ngx_log_error(NGX_LOG_WARN, task->log, 0,
+                      "mqttapi sync: %V runs %V %V, older than the Redis "
+                      "6.2 that mqttapi_sync needs", &task->name,
+                      &h.server, &h.version);
+    }
+
+    ngx_http_mqttapi_sync_setup_step(task);
 }
 
 
@@ -410,7 +559,7 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                    "%V refused the connection's setup: "
-                                   "\"%*s\"", &task->conf->name,
+                                   "\"%*s\"", &task->name,
                                    ngx_http_mqttapi_sync_reply_text(reply),
                                    reply->str);
         return;
@@ -427,6 +576,15 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
         task->sha[script - 1][40] = '\0';
     }
 
+    ngx_http_mqttapi_sync_setup_step(task);
+}
+
+
+/* one more step of the connection's setup done; after the last, ready */
+
+static void
+ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
+{
     if (task->state != NGX_HTTP_MQTTAPI_SYNC_HANDSHAKE
         || task->handshake == 0 || --task->handshake)
     {
@@ -438,7 +596,8 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     task->conf->sh->up = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
-                  "mqttapi sync: connected to %V", &task->conf->name);
+                  "mqttapi sync: connected to %V (%s%s)", &task->name,
+                  task->server, task->tls);
 
     /*
      * push what was learnt meanwhile (all of it: see backoff_drop), then
@@ -454,7 +613,7 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
 }
 
 
-static void
+void
 ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task)
 {
     task->state = NGX_HTTP_MQTTAPI_SYNC_DOWN;
@@ -462,6 +621,7 @@ ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task)
 
     ngx_http_mqttapi_sync_link_close(&task->cmd);
     ngx_http_mqttapi_sync_link_close(&task->sub);
+    ngx_http_mqttapi_sync_link_close(&task->sen);
 
     ngx_http_mqttapi_sync_backoff_drop(task);
 }
@@ -483,6 +643,11 @@ ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
     va_end(args);
 
     ngx_http_mqttapi_sync_close(task);
+
+    if (task->conf->sentinels) {
+        /* the next try asks the sentinels again */
+        task->master_known = 0;
+    }
 
     /* reconnect after a doubling delay, half of it jitter */
 
@@ -592,7 +757,11 @@ ngx_http_mqttapi_sync_eval(ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
 }
 
 
-/* "<prefix><zone>:<part><key>", in a buffer of NGX_HTTP_MQTTAPI_SYNC_KEY */
+/*
+ * "<prefix>{<zone>}:<part><key>", in a buffer of NGX_HTTP_MQTTAPI_SYNC_KEY:
+ * the zone's name is the hash tag of all its keys (Redis Cluster's slot),
+ * so that one script call on one zone's keys stays in one slot
+ */
 
 ngx_int_t
 ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task, ngx_str_t *out,
@@ -606,7 +775,7 @@ ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task, ngx_str_t *out,
     p = out->data;
     last = p + NGX_HTTP_MQTTAPI_SYNC_KEY;
 
-    p = ngx_slprintf(p, last, "%V%V:%s", &task->conf->prefix,
+    p = ngx_slprintf(p, last, "%V{%V}:%s", &task->conf->prefix,
                      &zones[zone]->shm_zone->shm.name, part);
 
     if ((size_t) (last - p) < len) {
@@ -643,8 +812,32 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
         (void) ngx_http_mqttapi_sync_load(task, 0);
     }
 
+    if (reply->len >= 8 && ngx_strncmp(reply->str, "READONLY", 8) == 0) {
+        /* a replica now (a failover): Sentinel names the new master */
+        ngx_http_mqttapi_sync_fail(task, op, "%V answered \"%*s\": it is "
+                                   "no longer the master%s", &task->name,
+                                   ngx_http_mqttapi_sync_reply_text(reply),
+                                   reply->str,
+                                   task->conf->sentinels
+                                   ? ", asking the sentinels" : "");
+        return NGX_ERROR;
+    }
+
+    if ((reply->len > 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0)
+        || (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0))
+    {
+        /* a bare Cluster node that does not serve the zone's slot */
+        ngx_http_mqttapi_sync_fail(task, op, "Redis Cluster needs a proxy: "
+                                   "%V answered \"%*s\" (mqttapi_sync "
+                                   "does not follow Cluster redirections)",
+                                   &task->name,
+                                   ngx_http_mqttapi_sync_reply_text(reply),
+                                   reply->str);
+        return NGX_ERROR;
+    }
+
     ngx_http_mqttapi_sync_error(task, op, "%V answered \"%*s\"",
-                                &task->conf->name,
+                                &task->name,
                                 ngx_http_mqttapi_sync_reply_text(reply),
                                 reply->str);
 

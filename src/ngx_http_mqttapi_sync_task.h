@@ -70,6 +70,18 @@ typedef struct {
 } ngx_http_mqttapi_sync_backoff_t;
 
 
+/* what HELLO tells of the server */
+
+typedef struct {
+    ngx_str_t                        server;      /* "redis", "valkey" */
+    ngx_str_t                        version;
+    ngx_str_t                        mode;        /* "standalone", ... */
+    ngx_str_t                        role;        /* "master", "replica" */
+    ngx_uint_t                       major;
+    ngx_uint_t                       minor;
+} ngx_http_mqttapi_sync_hello_t;
+
+
 typedef struct ngx_http_mqttapi_sync_task_s  ngx_http_mqttapi_sync_task_t;
 typedef struct ngx_http_mqttapi_sync_link_s  ngx_http_mqttapi_sync_link_t;
 
@@ -86,11 +98,20 @@ typedef struct {
 } ngx_http_mqttapi_sync_pending_t;
 
 
+/* a link's connection failed: "msg" says how */
+typedef void (*ngx_http_mqttapi_sync_lost_pt)(
+    ngx_http_mqttapi_sync_link_t *link, u_char *msg, size_t len);
+
+
 struct ngx_http_mqttapi_sync_link_s {
     ngx_peer_connection_t            pc;
     ngx_http_mqttapi_sync_task_t    *task;
     redisReader                     *reader;
     const char                      *name;
+    ngx_addr_t                      *addr;        /* to connect to */
+
+    /* NULL: the session fails (ngx_http_mqttapi_sync_fail) */
+    ngx_http_mqttapi_sync_lost_pt    lost;
 
     u_char                          *out;
     size_t                           len;
@@ -105,6 +126,8 @@ struct ngx_http_mqttapi_sync_link_s {
     ngx_http_mqttapi_sync_reply_pt   push;
 
     unsigned                         connecting:1;
+    unsigned                         handshaking:1;   /* TLS */
+    unsigned                         plain:1;         /* never TLS */
 };
 
 
@@ -136,6 +159,19 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_http_mqttapi_sync_link_t     cmd;
     ngx_http_mqttapi_sync_link_t     sub;
 
+    /* the Redis connected to: redis=, or the master the sentinels name */
+    ngx_str_t                        name;
+    ngx_addr_t                       master;
+    ngx_sockaddr_t                   master_sockaddr;
+    u_char                           master_text[NGX_SOCKADDR_STRLEN];
+    ngx_uint_t                       master_known;
+
+    /* Sentinel: asked in turn, then subscribed to +switch-master */
+    ngx_http_mqttapi_sync_link_t     sen;
+    ngx_uint_t                       sentinel;    /* the next to ask */
+    ngx_uint_t                       asked;       /* in this round */
+    u_char                           sentinel_err[128];
+
     ngx_uint_t                       state;
     ngx_uint_t                       handshake;   /* replies to come */
     ngx_msec_t                       retry_at;
@@ -147,6 +183,11 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_uint_t                       seq;
 
     char                             sha[NGX_HTTP_MQTTAPI_SCRIPTS][41];
+    u_char                           server[64];  /* "redis 7.0.15" */
+    u_char                           tls[48];     /* ", TLSv1.3" or "" */
+#if (NGX_SSL)
+    ngx_ssl_session_t               *ssl_session;
+#endif
 
     ngx_queue_t                      tracked;
     ngx_uint_t                       ntracked;
@@ -161,11 +202,27 @@ struct ngx_http_mqttapi_sync_task_s {
 ngx_int_t ngx_http_mqttapi_sync_link_connect(
     ngx_http_mqttapi_sync_link_t *link);
 void ngx_http_mqttapi_sync_link_close(ngx_http_mqttapi_sync_link_t *link);
+void ngx_http_mqttapi_sync_link_ready(ngx_http_mqttapi_sync_link_t *link);
+
+/* ngx_http_mqttapi_sync_ssl.c: TLS on a connection */
+
+#if (NGX_SSL)
+void ngx_http_mqttapi_sync_ssl_connect(ngx_http_mqttapi_sync_link_t *link);
+void ngx_http_mqttapi_sync_ssl_free(ngx_http_mqttapi_sync_task_t *task);
+#endif
 ngx_int_t ngx_http_mqttapi_sync_link_send(ngx_http_mqttapi_sync_link_t *link,
     ngx_uint_t op, int argc, const char **argv, const size_t *argvlen,
     ngx_http_mqttapi_sync_reply_pt handler, void *data);
 
+/* ngx_http_mqttapi_sync_sentinel.c: the master, as the sentinels say */
+
+void ngx_http_mqttapi_sync_sentinel_init(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_sentinel_ask(ngx_http_mqttapi_sync_task_t *task);
+
 /* ngx_http_mqttapi_sync_task.c: the session */
+
+void ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task);
 
 void ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t op, const char *fmt, ...);
@@ -198,6 +255,8 @@ ngx_int_t ngx_http_mqttapi_sync_parse_share(redisReply *reply,
     ngx_msec_t *second, ngx_uint_t *nodes);
 ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
     ngx_uint_t *nodes, ngx_msec_t *now);
+ngx_int_t ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
+    ngx_http_mqttapi_sync_hello_t *h);
 
 /* ngx_http_mqttapi_sync_backoff.c: back-offs shared by the fleet */
 

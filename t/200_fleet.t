@@ -222,7 +222,7 @@ sub status {
 sub published {
     my ($zone, $k) = @_;
     my $ok = wait_for("the back-off of $k in Redis", 5,
-                      sub { defined $redis->cmd('GET', "mqttapi:$zone:b:$k") });
+                      sub { defined $redis->cmd('HGET', "mqttapi:{$zone}:b", "b:$k") });
     sleep 0.5;
     return $ok;
 }
@@ -292,7 +292,7 @@ sub published {
     ok($hi - $lo <= 1 && $hi <= 30 && $lo >= 25,
        "the same end on every node (Retry-After A $left{A}, B $left{B}, "
        . "C $left{C})");
-    my ($count) = ($redis->cmd('GET', "mqttapi:long:b:$k") // '') =~ /^(\d+) /;
+    my ($count) = ($redis->cmd('HGET', "mqttapi:{long}:b", "b:$k") // '') =~ /^(\d+) /;
     is($count, 1, 'Redis holds the back-off with its count');
 }
 
@@ -417,7 +417,7 @@ sub published {
     # backs off for about 4 s, not 2
     my $k = 'AK-double';
     my $count = sub {
-        (($redis->cmd('GET', "mqttapi:dbl:b:$k") // '') =~ /^(\d+) /)[0] // 0
+        (($redis->cmd('HGET', "mqttapi:{dbl}:b", "b:$k") // '') =~ /^(\d+) /)[0] // 0
     };
     # requests to one node only, each throttled by the upstream if it gets
     # there: true once one got there (the node's probe)
@@ -438,7 +438,7 @@ sub published {
     ok($probe->($C), 'doubling: C probes, throttled again');
     ok(wait_for('count 3', 5, sub { $count->() == 3 }),
        'doubling: C counted on from B\'s count');
-    my ($delay) = ($redis->cmd('GET', "mqttapi:dbl:b:$k") // '')
+    my ($delay) = ($redis->cmd('HGET', "mqttapi:{dbl}:b", "b:$k") // '')
                   =~ /^\d+ \d+ (\d+) /;
     ok(($delay // 0) >= 3600 && $delay <= 4000,
        'doubling: the third throttle backs off for 4 s less jitter ('
@@ -625,7 +625,7 @@ sub published {
     isnt($id1, $id0, 'Redis restarted (no persistence: empty)');
 
     ok(wait_for('the back-off is back in Redis', 10,
-                sub { defined $redis->cmd('GET', "mqttapi:long:b:$k") }),
+                sub { defined $redis->cmd('HGET', "mqttapi:{long}:b", "b:$k") }),
        'the nodes push what they hold to the new Redis');
     ok(local_reject(req($C, 'long', $k)), 'C still answers locally');
 }

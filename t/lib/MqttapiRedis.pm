@@ -44,21 +44,27 @@ sub _spawn {
         open STDOUT, '>', "$self->{dir}/redis.log";
         open STDERR, '>&', \*STDOUT;
         POSIX::setsid();
-        { exec 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
-             '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-             '--dir', $self->{dir},
-             (defined $self->{password}
-                 ? ('--requirepass', $self->{password}) : ()),
-             @{ $self->{args} } };
+        { exec $self->_command; }
         POSIX::_exit(127);
     }
     $self->{pid} = $pid;
     my $deadline = Time::HiRes::time() + 10;
     until ((eval { $self->cmd('PING') } // '') eq 'PONG') {
-        die "redis-server did not start:\n" . $self->log
+        die +($self->_command)[0] . " did not start:\n" . $self->log
             if Time::HiRes::time() > $deadline;
         Time::HiRes::sleep(0.05);
     }
+}
+
+# what _spawn runs (MqttapiSentinel runs a redis-sentinel)
+sub _command {
+    my ($self) = @_;
+    return ('redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+            '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+            '--dir', $self->{dir},
+            (defined $self->{password}
+                ? ('--requirepass', $self->{password}) : ()),
+            @{ $self->{args} });
 }
 
 sub log {
