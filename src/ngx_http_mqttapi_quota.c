@@ -332,10 +332,9 @@ ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
 
     w->ahead = 0;
 
-    if (w->token
-        && (ngx_http_mqttapi_quota_sync_next(w->zone, now, w->limit, &start)
-            == 0 || t < start))
-    {
+    (void) ngx_http_mqttapi_quota_sync_next(w->zone, now, w->limit, &start);
+
+    if (w->token && t < start) {
         return t;
     }
 

@@ -179,26 +179,27 @@ ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
 
 
 /*
- * The node's share of the next second of Redis's clock, which it may
- * book ahead (delay=), and that second's start in local ms; 0 when it
- * has none (not joined, or Redis away)
+ * The next second of Redis's clock: its start in local ms, and the
+ * node's share of it, which it may book ahead (delay=); 0 when it has
+ * none (not joined, or Redis away)
  */
 
 ngx_uint_t
 ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
     ngx_msec_t now, ngx_uint_t limit, ngx_msec_t *start)
 {
-    ngx_msec_t                     second;
+    ngx_msec_t                     second, clock;
     ngx_http_mqttapi_sync_conf_t  *scf;
 
     scf = zone->sync;
+    clock = scf->sh->clocked ? scf->sh->clock : 0;
+
+    second = (now + clock) / 1000 + 1;
+    *start = second * 1000 - clock;
 
     if (!scf->sh->up || !scf->sh->clocked) {
         return 0;
     }
-
-    second = (now + scf->sh->clock) / 1000 + 1;
-    *start = second * 1000 - scf->sh->clock;
 
     return ngx_min(ngx_http_mqttapi_quota_sync_share(scf->sh, second, limit),
                    NGX_HTTP_MQTTAPI_QUOTA_MAX);
