@@ -4,7 +4,8 @@
 #
 #   * a client that closes its connection while it waits sends nothing
 #     upstream, and its slot goes to the next request that books (which
-#     would have been refused without it);
+#     would have been refused without it); the debug log has a line for
+#     each decision and for how each wait ended;
 #   * "nginx -s quit" with requests waiting: they are let go and answered
 #     from the upstream, and nginx is gone soon after the delay;
 #   * a reload with requests waiting: the same, the old worker exits.
@@ -44,6 +45,7 @@ sub gateway {
     mqttapi_throttle_zone \$arg_AccessKeyId zone=dl:1m;
     server {
         listen 127.0.0.1:%%PORT0%%;
+        error_log %%PREFIX%%/debug.log debug;
         mqttapi on;
         add_header X-Delay \$mqttapi_quota_delay always;
         location / {
@@ -93,6 +95,22 @@ sub waited { defined h($_[0], 'X-Delay') }
        'leave: the client that closed sent nothing upstream');
     unlike($ng->error_log, qr/\[(?:alert|crit|emerg)\]|signal \d+/,
            'leave: no crit/alert/emerg, no crash');
+
+    # a debug line per decision, and for the end of each wait
+    my %ev;
+    for my $e (debug_events($ng->prefix . '/debug.log',
+                            qr/mqttapi quota: .*/)) {
+        my ($m) = $e->[0] =~ /[?&]m=(\w+)/ or next;
+        my ($what) = grep { index($e->[1], $_) >= 0 }
+                     ('slot given back', 'let go', 'admitted now',
+                      'booked a slot', 'refused', 'waiting');
+        push @{ $ev{$m} }, $what // $e->[1];
+    }
+    is_deeply(\%ev, { first => ['admitted now'],
+                      gone  => ['booked a slot', 'waiting', 'slot given back'],
+                      next  => ['booked a slot', 'waiting', 'let go'] },
+              'debug log: each decision and how each wait ended')
+        or diag explain \%ev;
     $ng->stop;
 }
 
