@@ -189,7 +189,8 @@ sub summary {
                 @{ $st->{quota_delay_seconds} };
     is($inf, 50, 'status: quota_delay_seconds le="+Inf" 50');
     my $prom = get($port, '/mqttapi/status?format=prometheus')->{body};
-    like($prom, qr/^mqttapi_quota_delayed_total\{zone="dq",action="ApplyToken"\} 50$/m,
+    like($prom,
+         qr/^mqttapi_quota_delayed_total\{zone="dq",action="ApplyToken"\} 50$/m,
          'prometheus: quota_delayed_total');
     like($prom, qr/^mqttapi_quota_delay_seconds_count 50$/m,
          'prometheus: quota_delay_seconds_count');

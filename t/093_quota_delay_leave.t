@@ -89,7 +89,8 @@ sub waited { defined h($_[0], 'X-Delay') }
        'leave: the next request takes the slot given back, and waits')
         or diag "status $r->{status}, "
                 . (h($r, 'X-MQTTAPI-Error-Code') // 'no code');
-    is($UP->count_settled('next', 1, 2), 1, 'leave: the next one went upstream');
+    is($UP->count_settled('next', 1, 2), 1,
+       'leave: the next one went upstream');
     sleep 0.3;
     is($UP->count('gone', 2), 0,
        'leave: the client that closed sent nothing upstream');
