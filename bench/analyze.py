@@ -216,17 +216,24 @@ def kept_history(path):
     return rows
 
 
-DELAY_BEGIN = "<!-- bench/delay.py: begin -->"
-DELAY_END = "<!-- bench/delay.py: end -->"
+# sections measured by the tests or another script, not by this run: kept
+# as they are (bench/delay.py writes the quotas that wait)
+KEPT_SECTIONS = ["## The fleet under faults",
+                 "## Quotas that wait (`mqttapi_quota ... delay=`)"]
 
 
-def kept_delay(path):
-    """the section bench/delay.py writes (quotas that wait), kept as is"""
+def kept_sections(path):
+    """the text of KEPT_SECTIONS in an earlier RESULTS.md, title included"""
+    out = []
     if path == "-" or not os.path.exists(path):
-        return ""
+        return out
     text = open(path, encoding="utf-8").read()
-    b, e = text.find(DELAY_BEGIN), text.find(DELAY_END)
-    return text[b:e + len(DELAY_END)] + "\n" if 0 <= b < e else ""
+    for title in KEPT_SECTIONS:
+        m = re.search(r"^%s\n.*?(?=^## |\Z)" % re.escape(title), text,
+                      re.M | re.S)
+        if m:
+            out.append(m.group(0).rstrip("\n"))
+    return out
 
 
 def history_table(hdir, kept):
@@ -280,6 +287,7 @@ def main():
         raise SystemExit(__doc__)
     outdir, dest = sys.argv[1], sys.argv[2]
     kept = kept_history(dest)
+    sections = kept_sections(dest)
     env = load_env(os.path.join(outdir, "env.txt"))
     runs = load_raw(os.path.join(outdir, "raw.tsv"))
     cpath = os.path.join(outdir, "check.tsv")
@@ -634,6 +642,10 @@ def main():
       "(exact) say how much work the module adds.")
     w("")
 
+    for section in sections:
+        w(section)
+        w("")
+
     w("## How it was run")
     w("")
     w("    make bench        # = make deps module && bash bench/run.sh")
@@ -697,7 +709,7 @@ def main():
       "(`build/bench/latest/samples.txt`) and the rendered configs.")
     w("")
 
-    text = "\n".join(out) + kept_delay(dest)
+    text = "\n".join(out)
     if dest == "-":
         sys.stdout.write(text)
     else:

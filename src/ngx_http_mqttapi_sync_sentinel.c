@@ -50,7 +50,9 @@ ngx_http_mqttapi_sync_sentinel_init(ngx_http_mqttapi_sync_task_t *task)
     task->sen.lost = ngx_http_mqttapi_sync_sentinel_lost;
     task->sen.push = ngx_http_mqttapi_sync_sentinel_message;
 
-    task->sentinel = ngx_random() % task->conf->sentinels->nelts;
+    /* in the configuration's order; the one that answered is asked first */
+
+    task->sentinel = 0;
     task->master_known = 0;
 }
 

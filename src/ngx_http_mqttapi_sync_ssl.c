@@ -136,7 +136,8 @@ ngx_http_mqttapi_sync_ssl_conf(ngx_conf_t *cf,
 /*
  * After the http block: the SSL context of mqttapi_sync_ssl on, with the
  * defaults of proxy_ssl_* (no verification, depth 1, no SNI, sessions
- * reused, TLSv1.2 and TLSv1.3, the "DEFAULT" ciphers)
+ * reused, the "DEFAULT" ciphers; TLSv1.2 and TLSv1.3, as since nginx
+ * 1.23.4)
  */
 
 ngx_int_t

@@ -31,10 +31,16 @@ use MqttapiFleet;
 sub cluster_redis {
     my $dir = File::Temp::tempdir('mqttapi-cluster-XXXXXX', TMPDIR => 1,
                                   CLEANUP => 1);
-    return MqttapiRedis->start(args => [
+    # the bus port of its own: port + 10000 is past 65535 for a free
+    # port above 55535, which redis-server then refuses
+    my $bus = MqttapiTest::free_port();
+    my $redis = MqttapiRedis->start(args => [
         '--cluster-enabled', 'yes',
         '--cluster-config-file', "$dir/nodes.conf",
+        '--cluster-port', $bus,
         '--cluster-node-timeout', '5000']);
+    $redis->{bus} = $bus;
+    return $redis;
 }
 
 my $redis = cluster_redis();
@@ -130,7 +136,7 @@ is(scalar(@bad), 0, 'every EVALSHA declares its keys, of one tag, and '
 # --- a cluster node that serves no slot answers MOVED ---------------------------
 
 my $other = cluster_redis();
-$other->cmd('CLUSTER', 'MEET', '127.0.0.1', $redis->port);
+$other->cmd('CLUSTER', 'MEET', '127.0.0.1', $redis->port, $redis->{bus});
 ok(poll_until(15, sub {
        (eval { $other->cmd('CLUSTER', 'INFO') } // '')
            =~ /cluster_state:ok/ }),

@@ -5,14 +5,15 @@
 #
 #   * nginx -t: sentinel= needs master= and excludes redis=;
 #   * the nodes ask the sentinels where the master is and connect to it; a
-#     throttle on node A reaches node B;
+#     throttle on node A reaches node B; a sentinel that is not there is
+#     passed over; a master no sentinel knows is one error line;
 #   * the master is stopped (kill -STOP): the sentinels fail over to the
 #     replica; requests never wait on it meanwhile (each answered well
 #     within the sync timeout); the nodes move to the new master, which
 #     then holds the fleet's keys (the back-off from before, pushed again,
 #     and the heartbeat set), and a throttle on A reaches B again;
-#   * a master that answers READONLY (made a replica by hand) sends the
-#     nodes back to the sentinels.
+#   * a master that answers READONLY (made by hand a replica of a master
+#     that is not there) sends the nodes back to the sentinels.
 
 use strict;
 use warnings;
@@ -104,6 +105,29 @@ ok(poll_until(5, sub { defined $master->cmd('HGET', 'mqttapi:{fleet}:b',
                                             'b:AK-before') }),
    'the master holds the back-off');
 
+# --- the sentinels asked in turn ------------------------------------------------------
+
+{
+    my $dead = dead_port();
+    my $C = fleet_node("sentinel=127.0.0.1:$dead,$list master=mymaster "
+                       . "interval=100ms timeout=2s");
+    ok(poll_until(10, sub { $C->error_log
+                            =~ /sync: connected to 127\.0\.0\.1:$mport /m }),
+       'a sentinel that is not there: the next one is asked')
+        or diag $C->error_log;
+    $C->stop;
+
+    my $D = fleet_node("sentinel=$list master=nosuch interval=100ms "
+                       . "timeout=2s");
+    ok(poll_until(10, sub { $D->error_log
+                            =~ /sync: no sentinel gave the address of master "nosuch" \(the last: sentinel 127\.0\.0\.1:\d+: does not know master "nosuch"\)/ }),
+       'a master no sentinel knows: one line') or diag $D->error_log;
+    is(sync_up($D), 0, 'a master no sentinel knows: sync_up 0');
+    is(get($D->port(0), '/f/?AccessKeyId=AK-d')->{status}, 200,
+       'a master no sentinel knows: requests as without sync');
+    $D->stop;
+}
+
 # --- failover ------------------------------------------------------------------------
 
 my @marks = map { $_->error_log_mark } @nodes;
@@ -148,11 +172,13 @@ is(sync_up($_), 1, 'sync_up 1') for @nodes;
 
 # --- READONLY sends the nodes back to the sentinels -------------------------------------
 
+# a replica of a master that is not there: read-only at once, with no
+# sync from another master (its LOADING would come first)
 $master->thaw;
 my $mark = $A->error_log_mark;
-$replica->cmd('REPLICAOF', '127.0.0.1', $mport);
+$replica->cmd('REPLICAOF', '127.0.0.1', dead_port());
 ok(poll_until(15, sub { $A->error_log($mark)
-                        =~ /answered "READONLY[^"]*": it is no longer the master, asking the sentinels/ }),
+                        =~ /"READONLY[^"]*"; it is no longer the master, asking the sentinels/ }),
    'READONLY: a clear line') or diag $A->error_log($mark);
 ok(poll_until(15, sub { $A->error_log($mark)
                         =~ /READONLY.*\n(?:.*\n)*.*sync: sentinel 127\.0\.0\.1:\d+: master "mymaster" is at/ }),

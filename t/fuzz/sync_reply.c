@@ -86,6 +86,8 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
     ngx_uint_t                       granted;
     ngx_msec_t                       left;
     ngx_http_mqttapi_sync_backoff_t  b;
+    ngx_http_mqttapi_sync_hello_t    h;
+    ngx_str_t                        channel = ngx_string("mqttapi:events");
 
     if (ngx_http_mqttapi_sync_parse_event(r, &b) == NGX_OK) {
         ngx_http_mqttapi_fuzz_backoff(&b);
@@ -95,6 +97,12 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
                                      NGX_HTTP_MQTTAPI_CODE_MAX_LEN);
         ngx_http_mqttapi_fuzz_within(&b.zone, r->element[2],
                                      r->element[2]->len);
+    }
+
+    if (ngx_http_mqttapi_sync_parse_subscribe(r, &channel) == NGX_OK
+        && (r->elements != 3 || r->element[2]->integer < 1))
+    {
+        abort();
     }
 
     if (ngx_http_mqttapi_sync_parse_lease(r, &granted, &left) == NGX_OK
@@ -111,6 +119,13 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
 
     if (ngx_http_mqttapi_sync_parse_beat(r, &granted, &left) == NGX_OK
         && (granted < 1 || granted > 100000 || left == 0))
+    {
+        abort();
+    }
+
+    if (ngx_http_mqttapi_sync_parse_hello(r, &h) == NGX_OK
+        && (h.server.len > 64 || h.version.len > 64 || h.mode.len > 64
+            || h.role.len > 64 || h.major > 1000000 || h.minor > 1000000))
     {
         abort();
     }
