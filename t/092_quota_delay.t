@@ -13,6 +13,7 @@
 #   * a burst larger than the delay can absorb: the excess is refused at
 #     once, every refusal answered before the first waiting request is let
 #     go (an order, not a timing threshold);
+#   * the per-API ceiling waits the same way: its seconds within its limit;
 #   * a key backed off while its request waits: that request is answered
 #     locally when its slot comes, and never reaches the upstream.
 #
@@ -33,6 +34,13 @@ use MqttapiDelay;
 use MqttapiStatus;
 
 my $one = one_per_second();
+my $ceil5 = do {
+    (my $f = $one) =~ s/one\.json$/ceil5.json/;
+    open my $fh, '>', $f or die $!;
+    print $fh '{"quota":{"api_ceiling":5}}';
+    close $fh;
+    $f;
+};
 
 # ---------------------------------------------------------------------------
 # nginx -t
@@ -93,6 +101,11 @@ my $ng = start_nginx(workers => 2, http => <<"EOF");
         location /one/ {
             mqttapi_quota zone=dq delay=1500ms;
             mqttapi_catalog $one;
+            proxy_pass http://127.0.0.1:%%PORT1%%/;
+        }
+        location /ceiling/ {
+            mqttapi_quota zone=dq delay=2s;
+            mqttapi_catalog $ceil5;
             proxy_pass http://127.0.0.1:%%PORT1%%/;
         }
         location /backoff/ {
@@ -238,6 +251,32 @@ sub summary {
            . 'request was let go');
     is($UP->count_settled($k, @ok + @w), @ok + @w,
        'excess: the upstream saw the admitted and the waited');
+}
+
+# ---------------------------------------------------------------------------
+# the per-API ceiling waits too: 12 keys of ListGroupId (10/s each) at once
+# under a ceiling of 5/s: 5 at once, the next ones at the ceiling's slots
+# within 2 s, the rest refused (SystemOverFlow), never more than 5 in a
+# second at the upstream
+# ---------------------------------------------------------------------------
+
+{
+    my @r = burst_ordered($port, map { path('ceiling', "ck$_", 'ListGroupId',
+                                            m => "ceil") } 1 .. 12);
+    my @ok = grep { passed($_) && !waited($_) } @r;
+    my @w = grep { passed($_) && waited($_) } @r;
+    my @no = grep { refused($_, 'SystemOverFlow') } @r;
+    is(scalar(@ok), 5, 'ceiling: 5 admitted at once') or diag summary(@r);
+    cmp_ok(scalar(@w), '>=', 1, 'ceiling: some waited for its slots');
+    cmp_ok(scalar(@no), '>=', 1, 'ceiling: the rest refused');
+    is(@ok + @w + @no, 12, 'ceiling: each admitted, waited or refused');
+    is($UP->count_settled('ceil', @ok + @w, 2), @ok + @w,
+       'ceiling: the upstream saw the admitted and the waited');
+    my @t = $UP->arrivals('ceil', 2);
+    cmp_ok(max_per_second(@t), '<=', 5,
+           'ceiling: at most 5 in any second at the upstream')
+        or diag 'arrivals (ms from the first): '
+                . join ' ', map { $_ - $t[0] } @t;
 }
 
 # ---------------------------------------------------------------------------
