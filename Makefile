@@ -45,7 +45,7 @@ OPTIMIZE    ?= -O2 -fstack-protector-strong -Wformat -Werror=format-security \
 BUILD_PKGS  := nginx nginx-dev libjansson-dev libpcre2-dev libssl-dev \
                zlib1g-dev libhiredis-dev make gcc
 TEST_PKGS   := $(BUILD_PKGS) perl curl ca-certificates redis-server redis-sentinel \
-               openssl prometheus opencc dpkg-dev
+               openssl prometheus opencc dpkg-dev chromium
 BENCH_PKGS  := $(BUILD_PKGS) wrk libnginx-mod-http-lua lua-cjson curl \
                python3 valgrind redis-server
 FUZZ_PKGS   := $(BUILD_PKGS) clang libclang-rt-dev
@@ -78,7 +78,8 @@ $(OBJS)/configured-from: FORCE
 CONFIGURE    = $(firstword $(foreach c,configure auto/configure,\
                    $(if $(wildcard $(SRC)/$(c)),./$(c))))
 
-$(OBJS)/Makefile: config conf/mqttapi_catalog.json $(OBJS)/configured-from
+$(OBJS)/Makefile: config conf/mqttapi_catalog.json \
+                 src/ngx_http_mqttapi_status.html $(OBJS)/configured-from
 	@test -n "$(CONFIGURE)" || { \
 	    echo "no nginx source at $(SRC) (neither configure nor" \
 	         "auto/configure): run 'make deps' or set NGINX_SRC"; exit 1; }

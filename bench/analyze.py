@@ -216,6 +216,24 @@ def kept_history(path):
     return rows
 
 
+# sections measured by the tests, not by this run: kept as they are
+KEPT_SECTIONS = ["## The fleet under faults"]
+
+
+def kept_sections(path):
+    """the text of KEPT_SECTIONS in an earlier RESULTS.md, title included"""
+    out = []
+    if path == "-" or not os.path.exists(path):
+        return out
+    text = open(path, encoding="utf-8").read()
+    for title in KEPT_SECTIONS:
+        m = re.search(r"^%s\n.*?(?=^## |\Z)" % re.escape(title), text,
+                      re.M | re.S)
+        if m:
+            out.append(m.group(0).rstrip("\n"))
+    return out
+
+
 def history_table(hdir, kept):
     """one line per run: the target ratios; the kept rows, then (added or
     replacing them) the runs whose raw numbers are in hdir"""
@@ -267,6 +285,7 @@ def main():
         raise SystemExit(__doc__)
     outdir, dest = sys.argv[1], sys.argv[2]
     kept = kept_history(dest)
+    sections = kept_sections(dest)
     env = load_env(os.path.join(outdir, "env.txt"))
     runs = load_raw(os.path.join(outdir, "raw.tsv"))
     cpath = os.path.join(outdir, "check.tsv")
@@ -620,6 +639,10 @@ def main():
       "target it is reported as a close call, and the instruction counts "
       "(exact) say how much work the module adds.")
     w("")
+
+    for section in sections:
+        w(section)
+        w("")
 
     w("## How it was run")
     w("")

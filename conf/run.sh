@@ -154,6 +154,7 @@ curl -i '$GW/?Action=QueryToken&InstanceId=mqtt-cn-demo&Token=abc&mqttemu_code=I
 # The status endpoint (from 127.0.0.1 only): what the gateway counted
 #   curl -s '$GW/mqttapi/status'                     JSON
 #   curl -s '$GW/mqttapi/status?format=prometheus'   Prometheus text
+#   $GW/mqttapi/status in a browser                    the status page
 
 EOF
 

@@ -107,6 +107,7 @@ struct ngx_http_mqttapi_stats_sh_s {
     size_t                       slot_size;
     u_char                      *slots;
     ngx_http_mqttapi_dict_t      dict[NGX_HTTP_MQTTAPI_DIMS];
+    time_t                       start;       /* of the counting */
 };
 
 
@@ -868,6 +869,7 @@ ngx_http_mqttapi_stats_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
         sh->nslots = st->nslots;
         sh->slot_size = st->slot_size;
+        sh->start = ngx_time();
         sh->slots = ngx_slab_calloc(shpool, st->nslots * st->slot_size);
 
         if (sh->slots == NULL) {
@@ -1302,7 +1304,7 @@ ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
     ngx_pool_t *pool)
 {
     u_char                      *slot;
-    ngx_uint_t                   s, i, n, h, mask, m;
+    ngx_uint_t                   s, i, n, h, mask, m, p;
     ngx_array_t                 *samples;
     ngx_atomic_t                *overflow;
     ngx_atomic_uint_t            key, count, *keys, *counts;
@@ -1359,10 +1361,20 @@ ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
                 continue;
             }
 
-            for (h = (key * 2654435761U) & mask;
-                 keys[h] && keys[h] != key;
-                 h = (h + 1) & mask)
+            /*
+             * the table has room for twice the keys counted above, but
+             * workers may add keys meanwhile: the probes are bounded, and
+             * a key that finds no room waits for the next collection
+             */
+
+            for (h = (key * 2654435761U) & mask, p = 0;
+                 keys[h] && keys[h] != key && p <= mask;
+                 h = (h + 1) & mask, p++)
             { /* void */ }
+
+            if (p > mask) {
+                continue;
+            }
 
             keys[h] = key;
             counts[h] += count;
@@ -1503,4 +1515,13 @@ ngx_http_mqttapi_stats_word(ngx_uint_t metric, ngx_uint_t word)
     }
 
     return words[0];
+}
+
+
+/* seconds since the counting started: nginx's start, kept across reloads */
+
+time_t
+ngx_http_mqttapi_stats_uptime(ngx_http_mqttapi_stats_t *st)
+{
+    return ngx_time() - st->sh->start;
 }

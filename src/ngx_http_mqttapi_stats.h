@@ -149,6 +149,7 @@ ngx_array_t *ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
 ngx_str_t *ngx_http_mqttapi_stats_label(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_sample_t *s, ngx_uint_t field);
 const char *ngx_http_mqttapi_stats_word(ngx_uint_t metric, ngx_uint_t word);
+time_t ngx_http_mqttapi_stats_uptime(ngx_http_mqttapi_stats_t *st);
 
 
 /* ngx_http_mqttapi_stats_label() fields */

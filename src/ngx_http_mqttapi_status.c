@@ -21,7 +21,9 @@
  * (the default) or in the Prometheus text format 0.0.4 (?format=prometheus,
  * or an Accept that prefers text/plain to application/json).  Both list
  * the same rows: in JSON each metric (without the "mqttapi_" prefix) is an
- * array of objects, the labels and a "value".
+ * array of objects, the labels and a "value"; the JSON adds the members of
+ * the status page (ngx_http_mqttapi_status_extra.c).  A browser gets the
+ * page itself (?format=html, or an Accept that prefers text/html to both).
  */
 
 
@@ -56,7 +58,8 @@ typedef struct {
 #define NGX_HTTP_MQTTAPI_F_SYNC_NODES      12
 #define NGX_HTTP_MQTTAPI_F_SYNC_ERRORS     13
 #define NGX_HTTP_MQTTAPI_F_SYNC_RTT        14
-#define NGX_HTTP_MQTTAPI_FAMILIES          15
+#define NGX_HTTP_MQTTAPI_F_SYNC_REFUSED    15
+#define NGX_HTTP_MQTTAPI_FAMILIES          16
 
 
 static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
@@ -121,7 +124,12 @@ static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
 
     { "sync_roundtrip_seconds", "histogram",
       "Time from a command to its reply from Redis.",
-      { "le", NULL, NULL, NULL } }
+      { "le", NULL, NULL, NULL } },
+
+    { "sync_refused", "gauge",
+      "1 while Redis refuses writes (maxmemory, a replica): the node runs "
+      "on its own state as if Redis were down.",
+      { NULL, NULL, NULL, NULL } }
 };
 
 
@@ -129,23 +137,24 @@ static ngx_int_t ngx_http_mqttapi_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_status_counters(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st, ngx_array_t *rows);
 static ngx_int_t ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
-    ngx_http_mqttapi_stats_t *st, ngx_array_t *rows);
+    ngx_http_mqttapi_stats_t *st, ngx_array_t *rows,
+    ngx_http_mqttapi_tops_t *tops);
 static ngx_int_t ngx_http_mqttapi_status_sync(ngx_http_request_t *r,
     ngx_array_t *rows);
+static ngx_int_t ngx_http_mqttapi_status_sync_refused(
+    ngx_http_mqttapi_sync_sh_t *sh, ngx_array_t *rows);
 static ngx_http_mqttapi_row_t *ngx_http_mqttapi_status_row(ngx_array_t *rows,
     ngx_uint_t family, ngx_atomic_uint_t value);
 static ngx_int_t ngx_http_mqttapi_row_cmp(const void *one, const void *two);
-static ngx_int_t ngx_http_mqttapi_status_prometheus(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mqttapi_status_format(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_status_q(ngx_str_t *accept, const char *type,
     size_t slash);
 static ngx_int_t ngx_http_mqttapi_status_render(ngx_http_request_t *r,
     ngx_array_t *rows, ngx_uint_t prometheus, ngx_uint_t families,
-    ngx_str_t *body);
+    ngx_str_t *extra, ngx_str_t *body);
 static u_char *ngx_http_mqttapi_status_total(u_char *p,
     ngx_http_mqttapi_family_t *fam, ngx_http_mqttapi_row_t *row,
     ngx_uint_t comma, ngx_uint_t prometheus);
-static u_char *ngx_http_mqttapi_status_escape(u_char *p, ngx_str_t *s,
-    ngx_uint_t json);
 
 
 static ngx_str_t  ngx_http_mqttapi_status_json_type =
@@ -186,10 +195,10 @@ ngx_http_mqttapi_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc, prometheus;
-    ngx_str_t                      body;
+    ngx_int_t                      rc, format, prometheus;
+    ngx_str_t                      body, extra;
     ngx_array_t                   *rows;
-    ngx_table_elt_t               *h;
+    ngx_http_mqttapi_tops_t       *tops;
     ngx_http_mqttapi_stats_t      *st;
     ngx_http_mqttapi_main_conf_t  *mcf;
 
@@ -203,11 +212,17 @@ ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    prometheus = ngx_http_mqttapi_status_prometheus(r);
+    format = ngx_http_mqttapi_status_format(r);
 
-    if (prometheus == NGX_ERROR) {
+    if (format == NGX_ERROR) {
         return NGX_HTTP_BAD_REQUEST;
     }
+
+    if (format == NGX_HTTP_MQTTAPI_FORMAT_HTML) {
+        return ngx_http_mqttapi_status_page(r);
+    }
+
+    prometheus = (format == NGX_HTTP_MQTTAPI_FORMAT_PROMETHEUS);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_mqttapi_module);
     st = mcf->stats;
@@ -221,9 +236,28 @@ ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the back-offs in effect, for the JSON only */
+
+    tops = NULL;
+
+    if (!prometheus) {
+        tops = ngx_http_mqttapi_status_tops(r->pool, st->zones.nelts);
+        if (tops == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
     if (ngx_http_mqttapi_status_counters(r, st, rows) != NGX_OK
-        || ngx_http_mqttapi_status_gauges(r, st, rows) != NGX_OK
+        || ngx_http_mqttapi_status_gauges(r, st, rows, tops) != NGX_OK
         || ngx_http_mqttapi_status_sync(r, rows) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&extra);
+
+    if (!prometheus
+        && ngx_http_mqttapi_status_extra(r, st, tops, &extra) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -238,7 +272,7 @@ ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
     if (ngx_http_mqttapi_status_render(r, rows, prometheus,
                                        mcf->sync ? NGX_HTTP_MQTTAPI_FAMILIES
                                                : NGX_HTTP_MQTTAPI_F_SYNC_UP,
-                                       &body)
+                                       &extra, &body)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -248,17 +282,37 @@ ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
                    "mqttapi status: %ui rows, prometheus %i",
                    rows->nelts, prometheus);
 
+    if (ngx_http_mqttapi_status_headers(r, prometheus
+                                           ? &ngx_http_mqttapi_status_text_type
+                                           : &ngx_http_mqttapi_status_json_type,
+                                        body.len)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mqttapi_send_body(r, &body, ngx_http_send_header,
+                                      ngx_http_output_filter);
+}
+
+
+/* the status line and the headers of every answer: never to be cached */
+
+ngx_int_t
+ngx_http_mqttapi_status_headers(ngx_http_request_t *r, ngx_str_t *type,
+    size_t len)
+{
+    ngx_table_elt_t  *h;
+
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_type = prometheus
-                                  ? ngx_http_mqttapi_status_text_type
-                                  : ngx_http_mqttapi_status_json_type;
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = body.len;
+    r->headers_out.content_length_n = len;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
@@ -274,8 +328,7 @@ ngx_http_mqttapi_status_handler(ngx_http_request_t *r)
         r->header_only = 1;
     }
 
-    return ngx_http_mqttapi_send_body(r, &body, ngx_http_send_header,
-                                      ngx_http_output_filter);
+    return NGX_OK;
 }
 
 
@@ -351,13 +404,16 @@ ngx_http_mqttapi_status_counters(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
-    ngx_http_mqttapi_stats_t *st, ngx_array_t *rows)
+    ngx_http_mqttapi_stats_t *st, ngx_array_t *rows,
+    ngx_http_mqttapi_tops_t *tops)
 {
-    size_t                    total, used;
-    ngx_uint_t                i, backoff, peer, keys, evicted;
-    ngx_str_t                *name;
-    ngx_http_mqttapi_row_t   *row;
-    ngx_http_mqttapi_zone_t **zones, *zone;
+    void                          *top;
+    size_t                         total, used;
+    ngx_uint_t                     i, backoff, peer, keys, evicted;
+    ngx_str_t                     *name;
+    ngx_http_mqttapi_row_t        *row;
+    ngx_http_mqttapi_zone_t      **zones, *zone;
+    ngx_http_mqttapi_zone_each_pt  each;
 
     zones = st->zones.elts;
     name = st->zone_names.names.elts;
@@ -369,9 +425,19 @@ ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
             continue;
         }
 
+        /* the JSON's back-offs in effect, gathered in the same walk */
+
+        each = NULL;
+        top = NULL;
+
+        if (tops) {
+            each = ngx_http_mqttapi_status_top;
+            top = ngx_http_mqttapi_status_tops_zone(tops, i);
+        }
+
         ngx_shmtx_lock(&zone->shpool->mutex);
 
-        ngx_http_mqttapi_zone_backoffs(zone, &backoff, &peer);
+        ngx_http_mqttapi_zone_backoffs(zone, &backoff, &peer, each, top);
 
         keys = zone->sh->nodes;
         evicted = zone->sh->evicted;
@@ -521,6 +587,21 @@ ngx_http_mqttapi_status_sync(ngx_http_request_t *r, ngx_array_t *rows)
 
     row->suffix = "_count";
 
+    return ngx_http_mqttapi_status_sync_refused(sh, rows);
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_status_sync_refused(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_array_t *rows)
+{
+    if (ngx_http_mqttapi_status_row(rows, NGX_HTTP_MQTTAPI_F_SYNC_REFUSED,
+                                    sh->refused ? 1 : 0)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -556,14 +637,16 @@ ngx_http_mqttapi_row_cmp(const void *one, const void *two)
 
 
 /*
- * ?format=prometheus or ?format=json; else the Accept header: Prometheus
+ * ?format=prometheus, json or html; else the Accept header: Prometheus
  * when it gives text/plain a higher quality than application/json (each
- * by its most specific range), JSON otherwise
+ * by its most specific range), the page when it gives text/html a higher
+ * quality than both (a browser's), JSON otherwise (curl's any type)
  */
 
 static ngx_int_t
-ngx_http_mqttapi_status_prometheus(ngx_http_request_t *r)
+ngx_http_mqttapi_status_format(ngx_http_request_t *r)
 {
+    ngx_int_t         json, text, html;
     ngx_str_t         format;
     ngx_table_elt_t  *h;
 
@@ -575,13 +658,19 @@ ngx_http_mqttapi_status_prometheus(ngx_http_request_t *r)
         if (format.len == sizeof("prometheus") - 1
             && ngx_strncmp(format.data, "prometheus", format.len) == 0)
         {
-            return 1;
+            return NGX_HTTP_MQTTAPI_FORMAT_PROMETHEUS;
         }
 
         if (format.len == sizeof("json") - 1
             && ngx_strncmp(format.data, "json", format.len) == 0)
         {
-            return 0;
+            return NGX_HTTP_MQTTAPI_FORMAT_JSON;
+        }
+
+        if (format.len == sizeof("html") - 1
+            && ngx_strncmp(format.data, "html", format.len) == 0)
+        {
+            return NGX_HTTP_MQTTAPI_FORMAT_HTML;
         }
 
         return NGX_ERROR;
@@ -591,11 +680,19 @@ ngx_http_mqttapi_status_prometheus(ngx_http_request_t *r)
                                 NGX_HTTP_MQTTAPI_HEADER_IN);
 
     if (h == NULL) {
-        return 0;
+        return NGX_HTTP_MQTTAPI_FORMAT_JSON;
     }
 
-    return ngx_http_mqttapi_status_q(&h->value, "text/plain", 4)
-           > ngx_http_mqttapi_status_q(&h->value, "application/json", 11);
+    json = ngx_http_mqttapi_status_q(&h->value, "application/json", 11);
+    text = ngx_http_mqttapi_status_q(&h->value, "text/plain", 4);
+    html = ngx_http_mqttapi_status_q(&h->value, "text/html", 4);
+
+    if (html > json && html > text) {
+        return NGX_HTTP_MQTTAPI_FORMAT_HTML;
+    }
+
+    return (text > json) ? NGX_HTTP_MQTTAPI_FORMAT_PROMETHEUS
+                         : NGX_HTTP_MQTTAPI_FORMAT_JSON;
 }
 
 
@@ -699,7 +796,8 @@ ngx_http_mqttapi_status_q(ngx_str_t *accept, const char *type, size_t slash)
 
 static ngx_int_t
 ngx_http_mqttapi_status_render(ngx_http_request_t *r, ngx_array_t *rows,
-    ngx_uint_t prometheus, ngx_uint_t families, ngx_str_t *body)
+    ngx_uint_t prometheus, ngx_uint_t families, ngx_str_t *extra,
+    ngx_str_t *body)
 {
     u_char                     *p;
     size_t                      len;
@@ -709,7 +807,7 @@ ngx_http_mqttapi_status_render(ngx_http_request_t *r, ngx_array_t *rows,
 
     /* at most: escaped labels twice (JSON \u00XX: six times) their size */
 
-    len = 64;
+    len = 64 + extra->len;
 
     for (f = 0; f < families; f++) {
         fam = &ngx_http_mqttapi_families[f];
@@ -797,6 +895,7 @@ ngx_http_mqttapi_status_render(ngx_http_request_t *r, ngx_array_t *rows,
     }
 
     if (!prometheus) {
+        p = ngx_cpymem(p, extra->data, extra->len);
         *p++ = '\n';
         *p++ = '}';
         *p++ = '\n';
@@ -852,7 +951,7 @@ ngx_http_mqttapi_status_total(u_char *p, ngx_http_mqttapi_family_t *fam,
  * and the name readable.  At most six bytes for one byte of the value.
  */
 
-static u_char *
+u_char *
 ngx_http_mqttapi_status_escape(u_char *p, ngx_str_t *s, ngx_uint_t json)
 {
     u_char     c, *q, *start, *last;

@@ -132,7 +132,10 @@ ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_array_init(&scf->zones, cf->pool, 4, sizeof(void *)) != NGX_OK) {
+    if (ngx_array_init(&scf->zones, cf->pool, 4, sizeof(void *)) != NGX_OK
+        || ngx_array_init(&scf->zone_ids, cf->pool, 4, sizeof(uint32_t))
+           != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -431,7 +434,8 @@ ngx_http_mqttapi_sync_enum(ngx_str_t *value, size_t skip, ngx_conf_enum_t *e,
 ngx_int_t
 ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_uint_t                     i;
+    uint32_t                       id, *ids, *idp;
+    ngx_uint_t                     i, k;
     ngx_list_part_t               *part;
     ngx_shm_zone_t                *shm;
     ngx_http_mqttapi_zone_t       *zone, **z;
@@ -498,17 +502,43 @@ ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
+        id = ngx_http_mqttapi_sync_zone_id(zone);
+        ids = scf->zone_ids.elts;
+
+        for (k = 0; k < scf->zone_ids.nelts; k++) {
+            if (ids[k] == id) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "mqttapi_throttle_zone \"%V\" cannot be "
+                                   "synced by \"mqttapi_sync\" beside a "
+                                   "zone whose name has the same hash, "
+                                   "rename it", &shm[i].shm.name);
+                return NGX_ERROR;
+            }
+        }
+
         z = ngx_array_push(&scf->zones);
-        if (z == NULL) {
+        idp = ngx_array_push(&scf->zone_ids);
+        if (z == NULL || idp == NULL) {
             return NGX_ERROR;
         }
 
         *z = zone;
+        *idp = id;
         zone->sync = scf;
         zone->sync_index = scf->zones.nelts - 1;
     }
 
     return NGX_OK;
+}
+
+
+/* what names a zone in the outbox, the same across reloads */
+
+uint32_t
+ngx_http_mqttapi_sync_zone_id(ngx_http_mqttapi_zone_t *zone)
+{
+    return ngx_crc32_short(zone->shm_zone->shm.name.data,
+                           zone->shm_zone->shm.name.len);
 }
 
 
@@ -588,7 +618,8 @@ ngx_http_mqttapi_sync_notify(ngx_http_mqttapi_zone_t *zone, ngx_uint_t type,
     sh->n++;
 
     ev->type = (u_char) type;
-    ev->zone = (u_char) zone->sync_index;
+    ev->zone = 0;
+    ev->zone_id = ngx_http_mqttapi_sync_zone_id(zone);
     ev->len = (u_short) key->len;
     ev->count = count;
     ngx_memcpy(ev->key, key->data, key->len);

@@ -41,10 +41,19 @@
 #define NGX_HTTP_MQTTAPI_SYNC_RTT_BUCKETS 8
 
 
+/*
+ * An event of the request path.  The outbox outlives a reload, and a
+ * worker of the old configuration may still write to it: the zone is
+ * named by "zone_id", a hash of its name that the configuration checks to
+ * be unique among the synced zones, and the task turns it into "zone",
+ * the zone's place in its own configuration, once it reads the event
+ */
+
 typedef struct {
     u_char                       type;
-    u_char                       zone;
+    u_char                       zone;        /* the task's, see above */
     u_short                      len;
+    uint32_t                     zone_id;
     uint32_t                     count;
     u_char                       key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
 } ngx_http_mqttapi_sync_event_t;
@@ -66,6 +75,7 @@ typedef struct {
     ngx_atomic_t                 owner;       /* the task's worker pid */
     ngx_atomic_t                 beat;        /* its last tick */
     ngx_atomic_t                 up;          /* Redis connected */
+    ngx_atomic_t                 refused;     /* Redis refuses writes */
     ngx_atomic_t                 nodes;       /* nodes last seen alive */
     ngx_atomic_t                 clock;       /* Redis ms - local ms */
     ngx_atomic_t                 clocked;     /* "clock" is known */
@@ -126,6 +136,7 @@ typedef struct {
     ngx_flag_t                   shared_egress;
 
     ngx_array_t                  zones;       /* ngx_http_mqttapi_zone_t * */
+    ngx_array_t                  zone_ids;    /* uint32_t, as "zones" */
 
     ngx_shm_zone_t              *shm_zone;
     ngx_slab_pool_t             *shpool;
@@ -144,6 +155,7 @@ extern const char  *ngx_http_mqttapi_sync_rtt_le[];
 char *ngx_http_mqttapi_sync_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_mqttapi_sync_postconfiguration(ngx_conf_t *cf);
+uint32_t ngx_http_mqttapi_sync_zone_id(ngx_http_mqttapi_zone_t *zone);
 char *ngx_http_mqttapi_sync_ssl_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,

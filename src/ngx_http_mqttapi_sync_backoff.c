@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_mqttapi_sync_task.h"
+#include "ngx_http_mqttapi_catalog.h"
 
 
 /*
@@ -29,6 +30,17 @@ typedef struct {
     u_short                       len;
     u_char                        key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
 } ngx_http_mqttapi_sync_ref_t;
+
+
+/* a back-off node of a zone as the scan copies it, under the zone's lock */
+
+typedef struct {
+    uint32_t                      count;
+    ngx_msec_t                    until;
+    ngx_uint_t                    peer;
+    u_short                       len;
+    u_char                        key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+} ngx_http_mqttapi_sync_copy_t;
 
 
 static void ngx_http_mqttapi_sync_meanwhile(
@@ -57,6 +69,9 @@ static void ngx_http_mqttapi_sync_apply_close(
 static ngx_http_mqttapi_sync_ref_t *ngx_http_mqttapi_sync_ref(
     ngx_http_mqttapi_sync_task_t *task, ngx_uint_t zone, u_char *key,
     size_t len);
+static ngx_int_t ngx_http_mqttapi_sync_check(
+    ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
+    ngx_http_mqttapi_sync_backoff_t *b);
 static ngx_int_t ngx_http_mqttapi_sync_zone_index(
     ngx_http_mqttapi_sync_task_t *task, ngx_str_t *name);
 
@@ -155,8 +170,10 @@ ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task)
     ngx_http_mqttapi_sync_tracked_t  *t;
 
     /*
-     * the connection is gone: the replies under way will not come, and
-     * the next Redis may have lost anything, so everything is pushed again
+     * The connection is gone: the replies under way will not come.  What
+     * was pushed is checked, not pushed again: the reconnection's pull
+     * tells what Redis lost (a restart) and only that is pushed, so that
+     * a slow reply costs a reconnection, not a push of every back-off.
      */
 
     for (q = ngx_queue_head(&task->tracked);
@@ -166,38 +183,69 @@ ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task)
         t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
         t->asking = 0;
         t->asking_right = 0;
-        t->pushed = 0;
         t->next_ask = 0;
+        t->check = t->pushed;
     }
+}
+
+
+void
+ngx_http_mqttapi_sync_backoff_init(ngx_http_mqttapi_sync_task_t *task)
+{
+    ngx_queue_init(&task->tracked);
+    ngx_rbtree_init(&task->tree, &task->tree_sentinel,
+                    ngx_str_rbtree_insert_value);
 }
 
 
 void
 ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task)
 {
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, j, m;
     ngx_msec_t                        now;
     ngx_queue_t                      *q;
     ngx_http_mqttapi_node_t          *n;
     ngx_http_mqttapi_zone_t         **zones, *zone;
+    ngx_http_mqttapi_sync_copy_t     *copy, *c;
     ngx_http_mqttapi_sync_tracked_t  *t;
     ngx_http_mqttapi_backoff_node_t  *b;
+#if (NGX_DEBUG)
+    struct timeval                    tv;
+    ngx_msec_int_t                    held;
+#endif
 
     /*
      * A new owner, or events lost to a full outbox: the back-offs in the
-     * zones are tracked again (their pushes merge with what the fleet has)
+     * zones are tracked again.  Under a zone's lock they are only copied
+     * (the requests wait on that lock); tracked after it is released.  A
+     * back-off new to the task is checked by a pull, sent at once; one
+     * that changed since the task saw it is pushed.
      */
+
+    copy = ngx_alloc(NGX_HTTP_MQTTAPI_SYNC_TRACKED
+                     * sizeof(ngx_http_mqttapi_sync_copy_t), task->log);
+    if (copy == NULL) {
+        task->rescan = 1;
+        return;
+    }
 
     zones = task->conf->zones.elts;
     now = ngx_current_msec;
 
     for (i = 0; i < task->conf->zones.nelts; i++) {
         zone = zones[i];
+        m = 0;
+
+#if (NGX_DEBUG)
+        ngx_gettimeofday(&tv);
+        held = - (ngx_msec_int_t) (tv.tv_sec * 1000000 + tv.tv_usec);
+#endif
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
         for (q = ngx_queue_head(&zone->sh->queue);
-             q != ngx_queue_sentinel(&zone->sh->queue);
+             q != ngx_queue_sentinel(&zone->sh->queue)
+             && m < NGX_HTTP_MQTTAPI_SYNC_TRACKED;
              q = ngx_queue_next(q))
         {
             n = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
@@ -210,20 +258,56 @@ ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task)
                 continue;
             }
 
-            t = ngx_http_mqttapi_sync_track(task, i, n->data, n->len, 1);
+            c = &copy[m++];
+            c->count = b->count;
+            c->until = b->until;
+            c->peer = (b->flags & NGX_HTTP_MQTTAPI_SYNC_PEER) != 0;
+            c->len = n->len;
+            ngx_memcpy(c->key, n->data, n->len);
+        }
+
+        ngx_http_mqttapi_zone_unlock(zone);
+
+#if (NGX_DEBUG)
+        ngx_gettimeofday(&tv);
+        held += tv.tv_sec * 1000000 + tv.tv_usec;
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, task->log, 0,
+                       "mqttapi sync: %ui back-offs of zone \"%V\" copied "
+                       "in %M us under its lock", m,
+                       &zone->shm_zone->shm.name, held);
+#endif
+
+        for (j = 0; j < m; j++) {
+            c = &copy[j];
+
+            t = ngx_http_mqttapi_sync_track(task, i, c->key, c->len, 1);
             if (t == NULL) {
                 break;
             }
 
-            t->count = b->count;
-            t->until = b->until;
-            t->peer = (b->flags & NGX_HTTP_MQTTAPI_SYNC_PEER) != 0;
-            t->pushed = 0;
+            if (t->seq && t->count == c->count && t->until == c->until) {
+                continue;
+            }
+
+            if (t->seq == 0) {
+                t->pushed = 1;
+                t->check = 1;
+
+            } else {
+                t->pushed = 0;
+            }
+
+            t->count = c->count;
+            t->until = c->until;
+            t->peer = c->peer;
             t->seq = ++task->seq;
         }
-
-        ngx_http_mqttapi_zone_unlock(zone);
     }
+
+    ngx_free(copy);
+
+    task->reconcile_at = now;
 }
 
 
@@ -314,20 +398,21 @@ ngx_http_mqttapi_sync_push(ngx_http_mqttapi_sync_task_t *task,
     args[6].data = d;
     args[6].len = ngx_sprintf(d, "%uD", node->u.backoff.delay) - d;
 
+    /* copied before the lock is released: the zone may reuse the slot */
+
     ngx_http_mqttapi_zone_code(zone, node->u.backoff.code, &c);
+
+    args[7].data = code;
+    args[7].len = ngx_min(c.len, sizeof(code));
+    ngx_memcpy(code, c.data, args[7].len);
 
     ngx_http_mqttapi_zone_unlock(zone);
 
     args[5].data = l;
     args[5].len = ngx_sprintf(l, "%M", (ngx_msec_t) left) - l;
 
-    if (c.len == 0) {
+    if (args[7].len == 0) {
         ngx_str_set(&args[7], "-");
-
-    } else {
-        args[7].data = code;
-        args[7].len = ngx_min(c.len, sizeof(code));
-        ngx_memcpy(code, c.data, args[7].len);
     }
 
     args[8] = task->channel;
@@ -400,7 +485,13 @@ ngx_http_mqttapi_sync_push_reply(ngx_http_mqttapi_sync_task_t *task,
     b.key.data = ref->key;
     b.key.len = ref->len;
 
-    ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 0);
+    if (ngx_http_mqttapi_sync_check(task, NGX_HTTP_MQTTAPI_SYNC_OP_BACKOFF,
+                                    &b)
+        == NGX_OK)
+    {
+        ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 0);
+    }
+
     ngx_free(ref);
     return;
 
@@ -626,12 +717,24 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
             goto invalid;
         }
 
-        ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 1);
+        if (ngx_http_mqttapi_sync_check(task,
+                                        NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                        &b)
+            == NGX_OK)
+        {
+            ngx_http_mqttapi_sync_apply(task, ref->zone, &b, 1);
+        }
 
         t = ngx_http_mqttapi_sync_track(task, ref->zone, b.key.data,
                                         b.key.len, 0);
         if (t) {
             t->seen = 1;
+
+            if (t->check) {
+                /* Redis has it; older than this node's: pushed */
+                t->check = 0;
+                t->pushed = (t->count <= b.count);
+            }
         }
     }
 
@@ -646,6 +749,13 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
     {
         next = ngx_queue_next(q);
         t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+
+        if (t->zone == ref->zone && !t->seen && t->check) {
+            /* Redis lost it (restarted empty): pushed again */
+            t->check = 0;
+            t->pushed = 0;
+            continue;
+        }
 
         if (t->zone == ref->zone && !t->seen && t->pushed && !t->closed
             && !t->asking && t->seq <= ref->seq)
@@ -686,7 +796,15 @@ ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     zone = ngx_http_mqttapi_sync_zone_index(task, &b.zone);
 
     if (zone == NGX_ERROR) {
-        /* a zone this node does not sync */
+        /* a zone this node does not sync (the name is not written) */
+
+        if (!task->unknown_zone) {
+            task->unknown_zone = 1;
+            ngx_log_error(NGX_LOG_INFO, task->log, 0,
+                          "mqttapi sync: a message for a zone this node "
+                          "does not sync was dropped (logged once)");
+        }
+
         return;
     }
 
@@ -695,7 +813,33 @@ ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    ngx_http_mqttapi_sync_apply(task, zone, &b, 1);
+    if (ngx_http_mqttapi_sync_check(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB, &b)
+        == NGX_OK)
+    {
+        ngx_http_mqttapi_sync_apply(task, zone, &b, 1);
+    }
+}
+
+
+/*
+ * What Redis says of a back-off is checked as an upstream's answer is:
+ * its code (when kept) of the catalog's alphabet, or it is dropped, and
+ * logged (at most once an interval); its length is capped by apply()
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_sync_check(ngx_http_mqttapi_sync_task_t *task,
+    ngx_uint_t op, ngx_http_mqttapi_sync_backoff_t *b)
+{
+    if (b->code.len
+        && ngx_http_mqttapi_valid_code(b->code.data, b->code.len) != NGX_OK)
+    {
+        ngx_http_mqttapi_sync_error(task, op, "a back-off from Redis with "
+                                    "an invalid code was dropped");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -707,7 +851,8 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     uint32_t                          hash, count, meanwhile;
     ngx_str_t                        *key, *code;
     ngx_uint_t                        level;
-    ngx_msec_t                        now, until;
+    ngx_msec_t                        now, until, delay;
+    ngx_msec_int_t                    left;
     ngx_http_mqttapi_node_t          *node;
     ngx_http_mqttapi_zone_t         **zones, *zone;
     ngx_http_mqttapi_sync_tracked_t  *t;
@@ -715,7 +860,15 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     zones = task->conf->zones.elts;
     zone = zones[zone_index];
     now = ngx_current_msec;
-    until = now + b->left;
+
+    /*
+     * at most the zone's max_backoff, whatever Redis says: a node whose
+     * own upstream asked for longer (Retry-After) keeps that, below
+     */
+
+    left = ngx_min(b->left, (ngx_msec_int_t) zone->max_backoff);
+    delay = ngx_min(b->delay, zone->max_backoff);
+    until = now + left;
     key = &b->key;
     code = &b->code;
     count = b->count;
@@ -727,7 +880,7 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
 
     node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_BACKOFF,
                                       key, hash,
-                                      (b->left <= 0 && peer) ? NULL
+                                      (left <= 0 && peer) ? NULL
                                                              : task->log);
     if (node == NULL) {
         ngx_http_mqttapi_zone_unlock(zone);
@@ -749,9 +902,18 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
         node->rejected = 0;
     }
 
+    if (node->u.backoff.count == count
+        && !(node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER)
+        && (ngx_msec_int_t) (node->u.backoff.until - until) > 0)
+    {
+        /* this node's own, longer than the zone allows a peer's */
+        until = node->u.backoff.until;
+        delay = node->u.backoff.delay;
+    }
+
     node->u.backoff.count = count;
     node->u.backoff.until = until;
-    node->u.backoff.delay = (uint32_t) b->delay;
+    node->u.backoff.delay = (uint32_t) delay;
 
     if (code->len) {
         node->u.backoff.code = ngx_http_mqttapi_zone_code_index(zone, code);
@@ -845,28 +1007,28 @@ static ngx_http_mqttapi_sync_tracked_t *
 ngx_http_mqttapi_sync_track(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t zone, u_char *key, size_t len, ngx_uint_t create)
 {
-    ngx_queue_t                      *q;
+    uint32_t                          hash;
+    ngx_str_t                         name;
     ngx_http_mqttapi_sync_tracked_t  *t;
+    u_char                            zk[1 + NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
 
     if (len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN) {
         return NULL;
     }
 
-    for (q = ngx_queue_head(&task->tracked);
-         q != ngx_queue_sentinel(&task->tracked);
-         q = ngx_queue_next(q))
-    {
-        t = ngx_queue_data(q, ngx_http_mqttapi_sync_tracked_t, queue);
+    zk[0] = (u_char) zone;
+    ngx_memcpy(zk + 1, key, len);
 
-        if (t->zone == zone && t->len == len
-            && ngx_memcmp(t->key, key, len) == 0)
-        {
-            return t;
-        }
-    }
+    name.data = zk;
+    name.len = 1 + len;
 
-    if (!create || task->ntracked == NGX_HTTP_MQTTAPI_SYNC_TRACKED) {
-        return NULL;
+    hash = ngx_crc32_short(name.data, name.len);
+
+    t = (ngx_http_mqttapi_sync_tracked_t *)
+            ngx_str_rbtree_lookup(&task->tree, &name, hash);
+
+    if (t || !create || task->ntracked == NGX_HTTP_MQTTAPI_SYNC_TRACKED) {
+        return t;
     }
 
     t = ngx_calloc(sizeof(ngx_http_mqttapi_sync_tracked_t), task->log);
@@ -874,10 +1036,18 @@ ngx_http_mqttapi_sync_track(ngx_http_mqttapi_sync_task_t *task,
         return NULL;
     }
 
+    ngx_memcpy(t->zk, zk, name.len);
+
     t->zone = zone;
     t->len = (u_short) len;
-    ngx_memcpy(t->key, key, len);
+    t->key = t->zk + 1;
     t->until = ngx_current_msec;
+
+    t->sn.node.key = hash;
+    t->sn.str.data = t->zk;
+    t->sn.str.len = name.len;
+
+    ngx_rbtree_insert(&task->tree, &t->sn.node);
 
     ngx_queue_insert_tail(&task->tracked, &t->queue);
     task->ntracked++;
@@ -890,6 +1060,7 @@ static void
 ngx_http_mqttapi_sync_untrack(ngx_http_mqttapi_sync_task_t *task,
     ngx_http_mqttapi_sync_tracked_t *t)
 {
+    ngx_rbtree_delete(&task->tree, &t->sn.node);
     ngx_queue_remove(&t->queue);
     task->ntracked--;
     ngx_free(t);

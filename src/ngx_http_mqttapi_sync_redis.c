@@ -443,6 +443,13 @@ ngx_http_mqttapi_sync_link_replies(ngx_http_mqttapi_sync_link_t *link)
             return NGX_OK;
         }
 
+        if (!ngx_http_mqttapi_sync_owner(link->task)) {
+            /* this worker stalled and lost the task: nothing is applied */
+            freeReplyObject(reply);
+            ngx_http_mqttapi_sync_release(link->task);
+            return NGX_ERROR;
+        }
+
         if (link->n == 0) {
             if (link->push == NULL) {
                 freeReplyObject(reply);

@@ -283,6 +283,29 @@ ngx_http_mqttapi_sync_number(u_char *p, size_t len, ngx_msec_int_t *n)
 }
 
 
+/* ["subscribe", channel, count]: the reply to SUBSCRIBE channel */
+
+ngx_int_t
+ngx_http_mqttapi_sync_parse_subscribe(redisReply *reply, ngx_str_t *channel)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 9
+        || ngx_strncmp(reply->element[0]->str, "subscribe", 9) != 0
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len != channel->len
+        || ngx_memcmp(reply->element[1]->str, channel->data, channel->len)
+           != 0
+        || reply->element[2]->type != REDIS_REPLY_INTEGER
+        || reply->element[2]->integer < 1)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a reply of two integers */
 
 static ngx_int_t

@@ -38,6 +38,8 @@ static ngx_int_t ngx_http_mqttapi_sync_load(
 static void ngx_http_mqttapi_sync_beat(ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_beat_reply(
     ngx_http_mqttapi_sync_task_t *task, redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_accepted(
+    ngx_http_mqttapi_sync_task_t *task);
 static size_t ngx_http_mqttapi_sync_reply_text(redisReply *reply);
 static void ngx_http_mqttapi_sync_log(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t op, const char *fmt, va_list args);
@@ -91,7 +93,7 @@ ngx_http_mqttapi_sync_init_process(ngx_cycle_t *cycle)
     p = ngx_cpymem(task->channel.data, scf->prefix.data, scf->prefix.len);
     ngx_memcpy(p, "events", sizeof("events") - 1);
 
-    ngx_queue_init(&task->tracked);
+    ngx_http_mqttapi_sync_backoff_init(task);
 
     task->cmd.task = task;
     task->cmd.name = "command";
@@ -137,7 +139,10 @@ ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    /* the connections go, and another worker (or node) takes the task */
+    /*
+     * the connections go, and another worker (or node) takes the task,
+     * given back only if this worker still holds it
+     */
 
     ngx_http_mqttapi_sync_close(task);
 
@@ -145,7 +150,6 @@ ngx_http_mqttapi_sync_exit_process(ngx_cycle_t *cycle)
     ngx_http_mqttapi_sync_ssl_free(task);
 #endif
 
-    task->conf->sh->up = 0;
     (void) ngx_atomic_cmp_set(&task->conf->sh->owner, ngx_pid, 0);
 
     task->owner = 0;
@@ -169,10 +173,8 @@ ngx_http_mqttapi_sync_tick(ngx_event_t *ev)
         return;
     }
 
-    if (task->owner && (ngx_pid_t) sh->owner != ngx_pid) {
-        /* this worker stalled and another one took the task */
-        ngx_http_mqttapi_sync_close(task);
-        task->owner = 0;
+    if (task->owner && !ngx_http_mqttapi_sync_owner(task)) {
+        ngx_http_mqttapi_sync_release(task);
     }
 
     if (!task->owner) {
@@ -246,7 +248,8 @@ ngx_http_mqttapi_sync_work(ngx_http_mqttapi_sync_task_t *task)
 static void
 ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
 {
-    ngx_uint_t                      i, n;
+    uint32_t                       *ids;
+    ngx_uint_t                      i, n, z;
     ngx_http_mqttapi_sync_sh_t     *sh;
     ngx_http_mqttapi_sync_event_t   ev;
 
@@ -275,12 +278,26 @@ ngx_http_mqttapi_sync_outbox(ngx_http_mqttapi_sync_task_t *task)
 
         ngx_shmtx_unlock(&task->conf->shpool->mutex);
 
-        if (ev.zone >= task->conf->zones.nelts
-            || ev.len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN)
-        {
-            /* from a worker of an older configuration */
+        if (ev.len > NGX_HTTP_MQTTAPI_KEY_MAX_LEN) {
             continue;
         }
+
+        /* the zone by its name: the event may be an older worker's */
+
+        ids = task->conf->zone_ids.elts;
+
+        for (z = 0; z < task->conf->zone_ids.nelts; z++) {
+            if (ids[z] == ev.zone_id) {
+                break;
+            }
+        }
+
+        if (z == task->conf->zone_ids.nelts) {
+            /* a zone this configuration no longer syncs */
+            continue;
+        }
+
+        ev.zone = (u_char) z;
 
         if (ev.type == NGX_HTTP_MQTTAPI_SYNC_LEASE) {
             ngx_http_mqttapi_sync_lease_event(task, &ev);
@@ -386,7 +403,9 @@ ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task)
     if (ngx_http_mqttapi_sync_link_send(&task->sub,
                                      NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB, 2,
                                      argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake, NULL)
+                                     ngx_http_mqttapi_sync_handshake,
+                                     (void *) (uintptr_t)
+                                         NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE)
         != NGX_OK)
     {
         goto failed;
@@ -579,7 +598,16 @@ ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    if (script) {
+    if (script == NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE) {
+        if (ngx_http_mqttapi_sync_parse_subscribe(reply, &task->channel)
+            != NGX_OK)
+        {
+            ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB,
+                                       "unexpected reply to SUBSCRIBE");
+            return;
+        }
+
+    } else if (script) {
         if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
             ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                        "unexpected reply to SCRIPT LOAD");
@@ -605,18 +633,15 @@ ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
         return;
     }
 
-    task->state = NGX_HTTP_MQTTAPI_SYNC_READY;
-    task->retry_delay = 0;
-    task->conf->sh->up = 1;
-
-    ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
-                  "mqttapi sync: connected to %V (%s%s)", &task->name,
-                  task->server, task->tls);
-
     /*
-     * push what was learnt meanwhile (all of it: see backoff_drop), then
-     * read what the fleet knows
+     * Ready to send, but "up" (the fleet's quotas) only once Redis has
+     * accepted a write, the heartbeat's (ngx_http_mqttapi_sync_accepted):
+     * a Redis that refuses writes (maxmemory, a replica) takes SCRIPT
+     * LOAD and SUBSCRIBE all the same.  Then push what was learnt
+     * meanwhile, and read what the fleet knows.
      */
+
+    task->state = NGX_HTTP_MQTTAPI_SYNC_READY;
 
     task->beat_at = ngx_current_msec + NGX_HTTP_MQTTAPI_SYNC_BEAT;
     task->reconcile_at = ngx_current_msec + NGX_HTTP_MQTTAPI_SYNC_RECONCILE;
@@ -627,11 +652,49 @@ ngx_http_mqttapi_sync_setup_step(ngx_http_mqttapi_sync_task_t *task)
 }
 
 
+/*
+ * Whether this worker still runs the task: one that stalled (SIGSTOP, CPU
+ * throttling, swapping) longer than the heartbeat allows finds another
+ * worker in its place when it resumes
+ */
+
+ngx_uint_t
+ngx_http_mqttapi_sync_owner(ngx_http_mqttapi_sync_task_t *task)
+{
+    return task->owner && (ngx_pid_t) task->conf->sh->owner == ngx_pid;
+}
+
+
+/*
+ * The task was lost to another worker: this worker closes its own
+ * connections and forgets its own list, and touches nothing shared (the
+ * node's session state is the new owner's)
+ */
+
+void
+ngx_http_mqttapi_sync_release(ngx_http_mqttapi_sync_task_t *task)
+{
+    if (!task->owner) {
+        return;
+    }
+
+    task->owner = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
+                  "mqttapi sync: another worker took over the sync task");
+
+    ngx_http_mqttapi_sync_close(task);
+}
+
+
 void
 ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task)
 {
     task->state = NGX_HTTP_MQTTAPI_SYNC_DOWN;
-    task->conf->sh->up = 0;
+
+    if (ngx_http_mqttapi_sync_owner(task)) {
+        task->conf->sh->up = 0;
+    }
 
     ngx_http_mqttapi_sync_link_close(&task->cmd);
     ngx_http_mqttapi_sync_link_close(&task->sub);
@@ -649,6 +712,12 @@ ngx_http_mqttapi_sync_fail(ngx_http_mqttapi_sync_task_t *task, ngx_uint_t op,
     ngx_msec_t  delay;
 
     if (task->state == NGX_HTTP_MQTTAPI_SYNC_DOWN) {
+        return;
+    }
+
+    if (!ngx_http_mqttapi_sync_owner(task)) {
+        /* a worker that lost the task: no counter, no log line */
+        ngx_http_mqttapi_sync_release(task);
         return;
     }
 
@@ -805,15 +874,22 @@ ngx_http_mqttapi_sync_key(ngx_http_mqttapi_sync_task_t *task, ngx_str_t *out,
 
 
 /*
- * NGX_OK: a reply to read; NGX_DECLINED: none (the connection closed);
- * NGX_ERROR: an error, counted and logged, and scripts Redis forgot
- * (a restart, SCRIPT FLUSH) are loaded again
+ * Every reply of the session's commands goes through here first.  NGX_OK:
+ * a reply to read; NGX_DECLINED: none (the connection closed); NGX_ERROR:
+ * an error reply.  Scripts Redis forgot (a restart, SCRIPT FLUSH) are
+ * loaded again.  Any other error to a command of the task, which all
+ * write (OOM under maxmemory, READONLY from a replica, MISCONF, LOADING,
+ * BUSY...), means Redis is unusable: the session ends as if Redis were
+ * down, "fail=" applies, and the task reconnects after its growing delay;
+ * the node is "up" again once Redis accepts a write.
  */
 
 ngx_int_t
 ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t op, redisReply *reply)
 {
+    ngx_http_mqttapi_sync_sh_t  *sh;
+
     if (reply == NULL) {
         return NGX_DECLINED;
     }
@@ -824,17 +900,23 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
 
     if (reply->len >= 8 && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         (void) ngx_http_mqttapi_sync_load(task, 0);
+
+        ngx_http_mqttapi_sync_error(task, op, "%V answered \"%*s\"",
+                                    &task->name,
+                                    ngx_http_mqttapi_sync_reply_text(reply),
+                                    reply->str);
+        return NGX_ERROR;
     }
 
-    if (reply->len >= 8 && ngx_strncmp(reply->str, "READONLY", 8) == 0) {
-        /* a replica now (a failover): Sentinel names the new master */
-        ngx_http_mqttapi_sync_fail(task, op, "%V answered \"%*s\": it is "
-                                   "no longer the master%s", &task->name,
-                                   ngx_http_mqttapi_sync_reply_text(reply),
-                                   reply->str,
-                                   task->conf->sentinels
-                                   ? ", asking the sentinels" : "");
-        return NGX_ERROR;
+    sh = task->conf->sh;
+
+    if (sh->refused && !sh->up) {
+        /* still refused since the last reconnect: logged already */
+        task->logged_at = ngx_current_msec ? ngx_current_msec : 1;
+
+    } else if (ngx_http_mqttapi_sync_owner(task)) {
+        sh->refused = 1;
+        task->logged_at = 0;
     }
 
     if ((reply->len > 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0)
@@ -850,12 +932,50 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
         return NGX_ERROR;
     }
 
-    ngx_http_mqttapi_sync_error(task, op, "%V answered \"%*s\"",
-                                &task->name,
-                                ngx_http_mqttapi_sync_reply_text(reply),
-                                reply->str);
+    /*
+     * READONLY: a replica now (a failover), Sentinel names the new master
+     * before the next connection
+     */
+
+    ngx_http_mqttapi_sync_fail(task, op, "%V refused a command, the node "
+                               "goes on with its own state until Redis "
+                               "accepts writes: \"%*s\"%s", &task->name,
+                               ngx_http_mqttapi_sync_reply_text(reply),
+                               reply->str,
+                               (reply->len >= 8
+                                && ngx_strncmp(reply->str, "READONLY", 8) == 0
+                                && task->conf->sentinels)
+                               ? "; it is no longer the master, asking the "
+                                 "sentinels"
+                               : "");
 
     return NGX_ERROR;
+}
+
+
+/* Redis accepted a write: the fleet's state is in use again */
+
+static void
+ngx_http_mqttapi_sync_accepted(ngx_http_mqttapi_sync_task_t *task)
+{
+    ngx_http_mqttapi_sync_sh_t  *sh;
+
+    sh = task->conf->sh;
+
+    task->retry_delay = 0;
+
+    sh->up = 1;
+
+    if (sh->refused) {
+        sh->refused = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
+                      "mqttapi sync: %V accepts writes again", &task->name);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, task->log, 0,
+                  "mqttapi sync: connected to %V (%s%s)", &task->name,
+                  task->server, task->tls);
 }
 
 
@@ -931,6 +1051,10 @@ ngx_http_mqttapi_sync_beat_reply(ngx_http_mqttapi_sync_task_t *task,
     }
 
     sh = task->conf->sh;
+
+    if (!sh->up) {
+        ngx_http_mqttapi_sync_accepted(task);
+    }
 
     sh->nodes = (ngx_atomic_uint_t) n;
 

@@ -38,6 +38,9 @@
 #define NGX_HTTP_MQTTAPI_SCRIPT_SHARE    5
 #define NGX_HTTP_MQTTAPI_SCRIPTS         6
 
+/* the handshake's reply to SUBSCRIBE, after the scripts' */
+#define NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE  (NGX_HTTP_MQTTAPI_SCRIPTS + 1)
+
 /* a back-off is kept in Redis this long after its end (its count) */
 #define NGX_HTTP_MQTTAPI_SYNC_KEEP       60000
 
@@ -131,7 +134,14 @@ struct ngx_http_mqttapi_sync_link_s {
 };
 
 
+/*
+ * A back-off the task tracks: in a list (the ticks go over it) and in a
+ * tree (replies and messages find it) by "zk", the zone's place (a byte)
+ * then the key
+ */
+
 typedef struct {
+    ngx_str_node_t                   sn;          /* "zk", first */
     ngx_queue_t                      queue;
     ngx_uint_t                       zone;
     uint32_t                         count;
@@ -144,9 +154,13 @@ typedef struct {
     unsigned                         seen:1;      /* by this reconcile */
     unsigned                         asking_right:1;
     unsigned                         closed:1;    /* to be pushed closed */
+    unsigned                         check:1;     /* pushed, if Redis has
+                                                     it: the next pull
+                                                     tells */
     ngx_uint_t                       seq;         /* of its last update */
     u_short                          len;
-    u_char                           key[NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
+    u_char                          *key;         /* zk + 1 */
+    u_char                           zk[1 + NGX_HTTP_MQTTAPI_KEY_MAX_LEN];
 } ngx_http_mqttapi_sync_tracked_t;
 
 
@@ -190,10 +204,14 @@ struct ngx_http_mqttapi_sync_task_s {
 #endif
 
     ngx_queue_t                      tracked;
+    ngx_rbtree_t                     tree;
+    ngx_rbtree_node_t                tree_sentinel;
     ngx_uint_t                       ntracked;
     ngx_uint_t                       rescan;
 
     ngx_str_t                        channel;
+
+    unsigned                         unknown_zone:1;  /* logged */
 };
 
 
@@ -221,6 +239,8 @@ void ngx_http_mqttapi_sync_sentinel_ask(ngx_http_mqttapi_sync_task_t *task);
 
 /* ngx_http_mqttapi_sync_task.c: the session */
 
+ngx_uint_t ngx_http_mqttapi_sync_owner(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_release(ngx_http_mqttapi_sync_task_t *task);
 void ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task);
 void ngx_http_mqttapi_sync_close(ngx_http_mqttapi_sync_task_t *task);
 
@@ -253,6 +273,8 @@ ngx_int_t ngx_http_mqttapi_sync_parse_lease(redisReply *reply,
     ngx_uint_t *granted, ngx_msec_t *second);
 ngx_int_t ngx_http_mqttapi_sync_parse_share(redisReply *reply,
     ngx_msec_t *second, ngx_uint_t *nodes);
+ngx_int_t ngx_http_mqttapi_sync_parse_subscribe(redisReply *reply,
+    ngx_str_t *channel);
 ngx_int_t ngx_http_mqttapi_sync_parse_beat(redisReply *reply,
     ngx_uint_t *nodes, ngx_msec_t *now);
 ngx_int_t ngx_http_mqttapi_sync_parse_hello(redisReply *reply,
@@ -269,6 +291,7 @@ void ngx_http_mqttapi_sync_backoff_scan(ngx_http_mqttapi_sync_task_t *task);
 void ngx_http_mqttapi_sync_backoff_message(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
 void ngx_http_mqttapi_sync_backoff_drop(ngx_http_mqttapi_sync_task_t *task);
+void ngx_http_mqttapi_sync_backoff_init(ngx_http_mqttapi_sync_task_t *task);
 
 /* ngx_http_mqttapi_sync_quota.c: leases of quota tokens */
 

@@ -1004,11 +1004,15 @@ ngx_http_mqttapi_zone_free(ngx_http_mqttapi_zone_t *zone,
 }
 
 
-/* the back-offs in effect (or probing), own and learnt from other nodes */
+/*
+ * The back-offs in effect (or probing), own and learnt from other nodes,
+ * each also given to "each" if any
+ */
 
 void
 ngx_http_mqttapi_zone_backoffs(ngx_http_mqttapi_zone_t *zone,
-    ngx_uint_t *local, ngx_uint_t *peer)
+    ngx_uint_t *local, ngx_uint_t *peer, ngx_http_mqttapi_zone_each_pt each,
+    void *data)
 {
     ngx_msec_t                        now;
     ngx_queue_t                      *q;
@@ -1036,6 +1040,11 @@ ngx_http_mqttapi_zone_backoffs(ngx_http_mqttapi_zone_t *zone,
 
         } else {
             (*local)++;
+        }
+
+        if (each) {
+            each(data, ngx_queue_data(q, ngx_http_mqttapi_node_t, queue),
+                 now);
         }
     }
 }

@@ -162,6 +162,12 @@ struct ngx_http_mqttapi_zone_s {
 };
 
 
+/* called for each node of a walk, under the zone's lock */
+
+typedef void (*ngx_http_mqttapi_zone_each_pt)(void *data,
+    ngx_http_mqttapi_node_t *node, ngx_msec_t now);
+
+
 /* where mqttapi_throttle or mqttapi_quota named a zone */
 
 typedef struct {
@@ -195,7 +201,8 @@ ngx_http_mqttapi_node_t *ngx_http_mqttapi_zone_node(
 void ngx_http_mqttapi_zone_free(ngx_http_mqttapi_zone_t *zone,
     ngx_http_mqttapi_node_t *node);
 void ngx_http_mqttapi_zone_backoffs(ngx_http_mqttapi_zone_t *zone,
-    ngx_uint_t *local, ngx_uint_t *peer);
+    ngx_uint_t *local, ngx_uint_t *peer, ngx_http_mqttapi_zone_each_pt each,
+    void *data);
 u_char ngx_http_mqttapi_zone_code_index(ngx_http_mqttapi_zone_t *zone,
     ngx_str_t *code);
 void ngx_http_mqttapi_zone_code(ngx_http_mqttapi_zone_t *zone, u_char index,

@@ -392,7 +392,7 @@ is(status_value($d, 'zone_evictions_total', zone => 'bo'), 0,
 
 # --- unknown codes and made-up actions grow nothing ------------------------
 
-my %series = map { $_ => status_rows($d, $_) } keys %$d;
+my %series = map { $_ => status_rows($d, $_) } status_metrics($d);
 my $UNK = 500;
 my @chars = ('A' .. 'Z', 'a' .. 'z', '0' .. '9');
 for my $i (1 .. $UNK) {
@@ -413,8 +413,11 @@ is(status_rows($d2, 'responses_total'), $series{responses_total} + 1,
 for my $m (sort grep { $_ ne 'responses_total' } keys %series) {
     is(status_rows($d2, $m), $series{$m}, "$m: no series more");
 }
-unlike(join(' ', map { values %$_ } map { @{ $d2->{$_} } } keys %$d2),
+unlike(join(' ', map { values %$_ } map { @{ $d2->{$_} } }
+                 status_metrics($d2)),
        qr/Made|Act[A-Za-z0-9]{8}/, 'no client-made label value anywhere');
+unlike(get($port, '/mqttapi/status')->{body}, qr/Made|Act[A-Za-z0-9]{8}/,
+       'nor in the members of the status page (quotas: catalog actions)');
 
 # --- formats -----------------------------------------------------------------
 
@@ -476,12 +479,14 @@ for my $a (['text/plain', 1],
            ['application/json', 0],
            ['application/json, text/plain;q=0.9', 0],
            ['text/plain;q=0.5, application/json', 0],
-           ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 0],
+           # a browser's: the status page (t/120_status_page.t)
+           ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 2],
            ['*/*', 0])
 {
     $r = get($port, '/mqttapi/status', Accept => $a->[0]);
     is(h($r, 'Content-Type'),
-       $a->[1] ? 'text/plain; version=0.0.4' : 'application/json',
+       ('application/json', 'text/plain; version=0.0.4',
+        'text/html; charset=utf-8')[$a->[1]],
        "Accept: $a->[0]");
 }
 $r = get($port, '/mqttapi/status?format=json', Accept => 'text/plain');

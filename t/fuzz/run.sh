@@ -58,7 +58,21 @@ done <<'SEEDS'
 *3\r\n:2\r\n:431\r\n:1796226054\r\n
 *2\r\n:1796226055\r\n:3\r\n
 +OK\r\n$-1\r\n:3\r\n-NOSCRIPT No matching script\r\n
+*3\r\n$9\r\nsubscribe\r\n$14\r\nmqttapi:events\r\n:1\r\n
+*3\r\n$9\r\nsubscribe\r\n$5\r\nother\r\n:1\r\n
+*3\r\n$9\r\nsubscribe\r\n$14\r\nmqttapi:events\r\n:0\r\n
+*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$56\r\nO fleet 1 86400000 86400000 ApplyTokenOverFlow b:AK-long\r\n
+*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$31\r\nO fleet 1 5000 5000  b:AK-empty\r\n
+*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$33\r\nO fleet 1 5000 5000 \xff\xfe\xc3 b:AK-utf8\r\n
+*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$39\r\nO fleet 1 5000 5000 Bad"Code b:AK-quote\r\n
+-OOM command not allowed when used memory > 'maxmemory'.\r\n-READONLY You can't write against a read only replica.\r\n
 SEEDS
+
+# a code of 4 kB on the channel (the run's longest input)
+code=$(head -c 4000 /dev/zero | tr '\0' A)
+body="O fleet 1 5000 5000 $code b:AK-huge"
+printf '*3\r\n$7\r\nmessage\r\n$14\r\nmqttapi:events\r\n$%d\r\n%s\r\n' \
+    "${#body}" "$body" > "$OUT/seeds.sync/seed_huge_code"
 
 bin="$OUT/sync_reply"
 clang -g -O1 -fsanitize=fuzzer,address,undefined \

@@ -87,6 +87,7 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
     ngx_msec_t                       left;
     ngx_http_mqttapi_sync_backoff_t  b;
     ngx_http_mqttapi_sync_hello_t    h;
+    ngx_str_t                        channel = ngx_string("mqttapi:events");
 
     if (ngx_http_mqttapi_sync_parse_event(r, &b) == NGX_OK) {
         ngx_http_mqttapi_fuzz_backoff(&b);
@@ -96,6 +97,12 @@ ngx_http_mqttapi_fuzz_reply(redisReply *r, ngx_uint_t depth)
                                      NGX_HTTP_MQTTAPI_CODE_MAX_LEN);
         ngx_http_mqttapi_fuzz_within(&b.zone, r->element[2],
                                      r->element[2]->len);
+    }
+
+    if (ngx_http_mqttapi_sync_parse_subscribe(r, &channel) == NGX_OK
+        && (r->elements != 3 || r->element[2]->integer < 1))
+    {
+        abort();
     }
 
     if (ngx_http_mqttapi_sync_parse_lease(r, &granted, &left) == NGX_OK

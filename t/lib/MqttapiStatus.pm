@@ -7,14 +7,29 @@ package MqttapiStatus;
 #   * status_rows($d, $metric)          - how many rows a metric has
 #   * parse_prometheus($text)           - { "name{l=v,...}" => value }
 #   * json_as_prometheus($d)            - the JSON document in those terms
+#   * status_metrics($d)                - the members that are metrics
+#                                         (not those of the status page:
+#                                         @PAGE_MEMBERS)
+#   * status_page_http()                - the gateway of the status page
+#                                         tests (t/12x): the emulator, a
+#                                         zone "api" (back-off and quota,
+#                                         /), a zone "batch" (/batch/)
 
 use strict;
 use warnings;
 use Exporter 'import';
 use MqttapiTest;
 
-our @EXPORT = qw(status_json status_value status_rows
-                 parse_prometheus json_as_prometheus);
+our @EXPORT = qw(status_json status_value status_rows status_metrics
+                 status_page_http parse_prometheus json_as_prometheus);
+
+# the JSON members that are no metric: the status page's (uptime and the
+# node's workers, the back-offs in effect, the use of the quotas); they
+# are not in the Prometheus output
+our @PAGE_MEMBERS = qw(uptime workers backoffs quotas);
+my %PAGE = map { $_ => 1 } @PAGE_MEMBERS;
+
+sub status_metrics { grep { !$PAGE{$_} } keys %{ $_[0] } }
 
 sub status_json {
     my ($port, @headers) = @_;
@@ -31,6 +46,36 @@ sub status_value {
         $sum += $row->{value};
     }
     return $sum;
+}
+
+sub status_page_http {
+    return MqttapiTest::emulator_http() . <<'EOF';
+    mqttapi_throttle_zone $arg_AccessKeyId zone=api:1m backoff=60s
+                          max_backoff=60s;
+    mqttapi_throttle_zone $arg_AccessKeyId zone=batch:1m backoff=60s
+                          max_backoff=60s;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+
+        location = /mqttapi/status {
+            mqttapi_status;
+        }
+
+        location / {
+            mqttapi on;
+            mqttapi_throttle zone=api;
+            mqttapi_quota zone=api;
+            proxy_pass http://127.0.0.1:%%PORT1%%;
+        }
+
+        location /batch/ {
+            mqttapi on;
+            mqttapi_throttle zone=batch;
+            proxy_pass http://127.0.0.1:%%PORT1%%/;
+        }
+    }
+EOF
 }
 
 sub status_rows { scalar @{ $_[0]{ $_[1] } || [] } }
@@ -61,7 +106,7 @@ sub parse_prometheus {
 sub json_as_prometheus {
     my ($d) = @_;
     my %m;
-    for my $metric (keys %$d) {
+    for my $metric (status_metrics($d)) {
         for my $row (@{ $d->{$metric} }) {
             my %l = %$row;
             my $v = delete $l{value};

@@ -1,0 +1,202 @@
+#!/usr/bin/perl
+# A peer is trusted no further than SPEC 10 says.  Anyone who can PUBLISH
+# on the Redis is a peer; the test publishes with its own RESP client:
+#
+#   * a back-off of 24 h is applied for the zone's max_backoff (2 s) at
+#     most, then probed again;
+#   * a code of 10 kB, a code that is not UTF-8, an empty code: dropped,
+#     counted (sync_errors_total{op="pubsub"}) and logged;
+#   * a well-formed back-off is applied, with its code in the local answer;
+#   * a "Redis" whose reply to SUBSCRIBE is not ["subscribe", channel, n]
+#     is refused: the node does not count as subscribed (sync_up 0).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use IO::Select;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use MqttapiTest;
+use MqttapiRedis;
+use MqttapiStatus;
+
+my $redis = MqttapiRedis->start;
+my $rport = $redis->port;
+
+my $up = start_nginx(workers => 1, http => <<'EOF');
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        default_type application/json;
+        location / { return 200 '{"RequestId":"UP"}'; }
+    }
+EOF
+my $uport = $up->port(0);
+
+sub node_http {
+    my ($port) = @_;
+    return <<"EOF";
+    mqttapi_sync redis=127.0.0.1:$port interval=100ms timeout=500ms;
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=fleet:1m backoff=1s
+                          max_backoff=2s sync;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        mqttapi on;
+        location / {
+            mqttapi_throttle zone=fleet;
+            proxy_pass http://127.0.0.1:$uport;
+        }
+        location = /mqttapi/status { mqttapi_status; }
+    }
+EOF
+}
+
+my $A = start_nginx(workers => 2, http => node_http($rport));
+ok(poll_until(10, sub { $A->error_log =~ /mqttapi sync: connected to/ }),
+   'A: connected');
+ok(poll_until(10, sub {
+       ($redis->cmd('PUBSUB', 'NUMSUB', 'mqttapi:events')->[1] // 0) == 1 }),
+   'A: subscribed');
+
+sub req { get($A->port(0), "/?AccessKeyId=$_[0]") }
+
+sub pubsub_errors {
+    status_value(status_json($A->port(0)), 'sync_errors_total', op => 'pubsub')
+}
+
+sub publish { $redis->cmd('PUBLISH', 'mqttapi:events', $_[0]) }
+
+# --- a well-formed back-off: applied, with its code ------------------------
+
+{
+    is(publish('O fleet 1 1500 1500 ApplyTokenOverFlow b:AK-ok'), 1,
+       'published a well-formed back-off');
+    my $r;
+    ok(poll_until(5, sub { $r = req('AK-ok'); local_answer($r) }),
+       'a well-formed back-off is applied');
+    like($r->{body} // '', qr/"Code":"ApplyTokenOverFlow"/,
+         'the local answer has the back-off\'s code');
+}
+
+# --- 24 h: capped at max_backoff (2 s) --------------------------------------
+
+{
+    publish('O fleet 1 86400000 86400000 ApplyTokenOverFlow b:AK-long');
+    my $r;
+    ok(poll_until(5, sub { $r = req('AK-long'); local_answer($r) }),
+       'a 24 h back-off from Redis is applied');
+    my $ra = h($r, 'Retry-After') // 0;
+    ok($ra >= 1 && $ra <= 2, "for max_backoff at most (Retry-After $ra)");
+    ok(poll_until(8, sub { req('AK-long')->{status} == 200 }),
+       'the key is probed again after max_backoff, not 24 h');
+}
+
+# --- hostile codes: dropped, counted, logged --------------------------------
+
+for my $case (
+    [ 'a code of 10 kB', 'A' x 10240, qr/unexpected message on the channel/ ],
+    [ 'a code that is not UTF-8', "\xff\xfe\xc3", qr/invalid code was dropped/ ],
+    [ 'an empty code', '', qr/unexpected message on the channel/ ],
+    [ 'a code with a quote', 'Bad"Code', qr/invalid code was dropped/ ],
+) {
+    my ($name, $code, $line) = @$case;
+    (my $k = "AK-$name") =~ s/\W+/-/g;
+    my $e0 = pubsub_errors();
+    my $mark = $A->error_log_mark;
+    sleep 1.1;     # the sync task logs one error line a second at most
+    publish("O fleet 1 5000 5000 $code b:$k");
+    ok(poll_until(5, sub { pubsub_errors() > $e0 }),
+       "$name: counted in sync_errors_total{op=\"pubsub\"}");
+    like($A->error_log($mark), $line, "$name: logged");
+    is(req($k)->{status}, 200, "$name: not applied, the key goes through");
+}
+
+unlike($A->error_log, qr/\xff\xfe|AAAAAAAAAA/,
+       'no hostile byte is written to the log');
+
+# --- a wrong reply to SUBSCRIBE ----------------------------------------------
+
+# the name of the first command in $$buf (removed from it), or undef
+sub command {
+    my ($buf) = @_;
+    my ($n, $pos) = $$buf =~ /\A\*(\d+)\r\n/ or return undef;
+    $pos = length("*$n\r\n");
+    my @args;
+    for (1 .. $n) {
+        substr($$buf, $pos) =~ /\A\$(\d+)\r\n/ or return undef;
+        my $len = $1;
+        $pos += length("\$$len\r\n");
+        return undef if length($$buf) < $pos + $len + 2;
+        push @args, substr($$buf, $pos, $len);
+        $pos += $len + 2;
+    }
+    substr($$buf, 0, $pos) = '';
+    return $args[0];
+}
+
+# a fake Redis: +OK to AUTH and SELECT, a master's reply to HELLO, a sha1
+# to SCRIPT LOAD, $reply to
+# SUBSCRIBE, and a heartbeat's reply to any script: a node that took the
+# reply to SUBSCRIBE would count as up
+sub fake_redis {
+    my ($reply) = @_;
+    my $hello = "*8\r\n" . join '', map { '$' . length($_) . "\r\n$_\r\n" }
+                qw(server redis version 7.0.15 mode standalone role master);
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 16, ReuseAddr => 1)
+        or die "listen: $!";
+    my $port = $l->sockport;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        # the test's output is prove's pipe: not held by this child
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        my $sel = IO::Select->new($l);
+        my %buf;
+        while (1) {
+            for my $s ($sel->can_read(1)) {
+                if ($s == $l) { $sel->add($l->accept); next; }
+                my $n = sysread($s, my $chunk, 65536);
+                if (!$n) { $sel->remove($s); close $s; next; }
+                $buf{$s} .= $chunk;
+                while (defined(my $cmd = command(\$buf{$s}))) {
+                    my $out = uc($cmd) eq 'SCRIPT' ? "\$40\r\n" . ('a' x 40) . "\r\n"
+                            : uc($cmd) eq 'SUBSCRIBE' ? $reply
+                            : uc($cmd) eq 'HELLO' ? $hello
+                            : uc($cmd) eq 'EVALSHA'
+                              ? "*2\r\n:1\r\n:" . int(time * 1000) . "\r\n"
+                            : "+OK\r\n";
+                    syswrite($s, $out);
+                }
+            }
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    return ($port, $pid);
+}
+
+for my $case (
+    [ 'a status', "+OK\r\n" ],
+    [ 'another channel', "*3\r\n\$9\r\nsubscribe\r\n\$5\r\nother\r\n:1\r\n" ],
+    [ 'a count of 0', "*3\r\n\$9\r\nsubscribe\r\n\$14\r\nmqttapi:events\r\n:0\r\n" ],
+) {
+    my ($name, $reply) = @$case;
+    my ($port, $pid) = fake_redis($reply);
+    my $n = start_nginx(workers => 1, http => node_http($port));
+    ok(poll_until(10, sub {
+           $n->error_log =~ /unexpected reply to SUBSCRIBE/ }),
+       "SUBSCRIBE answered with $name: refused and logged");
+    is(status_value(status_json($n->port(0)), 'sync_up'), 0,
+       "SUBSCRIBE answered with $name: sync_up 0");
+    $n->stop;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+}
+
+unlike($A->error_log, qr/exited on signal|open socket .* left/,
+       'A: no crash, no socket left');
+
+done_testing();
