@@ -176,6 +176,14 @@ ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
         ssl->name = scf->host;
     }
 
+    if (ssl->verify && ssl->name.len == 0) {
+        /* Sentinel: the master's address is an IP, the name is not known */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mqttapi_sync_ssl_verify\" with \"sentinel\" needs "
+                      "\"mqttapi_sync_ssl_name\"");
+        return NGX_ERROR;
+    }
+
     scf->ssl = ssl;
 
     ssl->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));

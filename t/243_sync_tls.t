@@ -6,7 +6,8 @@
 # a CRL of the CA that revokes the server's certificate.
 #
 #   * nginx -t: verify without a trusted certificate, a certificate
-#     without its key, an unknown protocol;
+#     without its key, an unknown protocol, verify with Sentinel and no
+#     name;
 #   * the good CA, verified, the name "localhost": two nodes connect over
 #     TLS and share a back-off; after Redis drops the connections, the
 #     reconnection reuses the TLS session;
@@ -83,8 +84,8 @@ cert('client', 'gateway', 'ca', ext => "extendedKeyUsage=clientAuth\n");
 # --- nginx -t ----------------------------------------------------------------
 
 {
-    my $rest = 'mqttapi_sync redis=127.0.0.1:1;'
-             . ' mqttapi_throttle_zone $arg_AccessKeyId zone=f:1m sync;'
+    my $sync = 'mqttapi_sync redis=127.0.0.1:1;';
+    my $rest = ' mqttapi_throttle_zone $arg_AccessKeyId zone=f:1m sync;'
              . ' server { listen 127.0.0.1:%%PORT0%%; location / {'
              . ' mqttapi on; mqttapi_throttle zone=f; return 204; } }';
     for my $c (
@@ -97,12 +98,18 @@ cert('client', 'gateway', 'ca', ext => "extendedKeyUsage=clientAuth\n");
         [ 'an unknown protocol',
           'mqttapi_sync_ssl on; mqttapi_sync_ssl_protocols TLSv9;',
           qr/invalid value "TLSv9"/ ],
+        [ 'verify with Sentinel and no name',
+          'mqttapi_sync_ssl on; mqttapi_sync_ssl_verify on; '
+          . "mqttapi_sync_ssl_trusted_certificate $dir/ca.crt;"
+          . ' mqttapi_sync sentinel=127.0.0.1:2 master=m;',
+          qr/"mqttapi_sync_ssl_verify" with "sentinel" needs "mqttapi_sync_ssl_name"/ ],
         [ 'a file that is not there',
           'mqttapi_sync_ssl on; mqttapi_sync_ssl_verify on; '
           . "mqttapi_sync_ssl_trusted_certificate $dir/none.crt;",
           qr/none\.crt/ ],
     ) {
         my ($name, $ssl, $re) = @$c;
+        $ssl .= " $sync" unless $ssl =~ /mqttapi_sync /;
         my ($rc, $out) = nginx_test_config("$ssl $rest");
         isnt($rc, 0, "nginx -t fails: $name");
         like($out, $re, "nginx -t: $name: message") or diag $out;
@@ -118,7 +125,7 @@ cert('client', 'gateway', 'ca', ext => "extendedKeyUsage=clientAuth\n");
         . " mqttapi_sync_ssl_ciphers HIGH:!aNULL;"
         . " mqttapi_sync_ssl_crl $dir/revoked.crl;"
         . " mqttapi_sync_ssl_password_file $dir/passwords;"
-        . " mqttapi_sync_ssl_session_reuse on; $rest");
+        . " mqttapi_sync_ssl_session_reuse on; $sync $rest");
     is($rc, 0, 'nginx -t: every mqttapi_sync_ssl directive') or diag $out;
 }
 
