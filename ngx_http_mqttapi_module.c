@@ -281,6 +281,20 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       offsetof(ngx_http_mqttapi_sync_ssl_conf_t, certificate_key),
       NULL },
 
+    { ngx_string("mqttapi_sync_ssl_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mqttapi_sync_ssl_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_sync_ssl_conf_t, password_file),
+      NULL },
+
+    { ngx_string("mqttapi_sync_ssl_crl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mqttapi_sync_ssl_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mqttapi_sync_ssl_conf_t, crl),
+      NULL },
+
     { ngx_string("mqttapi_sync_ssl_protocols"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_mqttapi_sync_ssl_directive,

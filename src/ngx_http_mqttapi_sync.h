@@ -110,6 +110,8 @@ typedef struct {
     ngx_str_t                    trusted_certificate;
     ngx_str_t                    certificate;
     ngx_str_t                    certificate_key;
+    ngx_str_t                    password_file;
+    ngx_str_t                    crl;
     ngx_str_t                    ciphers;
 #if (NGX_SSL)
     ngx_ssl_t                   *ssl;
