@@ -216,9 +216,11 @@ def kept_history(path):
     return rows
 
 
-# sections measured by the tests or by another script (bench/fleet.sh),
-# not by this run: kept as they are
+# sections measured by the tests or another script, not by this run: kept
+# as they are (bench/delay.py writes the quotas that wait, bench/fleet.sh
+# the Redis cost of quotas by demand)
 KEPT_SECTIONS = ["## The fleet under faults",
+                 "## Quotas that wait (`mqttapi_quota ... delay=`)",
                  "## Redis cost of quotas by demand (bench/fleet.sh)"]
 
 

@@ -92,10 +92,20 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
             /* what was spent of this second's grant stays counted */
 
-            spent = (q->u.grant.second == second) ? q->u.grant.spent : 0;
+            spent = 0;
+
+            if (q->u.grant.second == second) {
+                spent = q->u.grant.spent
+                        + (q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY);
+
+            } else if (q->u.grant.second + 1 == second) {
+                /* booked or spent at the boundary for this second */
+                spent = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+            }
 
             ngx_memzero(&q->u, sizeof(q->u));
             q->mode = NGX_HTTP_MQTTAPI_QUOTA_WINDOW;
+            q->flags = 0;
             q->bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
             q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS] =
                                                             (uint16_t) spent;
@@ -329,5 +339,72 @@ ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
            < NGX_HTTP_MQTTAPI_GRANT_CARRIED)
     {
         q->flags += 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
+    }
+}
+
+
+/*
+ * delay= (ngx_http_mqttapi_quota_delay.c): the next second of Redis's
+ * clock, its start in local ms, and what the node may book in it ahead:
+ * its grant for it (or its credit), at most what the carry holds; 0 when
+ * it has none (Redis away, the node's state of another second)
+ */
+
+ngx_uint_t
+ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now, ngx_uint_t limit,
+    ngx_msec_t *start)
+{
+    uint32_t                       second;
+    ngx_msec_t                     clock;
+    ngx_http_mqttapi_sync_sh_t    *sh;
+    ngx_http_mqttapi_sync_conf_t  *scf;
+
+    scf = zone->sync;
+    sh = scf->sh;
+    clock = sh->clocked ? sh->clock : 0;
+
+    second = ngx_http_mqttapi_quota_sync_second(sh, now) + 1;
+    *start = (ngx_msec_t) second * 1000 - clock;
+
+    if (!sh->up || !sh->clocked || q->mode != NGX_HTTP_MQTTAPI_QUOTA_GRANT
+        || q->u.grant.second + 1 != second)
+    {
+        return 0;
+    }
+
+    return ngx_min(ngx_http_mqttapi_quota_sync_may(sh, q, limit, 1),
+                   NGX_HTTP_MQTTAPI_GRANT_CARRIED);
+}
+
+
+ngx_uint_t
+ngx_http_mqttapi_quota_sync_booked(ngx_http_mqttapi_quota_node_t *q)
+{
+    return q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+}
+
+
+void
+ngx_http_mqttapi_quota_sync_book(ngx_http_mqttapi_quota_node_t *q)
+{
+    if ((q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY)
+        < NGX_HTTP_MQTTAPI_GRANT_CARRIED)
+    {
+        q->flags += 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
+    }
+}
+
+
+/* a waiting request gone: its slot in the next second, or in this one */
+
+void
+ngx_http_mqttapi_quota_sync_give_back(ngx_http_mqttapi_quota_node_t *q)
+{
+    if (q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY) {
+        q->flags -= 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
+
+    } else if (q->u.grant.spent) {
+        q->u.grant.spent--;
     }
 }

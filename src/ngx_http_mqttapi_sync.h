@@ -101,6 +101,8 @@ typedef struct {
     ngx_str_t                    trusted_certificate;
     ngx_str_t                    certificate;
     ngx_str_t                    certificate_key;
+    ngx_str_t                    password_file;
+    ngx_str_t                    crl;
     ngx_str_t                    ciphers;
 #if (NGX_SSL)
     ngx_ssl_t                   *ssl;
@@ -182,6 +184,16 @@ void ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
     uint32_t second);
 uint32_t ngx_http_mqttapi_quota_sync_second(ngx_http_mqttapi_sync_sh_t *sh,
     ngx_msec_t now);
+
+/* delay= (ngx_http_mqttapi_quota_delay.c): booking in the next second */
+
+ngx_uint_t ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
+    ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now, ngx_uint_t limit,
+    ngx_msec_t *start);
+ngx_uint_t ngx_http_mqttapi_quota_sync_booked(
+    ngx_http_mqttapi_quota_node_t *q);
+void ngx_http_mqttapi_quota_sync_book(ngx_http_mqttapi_quota_node_t *q);
+void ngx_http_mqttapi_quota_sync_give_back(ngx_http_mqttapi_quota_node_t *q);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

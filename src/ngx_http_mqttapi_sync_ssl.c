@@ -144,8 +144,10 @@ ngx_int_t
 ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
     ngx_http_mqttapi_sync_conf_t *scf, void *conf)
 {
+    ngx_http_mqttapi_sync_ssl_conf_t *ssl = conf;
+
+    ngx_array_t                       *passwords;
     ngx_pool_cleanup_t                *cln;
-    ngx_http_mqttapi_sync_ssl_conf_t  *ssl = conf;
 
     if (ssl == NULL) {
         return NGX_OK;
@@ -174,6 +176,14 @@ ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
         ssl->name = scf->host;
     }
 
+    if (ssl->verify && ssl->name.len == 0) {
+        /* Sentinel: the master's address is an IP, the name is not known */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mqttapi_sync_ssl_verify\" with \"sentinel\" needs "
+                      "\"mqttapi_sync_ssl_name\"");
+        return NGX_ERROR;
+    }
+
     scf->ssl = ssl;
 
     ssl->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
@@ -200,6 +210,8 @@ ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    passwords = NULL;
+
     if (ssl->certificate.len) {
 
         if (ssl->certificate_key.len == 0) {
@@ -210,8 +222,15 @@ ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
             return NGX_ERROR;
         }
 
+        if (ssl->password_file.len) {
+            passwords = ngx_ssl_read_password_file(cf, &ssl->password_file);
+            if (passwords == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
         if (ngx_ssl_certificate(cf, ssl->ssl, &ssl->certificate,
-                                &ssl->certificate_key, NULL)
+                                &ssl->certificate_key, passwords)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -232,6 +251,10 @@ ngx_http_mqttapi_sync_ssl_init(ngx_conf_t *cf,
                                         ssl->verify_depth)
             != NGX_OK)
         {
+            return NGX_ERROR;
+        }
+
+        if (ngx_ssl_crl(cf, ssl->ssl, &ssl->crl) != NGX_OK) {
             return NGX_ERROR;
         }
     }

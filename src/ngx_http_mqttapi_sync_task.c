@@ -469,22 +469,36 @@ ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (ngx_strnstr((u_char *) reply->str, "unknown command",
-                        reply->len)
-            == NULL)
+        if ((reply->len >= 6 && ngx_strncmp(reply->str, "NOAUTH", 6) == 0)
+            || (reply->len >= 9
+                && ngx_strncmp(reply->str, "WRONGPASS", 9) == 0))
         {
-            /* NOAUTH and the like: the setup's error line */
+            /* the setup's error line */
             ngx_http_mqttapi_sync_handshake(task, reply, NULL);
             return;
         }
 
-        ngx_cpystrn(task->server, (u_char *) "before Redis 6.0",
+        ngx_cpystrn(task->server, (u_char *) "version unknown",
                     sizeof(task->server));
 
-        ngx_log_error(NGX_LOG_WARN, task->log, 0,
-                      "mqttapi sync: %V does not know HELLO: it is older "
-                      "than Redis 6.2, which mqttapi_sync needs",
-                      &task->name);
+        if (ngx_strnstr((u_char *) reply->str, "unknown command",
+                        reply->len))
+        {
+            ngx_log_error(NGX_LOG_WARN, task->log, 0,
+                          "mqttapi sync: %V does not know HELLO: it is "
+                          "older than Redis 6.2, which mqttapi_sync needs "
+                          "(or a proxy that does not pass HELLO on)",
+                          &task->name);
+
+        } else {
+            /* a proxy's own words, an ACL user without +hello */
+            ngx_log_error(NGX_LOG_WARN, task->log, 0,
+                          "mqttapi sync: %V refused HELLO: \"%*s\"; its "
+                          "version is not checked (mqttapi_sync needs "
+                          "Redis 6.2 or newer)", &task->name,
+                          ngx_http_mqttapi_sync_reply_text(reply),
+                          reply->str);
+        }
 
         ngx_http_mqttapi_sync_setup_step(task);
         return;
@@ -927,9 +941,9 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
                                "accepts writes: \"%*s\"%s", &task->name,
                                ngx_http_mqttapi_sync_reply_text(reply),
                                reply->str,
-                               (reply->len >= 8
-                                && ngx_strncmp(reply->str, "READONLY", 8) == 0
-                                && task->conf->sentinels)
+                               (task->conf->sentinels && reply->len >= 8
+                                && ngx_strncmp(reply->str, "READONLY", 8)
+                                   == 0)
                                ? "; it is no longer the master, asking the "
                                  "sentinels"
                                : "");

@@ -81,6 +81,13 @@ typedef struct {
 
 
 /*
+ * With "mqttapi_quota ... delay=" a window's latest bucket may lie ahead
+ * of now: its buckets from now on hold the slots booked by waiting
+ * requests, and u.slot is the latest slot's ms into the latest bucket,
+ * plus one (0: none there).  In a zone shared with other nodes, the
+ * slots booked in the next second are the grant's carry (in "flags")
+ * (ngx_http_mqttapi_quota_delay.c).
+ *
  * A quota node's mode: its own sliding window (u.buckets), or, in a zone
  * shared with other nodes while Redis is reachable, the grants the fleet
  * gives it for seconds of Redis's clock (u.grant): what it may spend in
@@ -112,7 +119,10 @@ typedef struct {
     uint32_t                     report;      /* first logged answer's */
 
     union {
-        uint16_t                 buckets[NGX_HTTP_MQTTAPI_BUCKETS];
+        struct {                              /* the window (unnamed) */
+            uint16_t             buckets[NGX_HTTP_MQTTAPI_BUCKETS];
+            uint16_t             slot;        /* delay=: see above */
+        };
 
         struct {
             uint32_t             second;      /* Redis's, counted in */

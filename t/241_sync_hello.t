@@ -6,6 +6,8 @@
 #
 #   * Redis 6.0.9: a warning that it is older than the 6.2 needed;
 #   * no HELLO at all (before 6.0): the same warning;
+#   * a proxy that refuses HELLO: a warning, and the setup goes on;
+#     NOAUTH: the setup's error line;
 #   * a Sentinel (mode sentinel) or a replica (role replica): refused
 #     with a line that says so; the node stays in fail=.
 
@@ -75,6 +77,10 @@ for my $c (
       qr/\[warn\].*sync: 127\.0\.0\.1:\d+ runs redis 6\.0\.9, older than the Redis 6\.2 that mqttapi_sync needs/ ],
     [ 'no HELLO', "-ERR unknown command 'HELLO', with args beginning with: \r\n",
       qr/\[warn\].*sync: 127\.0\.0\.1:\d+ does not know HELLO: it is older than Redis 6\.2/ ],
+    [ 'a proxy that refuses HELLO', "-ERR command not supported\r\n",
+      qr/\[warn\].*sync: 127\.0\.0\.1:\d+ refused HELLO: "ERR command not supported"; its version is not checked.*\n(?:.*\n)*.*refused the connection's setup: "ERR not this server"/ ],
+    [ 'NOAUTH', "-NOAUTH Authentication required.\r\n",
+      qr/\[error\].*sync: 127\.0\.0\.1:\d+ refused the connection's setup: "NOAUTH Authentication required\."/ ],
     [ 'a Sentinel', hello(mode => 'sentinel'),
       qr/\[error\].*sync: 127\.0\.0\.1:\d+ is a Sentinel, not a Redis \(use "sentinel=" and "master="\)/ ],
     [ 'a replica', hello(role => 'replica'),
@@ -88,7 +94,7 @@ for my $c (
     ok(poll_until(10, sub { $n->error_log =~ $re }), "$name: the line")
         or diag $n->error_log;
     unlike($n->error_log, qr/older than/, "$name: not old")
-        if $name =~ /Valkey|Sentinel|replica/;
+        if $name =~ /Valkey|Sentinel|replica|proxy|NOAUTH/;
     is(sync_up($n), 0, "$name: sync_up 0");
     is(get($n->port(0), '/f/?AccessKeyId=AK-h')->{status}, 200,
        "$name: requests as without sync");

@@ -2,17 +2,21 @@
 # mqttapi_sync over TLS (mqttapi_sync_ssl*, nginx's own OpenSSL), against
 # `redis-server --tls-port` on loopback with certificates this test makes
 # with `openssl`: a CA and a server certificate for "localhost", a client
-# certificate of the same CA, and a second CA that signed nothing here.
+# certificate of the same CA, and a second CA that signed nothing here;
+# a CRL of the CA that revokes the server's certificate.
 #
 #   * nginx -t: verify without a trusted certificate, a certificate
-#     without its key, an unknown protocol;
+#     without its key, an unknown protocol, verify with Sentinel and no
+#     name;
 #   * the good CA, verified, the name "localhost": two nodes connect over
 #     TLS and share a back-off; after Redis drops the connections, the
 #     reconnection reuses the TLS session;
-#   * an untrusted CA, a wrong name: one clear line naming the reason, the
+#   * an untrusted CA, a revoked certificate (mqttapi_sync_ssl_crl), a
+#     wrong name: one clear line naming the reason, the
 #     node stays in fail= (mqttapi_sync_up 0), requests as without sync;
 #   * a Redis that requires client certificates: refused without one,
-#     connected with one;
+#     connected with one, and with one whose key is encrypted
+#     (mqttapi_sync_ssl_password_file);
 #   * a Redis frozen (SIGSTOP) during the handshake: the handshake times
 #     out in the background, requests are answered meanwhile.
 
@@ -54,11 +58,34 @@ cert('other', 'another CA');
 cert('server', 'localhost', 'ca');
 cert('client', 'gateway', 'ca', ext => "extendedKeyUsage=clientAuth\n");
 
+# the server's certificate revoked, in a CRL of the CA; the client's key
+# encrypted, its passphrase in a file
+{
+    open my $fh, '>', "$dir/ca.cnf" or die;
+    print $fh "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = $dir/index.txt\n"
+            . "crlnumber = $dir/crlnumber\ndefault_md = sha256\n"
+            . "default_crl_days = 2\n";
+    close $fh;
+    open $fh, '>', "$dir/index.txt" or die;
+    close $fh;
+    open $fh, '>', "$dir/crlnumber" or die;
+    print $fh "01\n";
+    close $fh;
+    my $ca = "ca -config $dir/ca.cnf -keyfile $dir/ca.key -cert $dir/ca.crt";
+    openssl("$ca -revoke $dir/server.crt");
+    openssl("$ca -gencrl -out $dir/revoked.crl");
+    openssl("ec -in $dir/client.key -aes256 -passout pass:Key-pass-3e1"
+            . " -out $dir/client.enc.key");
+    open $fh, '>', "$dir/passwords" or die;
+    print $fh "not this one\nKey-pass-3e1\n";
+    close $fh;
+}
+
 # --- nginx -t ----------------------------------------------------------------
 
 {
-    my $rest = 'mqttapi_sync redis=127.0.0.1:1;'
-             . ' mqttapi_throttle_zone $arg_AccessKeyId zone=f:1m sync;'
+    my $sync = 'mqttapi_sync redis=127.0.0.1:1;';
+    my $rest = ' mqttapi_throttle_zone $arg_AccessKeyId zone=f:1m sync;'
              . ' server { listen 127.0.0.1:%%PORT0%%; location / {'
              . ' mqttapi on; mqttapi_throttle zone=f; return 204; } }';
     for my $c (
@@ -71,12 +98,18 @@ cert('client', 'gateway', 'ca', ext => "extendedKeyUsage=clientAuth\n");
         [ 'an unknown protocol',
           'mqttapi_sync_ssl on; mqttapi_sync_ssl_protocols TLSv9;',
           qr/invalid value "TLSv9"/ ],
+        [ 'verify with Sentinel and no name',
+          'mqttapi_sync_ssl on; mqttapi_sync_ssl_verify on; '
+          . "mqttapi_sync_ssl_trusted_certificate $dir/ca.crt;"
+          . ' mqttapi_sync sentinel=127.0.0.1:2 master=m;',
+          qr/"mqttapi_sync_ssl_verify" with "sentinel" needs "mqttapi_sync_ssl_name"/ ],
         [ 'a file that is not there',
           'mqttapi_sync_ssl on; mqttapi_sync_ssl_verify on; '
           . "mqttapi_sync_ssl_trusted_certificate $dir/none.crt;",
           qr/none\.crt/ ],
     ) {
         my ($name, $ssl, $re) = @$c;
+        $ssl .= " $sync" unless $ssl =~ /mqttapi_sync /;
         my ($rc, $out) = nginx_test_config("$ssl $rest");
         isnt($rc, 0, "nginx -t fails: $name");
         like($out, $re, "nginx -t: $name: message") or diag $out;
@@ -90,7 +123,9 @@ cert('client', 'gateway', 'ca', ext => "extendedKeyUsage=clientAuth\n");
         . " mqttapi_sync_ssl_certificate_key $dir/client.key;"
         . " mqttapi_sync_ssl_protocols TLSv1.2 TLSv1.3;"
         . " mqttapi_sync_ssl_ciphers HIGH:!aNULL;"
-        . " mqttapi_sync_ssl_session_reuse on; $rest");
+        . " mqttapi_sync_ssl_crl $dir/revoked.crl;"
+        . " mqttapi_sync_ssl_password_file $dir/passwords;"
+        . " mqttapi_sync_ssl_session_reuse on; $sync $rest");
     is($rc, 0, 'nginx -t: every mqttapi_sync_ssl directive') or diag $out;
 }
 
@@ -148,6 +183,11 @@ for my $c (
       "mqttapi_sync_ssl_verify on; mqttapi_sync_ssl_name localhost;"
       . " mqttapi_sync_ssl_trusted_certificate $dir/other.crt;",
       qr/sync: TLS: the certificate of 127\.0\.0\.1:\d+ does not verify: \(\d+:[^)]*(?:issuer|self.signed)[^)]*\)/ ],
+    [ 'a revoked certificate',
+      "mqttapi_sync_ssl_verify on; mqttapi_sync_ssl_name localhost;"
+      . " mqttapi_sync_ssl_trusted_certificate $dir/ca.crt;"
+      . " mqttapi_sync_ssl_crl $dir/revoked.crl;",
+      qr/sync: TLS: the certificate of 127\.0\.0\.1:\d+ does not verify: \(23:certificate revoked\)/ ],
     [ 'a wrong name',
       "mqttapi_sync_ssl_verify on; mqttapi_sync_ssl_name other.example;"
       . " mqttapi_sync_ssl_trusted_certificate $dir/ca.crt;",
@@ -187,6 +227,15 @@ my ($strict, $sport) = tls_redis('yes');
                   . " mqttapi_sync_ssl_certificate_key $dir/client.key;");
     ok(poll_until(10, sub { $n->error_log =~ /sync: connected to/ }),
        'with a client certificate: connected') or diag $n->error_log;
+    $n->stop;
+
+    $n = tls_node($sport, $VERIFY
+                  . " mqttapi_sync_ssl_certificate $dir/client.crt;"
+                  . " mqttapi_sync_ssl_certificate_key $dir/client.enc.key;"
+                  . " mqttapi_sync_ssl_password_file $dir/passwords;");
+    ok(poll_until(10, sub { $n->error_log =~ /sync: connected to/ }),
+       'with a client certificate whose key needs a passphrase: connected')
+        or diag $n->error_log;
     $n->stop;
 }
 
