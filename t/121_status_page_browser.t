@@ -10,6 +10,7 @@
 #     shows the same counts as the JSON, and the back-off with its masked
 #     key, within a refresh (polled with a generous deadline: the machine
 #     may be busy); the whole key is nowhere in its DOM;
+#   * numbers formatted (1,250 errors: "1.3k", their rate "1.2k/s");
 #   * local answers, quotas, the node's facts as in the JSON; the plot and
 #     its legend in words; state in words; every table in a region the
 #     keyboard reaches; nothing wider than a 360 px screen; larger type on
