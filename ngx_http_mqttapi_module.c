@@ -25,6 +25,7 @@
  *   ngx_http_mqttapi_throttle.c   back-off, probes, local answers
  *   ngx_http_mqttapi_answer.c     prepared local answers and annotations
  *   ngx_http_mqttapi_quota.c      proactive quotas
+ *   ngx_http_mqttapi_quota_delay.c  their slots, waited for (delay=)
  *   ngx_http_mqttapi_sync*.c      state shared by several nodes (Redis)
  *   ngx_http_mqttapi_stats.c      the counters of the status endpoint
  *   ngx_http_mqttapi_status.c     the status endpoint
@@ -37,6 +38,7 @@
 #include "ngx_http_mqttapi_catalog_load.h"
 #include "ngx_http_mqttapi_filter.h"
 #include "ngx_http_mqttapi_id.h"
+#include "ngx_http_mqttapi_quota_delay.h"
 #include "ngx_http_mqttapi_sync.h"
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_status.h"
@@ -175,7 +177,7 @@ static ngx_command_t  ngx_http_mqttapi_commands[] = {
       NULL },
 
     { ngx_string("mqttapi_quota"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_mqttapi_quota,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mqttapi_loc_conf_t, quota_zone),
@@ -474,6 +476,7 @@ ngx_http_mqttapi_create_loc_conf(ngx_conf_t *cf)
 
     conf->throttle_zone = NGX_CONF_UNSET_PTR;
     conf->quota_zone = NGX_CONF_UNSET_PTR;
+    conf->quota_delay = NGX_CONF_UNSET_MSEC;
     conf->throttle_ref = NGX_CONF_UNSET_PTR;
     conf->quota_ref = NGX_CONF_UNSET_PTR;
     conf->throttle_status = NGX_CONF_UNSET_UINT;
@@ -505,6 +508,7 @@ ngx_http_mqttapi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_ptr_value(conf->throttle_zone, prev->throttle_zone, NULL);
     ngx_conf_merge_ptr_value(conf->quota_zone, prev->quota_zone, NULL);
+    ngx_conf_merge_msec_value(conf->quota_delay, prev->quota_delay, 0);
     ngx_http_mqttapi_zone_merge_refs(conf, prev);
     ngx_conf_merge_uint_value(conf->throttle_status, prev->throttle_status,
                               NGX_HTTP_TOO_MANY_REQUESTS);
@@ -714,12 +718,49 @@ ngx_http_mqttapi_quota(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_mqttapi_loc_conf_t *lcf = conf;
 
     char                          *rv;
+    ngx_str_t                     *value;
     ngx_http_mqttapi_main_conf_t  *mcf;
 
     rv = ngx_http_mqttapi_zone_ref(cf, cmd, conf);
 
-    if (rv != NGX_CONF_OK || lcf->quota_zone == NULL) {
+    if (rv != NGX_CONF_OK) {
         return rv;
+    }
+
+    /* "delay=TIME": how long a request over the quota may wait */
+
+    value = cf->args->elts;
+    lcf->quota_delay = 0;
+
+    if (cf->args->nelts == 3) {
+        if (lcf->quota_zone == NULL
+            || ngx_strncmp(value[2].data, "delay=", 6) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in \"%V\" "
+                               "directive, expected \"delay=TIME\" after "
+                               "\"zone=NAME\"", &value[2], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        value[2].data += 6;
+        value[2].len -= 6;
+
+        lcf->quota_delay = ngx_parse_time(&value[2], 0);
+
+        if (lcf->quota_delay == (ngx_msec_t) NGX_ERROR
+            || lcf->quota_delay > NGX_HTTP_MQTTAPI_QUOTA_DELAY_MAX)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid delay \"%V\" in \"%V\" directive, "
+                               "expected a time of at most 60s",
+                               &value[2], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (lcf->quota_zone == NULL) {
+        return NGX_CONF_OK;
     }
 
     /* the per-action ceiling is counted for the whole gateway */

@@ -60,6 +60,7 @@ typedef struct {
 
     ngx_shm_zone_t              *throttle_zone;
     ngx_shm_zone_t              *quota_zone;
+    ngx_msec_t                   quota_delay;     /* mqttapi_quota delay= */
     void                        *throttle_ref;    /* where they were set */
     void                        *quota_ref;
     ngx_uint_t                   throttle_status;
@@ -133,6 +134,7 @@ typedef struct {
     uint32_t                     hash;
     ngx_msec_t                   probe;       /* probe stamp, 0: none */
     ngx_uint_t                   throttle;    /* NGX_HTTP_MQTTAPI_THROTTLE_* */
+    void                        *wait;        /* delay=: the request's slot */
     unsigned                     checked:1;
     unsigned                     observed:1;
 } ngx_http_mqttapi_ctx_t;

@@ -8,6 +8,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_quota_delay.h"
 #include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_sync.h"
@@ -36,19 +37,28 @@
 
 
 typedef struct {
-    ngx_http_mqttapi_node_t  *node;
-    ngx_uint_t                limit;
-    uint32_t                  report;     /* the last second's answers */
-    unsigned                  quiet:1;
+    ngx_http_mqttapi_zone_t        *zone;     /* locked */
+    ngx_http_mqttapi_node_t        *node;     /* NULL: not limited */
+    ngx_http_mqttapi_quota_node_t  *q;
+    ngx_uint_t                      limit;
+    ngx_msec_t                      left;     /* refused: until room */
+    uint32_t                        report;   /* the last second's answers */
+    unsigned                        quiet:1;
+    unsigned                        lease:1;  /* counts leased tokens */
+    unsigned                        token:1;  /* one left in this second */
+    unsigned                        ahead:1;  /* the slot is in the next */
 } ngx_http_mqttapi_window_t;
 
 
-static ngx_int_t ngx_http_mqttapi_window(ngx_http_request_t *r,
+static ngx_int_t ngx_http_mqttapi_window_open(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
-    ngx_msec_t now, ngx_http_mqttapi_window_t *w, ngx_msec_t *left);
-static void ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
-    uint32_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over);
-static void ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node);
+    ngx_msec_t now, ngx_http_mqttapi_window_t *w);
+static ngx_msec_t ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w,
+    ngx_msec_t now, ngx_msec_t t);
+static void ngx_http_mqttapi_window_take(ngx_http_mqttapi_window_t *w,
+    ngx_msec_t now, ngx_msec_t t);
+static void ngx_http_mqttapi_window_over(ngx_http_mqttapi_window_t *w,
+    ngx_msec_t now);
 static void ngx_http_mqttapi_window_report(ngx_http_request_t *r,
     ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_window_t *w,
     const char *what, ngx_str_t *name);
@@ -57,18 +67,25 @@ static void ngx_http_mqttapi_window_report(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_mqttapi_other = ngx_string("*");
 
 
+/*
+ * NGX_DECLINED: the request goes on now; NGX_AGAIN: it waits v->left ms
+ * for its slot (delay=, ctx->wait filled); NGX_BUSY: answered locally
+ */
+
 ngx_int_t
 ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_verdict_t *v)
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_verdict_t *v)
 {
-    ngx_int_t                      rc, rc2;
+    ngx_int_t                      rc;
     uint32_t                       hash;
     ngx_str_t                      name, key, api;
-    ngx_msec_t                     now;
-    ngx_uint_t                     limit;
+    ngx_msec_t                     now, horizon, t, t2;
+    ngx_uint_t                     limit, i, over;
     ngx_http_mqttapi_zone_t       *zone, *ceiling;
+    ngx_http_mqttapi_wait_t       *wait;
     ngx_http_mqttapi_action_t     *action;
-    ngx_http_mqttapi_window_t      wk, wa;
+    ngx_http_mqttapi_window_t      wk, wa, *wo;
     ngx_http_mqttapi_main_conf_t  *mcf;
 
     zone = lcf->quota_zone->data;
@@ -95,51 +112,125 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    if (rc != NGX_OK) {
+        key.len = 0;
+    }
+
     now = ngx_current_msec;
+
+    /* a dry run never waits: it tells what refusing would do */
+    horizon = now + (lcf->throttle_dry_run ? 0 : lcf->quota_delay);
+
     ngx_memzero(&wk, sizeof(ngx_http_mqttapi_window_t));
     ngx_memzero(&wa, sizeof(ngx_http_mqttapi_window_t));
 
-    /* the per-key quota, unless the key is empty (its zone stays locked) */
+    /*
+     * The per-key quota, unless the key is empty, and the per-action
+     * ceiling of the whole gateway (its zone locked inside the quota
+     * zone, never the other way round): the earliest time both admit
+     */
 
-    rc2 = NGX_OK;
+    wo = &wk;
+    rc = NGX_OK;
+    t = now;
 
-    if (rc == NGX_OK) {
-        rc2 = ngx_http_mqttapi_window(r, zone, &key, limit, now, &wk,
-                                      &v->left);
+    if (key.len) {
+        rc = ngx_http_mqttapi_window_open(r, zone, &key, limit, now, &wk);
+        t = ngx_http_mqttapi_window_find(&wk, now, now);
     }
 
-    v->reason = (rc2 == NGX_OK) ? NGX_HTTP_MQTTAPI_LOCAL_CEILING
-                                : NGX_HTTP_MQTTAPI_LOCAL_QUOTA;
-    v->quiet = wk.quiet;
+    if (rc == NGX_OK && t <= horizon) {
+        rc = ngx_http_mqttapi_window_open(r, ceiling, &api,
+                                          lcf->catalog->api_ceiling, now,
+                                          &wa);
+    }
 
-    /* the per-action ceiling of the whole gateway */
+    if (rc != NGX_OK) {
+        t = NGX_HTTP_MQTTAPI_SLOT_NONE;
+    }
 
-    if (rc2 == NGX_OK) {
-        rc2 = ngx_http_mqttapi_window(r, ceiling, &api,
-                                      lcf->catalog->api_ceiling, now, &wa,
-                                      &v->left);
+    for (i = 0; t <= horizon && i < 8; i++) {
 
-        if (rc2 != NGX_OK) {
-            v->quiet = wa.quiet;
+        wo = &wa;
+        t2 = ngx_http_mqttapi_window_find(&wa, now, t);
 
-        } else {
-            ngx_http_mqttapi_window_count(wk.node);
-            ngx_http_mqttapi_window_count(wa.node);
+        if (t2 == t || t2 > horizon) {
+            t = t2;
+            break;
         }
 
+        wo = &wk;
+        t = ngx_http_mqttapi_window_find(&wk, now, t2);
+
+        if (t == t2) {
+            break;
+        }
+    }
+
+    over = (t > horizon || i == 8);
+
+    if (!over) {
+        ngx_http_mqttapi_window_take(&wk, now, t);
+        ngx_http_mqttapi_window_take(&wa, now, t);
+
+    } else {
+        ngx_http_mqttapi_window_over(wo, now);
+    }
+
+    if (wa.zone) {
         ngx_http_mqttapi_zone_unlock(ceiling);
     }
 
-    if (rc == NGX_OK) {
+    if (wk.zone) {
         ngx_http_mqttapi_zone_unlock(zone);
     }
 
     ngx_http_mqttapi_window_report(r, lcf, &wk, "quota", &name);
     ngx_http_mqttapi_window_report(r, lcf, &wa, "ceiling", &name);
 
-    if (rc2 == NGX_OK) {
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (!over && t == now) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi quota: \"%V\" admitted now", &name);
         return NGX_DECLINED;
     }
+
+    if (!over) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mqttapi quota: \"%V\" booked a slot in %M ms",
+                       &name, t - now);
+
+        wait = ngx_http_mqttapi_wait_create(r);
+        if (wait == NULL) {
+            return NGX_ERROR;
+        }
+
+        wait->quota = zone;
+        wait->zone = wk.node ? zone : NULL;
+        wait->ceiling = wa.node ? ceiling : NULL;
+        wait->key = key;
+        wait->api = api;
+        wait->at = t;
+
+        ctx->wait = wait;
+        v->left = t - now;
+
+        return NGX_AGAIN;
+    }
+
+    v->reason = (wo == &wk) ? NGX_HTTP_MQTTAPI_LOCAL_QUOTA
+                            : NGX_HTTP_MQTTAPI_LOCAL_CEILING;
+    v->quiet = wo->quiet;
+    v->left = (t != NGX_HTTP_MQTTAPI_SLOT_NONE && t > now) ? t - now
+                                                           : wo->left;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mqttapi quota: \"%V\" refused (%s), no slot within "
+                   "%M ms", &name, (wo == &wk) ? "quota" : "ceiling",
+                   horizon - now);
 
     if (action && action->throttle_code.len) {
         v->code = action->throttle_code;
@@ -152,20 +243,27 @@ ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
 }
 
 
-/* the zone is left locked, whatever the result */
+/*
+ * The node of a limit, found or made, its zone left locked whatever the
+ * result; NGX_OK, or NGX_ERROR
+ */
 
 static ngx_int_t
-ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
-    ngx_str_t *key, ngx_uint_t limit, ngx_msec_t now,
-    ngx_http_mqttapi_window_t *w, ngx_msec_t *left)
+ngx_http_mqttapi_window_open(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_str_t *key, ngx_uint_t limit,
+    ngx_msec_t now, ngx_http_mqttapi_window_t *w)
 {
-    uint32_t                        bucket, n;
+    uint32_t                        bucket;
     ngx_int_t                       rc;
-    ngx_uint_t                      i, sum;
+    ngx_msec_t                      left;
     ngx_http_mqttapi_node_t        *node;
     ngx_http_mqttapi_quota_node_t  *q;
 
     bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+
+    w->zone = zone;
+    w->limit = limit;
+    w->left = NGX_HTTP_MQTTAPI_BUCKET_MSEC;
 
     node = ngx_http_mqttapi_zone_node(zone, NGX_HTTP_MQTTAPI_NODE_QUOTA, key,
                                       ngx_http_mqttapi_zone_hash(key),
@@ -174,87 +272,6 @@ ngx_http_mqttapi_window(ngx_http_request_t *r, ngx_http_mqttapi_zone_t *zone,
         /* no room even after eviction: not limited */
         return NGX_OK;
     }
-
-    q = &node->u.quota;
-
-    if (zone->sync) {
-        rc = ngx_http_mqttapi_quota_sync(r, zone, node, key, &limit, now,
-                                         left);
-
-        if (rc == NGX_DONE) {
-            /* not limited while Redis is away ("fail=open") */
-            w->node = NULL;
-            return NGX_OK;
-        }
-
-        if (rc != NGX_DECLINED) {
-            w->node = node;
-            w->limit = limit;
-            ngx_http_mqttapi_window_quiet(node, bucket, w, rc == NGX_BUSY);
-            return rc;
-        }
-    }
-
-    /*
-     * Move to the current bucket, emptying the ones it passes.  Each
-     * worker caches its own time (timer_resolution makes it lag by up to
-     * that much): a bucket another worker opened a little "later" is the
-     * current one.
-     */
-
-    if ((int32_t) (bucket - q->bucket) > 0) {
-
-        for (n = q->bucket + 1, i = 0;
-             (int32_t) (bucket - n) >= 0 && i < NGX_HTTP_MQTTAPI_BUCKETS;
-             n++, i++)
-        {
-            q->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS] = 0;
-        }
-
-        q->bucket = bucket;
-    }
-
-    sum = 0;
-
-    for (i = 0; i < NGX_HTTP_MQTTAPI_BUCKETS; i++) {
-        sum += q->u.buckets[i];
-    }
-
-    w->node = node;
-    w->limit = limit;
-
-    ngx_http_mqttapi_window_quiet(node, bucket, w, sum + 1 > limit);
-
-    if (sum + 1 <= limit) {
-        return NGX_OK;
-    }
-
-    /* full: until the oldest bucket with requests leaves the window */
-
-    for (n = q->bucket - (NGX_HTTP_MQTTAPI_BUCKETS - 1); n != q->bucket; n++) {
-        if (q->u.buckets[n % NGX_HTTP_MQTTAPI_BUCKETS]) {
-            break;
-        }
-    }
-
-    *left = (ngx_msec_t) (n + NGX_HTTP_MQTTAPI_BUCKETS)
-            * NGX_HTTP_MQTTAPI_BUCKET_MSEC - now;
-
-    if ((ngx_msec_int_t) *left <= 0
-        || *left > NGX_HTTP_MQTTAPI_BUCKETS * NGX_HTTP_MQTTAPI_BUCKET_MSEC)
-    {
-        *left = NGX_HTTP_MQTTAPI_BUCKET_MSEC;
-    }
-
-    return NGX_BUSY;
-}
-
-
-static void
-ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
-    uint32_t bucket, ngx_http_mqttapi_window_t *w, ngx_uint_t over)
-{
-    ngx_http_mqttapi_quota_node_t  *q;
 
     q = &node->u.quota;
 
@@ -267,12 +284,101 @@ ngx_http_mqttapi_window_quiet(ngx_http_mqttapi_node_t *node,
         node->rejected = 0;
     }
 
-    if (!over) {
+    if (zone->sync) {
+        left = 1000;
+        rc = ngx_http_mqttapi_quota_sync(r, zone, node, key, &w->limit, now,
+                                         &left);
+
+        if (rc == NGX_DONE) {
+            /* not limited while Redis is away ("fail=open") */
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK || rc == NGX_BUSY) {
+            w->lease = 1;
+            w->token = (rc == NGX_OK);
+            w->left = left;
+        }
+    }
+
+    w->node = node;
+    w->q = q;
+
+    return NGX_OK;
+}
+
+
+/* the earliest time at or after "t" the limit admits one more */
+
+static ngx_msec_t
+ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
+    ngx_msec_t t)
+{
+    ngx_msec_t  start;
+
+    if (w->node == NULL || t == NGX_HTTP_MQTTAPI_SLOT_NONE) {
+        return t;
+    }
+
+    if (!w->lease) {
+        return ngx_http_mqttapi_slot_find(w->q, w->limit, now, t);
+    }
+
+    /* tokens of this second of Redis's, else a slot in the next */
+
+    w->ahead = 0;
+
+    (void) ngx_http_mqttapi_quota_sync_next(w->zone, now, w->limit, &start);
+
+    if (w->token && t < start) {
+        return t;
+    }
+
+    w->ahead = 1;
+
+    return ngx_http_mqttapi_slot_next(w->zone, w->q, w->limit, now, t);
+}
+
+
+static void
+ngx_http_mqttapi_window_take(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
+    ngx_msec_t t)
+{
+    if (w->node == NULL) {
+        return;
+    }
+
+    if (!w->lease) {
+        ngx_http_mqttapi_slot_take(w->q, now, t);
+
+    } else if (w->ahead) {
+        ngx_http_mqttapi_slot_take_next(w->q);
+
+    } else {
+        ngx_http_mqttapi_quota_sync_count(w->q);
+    }
+}
+
+
+/* a local answer: the key's first of a second is logged, the others counted */
+
+static void
+ngx_http_mqttapi_window_over(ngx_http_mqttapi_window_t *w, ngx_msec_t now)
+{
+    ngx_http_mqttapi_node_t  *node;
+
+    node = w->node;
+
+    if (node == NULL) {
         return;
     }
 
     if (node->rejected++ == 0) {
-        q->report = bucket;
+        w->q->report = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
 
     } else {
         w->quiet = 1;
@@ -293,29 +399,4 @@ ngx_http_mqttapi_window_report(ngx_http_request_t *r,
                   "mqttapi: %uD requests over the %s of \"%V\" %s answered "
                   "locally in a second", w->report, what, name,
                   lcf->throttle_dry_run ? "would have been" : "were");
-}
-
-
-static void
-ngx_http_mqttapi_window_count(ngx_http_mqttapi_node_t *node)
-{
-    uint16_t                       *b;
-    ngx_http_mqttapi_quota_node_t  *q;
-
-    q = ngx_http_mqttapi_node_quota(node);
-
-    if (q == NULL) {
-        return;
-    }
-
-    if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED) {
-        ngx_http_mqttapi_quota_sync_count(q);
-        return;
-    }
-
-    b = &q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS];
-
-    if (*b < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
-        (*b)++;
-    }
 }

@@ -13,7 +13,8 @@
 
 
 ngx_int_t ngx_http_mqttapi_quota_check(ngx_http_request_t *r,
-    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_verdict_t *v);
+    ngx_http_mqttapi_loc_conf_t *lcf, ngx_http_mqttapi_ctx_t *ctx,
+    ngx_http_mqttapi_verdict_t *v);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_QUOTA_H_INCLUDED_ */

@@ -30,7 +30,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_http_mqttapi_node_t *node,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
 {
-    uint16_t                        spent;
+    uint16_t                        spent, booked;
     uint32_t                        second;
     ngx_msec_t                      rnow;
     ngx_uint_t                      nodes;
@@ -58,16 +58,27 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
         if (q->mode != NGX_HTTP_MQTTAPI_QUOTA_WINDOW) {
 
-            /* what was spent of this second's leases stays counted */
+            /*
+             * What was spent of this second's leases stays counted, and
+             * the slots booked for this or the next second (delay=)
+             */
 
-            spent = (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED
-                     && q->u.lease.second
-                        == (uint32_t) ((now + scf->sh->clock) / 1000))
-                    ? q->u.lease.spent : 0;
+            second = (uint32_t) ((now + scf->sh->clock) / 1000);
+            spent = 0;
+
+            if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED) {
+                if (q->u.lease.second == second) {
+                    spent = q->u.lease.spent + q->u.lease.booked;
+
+                } else if (q->u.lease.second + 1 == second) {
+                    spent = q->u.lease.booked;
+                }
+            }
 
             ngx_memzero(&q->u, sizeof(q->u));
             q->mode = NGX_HTTP_MQTTAPI_QUOTA_WINDOW;
             q->bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
+            q->slot = 0;
             q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS] = spent;
         }
 
@@ -87,7 +98,14 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     {
         /* a new second: the node's share, if it has one, then leases */
 
+        booked = (q->mode == NGX_HTTP_MQTTAPI_QUOTA_LEASED
+                  && q->u.lease.second + 1 == second)
+                 ? q->u.lease.booked : 0;
+
         ngx_memzero(&q->u, sizeof(q->u));
+
+        /* the slots booked in it by waiting requests (delay=) are spent */
+        q->u.lease.spent = booked;
         q->mode = NGX_HTTP_MQTTAPI_QUOTA_LEASED;
         q->u.lease.second = second;
         q->u.lease.tokens = scf->sh->up
@@ -157,6 +175,34 @@ ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
     }
 
     return limit / nodes;
+}
+
+
+/*
+ * The next second of Redis's clock: its start in local ms, and the
+ * node's share of it, which it may book ahead (delay=); 0 when it has
+ * none (not joined, or Redis away)
+ */
+
+ngx_uint_t
+ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
+    ngx_msec_t now, ngx_uint_t limit, ngx_msec_t *start)
+{
+    ngx_msec_t                     second, clock;
+    ngx_http_mqttapi_sync_conf_t  *scf;
+
+    scf = zone->sync;
+    clock = scf->sh->clocked ? scf->sh->clock : 0;
+
+    second = (now + clock) / 1000 + 1;
+    *start = second * 1000 - clock;
+
+    if (!scf->sh->up || !scf->sh->clocked) {
+        return 0;
+    }
+
+    return ngx_min(ngx_http_mqttapi_quota_sync_share(scf->sh, second, limit),
+                   NGX_HTTP_MQTTAPI_QUOTA_MAX);
 }
 
 

@@ -166,6 +166,8 @@ static ngx_uint_t ngx_http_mqttapi_stats_zone(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_zone_t *zone);
 static void ngx_http_mqttapi_stats_count(ngx_http_mqttapi_stats_t *st,
     ngx_atomic_uint_t key);
+static void ngx_http_mqttapi_stats_add(ngx_http_mqttapi_stats_t *st,
+    ngx_atomic_uint_t key, ngx_atomic_uint_t n);
 static int ngx_libc_cdecl ngx_http_mqttapi_sample_cmp(const void *one,
     const void *two);
 
@@ -200,6 +202,19 @@ static const char  *ngx_http_mqttapi_stats_events[] = {
 
 static const char  *ngx_http_mqttapi_stats_none[] = {
     "other", NULL
+};
+
+
+/* the upper bounds of quota_delay_seconds' buckets, in ms and as "le" */
+
+ngx_msec_t  ngx_http_mqttapi_delay_le[NGX_HTTP_MQTTAPI_DELAY_LE] = {
+    10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+    NGX_MAX_INT32_VALUE
+};
+
+const char  *ngx_http_mqttapi_delay_le_names[NGX_HTTP_MQTTAPI_DELAY_LE] = {
+    "0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60",
+    "+Inf"
 };
 
 
@@ -1129,6 +1144,39 @@ ngx_http_mqttapi_stats_backoff(ngx_http_request_t *r,
 }
 
 
+/* a request let go after waiting "waited" ms for its quota's slot */
+
+void
+ngx_http_mqttapi_stats_delayed(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_msec_t waited)
+{
+    ngx_uint_t                 z, action, le;
+    ngx_http_mqttapi_stats_t  *st;
+
+    st = ngx_http_mqttapi_stats_get(r);
+
+    if (st == NULL) {
+        return;
+    }
+
+    z = ngx_http_mqttapi_stats_zone(st, zone);
+    action = ngx_http_mqttapi_stats_action(r, st);
+
+    for (le = 0; waited > ngx_http_mqttapi_delay_le[le]; le++) { /* void */ }
+
+    ngx_http_mqttapi_stats_count(st,
+        ngx_http_mqttapi_key(NGX_HTTP_MQTTAPI_STAT_DELAY, z, action, 0,
+                             le + 1));
+
+    if (waited) {
+        ngx_http_mqttapi_stats_add(st,
+            ngx_http_mqttapi_key(NGX_HTTP_MQTTAPI_STAT_DELAY, z, action, 0,
+                                 NGX_HTTP_MQTTAPI_DELAY_SUM),
+            waited);
+    }
+}
+
+
 /*
  * The code label: a catalog entry's code (a patterned one's pattern), or
  * a code of mqttapi_throttle_codes, else "other"
@@ -1259,6 +1307,14 @@ static void
 ngx_http_mqttapi_stats_count(ngx_http_mqttapi_stats_t *st,
     ngx_atomic_uint_t key)
 {
+    ngx_http_mqttapi_stats_add(st, key, 1);
+}
+
+
+static void
+ngx_http_mqttapi_stats_add(ngx_http_mqttapi_stats_t *st,
+    ngx_atomic_uint_t key, ngx_atomic_uint_t n)
+{
     u_char                      *slot;
     ngx_uint_t                   i, h, mask;
     ngx_atomic_t                *overflow;
@@ -1288,12 +1344,12 @@ ngx_http_mqttapi_stats_count(ngx_http_mqttapi_stats_t *st,
     }
 
     (void) ngx_atomic_fetch_add(&overflow[key >> NGX_HTTP_MQTTAPI_K_METRIC],
-                                1);
+                                n);
     return;
 
 found:
 
-    (void) ngx_atomic_fetch_add(&c[h].count, 1);
+    (void) ngx_atomic_fetch_add(&c[h].count, n);
 }
 
 

@@ -20,7 +20,17 @@
 #define NGX_HTTP_MQTTAPI_STAT_DRY_RUN       4
 #define NGX_HTTP_MQTTAPI_STAT_BACKOFF       5
 #define NGX_HTTP_MQTTAPI_STAT_THROTTLES     6
-#define NGX_HTTP_MQTTAPI_STAT_METRICS       7
+#define NGX_HTTP_MQTTAPI_STAT_DELAY         7     /* see below */
+#define NGX_HTTP_MQTTAPI_STAT_METRICS       8
+
+/*
+ * Requests that waited for their quota's slot (delay=): counted by zone,
+ * action and the bucket of quota_delay_seconds they fall in (word 1 to
+ * NGX_HTTP_MQTTAPI_DELAY_LE), and the milliseconds waited (word 15)
+ */
+
+#define NGX_HTTP_MQTTAPI_DELAY_LE           12
+#define NGX_HTTP_MQTTAPI_DELAY_SUM          15
 
 
 /* passthrough_total{reason} */
@@ -143,6 +153,8 @@ void ngx_http_mqttapi_stats_local(ngx_http_request_t *r,
     ngx_uint_t dry_run);
 void ngx_http_mqttapi_stats_backoff(ngx_http_request_t *r,
     ngx_http_mqttapi_zone_t *zone, ngx_uint_t event);
+void ngx_http_mqttapi_stats_delayed(ngx_http_request_t *r,
+    ngx_http_mqttapi_zone_t *zone, ngx_msec_t waited);
 
 ngx_array_t *ngx_http_mqttapi_stats_collect(ngx_http_mqttapi_stats_t *st,
     ngx_pool_t *pool);
@@ -150,6 +162,9 @@ ngx_str_t *ngx_http_mqttapi_stats_label(ngx_http_mqttapi_stats_t *st,
     ngx_http_mqttapi_sample_t *s, ngx_uint_t field);
 const char *ngx_http_mqttapi_stats_word(ngx_uint_t metric, ngx_uint_t word);
 time_t ngx_http_mqttapi_stats_uptime(ngx_http_mqttapi_stats_t *st);
+
+extern ngx_msec_t  ngx_http_mqttapi_delay_le[];
+extern const char  *ngx_http_mqttapi_delay_le_names[];
 
 
 /* ngx_http_mqttapi_stats_label() fields */

@@ -54,12 +54,14 @@ typedef struct {
 #define NGX_HTTP_MQTTAPI_F_ZONE_KEYS       8
 #define NGX_HTTP_MQTTAPI_F_EVICTIONS       9
 #define NGX_HTTP_MQTTAPI_F_BUILD_INFO      10
-#define NGX_HTTP_MQTTAPI_F_SYNC_UP         11
-#define NGX_HTTP_MQTTAPI_F_SYNC_NODES      12
-#define NGX_HTTP_MQTTAPI_F_SYNC_ERRORS     13
-#define NGX_HTTP_MQTTAPI_F_SYNC_RTT        14
-#define NGX_HTTP_MQTTAPI_F_SYNC_REFUSED    15
-#define NGX_HTTP_MQTTAPI_FAMILIES          16
+#define NGX_HTTP_MQTTAPI_F_DELAYED         11
+#define NGX_HTTP_MQTTAPI_F_DELAY_SECONDS   12
+#define NGX_HTTP_MQTTAPI_F_SYNC_UP         13
+#define NGX_HTTP_MQTTAPI_F_SYNC_NODES      14
+#define NGX_HTTP_MQTTAPI_F_SYNC_ERRORS     15
+#define NGX_HTTP_MQTTAPI_F_SYNC_RTT        16
+#define NGX_HTTP_MQTTAPI_F_SYNC_REFUSED    17
+#define NGX_HTTP_MQTTAPI_FAMILIES          18
 
 
 static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
@@ -110,6 +112,15 @@ static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
       "The module's version and the nginx it runs in.",
       { "version", "nginx", NULL, NULL } },
 
+    { "quota_delayed_total", "counter",
+      "Requests over a quota that waited for a slot (delay=), then went "
+      "on.",
+      { "zone", "action", NULL, NULL } },
+
+    { "quota_delay_seconds", "histogram",
+      "How long requests over a quota waited for their slot (delay=).",
+      { "le", NULL, NULL, NULL } },
+
     { "sync_up", "gauge",
       "1 while this node is connected to Redis (mqttapi_sync).",
       { NULL, NULL, NULL, NULL } },
@@ -136,6 +147,8 @@ static ngx_http_mqttapi_family_t  ngx_http_mqttapi_families[] = {
 static ngx_int_t ngx_http_mqttapi_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mqttapi_status_counters(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st, ngx_array_t *rows);
+static ngx_int_t ngx_http_mqttapi_status_delay(ngx_http_mqttapi_stats_t *st,
+    ngx_array_t *samples, ngx_array_t *rows);
 static ngx_int_t ngx_http_mqttapi_status_gauges(ngx_http_request_t *r,
     ngx_http_mqttapi_stats_t *st, ngx_array_t *rows,
     ngx_http_mqttapi_tops_t *tops);
@@ -351,6 +364,10 @@ ngx_http_mqttapi_status_counters(ngx_http_request_t *r,
 
     for (i = 0; i < samples->nelts; i++) {
 
+        if (s[i].metric == NGX_HTTP_MQTTAPI_STAT_DELAY) {
+            continue;
+        }
+
         row = ngx_http_mqttapi_status_row(rows, s[i].metric - 1, s[i].value);
         if (row == NULL) {
             return NGX_ERROR;
@@ -395,6 +412,104 @@ ngx_http_mqttapi_status_counters(ngx_http_request_t *r,
             l[n].len = ngx_strlen(l[n].data);
         }
     }
+
+    return ngx_http_mqttapi_status_delay(st, samples, rows);
+}
+
+
+/*
+ * quota_delayed_total{zone,action}, and the quota_delay_seconds histogram
+ * of the whole gateway, from the samples of NGX_HTTP_MQTTAPI_STAT_DELAY
+ * (sorted: those of a zone and action together)
+ */
+
+static ngx_int_t
+ngx_http_mqttapi_status_delay(ngx_http_mqttapi_stats_t *st,
+    ngx_array_t *samples, ngx_array_t *rows)
+{
+    ngx_uint_t                  i, le, a, action;
+    ngx_atomic_uint_t           sum, count, buckets[NGX_HTTP_MQTTAPI_DELAY_LE];
+    ngx_http_mqttapi_row_t     *row;
+    ngx_http_mqttapi_sample_t  *s;
+
+    s = samples->elts;
+    row = NULL;
+    sum = 0;
+    a = 0;
+    action = 0;
+    ngx_memzero(buckets, sizeof(buckets));
+
+    for (i = 0; i < samples->nelts; i++) {
+
+        if (s[i].metric != NGX_HTTP_MQTTAPI_STAT_DELAY || s[i].word == 0) {
+            continue;
+        }
+
+        if (s[i].word == NGX_HTTP_MQTTAPI_DELAY_SUM) {
+            sum += s[i].value;
+            continue;
+        }
+
+        if (s[i].word > NGX_HTTP_MQTTAPI_DELAY_LE) {
+            continue;
+        }
+
+        buckets[s[i].word - 1] += s[i].value;
+
+        if (row == NULL || s[i].a != a || s[i].action != action) {
+            a = s[i].a;
+            action = s[i].action;
+
+            row = ngx_http_mqttapi_status_row(rows,
+                                              NGX_HTTP_MQTTAPI_F_DELAYED, 0);
+            if (row == NULL) {
+                return NGX_ERROR;
+            }
+
+            row->labels[0] = *ngx_http_mqttapi_stats_label(st, &s[i],
+                                               NGX_HTTP_MQTTAPI_LABEL_ZONE);
+            row->labels[1] = *ngx_http_mqttapi_stats_label(st, &s[i],
+                                             NGX_HTTP_MQTTAPI_LABEL_ACTION);
+        }
+
+        row->value += s[i].value;
+    }
+
+    /* cumulative buckets, then the sum and the count */
+
+    count = 0;
+
+    for (le = 0; le < NGX_HTTP_MQTTAPI_DELAY_LE; le++) {
+        count += buckets[le];
+
+        row = ngx_http_mqttapi_status_row(rows,
+                                          NGX_HTTP_MQTTAPI_F_DELAY_SECONDS,
+                                          count);
+        if (row == NULL) {
+            return NGX_ERROR;
+        }
+
+        row->suffix = "_bucket";
+        row->labels[0].data = (u_char *) ngx_http_mqttapi_delay_le_names[le];
+        row->labels[0].len = ngx_strlen(row->labels[0].data);
+    }
+
+    row = ngx_http_mqttapi_status_row(rows, NGX_HTTP_MQTTAPI_F_DELAY_SECONDS,
+                                      sum * 1000);
+    if (row == NULL) {
+        return NGX_ERROR;
+    }
+
+    row->suffix = "_sum";
+    row->micro = 1;
+
+    row = ngx_http_mqttapi_status_row(rows, NGX_HTTP_MQTTAPI_F_DELAY_SECONDS,
+                                      count);
+    if (row == NULL) {
+        return NGX_ERROR;
+    }
+
+    row->suffix = "_count";
 
     return NGX_OK;
 }

@@ -186,6 +186,8 @@ ngx_int_t ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 void ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_quota_node_t *q);
 ngx_uint_t ngx_http_mqttapi_quota_sync_share(ngx_http_mqttapi_sync_sh_t *sh,
     ngx_msec_t second, ngx_uint_t limit);
+ngx_uint_t ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
+    ngx_msec_t now, ngx_uint_t limit, ngx_msec_t *start);
 
 
 #endif /* _NGX_HTTP_MQTTAPI_SYNC_H_INCLUDED_ */

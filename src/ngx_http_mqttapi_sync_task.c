@@ -928,9 +928,9 @@ ngx_http_mqttapi_sync_reply_error(ngx_http_mqttapi_sync_task_t *task,
                                "accepts writes: \"%*s\"%s", &task->name,
                                ngx_http_mqttapi_sync_reply_text(reply),
                                reply->str,
-                               (reply->len >= 8
-                                && ngx_strncmp(reply->str, "READONLY", 8) == 0
-                                && task->conf->sentinels)
+                               (task->conf->sentinels && reply->len >= 8
+                                && ngx_strncmp(reply->str, "READONLY", 8)
+                                   == 0)
                                ? "; it is no longer the master, asking the "
                                  "sentinels"
                                : "");

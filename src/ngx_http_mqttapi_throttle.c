@@ -9,6 +9,7 @@
 #include "ngx_http_mqttapi_catalog.h"
 #include "ngx_http_mqttapi_error.h"
 #include "ngx_http_mqttapi_quota.h"
+#include "ngx_http_mqttapi_quota_delay.h"
 #include "ngx_http_mqttapi_render.h"
 #include "ngx_http_mqttapi_stats.h"
 #include "ngx_http_mqttapi_sync.h"
@@ -117,16 +118,34 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    rc = NGX_DECLINED;
+    ngx_memzero(&v, sizeof(ngx_http_mqttapi_verdict_t));
+
     if (ctx->checked) {
-        /* an internal redirect: the request was judged already */
-        return NGX_DECLINED;
+
+        /*
+         * An internal redirect: the request was judged already; or one
+         * let go after waiting for its quota's slot, whose key may have
+         * been backed off meanwhile
+         */
+
+        if (ngx_http_mqttapi_wait_released(ctx) != NGX_OK
+            || lcf->throttle_zone == NULL)
+        {
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_http_mqttapi_backoff_check(r, lcf, ctx, &v);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        goto judged;
     }
 
     ctx->checked = 1;
     ctx->throttle = NGX_HTTP_MQTTAPI_THROTTLE_PASS;
-
-    rc = NGX_DECLINED;
-    ngx_memzero(&v, sizeof(ngx_http_mqttapi_verdict_t));
 
     if (lcf->throttle_zone) {
         rc = ngx_http_mqttapi_backoff_check(r, lcf, ctx, &v);
@@ -137,12 +156,19 @@ ngx_http_mqttapi_throttle_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_BUSY && lcf->quota_zone) {
-        rc = ngx_http_mqttapi_quota_check(r, lcf, &v);
+        rc = ngx_http_mqttapi_quota_check(r, lcf, ctx, &v);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        if (rc == NGX_AGAIN) {
+            /* a slot booked within delay=: wait for it */
+            return ngx_http_mqttapi_wait(r, ctx, v.left);
+        }
     }
+
+judged:
 
     if (rc != NGX_BUSY) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

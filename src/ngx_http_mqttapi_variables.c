@@ -6,6 +6,7 @@
 
 #include "ngx_http_mqttapi.h"
 #include "ngx_http_mqttapi_catalog.h"
+#include "ngx_http_mqttapi_quota_delay.h"
 #include "ngx_http_mqttapi_request.h"
 #include "ngx_http_mqttapi_variables.h"
 
@@ -18,6 +19,8 @@
  * They are evaluated from the context kept in a pool cleanup, so they work
  * in the log phase and after error_page.  $mqttapi_action: the API action
  * the request names, in either of its places, whatever the gateway did.
+ * $mqttapi_quota_delay: the milliseconds the request waited for its
+ * quota's slot (delay=), empty when it did not wait.
  */
 
 
@@ -33,6 +36,8 @@ static ngx_int_t ngx_http_mqttapi_error_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mqttapi_throttle_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mqttapi_action_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mqttapi_delay_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mqttapi_variable_value(ngx_http_variable_value_t *v,
     ngx_str_t *value);
@@ -66,6 +71,10 @@ static ngx_http_variable_t  ngx_http_mqttapi_vars[] = {
 
     { ngx_string("mqttapi_action"), NULL,
       ngx_http_mqttapi_action_variable, 0, 0, 0 },
+
+    { ngx_string("mqttapi_quota_delay"), NULL,
+      ngx_http_mqttapi_delay_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -225,6 +234,43 @@ ngx_http_mqttapi_variable_value(ngx_http_variable_value_t *v,
     v->no_cacheable = 0;
     v->not_found = 0;
     v->data = value->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mqttapi_delay_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    ngx_http_mqttapi_ctx_t   *ctx;
+    ngx_http_mqttapi_wait_t  *w;
+
+    ctx = ngx_http_mqttapi_get_ctx(r);
+
+    if (ctx == NULL || ctx->wait == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    w = ctx->wait;
+
+    if (!w->done) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%M", w->waited) - p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
 
     return NGX_OK;
 }

@@ -81,6 +81,13 @@ typedef struct {
 
 
 /*
+ * With "mqttapi_quota ... delay=" a window's latest bucket may lie ahead
+ * of now: its buckets from now on hold the slots booked by waiting
+ * requests, and "slot" is the latest slot's ms into the latest bucket,
+ * plus one (0: none there).  In a zone shared with other nodes, "booked"
+ * counts the slots booked in the next second
+ * (ngx_http_mqttapi_quota_delay.c).
+ *
  * A quota node's mode: its own sliding window (u.buckets), or, in a zone
  * shared with other nodes while Redis is reachable, the tokens the fleet
  * gives it for a second of Redis's clock (u.lease,
@@ -92,6 +99,7 @@ typedef struct {
 
 typedef struct {
     u_char                       mode;        /* NGX_HTTP_MQTTAPI_QUOTA_* */
+    uint16_t                     slot;        /* delay=: see below */
     uint32_t                     bucket;      /* the latest, now / 143 ms */
     uint32_t                     report;      /* first logged answer's */
 
@@ -102,6 +110,7 @@ typedef struct {
             uint32_t             second;      /* Redis's, counted in */
             uint16_t             tokens;      /* leased for it */
             uint16_t             spent;
+            uint16_t             booked;      /* delay=: in the next */
             u_char               asked;       /* a lease is asked for */
         } lease;
     } u;

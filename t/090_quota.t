@@ -213,25 +213,7 @@ sub up_count_settled { $UP->count_settled(@_) }
 
 # arrival times (integer ms, upstream clock) of a key's requests (or
 # those with another field, 2: the marker)
-sub arrivals {
-    my ($k, $field) = @_;
-    return sort { $a <=> $b }
-           map { int($_->[3] * 1000 + 0.5) }
-           grep { $_->[$field // 0] eq $k } up_lines();
-}
-
-# the most arrivals in any window of a second; the times are the
-# upstream's, each worker's cached clock, so a window of 990 ms leaves room
-# for a few ms of clock noise between the gateway's decisions and them
-sub max_per_second {
-    my (@t) = @_;
-    my ($max, $j) = (0, 0);
-    for my $i (0 .. $#t) {
-        $j++ while $j <= $#t && $t[$j] < $t[$i] + 990;
-        $max = $j - $i if $j - $i > $max;
-    }
-    return $max;
-}
+sub arrivals { $UP->arrivals(@_) }
 
 sub path {
     my ($loc, $key, $action, %a) = @_;

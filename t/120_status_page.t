@@ -262,8 +262,8 @@ is_deeply([$p =~ /^# TYPE mqttapi_(\w+) /mg],
           [qw(responses_total passthrough_total local_rejects_total
               dry_run_total backoff_events_total upstream_throttles_total
               backoff_keys zone_bytes zone_keys zone_evictions_total
-              build_info)],
-          'prometheus: the eleven families of a node without mqttapi_sync');
+              build_info quota_delayed_total quota_delay_seconds)],
+          'prometheus: the thirteen families of a node without mqttapi_sync');
 unlike($p, qr/uptime|workers|backoffs|quotas|seconds_left|LTAI|\x{2026}|\xe2/,
        'prometheus: nothing of the page');
 is_deeply([sort(status_metrics($d))],

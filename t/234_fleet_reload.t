@@ -34,17 +34,25 @@ my $mock = mock_upstream(per_request => sub {
     };
     return [[sleep => 2], [send => $resp->(400, $throttle)], [close => 1]]
         if $head =~ /slow=1/;
+    return [[sleep => 2], [send => $resp->(200, $ok)], [close => 1]]
+        if $head =~ /slowok=1/;
     return [[send => $resp->(400, $throttle)], [close => 1]]
         if $head =~ /code=/;
     return [[send => $resp->(200, $ok)], [close => 1]];
 });
 my $uport = $mock->port;
 
+# the zones z1 z2 (30 s back-offs) and y1 y2 (1 s) in the order given
 sub node_http {
     my (@order) = @_;
     my $zones = join '', map {
         "    mqttapi_throttle_zone \$arg_AccessKeyId zone=$_:1m backoff=30s\n"
         . "                          max_backoff=30s sync;\n"
+    } @order;
+    $zones .= join '', map {
+        (my $y = $_) =~ s/z/y/;
+        "    mqttapi_throttle_zone \$arg_AccessKeyId zone=$y:1m backoff=1s\n"
+        . "                          max_backoff=1s sync;\n"
     } @order;
     return <<"EOF";
     mqttapi_sync redis=127.0.0.1:$rport interval=100ms timeout=1s;
@@ -58,6 +66,14 @@ $zones
         }
         location /z2/ {
             mqttapi_throttle zone=z2;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+        location /y1/ {
+            mqttapi_throttle zone=y1;
+            proxy_pass http://127.0.0.1:$uport/;
+        }
+        location /y2/ {
+            mqttapi_throttle zone=y2;
             proxy_pass http://127.0.0.1:$uport/;
         }
     }
@@ -121,6 +137,30 @@ for my $n ([A => $A], [B => $B]) {
     is(req($n->[1], 'z1', 'K2')->{status}, 200, "$n->[0]: K2 free in z1");
     ok(poll_until(5, sub { local_answer(req($n->[1], 'z1', 'K5')) }),
        "$n->[0]: K5 backed off in z1");
+}
+
+# a probe answered by an old worker after a reload that swaps the zones
+# back closes its own zone's back-off, not the same key's in the other
+# zone.  A alone: the right to probe is its own.
+{
+    $B->stop;
+    req($A, 'y1', 'KC', '&code=1');
+    req($A, 'y2', 'KC', '&code=1');
+    ok(poll_until(5, sub { in_redis('y1', 'KC') && in_redis('y2', 'KC') }),
+       'y1 KC and y2 KC backed off, in Redis');
+    sleep 1.5;     # over, and A holds the right to probe both
+    my $p = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $A->port(0), Proto => 'tcp')
+        or die "connect: $!";
+    print $p "GET /y2/?AccessKeyId=KC&slowok=1 HTTP/1.0\r\nHost: a\r\n\r\n";
+    sleep 0.3;
+    ok($A->reload(http => node_http('z1', 'z2')),
+       'A reloaded with the synced zones swapped back');
+    my $pr = do { local $/; <$p> } // '';
+    like($pr, qr/\A\S+ 200 /, 'the old worker\'s probe was answered cleanly');
+    ok(poll_until(5, sub { !in_redis('y2', 'KC') }),
+       'the probe closed y2 KC in Redis');
+    ok(in_redis('y1', 'KC'), 'and left y1 KC alone');
 }
 
 # nginx -t: two synced zones whose names have the same hash are refused

@@ -3,7 +3,8 @@
 # on the Redis is a peer; the test publishes with its own RESP client:
 #
 #   * a back-off of 24 h is applied for the zone's max_backoff (2 s) at
-#     most, then probed again;
+#     most, then probed again; a node whose own upstream asked for 30 s
+#     (Retry-After) keeps them, another node caps them;
 #   * a code of 10 kB, a code that is not UTF-8, an empty code: dropped,
 #     counted (sync_errors_total{op="pubsub"}) and logged;
 #   * a well-formed back-off is applied, with its code in the local answer;
@@ -30,6 +31,10 @@ my $up = start_nginx(workers => 1, http => <<'EOF');
     server {
         listen 127.0.0.1:%%PORT0%%;
         default_type application/json;
+        location /ra {
+            add_header Retry-After 30 always;
+            return 400 '{"RequestId":"UP","Code":"ApplyTokenOverFlow","Message":"m"}';
+        }
         location / { return 200 '{"RequestId":"UP"}'; }
     }
 EOF
@@ -91,6 +96,31 @@ sub publish { $redis->cmd('PUBLISH', 'mqttapi:events', $_[0]) }
     ok($ra >= 1 && $ra <= 2, "for max_backoff at most (Retry-After $ra)");
     ok(poll_until(8, sub { req('AK-long')->{status} == 200 }),
        'the key is probed again after max_backoff, not 24 h');
+}
+
+# --- a node's own upstream asked for 30 s: it keeps them, a peer caps them ---
+
+{
+    my $B = start_nginx(workers => 1, http => node_http($rport));
+    ok(poll_until(10, sub { $B->error_log =~ /mqttapi sync: connected to/ }),
+       'B: connected');
+    my $r = get($A->port(0), '/ra?AccessKeyId=AK-own');
+    is(h($r, 'Retry-After'), 30, 'A: the upstream asks for 30 s');
+    ok(poll_until(5, sub {
+           defined $redis->cmd('HGET', 'mqttapi:{fleet}:b', 'b:AK-own') }),
+       'A pushed the back-off');
+    my $rb;
+    ok(poll_until(5, sub { $rb = get($B->port(0), '/?AccessKeyId=AK-own');
+                           local_answer($rb) }),
+       'B applies it');
+    my $ra = h($rb, 'Retry-After') // 0;
+    ok($ra >= 1 && $ra <= 2, "B: for its max_backoff at most ($ra s)");
+    sleep 0.5;    # A's push answered: the fleet's back-off applied on A
+    $r = req('AK-own');
+    ok(local_answer($r), 'A answers locally');
+    $ra = h($r, 'Retry-After') // 0;
+    ok($ra >= 25, "A keeps its own upstream's 30 s ($ra s left)");
+    $B->stop;
 }
 
 # --- hostile codes: dropped, counted, logged --------------------------------

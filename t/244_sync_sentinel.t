@@ -178,7 +178,7 @@ $master->thaw;
 my $mark = $A->error_log_mark;
 $replica->cmd('REPLICAOF', '127.0.0.1', dead_port());
 ok(poll_until(15, sub { $A->error_log($mark)
-                        =~ /answered "READONLY[^"]*": it is no longer the master, asking the sentinels/ }),
+                        =~ /"READONLY[^"]*"; it is no longer the master, asking the sentinels/ }),
    'READONLY: a clear line') or diag $A->error_log($mark);
 ok(poll_until(15, sub { $A->error_log($mark)
                         =~ /READONLY.*\n(?:.*\n)*.*sync: sentinel 127\.0\.0\.1:\d+: master "mymaster" is at/ }),

@@ -5,10 +5,15 @@ package MqttapiLimit;
 #   burst($port, @paths)     several requests at once: connect all, send
 #                            all, then read the answers (in order); a path
 #                            may be [path, header lines...]
+#   open_requests($port, @paths)  the same, connected and sent: the sockets
+#   max_per_second(@ms)      the most of these times (ms) in any window of
+#                            a second (990 ms)
 #   upstream_log($file)      the access log of the test's upstream server,
 #                            one "field|field|..." line per request it saw:
 #       ->lines                  each line split on "|"
 #       ->count($v, $field)      lines whose field $field (default 0) is $v
+#       ->arrivals($v, $field)   the times (ms, the upstream's clock) of
+#                                those lines, sorted (the last field: msec)
 #       ->count_settled($v, $want, $field)
 #                                the same, waiting up to a second for it to
 #                                reach $want (the upstream logs a request
@@ -22,9 +27,9 @@ use IO::Socket::INET;
 use Time::HiRes ();
 use MqttapiTest qw(http_read_response);
 
-our @EXPORT = qw(burst upstream_log);
+our @EXPORT = qw(burst open_requests max_per_second upstream_log);
 
-sub burst {
+sub open_requests {
     my ($port, @paths) = @_;
     my @socks;
     for (@paths) {
@@ -39,7 +44,26 @@ sub burst {
                            . join('', map { "$_\r\n" } @h)
                            . "Connection: close\r\n\r\n");
     }
-    return map { http_read_response($_, timeout => 10) } @socks;
+    return @socks;
+}
+
+sub burst {
+    my ($port, @paths) = @_;
+    return map { http_read_response($_, timeout => 10) }
+           open_requests($port, @paths);
+}
+
+# the most arrivals in any window of a second; the times are the
+# upstream's, each worker's cached clock, so a window of 990 ms leaves room
+# for a few ms of clock noise between the gateway's decisions and them
+sub max_per_second {
+    my (@t) = @_;
+    my ($max, $j) = (0, 0);
+    for my $i (0 .. $#t) {
+        $j++ while $j <= $#t && $t[$j] < $t[$i] + 990;
+        $max = $j - $i if $j - $i > $max;
+    }
+    return $max;
 }
 
 sub upstream_log {
@@ -55,6 +79,13 @@ sub lines {
     my @l = <$fh>;
     chomp @l;
     return map { [split /\|/, $_, -1] } @l;
+}
+
+sub arrivals {
+    my ($self, $v, $field) = @_;
+    return sort { $a <=> $b }
+           map { int($_->[-1] * 1000 + 0.5) }
+           grep { ($_->[$field // 0] // '') eq $v } $self->lines;
 }
 
 sub count {

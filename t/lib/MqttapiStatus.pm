@@ -98,7 +98,7 @@ sub parse_prometheus {
             $v =~ s/\\(.)/$1 eq 'n' ? "\n" : $1/ge;
             $l{$k} = $v;
         }
-        $m{ _sample_key($name, %l) } = $v;
+        $m{ _sample_key($name, %l) } = 0 + $v;
     }
     return \%m;
 }
@@ -109,8 +109,18 @@ sub json_as_prometheus {
     for my $metric (status_metrics($d)) {
         for my $row (@{ $d->{$metric} }) {
             my %l = %$row;
+            # a histogram: {"le":..,"value":..} rows, then {"sum":..}
+            # and {"count":..}
+            my ($total) = grep { $_ eq 'sum' || $_ eq 'count' } keys %l;
+            if (defined $total) {
+                $m{ _sample_key("mqttapi_${metric}_$total") }
+                    = 0 + $l{$total};
+                next;
+            }
             my $v = delete $l{value};
-            $m{ _sample_key("mqttapi_$metric", %l) } = $v;
+            my $name = exists $l{le} ? "mqttapi_${metric}_bucket"
+                                     : "mqttapi_$metric";
+            $m{ _sample_key($name, %l) } = 0 + $v;
         }
     }
     return \%m;
