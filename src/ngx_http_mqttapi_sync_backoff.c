@@ -909,6 +909,19 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
         /* this node's own, longer than the zone allows a peer's */
         until = node->u.backoff.until;
         delay = node->u.backoff.delay;
+
+    } else if (node->u.backoff.count == count
+               && (node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER)
+               && (ngx_msec_int_t) (node->u.backoff.until - until) < 0)
+    {
+        /*
+         * a peer's back-off this node holds is never lengthened: it was
+         * capped when it came, and the reconciliation (or the same message
+         * again) finding a longer one in Redis would otherwise renew it for
+         * max_backoff at each pull, and the key would never be probed
+         */
+        until = node->u.backoff.until;
+        delay = node->u.backoff.delay;
     }
 
     node->u.backoff.count = count;
