@@ -168,12 +168,20 @@ for my $case (
     # so it cannot close a count 2 the node would have applied from the
     # message, and it applies nothing itself (nor logs anything)
     store("b:$k", 1, -1000, 'ApplyTokenOverFlow');
+    # a well-formed back-off announced after it (in Redis too, or the
+    # pull could close it first): the channel is read in order, so once
+    # it is applied the hostile message was read, and the key is asked
+    # within the hostile back-off's 3 s, not after waiting for the count
+    store("b:$k-next", 1, 5000, 'ApplyTokenOverFlow');
     sleep 1.1;     # the sync task logs one error line a second at most
     publish("O fleet 2 5000 5000 $code b:$k");
+    publish("O fleet 1 5000 5000 ApplyTokenOverFlow b:$k-next");
+    ok(poll_until(5, sub { local_answer(req("$k-next")) }),
+       "$name: the back-off announced after it is applied");
+    is(req($k)->{status}, 200, "$name: not applied, the key goes through");
     ok(poll_until(5, sub { pubsub_errors() > $e0 }),
        "$name: counted in sync_errors_total{op=\"pubsub\"}");
     like($A->error_log($mark), $line, "$name: logged");
-    is(req($k)->{status}, 200, "$name: not applied, the key goes through");
 }
 
 unlike($A->error_log, qr/\xff\xfe|AAAAAAAAAA/,
