@@ -714,7 +714,15 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
         if (ngx_http_mqttapi_sync_parse_entry(&reply->element[i], &b)
             != NGX_OK)
         {
-            goto invalid;
+            /*
+             * written by another hand than the open script's: dropped
+             * alone, or one such entry would stop the zone's pulls
+             */
+            ngx_http_mqttapi_sync_error(task,
+                                        NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                        "an invalid back-off from Redis "
+                                        "was dropped");
+            continue;
         }
 
         if (ngx_http_mqttapi_sync_check(task,

@@ -9,6 +9,7 @@
 #     (Retry-After) keeps them, another node caps them;
 #   * a code of 10 kB, a code that is not UTF-8, an empty code: dropped,
 #     counted (sync_errors_total{op="pubsub"}) and logged;
+#   * such an entry in Redis: dropped alone, the pull applies the others;
 #   * a well-formed back-off is applied, with its code in the local answer;
 #   * a "Redis" whose reply to SUBSCRIBE is not ["subscribe", channel, n]
 #     is refused: the node does not count as subscribed (sync_up 0).
@@ -182,6 +183,30 @@ for my $case (
     ok(poll_until(5, sub { pubsub_errors() > $e0 }),
        "$name: counted in sync_errors_total{op=\"pubsub\"}");
     like($A->error_log($mark), $line, "$name: logged");
+}
+
+# --- a bad entry in Redis is dropped alone, not the whole pull -------------
+
+{
+    my $e0 = status_value(status_json($A->port(0)), 'sync_errors_total',
+                          op => 'reconcile');
+    my $mark = $A->error_log_mark;
+    sleep 1.1;     # the sync task logs one error line a second at most
+    # the index is by end: the bad entry comes first in the pull's reply;
+    # the good one is not announced, the pull alone can bring it
+    store('b:AK-bad', 1, 1000, 'A' x 10240);
+    store('b:AK-pulled', 1, 5000, 'ApplyTokenOverFlow');
+    ok(poll_until(5, sub { local_answer(req('AK-pulled')) }),
+       'a back-off after a bad entry in Redis is applied by the pull');
+    ok(poll_until(5, sub {
+           status_value(status_json($A->port(0)), 'sync_errors_total',
+                        op => 'reconcile') > $e0 }),
+       'the bad entry: counted in sync_errors_total{op="reconcile"}');
+    like($A->error_log($mark), qr/an invalid back-off from Redis was dropped/,
+         'the bad entry: logged');
+    is(req('AK-bad')->{status}, 200, 'the bad entry: not applied');
+    $redis->cmd('HDEL', 'mqttapi:{fleet}:b', 'b:AK-bad');
+    $redis->cmd('ZREM', 'mqttapi:{fleet}:index', 'b:AK-bad');
 }
 
 unlike($A->error_log, qr/\xff\xfe|AAAAAAAAAA/,
