@@ -714,7 +714,15 @@ ngx_http_mqttapi_sync_pull_reply(ngx_http_mqttapi_sync_task_t *task,
         if (ngx_http_mqttapi_sync_parse_entry(&reply->element[i], &b)
             != NGX_OK)
         {
-            goto invalid;
+            /*
+             * written by another hand than the open script's: dropped
+             * alone, or one such entry would stop the zone's pulls
+             */
+            ngx_http_mqttapi_sync_error(task,
+                                        NGX_HTTP_MQTTAPI_SYNC_OP_RECONCILE,
+                                        "an invalid back-off from Redis "
+                                        "was dropped");
+            continue;
         }
 
         if (ngx_http_mqttapi_sync_check(task,
@@ -907,6 +915,19 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
         && (ngx_msec_int_t) (node->u.backoff.until - until) > 0)
     {
         /* this node's own, longer than the zone allows a peer's */
+        until = node->u.backoff.until;
+        delay = node->u.backoff.delay;
+
+    } else if (node->u.backoff.count == count
+               && (node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER)
+               && (ngx_msec_int_t) (node->u.backoff.until - until) < 0)
+    {
+        /*
+         * a peer's back-off this node holds is never lengthened: it was
+         * capped when it came, and the reconciliation (or the same message
+         * again) finding a longer one in Redis would otherwise renew it for
+         * max_backoff at each pull, and the key would never be probed
+         */
         until = node->u.backoff.until;
         delay = node->u.backoff.delay;
     }

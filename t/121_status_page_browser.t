@@ -10,6 +10,7 @@
 #     shows the same counts as the JSON, and the back-off with its masked
 #     key, within a refresh (polled with a generous deadline: the machine
 #     may be busy); the whole key is nowhere in its DOM;
+#   * numbers formatted (1,250 errors: "1.3k", their rate "1.2k/s");
 #   * local answers, quotas, the node's facts as in the JSON; the plot and
 #     its legend in words; state in words; every table in a region the
 #     keyboard reaches; nothing wider than a 360 px screen; larger type on
@@ -189,6 +190,26 @@ my $dom = page('document.documentElement.outerHTML');
 unlike($dom, qr/\Q$KEY\E/, 'the whole key is nowhere in the DOM');
 unlike($dom, qr/SECRET/, 'nor any part of it past the first 4 characters');
 like($dom, qr/\Q$masked\E/, 'the masked key is');
+
+# numbers formatted: 1,250 errors of one code show as "1.3k" (a total),
+# their rate with "/s" (through /batch/: no gateway-wide quota there)
+my $BIG = 1250;
+my $big = 0;
+for (1 .. $BIG) {
+    my $r = get($port, '/batch/?Action=QueryToken&mqttemu_code=InternalError');
+    $big++ if (h($r, 'X-MQTTAPI-Error-Code') // '') eq 'InternalError';
+}
+is($big, $BIG, "$BIG InternalError answers, annotated");
+is(status_value(status_json($port), 'responses_total', code => 'InternalError'),
+   $BIG, "the JSON: $BIG");
+my $row;
+ok(poll_until($DEADLINE, sub {
+    ($row) = grep { ($_->{data}{code} // '') eq 'InternalError' }
+             @{ page($SHOWN)->{errors} };
+    return $row && $row->{cells}[3] eq '1.3k';
+}), 'the page: 1.3k') or diag explain $row;
+like($row && $row->{cells}[4], qr/^[\d.]+k?\/s$/, 'its rate: '
+     . ($row ? $row->{cells}[4] : '-'));
 
 # the plot: after a few refreshes, a line per series, named in the legend
 ok(poll_until($DEADLINE, sub {

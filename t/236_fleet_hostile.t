@@ -2,11 +2,14 @@
 # A peer is trusted no further than SPEC 10 says.  Anyone who can PUBLISH
 # on the Redis is a peer; the test publishes with its own RESP client:
 #
-#   * a back-off of 24 h is applied for the zone's max_backoff (2 s) at
-#     most, then probed again; a node whose own upstream asked for 30 s
+#   * a back-off of 24 h is applied for the zone's max_backoff (3 s) at
+#     most, then probed again, though the reconciliation finds it in Redis
+#     every 2 s (shorter than max_backoff: a pull that renewed it would
+#     keep it forever); a node whose own upstream asked for 30 s
 #     (Retry-After) keeps them, another node caps them;
 #   * a code of 10 kB, a code that is not UTF-8, an empty code: dropped,
 #     counted (sync_errors_total{op="pubsub"}) and logged;
+#   * such an entry in Redis: dropped alone, the pull applies the others;
 #   * a well-formed back-off is applied, with its code in the local answer;
 #   * a "Redis" whose reply to SUBSCRIBE is not ["subscribe", channel, n]
 #     is refused: the node does not count as subscribed (sync_up 0).
@@ -45,7 +48,7 @@ sub node_http {
     return <<"EOF";
     mqttapi_sync redis=127.0.0.1:$port interval=100ms timeout=500ms;
     mqttapi_throttle_zone \$arg_AccessKeyId zone=fleet:1m backoff=1s
-                          max_backoff=2s sync;
+                          max_backoff=3s sync;
     server {
         listen 127.0.0.1:%%PORT0%%;
         mqttapi on;
@@ -73,6 +76,26 @@ sub pubsub_errors {
 
 sub publish { $redis->cmd('PUBLISH', 'mqttapi:events', $_[0]) }
 
+# A back-off of $key in Redis, as the open script writes it: the zone's
+# hash ("count until delay code", until on Redis's clock) and its index.
+# What a node applied from a message is closed by the reconciliation (a
+# pull every 2 s) unless Redis has the key: with it there, what the test
+# sees is what the node made of the message, not the pull's repair.
+sub store {
+    my ($key, $count, $left, $code) = @_;
+    return $redis->cmd('EVAL', <<'LUA', 2, 'mqttapi:{fleet}:b',
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untl = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1],
+           ARGV[2] .. ' ' .. untl .. ' ' .. math.max(tonumber(ARGV[3]), 0) .. ' '
+           .. ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[3]), 0) + 60000)
+return redis.call('ZADD', KEYS[2], untl + 60000, ARGV[1])
+LUA
+                       'mqttapi:{fleet}:index', $key, $count, $left, $code);
+}
+
 # --- a well-formed back-off: applied, with its code ------------------------
 
 {
@@ -85,17 +108,23 @@ sub publish { $redis->cmd('PUBLISH', 'mqttapi:events', $_[0]) }
          'the local answer has the back-off\'s code');
 }
 
-# --- 24 h: capped at max_backoff (2 s) --------------------------------------
+# --- 24 h: capped at max_backoff (3 s) --------------------------------------
 
 {
+    # in Redis too: the pull finds it every 2 s and must not renew it
+    is(store('b:AK-long', 1, 86400000, 'ApplyTokenOverFlow'), 1,
+       'a back-off of 24 h in Redis');
     publish('O fleet 1 86400000 86400000 ApplyTokenOverFlow b:AK-long');
     my $r;
     ok(poll_until(5, sub { $r = req('AK-long'); local_answer($r) }),
        'a 24 h back-off from Redis is applied');
     my $ra = h($r, 'Retry-After') // 0;
-    ok($ra >= 1 && $ra <= 2, "for max_backoff at most (Retry-After $ra)");
+    ok($ra >= 1 && $ra <= 3, "for max_backoff at most (Retry-After $ra)");
     ok(poll_until(8, sub { req('AK-long')->{status} == 200 }),
        'the key is probed again after max_backoff, not 24 h');
+    ok(poll_until(5, sub {
+           !defined $redis->cmd('HGET', 'mqttapi:{fleet}:b', 'b:AK-long') }),
+       'the probe closed it in Redis');
 }
 
 # --- a node's own upstream asked for 30 s: it keeps them, a peer caps them ---
@@ -114,7 +143,7 @@ sub publish { $redis->cmd('PUBLISH', 'mqttapi:events', $_[0]) }
                            local_answer($rb) }),
        'B applies it');
     my $ra = h($rb, 'Retry-After') // 0;
-    ok($ra >= 1 && $ra <= 2, "B: for its max_backoff at most ($ra s)");
+    ok($ra >= 1 && $ra <= 3, "B: for its max_backoff at most ($ra s)");
     sleep 0.5;    # A's push answered: the fleet's back-off applied on A
     $r = req('AK-own');
     ok(local_answer($r), 'A answers locally');
@@ -135,12 +164,49 @@ for my $case (
     (my $k = "AK-$name") =~ s/\W+/-/g;
     my $e0 = pubsub_errors();
     my $mark = $A->error_log_mark;
+    # Redis has an earlier back-off of the key (count 1, over, kept a
+    # while as the open script keeps it): the pull finds the key there,
+    # so it cannot close a count 2 the node would have applied from the
+    # message, and it applies nothing itself (nor logs anything)
+    store("b:$k", 1, -1000, 'ApplyTokenOverFlow');
+    # a well-formed back-off announced after it (in Redis too, or the
+    # pull could close it first): the channel is read in order, so once
+    # it is applied the hostile message was read, and the key is asked
+    # within the hostile back-off's 3 s, not after waiting for the count
+    store("b:$k-next", 1, 5000, 'ApplyTokenOverFlow');
     sleep 1.1;     # the sync task logs one error line a second at most
-    publish("O fleet 1 5000 5000 $code b:$k");
+    publish("O fleet 2 5000 5000 $code b:$k");
+    publish("O fleet 1 5000 5000 ApplyTokenOverFlow b:$k-next");
+    ok(poll_until(5, sub { local_answer(req("$k-next")) }),
+       "$name: the back-off announced after it is applied");
+    is(req($k)->{status}, 200, "$name: not applied, the key goes through");
     ok(poll_until(5, sub { pubsub_errors() > $e0 }),
        "$name: counted in sync_errors_total{op=\"pubsub\"}");
     like($A->error_log($mark), $line, "$name: logged");
-    is(req($k)->{status}, 200, "$name: not applied, the key goes through");
+}
+
+# --- a bad entry in Redis is dropped alone, not the whole pull -------------
+
+{
+    my $e0 = status_value(status_json($A->port(0)), 'sync_errors_total',
+                          op => 'reconcile');
+    my $mark = $A->error_log_mark;
+    sleep 1.1;     # the sync task logs one error line a second at most
+    # the index is by end: the bad entry comes first in the pull's reply;
+    # the good one is not announced, the pull alone can bring it
+    store('b:AK-bad', 1, 1000, 'A' x 10240);
+    store('b:AK-pulled', 1, 5000, 'ApplyTokenOverFlow');
+    ok(poll_until(5, sub { local_answer(req('AK-pulled')) }),
+       'a back-off after a bad entry in Redis is applied by the pull');
+    ok(poll_until(5, sub {
+           status_value(status_json($A->port(0)), 'sync_errors_total',
+                        op => 'reconcile') > $e0 }),
+       'the bad entry: counted in sync_errors_total{op="reconcile"}');
+    like($A->error_log($mark), qr/an invalid back-off from Redis was dropped/,
+         'the bad entry: logged');
+    is(req('AK-bad')->{status}, 200, 'the bad entry: not applied');
+    $redis->cmd('HDEL', 'mqttapi:{fleet}:b', 'b:AK-bad');
+    $redis->cmd('ZREM', 'mqttapi:{fleet}:index', 'b:AK-bad');
 }
 
 unlike($A->error_log, qr/\xff\xfe|AAAAAAAAAA/,
