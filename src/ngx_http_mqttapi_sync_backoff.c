@@ -856,10 +856,10 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t zone_index, ngx_http_mqttapi_sync_backoff_t *b,
     ngx_uint_t peer)
 {
-    uint32_t                          hash, count, meanwhile;
+    uint32_t                          hash, count, meanwhile, held;
     ngx_str_t                        *key, *code;
     ngx_uint_t                        level;
-    ngx_msec_t                        now, until, delay;
+    ngx_msec_t                        now, until, delay, cap;
     ngx_msec_int_t                    left;
     ngx_http_mqttapi_node_t          *node;
     ngx_http_mqttapi_zone_t         **zones, *zone;
@@ -905,9 +905,26 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
     } else if (node->u.backoff.count < count) {
         node->u.backoff.flags = peer ? NGX_HTTP_MQTTAPI_SYNC_PEER : 0;
         node->u.backoff.probe = 0;
+        node->u.backoff.since = (uint32_t) now;
         meanwhile = node->rejected;
         level = node->u.backoff.level;
         node->rejected = 0;
+    }
+
+    /*
+     * A count is held for at most max_backoff from when this node first
+     * had it, whatever Redis says later: the reconciliation finding a
+     * longer one of the same count every 2 s (a hostile entry, or a peer's
+     * end relayed again) would otherwise renew it at each pull, and the
+     * key would never be probed.  Redis's end may still lengthen it within
+     * that (the fleet's end of the count, or a push's round trip).
+     */
+
+    held = (uint32_t) now - node->u.backoff.since;
+    cap = (held < zone->max_backoff) ? zone->max_backoff - held : 0;
+
+    if ((ngx_msec_int_t) (until - now) > (ngx_msec_int_t) cap) {
+        until = now + cap;
     }
 
     if (node->u.backoff.count == count
@@ -915,19 +932,6 @@ ngx_http_mqttapi_sync_apply(ngx_http_mqttapi_sync_task_t *task,
         && (ngx_msec_int_t) (node->u.backoff.until - until) > 0)
     {
         /* this node's own, longer than the zone allows a peer's */
-        until = node->u.backoff.until;
-        delay = node->u.backoff.delay;
-
-    } else if (node->u.backoff.count == count
-               && (node->u.backoff.flags & NGX_HTTP_MQTTAPI_SYNC_PEER)
-               && (ngx_msec_int_t) (node->u.backoff.until - until) < 0)
-    {
-        /*
-         * a peer's back-off this node holds is never lengthened: it was
-         * capped when it came, and the reconciliation (or the same message
-         * again) finding a longer one in Redis would otherwise renew it for
-         * max_backoff at each pull, and the key would never be probed
-         */
         until = node->u.backoff.until;
         delay = node->u.backoff.delay;
     }

@@ -532,6 +532,7 @@ ngx_http_mqttapi_backoff_open(ngx_http_request_t *r,
 
     node->u.backoff.delay = (uint32_t) delay;
     node->u.backoff.until = now + delay;
+    node->u.backoff.since = (uint32_t) now;
     node->u.backoff.probe = 0;
     node->u.backoff.flags = 0;
     node->u.backoff.code = ngx_http_mqttapi_zone_code_index(zone, &err->code);

@@ -74,6 +74,7 @@ typedef struct {
     ngx_msec_t                   probe;       /* probe start, 0: none */
     uint32_t                     delay;       /* ms */
     uint32_t                     count;       /* consecutive throttles */
+    uint32_t                     since;       /* count began, local ms (low) */
     u_char                       code;        /* index into sh->codes */
     u_char                       flags;       /* NGX_HTTP_MQTTAPI_SYNC_* */
     u_char                       level;       /* of the window's first log */

@@ -7,6 +7,10 @@
 #     every 2 s (shorter than max_backoff: a pull that renewed it would
 #     keep it forever); a node whose own upstream asked for 30 s
 #     (Retry-After) keeps them, another node caps them;
+#   * a node's own back-off (2 s) and a hostile entry of the same count
+#     for 24 h in Redis: the node holds the count for max_backoff from its
+#     own throttle at most, the pulls do not renew it, and the key is
+#     probed (the request reaches the upstream);
 #   * a code of 10 kB, a code that is not UTF-8, an empty code: dropped,
 #     counted (sync_errors_total{op="pubsub"}) and logged;
 #   * such an entry in Redis: dropped alone, the pull applies the others;
@@ -36,6 +40,10 @@ my $up = start_nginx(workers => 1, http => <<'EOF');
         default_type application/json;
         location /ra {
             add_header Retry-After 30 always;
+            return 400 '{"RequestId":"UP","Code":"ApplyTokenOverFlow","Message":"m"}';
+        }
+        location /tr {
+            add_header Retry-After 2 always;
             return 400 '{"RequestId":"UP","Code":"ApplyTokenOverFlow","Message":"m"}';
         }
         location / { return 200 '{"RequestId":"UP"}'; }
@@ -150,6 +158,32 @@ LUA
     $ra = h($r, 'Retry-After') // 0;
     ok($ra >= 25, "A keeps its own upstream's 30 s ($ra s left)");
     $B->stop;
+}
+
+# --- its own back-off, and the same count for 24 h in Redis: not renewed ----
+
+{
+    my $r = get($A->port(0), '/tr?AccessKeyId=AK-renew');
+    like($r->{body} // '', qr/"RequestId":"UP"/,
+         'the upstream throttles AK-renew: its own back-off, count 1');
+    ok(poll_until(5, sub {
+           ($redis->cmd('HGET', 'mqttapi:{fleet}:b', 'b:AK-renew') // '')
+               =~ /^1 / }),
+       'A pushed it');
+    # the same count for 24 h, in Redis (each pull finds it) and announced
+    is(store('b:AK-renew', 1, 86400000, 'ApplyTokenOverFlow'), 0,
+       'a hostile entry of count 1 for 24 h replaces it in Redis');
+    publish('O fleet 1 86400000 86400000 ApplyTokenOverFlow b:AK-renew');
+    ok(poll_until(5, sub { local_answer(req('AK-renew')) }),
+       'A answers AK-renew locally');
+    # max_backoff (3 s) from the throttle, and margin for a busy machine
+    ok(poll_until(15, sub { $r = req('AK-renew');
+                            $r->{status} == 200
+                            && ($r->{body} // '') =~ /"RequestId":"UP"/ }),
+       'the key is probed after max_backoff: the pulls do not renew it');
+    ok(poll_until(5, sub {
+           !defined $redis->cmd('HGET', 'mqttapi:{fleet}:b', 'b:AK-renew') }),
+       'the probe closed it in Redis');
 }
 
 # --- hostile codes: dropped, counted, logged --------------------------------
