@@ -14,8 +14,10 @@ For each case a fresh gateway:
   none      N requests on /ok (QueryToken, a key of their own, one
             keep-alive connection), counters zeroed before and dumped
             after
-  with      10,000 requests held waiting (as bench/delay.py holds them),
-            then the same N requests
+  hold      10,000 requests held waiting (as bench/delay.py holds them)
+            and SETTLE seconds (all of them accepted and waiting: a "with"
+            phase that still accepts some says so)
+  with      the same N requests, the 10,000 waiting
   idle      the next S seconds with no request sent: only the waiting
             ones let go (200/s), to price one release
   after     the held connections closed, the same N requests again
@@ -28,7 +30,7 @@ limit_req at 1 request a minute (nothing let go): nginx's cost of the
 connections and timers alone.  Per function only Ir is read (the cache
 events' columns are left blank where zero).
 
-Environment: PROFILE_N=2000 PROFILE_IDLE=3 PROFILE_HOLD=10000
+Environment: PROFILE_N=2000 PROFILE_IDLE=3 PROFILE_HOLD=10000 PROFILE_SETTLE=5
 BENCH_OUT=build/bench/delay_profile.  Prints a table per case, writes the
 callgrind files and per-function tables in BENCH_OUT.
 """
@@ -50,6 +52,7 @@ OUT = os.environ.get("BENCH_OUT", os.path.join(delay.REPO,
 N = int(os.environ.get("PROFILE_N", "2000"))
 IDLE = float(os.environ.get("PROFILE_IDLE", "3"))
 HOLD = int(os.environ.get("PROFILE_HOLD", "10000"))
+SETTLE = float(os.environ.get("PROFILE_SETTLE", "5"))
 CACHESIM = os.environ.get("BENCH_CACHESIM", "") == "1"
 NGINX = delay.NGINX
 MODULE = delay.MODULE
@@ -204,8 +207,8 @@ def profile(case, uport):
         socks = delay.hold(gport, path, HOLD)
         sys.stderr.write("%s: %d held in %.1f s\n"
                          % (case, HOLD, time.time() - t0))
-        time.sleep(1)
-        ctl(vg.pid, gport, "-z")
+        time.sleep(SETTLE)
+        res["hold"] = dump(vg.pid, gport, case + ".hold")
         ok_requests(gport, "k-with", N)
         res["with"] = dump(vg.pid, gport, case + ".with")
         ctl(vg.pid, gport, "-z")
@@ -236,7 +239,8 @@ GROUPS = {
 def report(case, res):
     prof = {k: functions(v) for k, v in res.items()}
     # a release is a proxied request that is not one of the N
-    rel = {k: calls(v, "ngx_http_upstream_init") - (N if k != "idle" else 0)
+    rel = {k: calls(v, "ngx_http_upstream_init")
+           - (N if k in ("none", "with", "after") else 0)
            for k, v in res.items()}
     tot = {k: prof[k][0] for k in prof}
     lines = ["case %s, N=%d, held %d; releases counted: %s"
@@ -277,6 +281,16 @@ def report(case, res):
                      % (g, ir["none"] / N, ir["after"] / N,
                         (ir["with"] - k * ir["idle"]) / N,
                         ir["idle"] / rel["idle"] if rel["idle"] else 0))
+    lines.append("connections accepted in the with phase: %d (2: the /ok "
+                 "connection and the wake-up's; more: held ones still "
+                 "coming in)"
+                 % calls(res["with"], "ngx_event_accept"))
+    if "hold" in res:
+        lines.append("the hold phase, per request held: %s"
+                     % ", ".join("%s %.2f" % (f, calls(res["hold"], f)
+                                              / float(HOLD))
+                                 for f in ("malloc", "free", "posix_memalign",
+                                           "ngx_alloc")))
     lines.append("calls of ngx_memalign() (pools and their blocks): per ok "
                  "request %.2f; per release %.2f"
                  % (calls(res["none"], "ngx_memalign") / N,
@@ -295,8 +309,10 @@ def report(case, res):
 def main():
     if sys.argv[1:2] == ["--report"]:
         for case in sys.argv[2:]:
-            report(case, {k: os.path.join(OUT, "callgrind.%s.%s" % (case, k))
-                          for k in ("none", "with", "idle", "after")})
+            res = {k: os.path.join(OUT, "callgrind.%s.%s" % (case, k))
+                   for k in ("none", "hold", "with", "idle", "after")}
+            report(case, {k: v for k, v in res.items()
+                          if os.path.exists(v)})
         return
     os.makedirs(OUT, exist_ok=True)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
