@@ -26,8 +26,8 @@
  * Requests within NGX_HTTP_MQTTAPI_SYNC_BAND ms of a second's boundary
  * (on the node's reckoning of Redis's clock) must fit in both seconds and
  * count in both: the node stays in the earlier second until the band is
- * over, and what it spends there for the next one is carried (up to 31,
- * in the node's flags).
+ * over, and what it spends there for the next one is carried (in the
+ * node's "carry", with the slots that delay= books in the next second).
  *
  * While Redis is away "fail=local" counts in the node's own window at the
  * limit divided by the nodes last seen alive (rounded up; what the node
