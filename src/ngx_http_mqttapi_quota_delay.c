@@ -33,10 +33,10 @@
  * node's eight buckets and where its latest slot is.
  *
  * With mqttapi_sync a node books only what its grant (or credit) of the
- * next second of Redis's clock covers, at most 31 (the grant's carry),
- * slot j of a grant of s at j/s into that second, so its waits end with
- * that second whatever TIME says; booked slots are counted as spent when
- * the second comes (ngx_http_mqttapi_quota_sync.c).
+ * next second of Redis's clock covers, all of it (the node's "carry" is
+ * as wide as a grant), slot j of a grant of s at j/s into that second, so
+ * its waits end with that second whatever TIME says; booked slots are
+ * counted as spent when the second comes (ngx_http_mqttapi_quota_sync.c).
  *
  * A client that closes its connection while it waits gives its slot
  * back: its bucket counts one less, so the windows that hold it have

@@ -26,8 +26,8 @@
  * Requests within NGX_HTTP_MQTTAPI_SYNC_BAND ms of a second's boundary
  * (on the node's reckoning of Redis's clock) must fit in both seconds and
  * count in both: the node stays in the earlier second until the band is
- * over, and what it spends there for the next one is carried (up to 31,
- * in the node's flags).
+ * over, and what it spends there for the next one is carried (in the
+ * node's "carry", with the slots that delay= books in the next second).
  *
  * While Redis is away "fail=local" counts in the node's own window at the
  * limit divided by the nodes last seen alive (rounded up; what the node
@@ -59,7 +59,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
     ngx_str_t *key, ngx_uint_t *limit, ngx_msec_t now, ngx_msec_t *left)
 {
     uint32_t                        second, spent;
-    ngx_uint_t                      nodes, i, may, carry;
+    ngx_uint_t                      nodes, i, may;
     ngx_msec_t                      rnow;
     ngx_http_mqttapi_sync_sh_t     *sh;
     ngx_http_mqttapi_sync_conf_t   *scf;
@@ -95,20 +95,21 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
             spent = 0;
 
             if (q->u.grant.second == second) {
-                spent = q->u.grant.spent
-                        + (q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY);
+                spent = q->u.grant.spent + q->carry;
 
             } else if (q->u.grant.second + 1 == second) {
                 /* booked or spent at the boundary for this second */
-                spent = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+                spent = q->carry;
             }
 
             ngx_memzero(&q->u, sizeof(q->u));
             q->mode = NGX_HTTP_MQTTAPI_QUOTA_WINDOW;
             q->flags = 0;
+            q->carry = 0;
             q->bucket = (uint32_t) (now / NGX_HTTP_MQTTAPI_BUCKET_MSEC);
             q->u.buckets[q->bucket % NGX_HTTP_MQTTAPI_BUCKETS] =
-                                                            (uint16_t) spent;
+                              (uint16_t) ngx_min(spent,
+                                                 NGX_HTTP_MQTTAPI_QUOTA_MAX);
         }
 
         nodes = ngx_max(sh->nodes, 1);
@@ -136,6 +137,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
         q->flags = 0;
         q->age = 0;
         q->sent = 0;
+        q->carry = 0;
         q->u.grant.second = second;
         q->u.grant.spent = (uint16_t) ngx_min(spent,
                                               NGX_HTTP_MQTTAPI_QUOTA_MAX);
@@ -162,11 +164,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
         /* at a boundary: the next second too */
 
-        carry = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
-
-        if (carry < NGX_HTTP_MQTTAPI_GRANT_CARRIED
-            && carry < ngx_http_mqttapi_quota_sync_may(sh, q, *limit, 1))
-        {
+        if (q->carry < ngx_http_mqttapi_quota_sync_may(sh, q, *limit, 1)) {
             return NGX_OK;
         }
     }
@@ -235,7 +233,7 @@ ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
 
     if (second == q->u.grant.second + 1) {
         q->u.grant.g[0] = q->u.grant.g[1];
-        q->u.grant.spent = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+        q->u.grant.spent = q->carry;
         q->age += (q->age < 2);
 
     } else {
@@ -247,7 +245,7 @@ ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
     q->u.grant.g[1] = 0;
     q->u.grant.second = second;
     q->flags &= ~NGX_HTTP_MQTTAPI_GRANT_OUT;
-    q->flags &= (1 << NGX_HTTP_MQTTAPI_GRANT_CARRY) - 1;
+    q->carry = 0;
 }
 
 
@@ -335,10 +333,9 @@ ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
         != (uint32_t) ((ngx_current_msec + (scf->sh->clocked
                                             ? scf->sh->clock : 0)
                         + NGX_HTTP_MQTTAPI_SYNC_BAND) / 1000)
-        && (q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY)
-           < NGX_HTTP_MQTTAPI_GRANT_CARRIED)
+        && q->carry < NGX_HTTP_MQTTAPI_QUOTA_MAX)
     {
-        q->flags += 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
+        q->carry++;
     }
 }
 
@@ -346,8 +343,8 @@ ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
 /*
  * delay= (ngx_http_mqttapi_quota_delay.c): the next second of Redis's
  * clock, its start in local ms, and what the node may book in it ahead:
- * its grant for it (or its credit), at most what the carry holds; 0 when
- * it has none (Redis away, the node's state of another second)
+ * its grant for it (or its credit), up to NGX_HTTP_MQTTAPI_QUOTA_MAX;
+ * 0 when it has none (Redis away, the node's state of another second)
  */
 
 ngx_uint_t
@@ -373,25 +370,22 @@ ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
         return 0;
     }
 
-    return ngx_min(ngx_http_mqttapi_quota_sync_may(sh, q, limit, 1),
-                   NGX_HTTP_MQTTAPI_GRANT_CARRIED);
+    return ngx_http_mqttapi_quota_sync_may(sh, q, limit, 1);
 }
 
 
 ngx_uint_t
 ngx_http_mqttapi_quota_sync_booked(ngx_http_mqttapi_quota_node_t *q)
 {
-    return q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+    return q->carry;
 }
 
 
 void
 ngx_http_mqttapi_quota_sync_book(ngx_http_mqttapi_quota_node_t *q)
 {
-    if ((q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY)
-        < NGX_HTTP_MQTTAPI_GRANT_CARRIED)
-    {
-        q->flags += 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
+    if (q->carry < NGX_HTTP_MQTTAPI_QUOTA_MAX) {
+        q->carry++;
     }
 }
 
@@ -401,8 +395,8 @@ ngx_http_mqttapi_quota_sync_book(ngx_http_mqttapi_quota_node_t *q)
 void
 ngx_http_mqttapi_quota_sync_give_back(ngx_http_mqttapi_quota_node_t *q)
 {
-    if (q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY) {
-        q->flags -= 1 << NGX_HTTP_MQTTAPI_GRANT_CARRY;
+    if (q->carry) {
+        q->carry--;
 
     } else if (q->u.grant.spent) {
         q->u.grant.spent--;

@@ -323,7 +323,7 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
         q->age = 2;
 
         c->hold[0] = q->u.grant.spent;
-        c->hold[1] = q->flags >> NGX_HTTP_MQTTAPI_GRANT_CARRY;
+        c->hold[1] = q->carry;
 
         q->flags &= ~NGX_HTTP_MQTTAPI_GRANT_SENT;
 
@@ -346,9 +346,7 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
         /* what it spent already, there and at the boundary for the next */
 
         c->hold[0] = ngx_max(c->hold[0], q->u.grant.spent);
-        c->hold[1] = ngx_max(c->hold[1],
-                             (uint16_t) (q->flags
-                                         >> NGX_HTTP_MQTTAPI_GRANT_CARRY));
+        c->hold[1] = ngx_max(c->hold[1], q->carry);
 
         q->flags |= NGX_HTTP_MQTTAPI_GRANT_SENT;
     }

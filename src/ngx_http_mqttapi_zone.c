@@ -42,6 +42,21 @@ typedef char  ngx_http_mqttapi_check_quota_max[
 typedef char  ngx_http_mqttapi_check_key_len[
     (NGX_HTTP_MQTTAPI_KEY_MAX_LEN >= 2 + 1 + 32) ? 1 : -1];
 
+/*
+ * ... and the node's layout keeps room for keys of 40 bytes (an MD5 in
+ * hex with a prefix, or most access key ids as they are), and its carry
+ * holds the highest grant
+ */
+
+typedef char  ngx_http_mqttapi_check_node_size[
+    (NGX_HTTP_MQTTAPI_KEY_MAX_LEN >= 40) ? 1 : -1];
+
+typedef char  ngx_http_mqttapi_check_carry[
+    (NGX_HTTP_MQTTAPI_QUOTA_MAX
+     <= (1 << (8 * sizeof(((ngx_http_mqttapi_quota_node_t *) 0)->carry)))
+        - 1)
+    ? 1 : -1];
+
 
 static ngx_int_t ngx_http_mqttapi_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);

@@ -86,16 +86,23 @@ typedef struct {
  * of now: its buckets from now on hold the slots booked by waiting
  * requests, and u.slot is the latest slot's ms into the latest bucket,
  * plus one (0: none there).  In a zone shared with other nodes, the
- * slots booked in the next second are the grant's carry (in "flags")
- * (ngx_http_mqttapi_quota_delay.c).
+ * slots booked in the next second are counted in "carry", up to the
+ * grant (or credit) for that second (ngx_http_mqttapi_quota_delay.c).
  *
  * A quota node's mode: its own sliding window (u.buckets), or, in a zone
  * shared with other nodes while Redis is reachable, the grants the fleet
  * gives it for seconds of Redis's clock (u.grant): what it may spend in
- * "second" (g[0]) and in the next one (g[1]), what it spent, and its
- * arrivals (admitted or not) in four slots of 4 buckets each (572 ms; the
- * slot of "bucket" and the three before), from which the task tells its
- * demand (ngx_http_mqttapi_quota_sync.c, ngx_http_mqttapi_sync_quota.c).
+ * "second" (g[0]) and in the next one (g[1]), what it spent in it, what
+ * it spent or booked already in the next one ("carry": at a boundary, or
+ * a waiting request's slot), and its arrivals (admitted or not) in four
+ * slots of 4 buckets each (572 ms; the slot of "bucket" and the three
+ * before), from which the task tells its demand
+ * (ngx_http_mqttapi_quota_sync.c, ngx_http_mqttapi_sync_quota.c).
+ *
+ * The node's bits are counted: mode, age and the grant's flags share a
+ * byte (bit-fields), so that "carry" is as wide as a grant and the node
+ * still fits NGX_HTTP_MQTTAPI_NODE_SIZE with a key of
+ * NGX_HTTP_MQTTAPI_KEY_MAX_LEN (checked at build time, zone.c).
  */
 
 #define NGX_HTTP_MQTTAPI_QUOTA_WINDOW  0
@@ -108,14 +115,13 @@ typedef struct {
 #define NGX_HTTP_MQTTAPI_GRANT_ASK     0x01  /* the task is to ask at once */
 #define NGX_HTTP_MQTTAPI_GRANT_OUT     0x02  /* spent all it may */
 #define NGX_HTTP_MQTTAPI_GRANT_SENT    0x04  /* Redis has its claims */
-#define NGX_HTTP_MQTTAPI_GRANT_CARRY   3     /* flags >> 3: spent already */
-#define NGX_HTTP_MQTTAPI_GRANT_CARRIED 31    /*   in the next second */
 
 typedef struct {
-    u_char                       mode;        /* NGX_HTTP_MQTTAPI_QUOTA_* */
-    u_char                       flags;       /* grant: GRANT_* */
-    u_char                       age;         /* grant: seconds seen, max 2 */
+    unsigned                     mode:1;      /* NGX_HTTP_MQTTAPI_QUOTA_* */
+    unsigned                     age:2;       /* grant: seconds seen, max 2 */
+    unsigned                     flags:3;     /* grant: GRANT_* */
     u_char                       sent;        /* grant: demand sent, a step */
+    uint16_t                     carry;       /* grant: in the next second */
     uint32_t                     bucket;      /* the latest, now / 143 ms */
     uint32_t                     report;      /* first logged answer's */
 
