@@ -31,6 +31,8 @@ static void ngx_http_mqttapi_sync_handshake(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
 static void ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
     redisReply *reply, void *data);
+static void ngx_http_mqttapi_sync_subscribe(
+    ngx_http_mqttapi_sync_task_t *task);
 static void ngx_http_mqttapi_sync_setup_step(
     ngx_http_mqttapi_sync_task_t *task);
 static ngx_int_t ngx_http_mqttapi_sync_load(
@@ -394,21 +396,7 @@ ngx_http_mqttapi_sync_connect_master(ngx_http_mqttapi_sync_task_t *task)
         goto failed;
     }
 
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = 9;
-    argv[1] = (const char *) task->channel.data;
-    argvlen[1] = task->channel.len;
-
-    if (ngx_http_mqttapi_sync_link_send(&task->sub,
-                                     NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB, 2,
-                                     argv, argvlen,
-                                     ngx_http_mqttapi_sync_handshake,
-                                     (void *) (uintptr_t)
-                                         NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE)
-        != NGX_OK)
-    {
-        goto failed;
-    }
+    /* SUBSCRIBE: a step of its own, sent once HELLO has been answered */
 
     task->handshake++;
 
@@ -500,7 +488,7 @@ ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
                           reply->str);
         }
 
-        ngx_http_mqttapi_sync_setup_step(task);
+        ngx_http_mqttapi_sync_subscribe(task);
         return;
     }
 
@@ -536,6 +524,41 @@ ngx_http_mqttapi_sync_hello(ngx_http_mqttapi_sync_task_t *task,
                       "mqttapi sync: %V runs %V %V, older than the Redis "
                       "6.2 that mqttapi_sync needs", &task->name,
                       &h.server, &h.version);
+    }
+
+    ngx_http_mqttapi_sync_subscribe(task);
+}
+
+
+/*
+ * The subscriber's SUBSCRIBE goes out once HELLO is answered: a server
+ * that is no place for the fleet's state is told by HELLO's line, not by
+ * whatever it answers to SUBSCRIBE first (the log takes one line a
+ * second)
+ */
+
+static void
+ngx_http_mqttapi_sync_subscribe(ngx_http_mqttapi_sync_task_t *task)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (const char *) task->channel.data;
+    argvlen[1] = task->channel.len;
+
+    if (ngx_http_mqttapi_sync_link_send(&task->sub,
+                                     NGX_HTTP_MQTTAPI_SYNC_OP_PUBSUB, 2,
+                                     argv, argvlen,
+                                     ngx_http_mqttapi_sync_handshake,
+                                     (void *) (uintptr_t)
+                                         NGX_HTTP_MQTTAPI_SYNC_SUBSCRIBE)
+        != NGX_OK)
+    {
+        ngx_http_mqttapi_sync_fail(task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
+                                   "cannot send to %V", &task->name);
+        return;
     }
 
     ngx_http_mqttapi_sync_setup_step(task);
