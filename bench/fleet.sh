@@ -33,6 +33,8 @@
 #
 #   bash bench/fleet.sh                  (the module must be built)
 #   FLEET_KEYS="100 1000 10000" FLEET_DURATION=10 FLEET_WARMUP=3
+#   FLEET_CATALOG=file (a user catalog; "" = the built-in one; default:
+#   one that raises the per-action ceiling to 65,535/s)
 #   NGINX=/usr/sbin/nginx MODULE=build/ngx_http_mqttapi_module.so
 #
 # Prints a Markdown table (summarised in bench/RESULTS.md); the files of
