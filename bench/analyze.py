@@ -41,6 +41,9 @@ TARGETS = [
      "error annotated, throttle zone synced through Redis / sync off"),
     ("sync_reject", "reject", 0.98,
      "local reject, back-off zone synced through Redis / sync off"),
+    ("sync_quota", "quota_ok", 0.98,
+     "success under a quota (`mqttapi_quota`), zone synced through Redis "
+     "(demand-driven grants) / sync off"),
 ]
 
 # more comparisons, for information
@@ -482,6 +485,8 @@ def main():
         "sync_ok": "zone_ok with the zone synced (`mqttapi_sync`)",
         "sync_augment": "zone_augment with the zone synced",
         "sync_reject": "back-off reject, 1 key, zone synced",
+        "quota_ok": "mqttapi on (200), mqttapi_quota, 64 keys under their quota",
+        "sync_quota": "quota_ok with the zone synced (grants by demand)",
     }
     spreads = {}
     for c in cases:
@@ -682,7 +687,17 @@ def main():
       "redis=...` of a private `redis-server` (`--save '' --appendonly "
       "no`) on the load side's core, running for the whole run; its "
       "back-off of the benchmark key is published in Redis before the "
-      "runs, and the copy is still subscribed after them.")
+      "runs, and the copy is still subscribed after them.  `quota_ok` "
+      "and `sync_quota` count every request in a "
+      "quota zone (`mqttapi_quota`, its own zone, synced in the copy: "
+      "the grants of src/ngx_http_mqttapi_quota_sync.c), with a catalog "
+      "(`bench/quota_catalog.json`) that raises ApplyToken's quota and the "
+      "per-action ceiling to 65,535/s so that the load stays under both: "
+      "the success path through the quota; wrk spreads their requests "
+      "round-robin over 64 keys (`bench/quota_keys.lua`: a synced quota "
+      "lets at most 31 requests of a key through within 2 ms of a "
+      "second's boundary, which one key at tens of thousands a second "
+      "would exceed).")
     w("- the reject cases use a key backed off once with `backoff=1h "
       "max_backoff=1h` before the runs; `reject_full` uses a zone filled "
       "first with %s keys (LRU keeps the newest)." %

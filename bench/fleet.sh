@@ -13,11 +13,28 @@
 #     them (INFO commandstats);
 #   * redis-server's CPU time (utime + stime of /proc/<pid>/stat) as a
 #     share of one core;
-#   * the bytes Redis received per call (INFO stats);
-#   * the requests a second the three nodes served.
+#   * the bytes Redis received and sent per EVALSHA call (INFO stats:
+#     total_net_input_bytes and total_net_output_bytes, all of Redis's
+#     traffic, the heartbeats and the events published included, over the
+#     EVALSHA calls);
+#   * the requests a second the three nodes served (and the share of them
+#     admitted: each key's own ApplyToken quota, 100/s, applies; the
+#     per-action ceiling, 300/s a node in the built-in catalog, is raised
+#     to 65,535/s by FLEET_CATALOG, else nearly every request would be
+#     refused by it whatever the keys);
+#   * the task's time per interval on a node: a fourth node, the same
+#     configuration without `sync` (and without mqttapi_sync), takes the
+#     same load from its own wrk; the synced nodes' worker CPU time per
+#     request (utime + stime of /proc/<pid>/stat) minus the unsynced
+#     node's, times the requests a node served per interval, is what sync
+#     costs a node's worker in an interval: the task (its walk of the
+#     zone, the calls it makes, the replies it applies) plus what sync adds
+#     on the request path (small: make bench's sync_quota / quota_ok).
 #
 #   bash bench/fleet.sh                  (the module must be built)
 #   FLEET_KEYS="100 1000 10000" FLEET_DURATION=10 FLEET_WARMUP=3
+#   FLEET_CATALOG=file (a user catalog; "" = the built-in one; default:
+#   one that raises the per-action ceiling to 65,535/s)
 #   NGINX=/usr/sbin/nginx MODULE=build/ngx_http_mqttapi_module.so
 #
 # Prints a Markdown table (summarised in bench/RESULTS.md); the files of
@@ -70,6 +87,12 @@ done
 
 UPORT=$(port)
 
+# the ceiling out of the way (FLEET_CATALOG="" keeps the built-in one)
+CATALOG=${FLEET_CATALOG-$DIR/catalog.json}
+if [ "$CATALOG" = "$DIR/catalog.json" ]; then
+    echo '{ "quota": { "api_ceiling": 65535 } }' > "$CATALOG"
+fi
+
 nginx_conf() {   # dir, port, http body
     mkdir -p "$1/logs"
     cat > "$1/nginx.conf" <<EOF
@@ -95,17 +118,23 @@ nginx_conf "$DIR/nu" "$UPORT" "
     }"
 
 NPORTS=()
-for i in 1 2 3; do
+for i in 1 2 3 0; do
     p=$(port)
     NPORTS+=("$p")
+    # node 0: the baseline, no sync
+    if [ "$i" = 0 ]; then sync=""; msync=""; else
+        sync=" sync"
+        msync="mqttapi_sync redis=127.0.0.1:$RPORT interval=100ms timeout=200ms;"
+    fi
     nginx_conf "$DIR/n$i" "$p" "
-    mqttapi_sync redis=127.0.0.1:$RPORT interval=100ms timeout=200ms;
-    mqttapi_throttle_zone \$arg_AccessKeyId zone=quota:64m sync;
+    $msync
+    mqttapi_throttle_zone \$arg_AccessKeyId zone=quota:64m$sync;
     upstream up { server 127.0.0.1:$UPORT; keepalive 16; }
     server {
         listen 127.0.0.1:$p;
         keepalive_requests 1000000;
         mqttapi on;
+        ${CATALOG:+mqttapi_catalog $CATALOG;}
         location / {
             mqttapi_quota zone=quota;
             proxy_http_version 1.1;
@@ -126,6 +155,19 @@ cpu() {   # utime + stime of a pid, in ticks
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
+cpus() {  # the same, of each pid given
+    local p
+    for p in "$@"; do echo -n "$(cpu "$p") "; done
+}
+
+# the nodes' workers, in the order of NPORTS (n1 n2 n3, then n0)
+WORKERS=()
+for i in 1 2 3 0; do
+    w=$(pgrep -P "$(cat "$DIR/n$i/nginx.pid")" | head -1)
+    [ -n "$w" ] || die "no worker for node $i"
+    WORKERS+=("$w")
+done
+
 info() {  # field of INFO
     redis-cli -p "$RPORT" INFO all | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'
 }
@@ -134,8 +176,8 @@ evalsha() {  # calls usec
     info cmdstat_evalsha | awk -F'[=,]' '{ print $2, $4 }'
 }
 
-echo "| active keys | requests/s (3 nodes) | EVALSHA calls/s | Redis usec per call | Redis CPU (% of a core) | bytes received per call |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| active keys | requests/s (3 nodes) | EVALSHA calls/s | Redis usec per call | Redis CPU (% of a core) | bytes received per call | bytes sent per call | worker us/request synced / unsynced | task time per interval and node (ms) | admitted |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
 for K in $KEYS; do
     cat > "$DIR/keys$K.lua" <<EOF
@@ -156,26 +198,49 @@ EOF
     redis-cli -p "$RPORT" CONFIG RESETSTAT > /dev/null
     c0=$(cpu "$RPID")
     in0=$(info total_net_input_bytes)
+    out0=$(info total_net_output_bytes)
+    w0=$(cpus "${WORKERS[@]}")
     sleep "$DURATION"
     read -r calls usec <<< "$(evalsha)"
+    w1=$(cpus "${WORKERS[@]}")
     c1=$(cpu "$RPID")
     in1=$(info total_net_input_bytes)
+    out1=$(info total_net_output_bytes)
 
     for w in "${WPIDS[@]}"; do wait "$w" || true; done
-    rps=0
+    # requests/s of each node (wrk's, over its whole run), n1 n2 n3 n0
+    rates=""
     for p in "${NPORTS[@]}"; do
-        r=$(awk '/^Requests\/sec/ { print int($2) }' "$DIR/wrk$K-$p.txt")
-        rps=$((rps + ${r:-0}))
+        r=$(awk '/^Requests\/sec/ { print $2 }' "$DIR/wrk$K-$p.txt")
+        rates="$rates ${r:-0}"
     done
+    # the synced nodes' requests and refusals (wrk's whole runs)
+    admitted=$(cat "$DIR"/wrk$K-{${NPORTS[0]},${NPORTS[1]},${NPORTS[2]}}.txt \
+        | awk '/ requests in / { n += $1 } /Non-2xx/ { e += $NF }
+               END { printf "%.0f%%", n ? 100 * (n - e) / n : 0 }')
 
-    python3 - "$K" "$rps" "$calls" "$usec" "$c0" "$c1" "$TICKS" "$DURATION" \
-              "$in0" "$in1" <<'EOF'
+    python3 - "$K" "$calls" "$usec" "$c0" "$c1" "$TICKS" "$DURATION" \
+              "$in0" "$in1" "$out0" "$out1" "$w0" "$w1" "$rates" "$admitted" \
+              <<'EOF'
 import sys
-k, rps, calls, usec, c0, c1, ticks, dur, in0, in1 = map(float, sys.argv[1:])
+a = sys.argv[1:]
+k, calls, usec, c0, c1, ticks, dur, in0, in1, out0, out1 = \
+    map(float, a[:11])
+w0, w1, rates = ([float(x) for x in v.split()] for v in a[11:14])
+admitted = a[14]
 cps = calls / dur
 cpu = (c1 - c0) / ticks / dur * 100
-print("| %d | %d | %.0f | %.0f | %.1f | %.0f |" % (
-    k, rps, cps, usec / calls if calls else 0, cpu,
-    (in1 - in0) / calls if calls else 0))
+# worker CPU per request: the synced nodes (all three pooled) and node 0
+us = [(w1[i] - w0[i]) / ticks * 1e6 / (rates[i] * dur) if rates[i] else 0
+      for i in range(4)]
+sync_us = sum(w1[i] - w0[i] for i in range(3)) / ticks * 1e6 \
+    / (sum(rates[:3]) * dur)
+per_interval = (sync_us - us[3]) * sum(rates[:3]) / 3 * 0.1 / 1000
+pc = lambda x: x / calls if calls else 0
+print("| %d | %d | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f / %.1f "
+      "| %.2f | %s |" % (
+    k, sum(rates[:3]), cps, pc(usec), cpu,
+    pc(in1 - in0), pc(out1 - out0), sync_us, us[3], per_interval,
+    admitted))
 EOF
 done

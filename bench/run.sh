@@ -57,7 +57,8 @@ ALL_CASES="plain_ok mod_ok plain_ok2 lua_capture_ok lua_filter_ok
            lua_filter_error
            return429 return429_json return429_same reject reject_full
            reject_logged status_ok status_augment status_reject
-           zone_ok zone_augment sync_ok sync_augment sync_reject"
+           zone_ok zone_augment sync_ok sync_augment sync_reject
+           quota_ok sync_quota"
 CASES=$(echo ${BENCH_CASES:-$ALL_CASES})
 
 declare -A CASE_PATH=(
@@ -85,6 +86,8 @@ declare -A CASE_PATH=(
     [sync_ok]=/zone/ok
     [sync_augment]=/zone/augment
     [sync_reject]=/reject/one
+    [quota_ok]=/quota/ok
+    [sync_quota]=/quota/ok
 )
 
 # the status every response of a case must have
@@ -97,6 +100,7 @@ declare -A CASE_STATUS=(
     [status_ok]=200 [status_augment]=400 [status_reject]=429
     [zone_ok]=200 [zone_augment]=400
     [sync_ok]=200 [sync_augment]=400 [sync_reject]=429
+    [quota_ok]=200 [sync_quota]=200
 )
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -320,13 +324,16 @@ done
     || die "the synced gateway did not connect to Redis" \
            "(see $DIR/gateway-sync-error.log)"
 curl -s -o /dev/null "$SYGW/reject/one?$QS$BENCH_KEY"
+# (the zone's back-offs are one hash, "{zone}:b", see
+# src/ngx_http_mqttapi_sync_scripts.c; a field names the key)
+published() {
+    redis-cli -p "$RPORT" HKEYS "mqttapi:{one}:b" | grep -qF "$BENCH_KEY"
+}
 for _ in $(seq 50); do
-    [ "$(redis-cli -p "$RPORT" EXISTS "mqttapi:one:b:$BENCH_KEY")" = 1 ] \
-        && break
+    published && break
     sleep 0.1
 done
-[ "$(redis-cli -p "$RPORT" EXISTS "mqttapi:one:b:$BENCH_KEY")" = 1 ] \
-    || die "the synced gateway did not publish its back-off"
+published || die "the synced gateway did not publish its back-off"
 
 # the "full" zone: more keys than it holds, then the benchmark key
 log "filling the zone \"full\" with $NFULL keys"
@@ -367,7 +374,8 @@ for c in $CASES; do
         reject|reject_full|reject_logged|status_reject|sync_reject)
             grep -qi '^X-MQTTAPI-Throttled: gateway' <<<"$h" \
                 || die "$c: not answered locally" ;;
-        mod_ok|plain_ok|plain_ok2|plain_error|status_ok|zone_ok|sync_ok)
+        mod_ok|plain_ok|plain_ok2|plain_error|status_ok|zone_ok|sync_ok|\
+        quota_ok|sync_quota)
             ! grep -qi '^X-MQTTAPI-' <<<"$h" || die "$c: annotated" ;;
     esac
 done
@@ -398,13 +406,15 @@ printf 'round\tcase\trps\trequests\tseconds\tcpu_ticks\thz\tnon2xx\tsocket_error
 
 run_case() {
     local round=$1 c=$2 d=$3 u t0 t1 l0 l1 p0 p1 w rps reqs secs non2xx errs
-    local load1 gw
+    local load1 gw script=()
     u=$(url_of "$c")
     gw=$(worker_of_case "$c")
+    # the quota cases: 64 keys (bench/quota_keys.lua says why)
+    case $c in quota_ok|sync_quota) script=(-s "$BENCH/quota_keys.lua") ;; esac
     l0=$(load_ticks)
     p0=$(cpu_ticks "$UP_WORKER")
     t0=$(cpu_ticks "$gw")
-    w=$("${WRK[@]}" -t1 -c"$CONNS" -d"${d}s" "$u" 2>&1) \
+    w=$("${WRK[@]}" -t1 -c"$CONNS" -d"${d}s" "${script[@]}" "$u" 2>&1) \
         || die "wrk failed for $c: $w"
     t1=$(cpu_ticks "$gw")
     p1=$(cpu_ticks "$UP_WORKER")
@@ -433,10 +443,10 @@ read -ra case_list <<<"$CASES"
 # reversed every other round (ABBA), so that a drift of the machine during
 # a round weighs on a case and its baseline alike.  Each target pair is
 # adjacent (plain_ok mod_ok status_ok, zone_ok sync_ok, plain_error
-# mod_augment status_augment, zone_augment sync_augment, return429_same
-# reject sync_reject); return429 stands next to return429_same,
+# mod_augment status_augment, zone_augment sync_augment, quota_ok
+# sync_quota, return429_same reject sync_reject); return429 stands next to return429_same,
 # status_reject, reject_logged and reject_full next to reject.
-CASE_GROUPS=("plain_ok mod_ok status_ok zone_ok sync_ok plain_ok2 lua_capture_ok lua_filter_ok"
+CASE_GROUPS=("plain_ok mod_ok status_ok zone_ok sync_ok quota_ok sync_quota plain_ok2 lua_capture_ok lua_filter_ok"
         "plain_error mod_augment status_augment zone_augment sync_augment mod_problem lua_capture_error lua_filter_error"
         "return429 return429_same reject sync_reject status_reject reject_logged reject_full return429_json")
 grouped=" ${CASE_GROUPS[*]} "
@@ -493,7 +503,8 @@ CHECK_PAIRS="mod_ok:plain_ok mod_augment:plain_error
              reject:return429_same return429_same:return429
              status_ok:mod_ok status_augment:mod_augment
              reject_logged:return429_same sync_ok:zone_ok
-             sync_augment:zone_augment sync_reject:reject"
+             sync_augment:zone_augment sync_reject:reject
+             sync_quota:quota_ok"
 RAW_ROUNDS=$RAW
 RAW="$OUT/check.tsv"
 WRK_TAG=check
