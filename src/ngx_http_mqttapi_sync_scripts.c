@@ -22,9 +22,10 @@
  *   P "{" Z "}:index"   sorted set of the back-offs' K by that time
  *   P "{" Z "}:p:" K    the right to probe K (SET NX PX), a node's id
  *   P "{" Z "}:d:" K    a hash, the fleet's grants of the quota K: field
- *                       a node's id, "W c0 c1 want expiry": what it may
- *                       spend in Redis's second W and in the next one,
- *                       and its demand until it lapses
+ *                       a node's id, "W c0 c1 want expiry since": what it
+ *                       may spend in Redis's second W and in the next
+ *                       one, its demand until it lapses, and the second
+ *                       its field was made (a newcomer's first second)
  *   P "{" Z "}:born"    when Redis began to hold the zone's grants: for
  *                       three intervals after, it grants only what the
  *                       nodes re-claim (learning, after a restart)
@@ -140,7 +141,15 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
      * it says, then each of Redis's current second S and the next grows
      * to the node's max-min fair share of L over the demands not lapsed,
      * within L less the other nodes' claims: never above L, credit
-     * aside (demands that add up to L or less are each met).  For three intervals after "born" nothing grows (learning).
+     * aside.  Demands that add up to L or less are each met, and the
+     * spare (L less their sum) is split equally over the k nodes that
+     * want the key (the remainder rotates with the second, as in fair):
+     * a node alone gets all of L, so a rate that rises within a second
+     * is not refused while the key is far under L.  A node gets no spare
+     * in its field's first second: nodes that take up a key together
+     * would each get L before they know of one another, on top of the
+     * others' credit.  For three intervals after "born" nothing grows
+     * (learning).
      * {S, learning, then per key the node's grants for S and S + 1}
      */
 
@@ -153,10 +162,25 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
     "redis.call('SET', KEYS[1], born, 'PX', 86400000) "
     "local learning = now - born < 3 * iv "
     "local lapse = 1000 + 3 * iv "
+    "local function names(wants) "
+      "local o = {} "
+      "for n in pairs(wants) do o[#o + 1] = n end "
+      "table.sort(o) "
+      "return o "
+    "end "
+    "local function part(open, left, X) "
+      "local share = math.floor(left / #open) "
+      "local r = left - share * #open "
+      "for j, n in ipairs(open) do "
+        "if n == id then "
+          "if (j - 1 + X) % #open < r then return share + 1 end "
+          "return share "
+        "end "
+      "end "
+      "return 0 "
+    "end "
     "local function fair(wants, L, X) "
-      "local open = {} "
-      "for n in pairs(wants) do open[#open + 1] = n end "
-      "table.sort(open) "
+      "local open = names(wants) "
       "local left = L "
       "while #open > 0 do "
         "local share = math.floor(left / #open) "
@@ -167,16 +191,7 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
             "left = left - wants[n] "
           "else rest[#rest + 1] = n end "
         "end "
-        "if #rest == #open then "
-          "local r = left - share * #rest "
-          "for j, n in ipairs(rest) do "
-            "if n == id then "
-              "if (j - 1 + X) % #rest < r then return share + 1 end "
-              "return share "
-            "end "
-          "end "
-          "return 0 "
-        "end "
+        "if #rest == #open then return part(rest, left, X) end "
         "open = rest "
       "end "
       "return 0 "
@@ -196,13 +211,15 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
         "own[S + 1] = tonumber(ARGV[a + 3]) "
       "end "
       "local claims = {[S] = {}, [S + 1] = {}} "
+      "local since = S "
       "local wants = {} "
       "local del = {} "
       "local f = redis.call('HGETALL', KEYS[i]) "
       "for j = 1, #f, 2 do "
         "local n = f[j] "
-        "local s0, c0, c1, w, e = string.match(f[j + 1], "
-          "'^(%d+) (%d+) (%d+) (%d+) (%d+)$') "
+        "local s0, c0, c1, w, e, s1 = string.match(f[j + 1], "
+          "'^(%d+) (%d+) (%d+) (%d+) (%d+) ?(%d*)$') "
+        "if s0 and n == id then since = tonumber(s1) or S end "
         "if s0 then "
           "s0 = tonumber(s0) "
           "if s0 == S then "
@@ -228,7 +245,10 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
             "if n ~= id then others = others + c end "
           "end "
           "local f = want "
-          "if total > L then f = fair(wants, L, X) end "
+          "if total > L then f = fair(wants, L, X) "
+          "elseif since < S then "
+            "f = want + part(names(wants), L - total, X) "
+          "end "
           "local more = math.min(f, L - others) "
           "if more > g[X] then g[X] = more end "
         "end "
@@ -236,7 +256,8 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
       "end "
       "if want > 0 or g[S] > 0 or g[S + 1] > 0 then "
         "redis.call('HSET', KEYS[i], id, S .. ' ' .. g[S] .. ' ' .. g[S + 1] "
-          ".. ' ' .. want .. ' ' .. (want > 0 and now + lapse or 0)) "
+          ".. ' ' .. want .. ' ' .. (want > 0 and now + lapse or 0) "
+          ".. ' ' .. since) "
       "else "
         "del[#del + 1] = id "
       "end "
