@@ -17,7 +17,9 @@
  * and those that spent their grant (flagged by the request path), those
  * it gives back (no demand any more), those that have no grant for the
  * next second in its last two intervals, and every key with a claim once
- * a second (each in the tick its hash picks).  For each it says its
+ * a second (from the tick of the second its hash picks until it is sent:
+ * a tick that finds a call under way is owed to the call after it, and
+ * a full batch leaves the rest to the next tick).  For each it says its
  * demand and what it may spend now and in the next second (its claims,
  * credit included); Redis answers with its grants for its current second
  * and the next, apportioned by max-min fairness over the demands
@@ -46,6 +48,7 @@
 /* a zone's state in the task */
 #define NGX_HTTP_MQTTAPI_GRANTING      0x01   /* a call is under way */
 #define NGX_HTTP_MQTTAPI_GRANT_AGAIN   0x02   /* keys asked meanwhile */
+#define NGX_HTTP_MQTTAPI_GRANT_TICK    0x04   /* a tick came meanwhile */
 
 
 typedef struct {
@@ -142,18 +145,21 @@ ngx_http_mqttapi_sync_grant_tick(ngx_http_mqttapi_sync_task_t *task,
         return;
     }
 
-    if (scheduled) {
-        task->ticks++;
-    }
-
     for (i = 0; i < task->conf->zones.nelts; i++) {
 
         if (task->granting[i] & NGX_HTTP_MQTTAPI_GRANTING) {
-            task->granting[i] |= NGX_HTTP_MQTTAPI_GRANT_AGAIN;
+            /*
+             * a tick that finds a call under way is owed, not lost: the
+             * call after it walks the zone as the tick would have
+             */
+            task->granting[i] |= NGX_HTTP_MQTTAPI_GRANT_AGAIN
+                                 | (scheduled ? NGX_HTTP_MQTTAPI_GRANT_TICK
+                                              : 0);
             continue;
         }
 
-        ngx_http_mqttapi_sync_grant_zone(task, i, scheduled);
+        ngx_http_mqttapi_sync_grant_zone(task, i, scheduled
+                      || (task->granting[i] & NGX_HTTP_MQTTAPI_GRANT_TICK));
     }
 }
 
@@ -162,6 +168,7 @@ static void
 ngx_http_mqttapi_sync_grant_zone(ngx_http_mqttapi_sync_task_t *task,
     ngx_uint_t zi, ngx_uint_t scheduled)
 {
+    ngx_uint_t                      stale;
     ngx_msec_t                      now;
     ngx_queue_t                    *q;
     ngx_http_mqttapi_node_t        *node;
@@ -183,6 +190,9 @@ ngx_http_mqttapi_sync_grant_zone(ngx_http_mqttapi_sync_task_t *task,
     b->zone = zi;
     b->n = 0;
 
+    task->granting[zi] = 0;
+    stale = 0;
+
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     for (q = ngx_queue_head(&zone->sh->queue);
@@ -192,10 +202,13 @@ ngx_http_mqttapi_sync_grant_zone(ngx_http_mqttapi_sync_task_t *task,
     {
         node = ngx_queue_data(q, ngx_http_mqttapi_node_t, queue);
 
-        if (!scheduled && ngx_http_mqttapi_sync_stale(node, now)) {
+        if (!scheduled && ngx_http_mqttapi_sync_stale(node, now)
+            && ++stale > NGX_HTTP_MQTTAPI_SYNC_BATCH)
+        {
             /*
              * the keys that ask were just looked up by their requests,
-             * so they lead the LRU queue: the rest waits for the tick
+             * so they lead the LRU queue, behind at most a batch of keys
+             * that the last reply looked up: the rest waits for the tick
              */
             break;
         }
@@ -243,7 +256,7 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
 {
     u_char                          step;
     uint32_t                        second;
-    ngx_uint_t                      demand, ticks, credit, send;
+    ngx_uint_t                      demand, ticks, turn, credit, send;
     ngx_msec_t                      rnow;
     ngx_rbtree_node_t              *rn;
     ngx_http_mqttapi_sync_sh_t     *sh;
@@ -263,8 +276,14 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
 
     demand = ngx_http_mqttapi_sync_demand(q, now);
 
-    if (q->flags & NGX_HTTP_MQTTAPI_GRANT_OUT) {
-        /* it spent all it may: all of L, fairness cuts it down */
+    if ((q->flags & NGX_HTTP_MQTTAPI_GRANT_OUT)
+        && q->u.grant.g[0] && q->u.grant.spent >= q->u.grant.g[0])
+    {
+        /*
+         * it spent all of its grant: all of L, fairness cuts it down; a
+         * key refused for want of any grant (its refresh late) asks for
+         * its demand, not for L
+         */
         demand = q->u.grant.limit;
 
     } else if (demand && q->age < 2) {
@@ -299,11 +318,19 @@ ngx_http_mqttapi_sync_claim(ngx_http_mqttapi_sync_task_t *task,
         rn = (ngx_rbtree_node_t *)
                  ((u_char *) node - offsetof(ngx_rbtree_node_t, color));
 
+        /*
+         * once a second: a key not sent yet in this second (it has no
+         * grant for the next one) from its turn on, so that a tick
+         * skipped or a batch full only delays it to the next tick
+         */
+
+        turn = ngx_min(rnow % 1000 / task->conf->interval, ticks - 1);
+
         send = ngx_http_mqttapi_sync_changed(q, demand)
                || !(q->flags & NGX_HTTP_MQTTAPI_GRANT_SENT)
-               || rn->key % ticks == task->ticks % ticks
                || (q->u.grant.g[1] == 0
-                   && rnow % 1000 >= 1000 - 2 * task->conf->interval);
+                   && (rn->key % ticks <= turn
+                       || rnow % 1000 >= 1000 - 2 * task->conf->interval));
     }
 
     if (!send) {
@@ -613,7 +640,7 @@ ngx_http_mqttapi_sync_grant_reply(ngx_http_mqttapi_sync_task_t *task,
         task->conf->sh->ask = 1;
     }
 
-    task->granting[b->zone] = 0;
+    task->granting[b->zone] &= NGX_HTTP_MQTTAPI_GRANT_TICK;
 
     g = NULL;
 

@@ -193,7 +193,6 @@ struct ngx_http_mqttapi_sync_task_s {
     ngx_msec_t                       beat_at;
     ngx_event_t                      wake;        /* polls sh->ask */
     ngx_msec_t                       fewer_since; /* beats saw fewer nodes */
-    ngx_uint_t                       ticks;
     u_char                          *granting;    /* per zone: GRANT_* */
     ngx_msec_t                       logged_at;
     ngx_uint_t                       seq;
