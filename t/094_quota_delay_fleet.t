@@ -4,10 +4,9 @@
 # upstream nginx that logs "key|action|marker|msec" per request (how the
 # test counts what reached it), and two nodes of one worker each.
 #
-# Written against the fleet quota model on main when it was written (each
-# node spends a share of a second, limit / nodes, and leases the rest from
-# Redis): a node books only its share of the next second of Redis's
-# clock, so a request waits at most until that second.
+# With sync a node books only what its grant (or its credit) for the next
+# second of Redis's clock covers (grants by demand, SPEC 10), so a request
+# waits at most until that second.
 #
 #   * 150 ApplyToken requests (100/s) for one key at once, 75 on each
 #     node, with delay=2s: all admitted, none refused, 50 of them waited,
@@ -15,7 +14,7 @@
 #     upstream, by the second of its clock: the fleet's seconds are
 #     Redis's, the same machine's clock);
 #   * a larger burst (125 on each node): the seconds stay within 100, and
-#     what the nodes' shares of the next second cannot take is refused at
+#     what the nodes' grants of the next second cannot take is refused at
 #     once, before any waiting request is let go.
 
 use strict;
@@ -66,8 +65,8 @@ EOF
 
 my @nodes = map { start_nginx(workers => 1, http => $node_http) } 1 .. 2;
 
-# both nodes seen alive, then two seconds more: each has joined the shares
-# of the seconds to come
+# both nodes seen alive, then two seconds more: each counts the other
+# (its credit is ceil(L / 2)) before the bursts
 for my $n (@nodes) {
     ok(poll_until(15, sub {
            status_value(status_json($n->port(0)), 'sync_nodes') == 2 }),
