@@ -11,8 +11,8 @@
 #   * 150 ApplyToken requests (100/s) for one key at once, 75 on each
 #     node, with delay=2s: all admitted, none refused, 50 of them waited,
 #     and no second admits more than 100 in the fleet (counted at the
-#     upstream, by the second of its clock: the fleet's seconds are
-#     Redis's, the same machine's clock);
+#     upstream, by the second of the node's clock when it sent each on:
+#     the fleet's seconds are Redis's, the same machine's clock);
 #   * a larger burst (125 on each node): the seconds stay within 100, and
 #     what the nodes' grants of the next second cannot take is refused at
 #     once, before any waiting request is let go.
@@ -34,7 +34,10 @@ my $redis = MqttapiRedis->start;
 my $rport = $redis->port;
 
 my $up = start_nginx(workers => 1, http => <<'EOF');
-    log_format up '$arg_AccessKeyId|$arg_Action|$arg_m|$msec';
+    # the time is the node's when it sent the request on (X-Admitted, the
+    # second the node counted it in): its arrival here can be a few ms
+    # later on a loaded machine, past the end of that second
+    log_format up '$arg_AccessKeyId|$arg_Action|$arg_m|$http_x_admitted';
     server {
         listen 127.0.0.1:%%PORT0%%;
         access_log %%PREFIX%%/up.log up;
@@ -52,6 +55,7 @@ my $node_http = <<"EOF";
     server {
         listen 127.0.0.1:%%PORT0%%;
         mqttapi on;
+        proxy_set_header X-Admitted \$msec;
         add_header X-Delay \$mqttapi_quota_delay always;
         location / {
             mqttapi_quota zone=fleet delay=2s;
@@ -77,7 +81,7 @@ sleep 2.5;
 sub passed { ($_[0]{status} // 0) == 200 && !h($_[0], 'X-MQTTAPI-Throttled') }
 sub waited { defined h($_[0], 'X-Delay') }
 
-# requests per second of the upstream's clock
+# requests per second of the nodes' clock (when they sent them on)
 sub per_second {
     my ($k) = @_;
     my %s;

@@ -4,8 +4,9 @@
 # limit, and books in the next second of Redis's clock all that its grant
 # for it covers (not a fixed part of it).  Three nodes of two workers, one
 # Redis, interval=100ms, mqttapi_quota delay=2s; an upstream nginx logs
-# "key|action|marker|msec" per request (how the test counts what reached
-# it: the fleet's seconds are Redis's, the same machine's clock).
+# "key|action|marker|msec" per request, msec the node's when it sent the
+# request on (how the test counts what reached it: the fleet's seconds are
+# Redis's, the same machine's clock).
 #
 #   * warm-up: ApplyToken (100/s) for one key at 150/s on node A for
 #     about two seconds, through a location of the same zone without
@@ -39,7 +40,10 @@ my $redis = MqttapiRedis->start;
 my $rport = $redis->port;
 
 my $up = start_nginx(workers => 1, http => <<'EOF');
-    log_format up '$arg_AccessKeyId|$arg_Action|$arg_m|$msec';
+    # the time is the node's when it sent the request on (X-Admitted, the
+    # second the node counted it in): its arrival here can be a few ms
+    # later on a loaded machine, past the end of that second
+    log_format up '$arg_AccessKeyId|$arg_Action|$arg_m|$http_x_admitted';
     server {
         listen 127.0.0.1:%%PORT0%%;
         access_log %%PREFIX%%/up.log up;
@@ -57,6 +61,7 @@ my $node_http = <<"EOF";
     server {
         listen 127.0.0.1:%%PORT0%%;
         mqttapi on;
+        proxy_set_header X-Admitted \$msec;
         keepalive_requests 1000000;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
