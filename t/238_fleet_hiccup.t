@@ -22,6 +22,7 @@ use POSIX ();
 use MqttapiTest;
 use MqttapiRedis;
 use MqttapiStatus;
+use MqttapiFleet;
 
 my $redis = MqttapiRedis->start(args => ['--enable-debug-command', 'local']);
 my $rport = $redis->port;
@@ -41,17 +42,7 @@ my $A = start_nginx(workers => 2,
         }
         location = /mqttapi/status { mqttapi_status; }
     }
-    server {
-        listen 127.0.0.1:%%PORT1%%;
-        access_log off;
-        default_type application/json;
-        location / {
-            if (\$arg_code) {
-                return 400 '{"RequestId":"UP","Code":"\$arg_code","Message":"m"}';
-            }
-            return 200 '{"RequestId":"UP"}';
-        }
-    }
+@{[ code_upstream('%%PORT1%%') ]}
 EOF
 
 ok(poll_until(10, sub { $A->error_log =~ /mqttapi sync: connected to/ }),

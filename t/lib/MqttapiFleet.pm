@@ -21,7 +21,7 @@ use Time::HiRes ();
 use MqttapiTest;
 use MqttapiStatus;
 
-our @EXPORT = qw(fleet_node throttle answers_locally sync_up timed_get
+our @EXPORT = qw(fleet_node code_upstream throttle answers_locally sync_up timed_get
                  $THROTTLE);
 
 our $THROTTLE = 'ApplyTokenOverFlow';
@@ -50,8 +50,17 @@ sub fleet_node {
             mqttapi_status;
         }
     }
+@{[ code_upstream('%%PORT1%%') ]}
+EOF
+}
+
+# a server block for the node's own nginx: the test's upstream, which
+# answers "?code=C" with the error C and anything else with a 200
+sub code_upstream {
+    my ($port) = @_;
+    return <<"EOF";
     server {
-        listen 127.0.0.1:%%PORT1%%;
+        listen 127.0.0.1:$port;
         access_log off;
         default_type application/json;
         location / {
