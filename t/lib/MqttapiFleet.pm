@@ -21,7 +21,8 @@ use Time::HiRes ();
 use MqttapiTest;
 use MqttapiStatus;
 
-our @EXPORT = qw(fleet_node code_upstream throttle answers_locally sync_up timed_get
+our @EXPORT = qw(fleet_node code_upstream throttle answers_locally sync_up
+                 timed_get
                  $THROTTLE);
 
 our $THROTTLE = 'ApplyTokenOverFlow';
