@@ -182,9 +182,11 @@ ngx_http_mqttapi_slot_take(ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now,
 /*
  * A node spending grants (mqttapi_sync): a slot in the next second of
  * Redis's clock, within the node's grant of it, at or after "t"; slot j
- * of a grant of s at j/s of the second less its bands at both ends (a
- * request let go within NGX_HTTP_MQTTAPI_SYNC_BAND ms of the boundary
- * could fall in the second before on Redis's own clock, which is full).
+ * of a grant of s at j/s into it; a slot waited for at j/s of the second
+ * less its bands at both ends (a request let go within
+ * NGX_HTTP_MQTTAPI_SYNC_BAND ms of the boundary could fall in the second
+ * before on Redis's own clock, which is full), one taken at once (now
+ * within the band) as before.
  */
 
 ngx_msec_t
@@ -202,8 +204,14 @@ ngx_http_mqttapi_slot_next(ngx_http_mqttapi_zone_t *zone,
         return NGX_HTTP_MQTTAPI_SLOT_NONE;
     }
 
-    at = start + NGX_HTTP_MQTTAPI_SYNC_BAND
-         + booked * (1000 - 2 * NGX_HTTP_MQTTAPI_SYNC_BAND) / share;
+    at = start + booked * 1000 / share;
+
+    if (at > now) {
+        /* a slot to wait for: clear of the second's bands */
+        at = start + NGX_HTTP_MQTTAPI_SYNC_BAND
+             + booked * (1000 - 2 * NGX_HTTP_MQTTAPI_SYNC_BAND) / share;
+    }
+
     at = ngx_max(at, t);
 
     return (at < start + 1000) ? at : NGX_HTTP_MQTTAPI_SLOT_NONE;
