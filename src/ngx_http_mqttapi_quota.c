@@ -328,14 +328,19 @@ ngx_http_mqttapi_window_find(ngx_http_mqttapi_window_t *w, ngx_msec_t now,
         return ngx_http_mqttapi_slot_find(w->q, w->limit, now, t);
     }
 
-    /* tokens of this second of Redis's, else a slot in the next */
+    /*
+     * tokens of this second of Redis's, else a slot in the next; a token
+     * for now holds within the band after a boundary too (the node is
+     * still in the second before, and the request was checked against
+     * both: ngx_http_mqttapi_quota_sync)
+     */
 
     w->ahead = 0;
 
     (void) ngx_http_mqttapi_quota_sync_next(w->zone, w->q, now, w->limit,
                                             &start);
 
-    if (w->token && t < start) {
+    if (w->token && (t == now || t < start)) {
         return t;
     }
 

@@ -40,6 +40,9 @@
 static ngx_uint_t ngx_http_mqttapi_quota_sync_may(
     ngx_http_mqttapi_sync_sh_t *sh, ngx_http_mqttapi_quota_node_t *q,
     ngx_uint_t limit, ngx_uint_t next);
+static ngx_uint_t ngx_http_mqttapi_quota_sync_edge(
+    ngx_http_mqttapi_sync_sh_t *sh, ngx_http_mqttapi_quota_node_t *q,
+    ngx_msec_t now);
 static void ngx_http_mqttapi_quota_sync_arrival(
     ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now);
 static void ngx_http_mqttapi_quota_sync_ask(ngx_http_mqttapi_zone_t *zone,
@@ -148,6 +151,13 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
         ngx_http_mqttapi_quota_sync_roll(q, second);
     }
 
+    /*
+     * a worker whose time lags another's (each caches its own) may find
+     * the node already in the next second: it counts in the node's second
+     */
+
+    second = q->u.grant.second;
+
     q->u.grant.limit = (uint16_t) ngx_min(*limit, NGX_HTTP_MQTTAPI_QUOTA_MAX);
 
     ngx_http_mqttapi_quota_sync_arrival(q, now);
@@ -156,9 +166,7 @@ ngx_http_mqttapi_quota_sync(ngx_http_request_t *r,
 
     if (q->u.grant.spent < may) {
 
-        if (second == (uint32_t) ((rnow + NGX_HTTP_MQTTAPI_SYNC_BAND)
-                                  / 1000))
-        {
+        if (!ngx_http_mqttapi_quota_sync_edge(sh, q, now)) {
             return NGX_OK;
         }
 
@@ -249,7 +257,7 @@ ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
 }
 
 
-/* c = ceil(L / N), N the nodes alive (2 before the first heartbeat) */
+/* c = ceil(L / N) */
 
 ngx_uint_t
 ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
@@ -257,9 +265,18 @@ ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
 {
     ngx_uint_t  nodes;
 
-    nodes = sh->clocked ? ngx_max(sh->nodes, 1) : 2;
+    nodes = ngx_http_mqttapi_quota_sync_nodes(sh);
 
     return (limit + nodes - 1) / nodes;
+}
+
+
+/* N, the nodes alive (2 before the first heartbeat) */
+
+ngx_uint_t
+ngx_http_mqttapi_quota_sync_nodes(ngx_http_mqttapi_sync_sh_t *sh)
+{
+    return sh->clocked ? ngx_max(sh->nodes, 1) : 2;
 }
 
 
@@ -329,14 +346,30 @@ ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
 
     /* at a boundary: counted in the next second too (checked, see above) */
 
-    if (ngx_http_mqttapi_quota_sync_second(scf->sh, ngx_current_msec)
-        != (uint32_t) ((ngx_current_msec + (scf->sh->clocked
-                                            ? scf->sh->clock : 0)
-                        + NGX_HTTP_MQTTAPI_SYNC_BAND) / 1000)
+    if (ngx_http_mqttapi_quota_sync_edge(scf->sh, q, ngx_current_msec)
         && q->carry < NGX_HTTP_MQTTAPI_QUOTA_MAX)
     {
         q->carry++;
     }
+}
+
+
+/*
+ * Within NGX_HTTP_MQTTAPI_SYNC_BAND ms of the end of the node's second
+ * (or past it, the node not rolled on yet): a request counts in the next
+ * second too
+ */
+
+static ngx_uint_t
+ngx_http_mqttapi_quota_sync_edge(ngx_http_mqttapi_sync_sh_t *sh,
+    ngx_http_mqttapi_quota_node_t *q, ngx_msec_t now)
+{
+    uint32_t  second;
+
+    second = (uint32_t) ((now + (sh->clocked ? sh->clock : 0)
+                          + NGX_HTTP_MQTTAPI_SYNC_BAND) / 1000);
+
+    return (int32_t) (second - q->u.grant.second) > 0;
 }
 
 
@@ -361,7 +394,16 @@ ngx_http_mqttapi_quota_sync_next(ngx_http_mqttapi_zone_t *zone,
     sh = scf->sh;
     clock = sh->clocked ? sh->clock : 0;
 
-    second = ngx_http_mqttapi_quota_sync_second(sh, now) + 1;
+    second = ngx_http_mqttapi_quota_sync_second(sh, now);
+
+    if (q->mode == NGX_HTTP_MQTTAPI_QUOTA_GRANT
+        && (int32_t) (q->u.grant.second - second) > 0)
+    {
+        /* rolled on by a worker whose time is ahead of this one's */
+        second = q->u.grant.second;
+    }
+
+    second++;
     *start = (ngx_msec_t) second * 1000 - clock;
 
     if (!sh->up || !sh->clocked || q->mode != NGX_HTTP_MQTTAPI_QUOTA_GRANT

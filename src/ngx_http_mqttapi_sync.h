@@ -180,6 +180,7 @@ void ngx_http_mqttapi_quota_sync_count(ngx_http_mqttapi_zone_t *zone,
     ngx_http_mqttapi_quota_node_t *q);
 ngx_uint_t ngx_http_mqttapi_quota_sync_credit(ngx_http_mqttapi_sync_sh_t *sh,
     ngx_uint_t limit);
+ngx_uint_t ngx_http_mqttapi_quota_sync_nodes(ngx_http_mqttapi_sync_sh_t *sh);
 void ngx_http_mqttapi_quota_sync_roll(ngx_http_mqttapi_quota_node_t *q,
     uint32_t second);
 uint32_t ngx_http_mqttapi_quota_sync_second(ngx_http_mqttapi_sync_sh_t *sh,

@@ -501,11 +501,11 @@ ngx_http_mqttapi_sync_grant_send(ngx_http_mqttapi_sync_task_t *task,
     const char                    **argv;
     ngx_http_mqttapi_sync_claim_t  *c;
 
-    /* EVALSHA sha numkeys born d:K... id interval (L want s h0 h1)... */
+    /* EVALSHA sha numkeys born d:K... id interval N (L want s h0 h1)... */
 
-    argc = 3 + 1 + (int) b->n + 2 + 5 * (int) b->n;
+    argc = 3 + 1 + (int) b->n + 3 + 5 * (int) b->n;
 
-    size = NGX_HTTP_MQTTAPI_SYNC_KEY + NGX_INT_T_LEN * 2
+    size = NGX_HTTP_MQTTAPI_SYNC_KEY + NGX_INT_T_LEN * 3
            + b->n * (NGX_HTTP_MQTTAPI_SYNC_KEY + 5 * NGX_INT_T_LEN);
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)) + size,
@@ -568,6 +568,14 @@ ngx_http_mqttapi_sync_grant_send(ngx_http_mqttapi_sync_task_t *task,
 
     argv[k] = (const char *) p;
     p = ngx_sprintf(p, "%M", task->conf->interval);
+    argvlen[k] = p - (u_char *) argv[k];
+    k++;
+
+    /* the nodes the credit counts: c = ceil(L / N) */
+
+    argv[k] = (const char *) p;
+    p = ngx_sprintf(p, "%ui", ngx_http_mqttapi_quota_sync_nodes(
+                                                       task->conf->sh));
     argvlen[k] = p - (u_char *) argv[k];
     k++;
 

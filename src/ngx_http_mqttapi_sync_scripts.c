@@ -134,7 +134,8 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
 
     /*
      * grant: KEYS born, then a hash of grants per quota key; ARGV node
-     * id, interval ms, then five numbers per key: the limit L, the node's
+     * id, interval ms, the nodes alive N as the node counts them (its
+     * credit's), then five numbers per key: the limit L, the node's
      * demand (0: it gives back what it has not spent), its second, and
      * what it may spend in that second and the next (its grants and
      * credit: what Redis counts as its claims).  Its claims become what
@@ -148,8 +149,10 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
      * is not refused while the key is far under L.  A node gets no spare
      * in its field's first second: nodes that take up a key together
      * would each get L before they know of one another, on top of the
-     * others' credit.  For three intervals after "born" nothing grows
-     * (learning).
+     * others' credit; nor more than c = ceil(L / N) by fairness: a node
+     * whose claim arrives before the others' would get all of L for the
+     * next second, on top of their credit.  For three intervals after
+     * "born" nothing grows (learning).
      * {S, learning, then per key the node's grants for S and S + 1}
      */
 
@@ -157,6 +160,7 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
     "local S = math.floor(now / 1000) "
     "local id = ARGV[1] "
     "local iv = tonumber(ARGV[2]) "
+    "local N = math.max(tonumber(ARGV[3]), 1) "
     "local born = tonumber(redis.call('GET', KEYS[1])) "
     "if not born then born = now end "
     "redis.call('SET', KEYS[1], born, 'PX', 86400000) "
@@ -198,7 +202,7 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
     "end "
     "local out = {S, learning and 1 or 0} "
     "for i = 2, #KEYS do "
-      "local a = 3 + (i - 2) * 5 "
+      "local a = 4 + (i - 2) * 5 "
       "local L = tonumber(ARGV[a]) "
       "local want = tonumber(ARGV[a + 1]) "
       "local ns = tonumber(ARGV[a + 2]) "
@@ -249,6 +253,7 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
           "elseif since < S then "
             "f = want + part(names(wants), L - total, X) "
           "end "
+          "if since == S then f = math.min(f, math.ceil(L / N)) end "
           "local more = math.min(f, L - others) "
           "if more > g[X] then g[X] = more end "
         "end "
