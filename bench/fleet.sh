@@ -36,6 +36,9 @@
 #   FLEET_CATALOG=file (a user catalog; "" = the built-in one; default:
 #   one that raises the per-action ceiling to 65,535/s)
 #   NGINX=/usr/sbin/nginx MODULE=build/ngx_http_mqttapi_module.so
+#   FLEET_REDIS_CPU=1: redis-server alone on that CPU and everything else
+#   on the others (taskset), as a Redis of its own host would be: on a
+#   small machine the load otherwise starves Redis inside its scripts
 #
 # Prints a Markdown table (summarised in bench/RESULTS.md); the files of
 # the run stay in build/bench/fleet (not in git).
@@ -75,8 +78,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# FLEET_REDIS_CPU: Redis on that CPU, this script (and so every process
+# it starts) on the others
+RUN_REDIS=()
+if [ -n "${FLEET_REDIS_CPU:-}" ]; then
+    command -v taskset > /dev/null || die "taskset is not installed"
+    others=$(python3 -c "import os; print(','.join(str(c) for c in sorted(os.sched_getaffinity(0)) if c != $FLEET_REDIS_CPU))")
+    [ -n "$others" ] || die "no CPU left beside $FLEET_REDIS_CPU"
+    taskset -pc "$others" $$ > /dev/null
+    RUN_REDIS=(taskset -c "$FLEET_REDIS_CPU")
+fi
+
 RPORT=$(port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
+"${RUN_REDIS[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
     > "$DIR/redis.log" 2>&1 &
 RPID=$!
 PIDS+=("$RPID")

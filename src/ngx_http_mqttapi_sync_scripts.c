@@ -165,7 +165,13 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
     "if not born then born = now end "
     "redis.call('SET', KEYS[1], born, 'PX', 86400000) "
     "local learning = now - born < 3 * iv "
-    "local lapse = 1000 + 3 * iv "
+    /*
+     * a live node sends each key once a second, from the tick its hash
+     * picks or earlier when its demand moves: two sends can be nearly two
+     * seconds apart, and a demand lapsed between them would give its part
+     * to the others
+     */
+    "local lapse = 2000 + 3 * iv "
     "local function names(wants) "
       "local o = {} "
       "for n in pairs(wants) do o[#o + 1] = n end "
