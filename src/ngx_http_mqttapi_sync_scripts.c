@@ -22,10 +22,13 @@
  *   P "{" Z "}:index"   sorted set of the back-offs' K by that time
  *   P "{" Z "}:p:" K    the right to probe K (SET NX PX), a node's id
  *   P "{" Z "}:d:" K    a hash, the fleet's grants of the quota K: field
- *                       a node's id, "W c0 c1 want expiry since": what it
- *                       may spend in Redis's second W and in the next
- *                       one, its demand until it lapses, and the second
- *                       its field was made (a newcomer's first second)
+ *                       a node's id, W c0 c1 want expiry since (22 bytes,
+ *                       struct '<iHHHdi', cheaper than text to parse and
+ *                       build): what it may spend in Redis's
+ *                       second W and in the next one, its demand until it
+ *                       lapses, and the second its field was made (a
+ *                       newcomer's first second); a value of another size
+ *                       is dropped
  *   P "{" Z "}:born"    when Redis began to hold the zone's grants: for
  *                       three intervals after, it grants only what the
  *                       nodes re-claim (learning, after a restart)
@@ -227,17 +230,18 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
       "local f = redis.call('HGETALL', KEYS[i]) "
       "for j = 1, #f, 2 do "
         "local n = f[j] "
-        "local s0, c0, c1, w, e, s1 = string.match(f[j + 1], "
-          "'^(%d+) (%d+) (%d+) (%d+) (%d+) ?(%d*)$') "
-        "if s0 and n == id then since = tonumber(s1) or S end "
+        "local s0, c0, c1, w, e, s1 "
+        "if #f[j + 1] == 22 then "
+          "s0, c0, c1, w, e, s1 = struct.unpack('<iHHHdi', f[j + 1]) "
+        "end "
+        "if s0 and n == id then since = s1 end "
         "if s0 then "
-          "s0 = tonumber(s0) "
           "if s0 == S then "
-            "claims[S][n] = tonumber(c0) claims[S + 1][n] = tonumber(c1) "
+            "claims[S][n] = c0 claims[S + 1][n] = c1 "
           "elseif s0 == S - 1 then "
-            "claims[S][n] = tonumber(c1) "
+            "claims[S][n] = c1 "
           "end "
-          "if tonumber(e) > now then wants[n] = tonumber(w) "
+          "if e > now then wants[n] = w "
           "elseif s0 < S - 1 then del[#del + 1] = n end "
         "else "
           "del[#del + 1] = n "
@@ -247,6 +251,7 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
       "local total = 0 "
       "for _, w in pairs(wants) do total = total + w end "
       "local g = {} "
+      "local nw = nil "
       "for X = S, S + 1 do "
         "g[X] = own[X] or claims[X][id] or 0 "
         "if not learning and want > 0 then "
@@ -257,7 +262,8 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
           "local f = want "
           "if total > L then f = fair(wants, L, X) "
           "elseif since < S then "
-            "f = want + part(names(wants), L - total, X) "
+            "nw = nw or names(wants) "
+            "f = want + part(nw, L - total, X) "
           "end "
           "if since == S then f = math.min(f, math.ceil(L / N)) end "
           "local more = math.min(f, L - others) "
@@ -266,9 +272,9 @@ const char  *ngx_http_mqttapi_sync_scripts[] = {
         "out[#out + 1] = g[X] "
       "end "
       "if want > 0 or g[S] > 0 or g[S + 1] > 0 then "
-        "redis.call('HSET', KEYS[i], id, S .. ' ' .. g[S] .. ' ' .. g[S + 1] "
-          ".. ' ' .. want .. ' ' .. (want > 0 and now + lapse or 0) "
-          ".. ' ' .. since) "
+        "redis.call('HSET', KEYS[i], id, struct.pack('<iHHHdi', S, "
+          "math.min(g[S], 65535), math.min(g[S + 1], 65535), "
+          "math.min(want, 65535), want > 0 and now + lapse or 0, since)) "
       "else "
         "del[#del + 1] = id "
       "end "
