@@ -41,10 +41,10 @@
 
 #define NGX_HTTP_MQTTAPI_SYNC_WAKE     10
 /*
- * keys a call: about 30 ms of an idle Redis's time; 10,000 active keys
+ * keys a call, about 30 ms of an idle Redis's time: 10,000 active keys
  * are about 1,000 an interval, and four times that leaves room for the
- * ticks that come late (1,000 left keys without their next second's
- * grant at 10,000 keys on a loaded machine)
+ * ticks that come late (calls of at most 1,000 left keys without their
+ * next second's grant at 10,000 keys on a loaded machine)
  */
 #define NGX_HTTP_MQTTAPI_SYNC_BATCH    4000
 

@@ -22,13 +22,13 @@
  *   P "{" Z "}:index"   sorted set of the back-offs' K by that time
  *   P "{" Z "}:p:" K    the right to probe K (SET NX PX), a node's id
  *   P "{" Z "}:d:" K    a hash, the fleet's grants of the quota K: field
- *                       a node's id, W c0 c1 want expiry since (22 bytes,
- *                       struct '<iHHHdi', cheaper than text to parse and
- *                       build): what it may spend in Redis's
+ *                       a node's id, W c0 c1 want expiry since (22
+ *                       bytes, struct '<iHHHdi', cheaper than text to
+ *                       parse and build): what it may spend in Redis's
  *                       second W and in the next one, its demand until it
  *                       lapses, and the second its field was made (a
- *                       newcomer's first second); a value of another size
- *                       is dropped
+ *                       newcomer's first second); a value of another
+ *                       size is dropped
  *   P "{" Z "}:born"    when Redis began to hold the zone's grants: for
  *                       three intervals after, it grants only what the
  *                       nodes re-claim (learning, after a restart)
