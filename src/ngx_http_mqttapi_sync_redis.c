@@ -516,6 +516,11 @@ ngx_http_mqttapi_sync_link_fail(ngx_http_mqttapi_sync_link_t *link,
         return;
     }
 
+    if (ngx_http_mqttapi_sync_owner(link->task)) {
+        /* Redis out of reach, no longer refusing writes */
+        link->task->conf->sh->refused = 0;
+    }
+
     ngx_http_mqttapi_sync_fail(link->task, NGX_HTTP_MQTTAPI_SYNC_OP_CONNECT,
                                "%*s", (size_t) (p - buf), buf);
 }

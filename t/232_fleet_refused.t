@@ -5,7 +5,9 @@
 # as when Redis is down (fail=local here: a 100/s quota at 2% of its limit
 # is admitted in full), show it in the status endpoint (sync_up 0,
 # sync_refused 1), log it once, and heal within 5 s of Redis accepting
-# writes again.  Two nodes of two workers on one redis-server.
+# writes again; a Redis that refuses writes and then goes away is out of
+# reach, not refusing (sync_refused 0).  Two nodes of two workers on one
+# redis-server.
 
 use strict;
 use warnings;
@@ -105,6 +107,21 @@ for my $case (
         like($nodes[$i]->error_log($mark[$i]), qr/accepts writes again/,
              "$name: node $i logs that Redis accepts writes again");
     }
+}
+
+# refused, then out of reach: the nodes no longer say that Redis refuses
+# writes, and come back when it is there again
+{
+    is($redis->cmd('CONFIG', 'SET', 'maxmemory', '1'), 'OK',
+       'refused then down: Redis refuses writes');
+    ok(poll_until(10, sub { all('sync_refused', 1) }),
+       'refused then down: sync_refused 1');
+    $redis->stop;
+    ok(poll_until(10, sub { all('sync_up', 0) && all('sync_refused', 0) }),
+       'refused then down: sync_refused 0 while Redis is out of reach');
+    $redis->restart;
+    ok(poll_until(15, sub { all('sync_up', 1) && all('sync_refused', 0) }),
+       'refused then down: both nodes back on the restarted Redis');
 }
 
 for my $n (@nodes) {
