@@ -15,7 +15,10 @@
 #     the fleet's seconds are Redis's, the same machine's clock);
 #   * a larger burst (125 on each node): the seconds stay within 100, and
 #     what the nodes' grants of the next second cannot take is refused at
-#     once, before any waiting request is let go.
+#     once, before any waiting request is let go;
+#   * 60 on node A, then 65 more on A and 125 on B 150 ms later (A's
+#     grants made meanwhile): the seconds stay within 100 (a node's grant
+#     in its first second on a key grows to at most ceil(L / N)).
 
 use strict;
 use warnings;
@@ -135,6 +138,36 @@ sub burst_two {
     my %s = per_second($k);
     my ($max) = sort { $b <=> $a } values %s;
     cmp_ok($max, '<=', 100, 'no second admits more than 100 in the fleet')
+        or diag explain \%s;
+}
+
+# 60 requests on node A alone: its task asks Redis at once for the key,
+# new to the fleet, wanting all of L; 150 ms later, A's grants made, 65
+# more on A and 125 on B, in the same second.  A node's grant in its
+# first second on a key grows to at most c = ceil(L / N) = 50: were A
+# given all of L for the next second, it would book its second wave
+# there, and B's credit would come on top (125).
+{
+    my $k = 'fleet-first';
+    my $t = time;
+    sleep(1.1 - ($t - int $t)) if $t - int $t > 0.3;
+    my @s = open_requests($nodes[0]->port(0),
+        map { "/?Action=ApplyToken&AccessKeyId=$k&m=a$_" } 1 .. 60);
+    sleep 0.15;
+    push @s, open_requests($nodes[0]->port(0),
+        map { "/?Action=ApplyToken&AccessKeyId=$k&m=a$_" } 61 .. 125);
+    push @s, open_requests($nodes[1]->port(0),
+        map { "/?Action=ApplyToken&AccessKeyId=$k&m=b$_" } 1 .. 125);
+    my @r = read_in_order(@s);
+    my @p = grep { passed($_) } @r;
+    is(scalar(grep { passed($_) || local_answer($_) } @r), 250,
+       'A then B: each admitted or refused');
+    is($UP->count_settled($k, scalar @p), scalar @p,
+       'A then B: the upstream saw the admitted');
+    my %s = per_second($k);
+    my ($max) = sort { $b <=> $a } values %s;
+    cmp_ok($max, '<=', 100,
+           'A then B: no second admits more than 100 in the fleet')
         or diag explain \%s;
 }
 
