@@ -833,6 +833,25 @@ ngx_http_mqttapi_stats_zones(ngx_conf_t *cf, ngx_http_mqttapi_stats_t *st)
             continue;
         }
 
+        /*
+         * a zone's figures go by its position, and its name must be a
+         * label of its own: a zone named "other" (the label of what has
+         * none) or with a name too long for a label is counted as "other"
+         */
+
+        if (shm_zone[i].shm.name.len > NGX_HTTP_MQTTAPI_LABEL_MAX_LEN
+            || (shm_zone[i].shm.name.len == ngx_http_mqttapi_stats_other.len
+                && ngx_strncmp(shm_zone[i].shm.name.data,
+                               ngx_http_mqttapi_stats_other.data,
+                               ngx_http_mqttapi_stats_other.len)
+                   == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "mqttapi_status: the zone \"%V\" counts as "
+                               "\"other\"", &shm_zone[i].shm.name);
+            continue;
+        }
+
         if (ngx_http_mqttapi_labels_add(cf, &st->zone_names,
                                         &shm_zone[i].shm.name, "zone")
             != NGX_OK)

@@ -618,6 +618,33 @@ EOF2
     $zn->stop;
 }
 
+# --- a zone named "other", the label of what has none ---------------------
+
+{
+    my $zn = start_nginx(workers => 1, http => <<'EOF2');
+    mqttapi_throttle_zone $arg_AccessKeyId zone=other:1m;
+    mqttapi_throttle_zone $arg_AccessKeyId zone=main:1m;
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location /o { mqttapi on; mqttapi_throttle zone=other;
+                      return 200 '{}'; }
+        location /m { mqttapi on; mqttapi_throttle zone=main;
+                      return 200 '{}'; }
+        location = /mqttapi/status { mqttapi_status; }
+    }
+EOF2
+    my $zp = $zn->port(0);
+    like($zn->error_log, qr/the zone "other" counts as "other"/,
+         'zone "other": a warning at start');
+    my $d = JSON::PP->new->utf8->decode(get($zp, '/mqttapi/status')->{body});
+    is_deeply([ map { $_->{zone} } @{ $d->{zone_keys} } ], ['main'],
+              'zone "other": JSON zone_keys has "main" alone, by its name');
+    my $pb = get($zp, '/mqttapi/status?format=prometheus')->{body};
+    unlike($pb, qr/zone=""/, 'zone "other": no zone without a name');
+    like($pb, qr/^mqttapi_zone_bytes\{zone="main",state="total"\} 1048576$/m,
+         'zone "other": "main" keeps its own figures');
+}
+
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
 
 done_testing();
