@@ -4,7 +4,8 @@
 # fleet section shows whether Redis is connected (in words), the nodes,
 # the roundtrip and the errors by operation, as the JSON has them; when
 # Redis goes away it says "disconnected", and "connected" again when it
-# is back.  A node without mqttapi_sync shows no fleet section
+# is back; a Redis that refuses writes is "disconnected: Redis refuses
+# writes".  A node without mqttapi_sync shows no fleet section
 # (t/121_status_page_browser.t: its #sync section stays hidden).
 
 use strict;
@@ -109,6 +110,18 @@ ok(poll_until($DEADLINE, sub {
     $errors += (split /=/)[1] for @$shown;
     return $errors > 0 && join(' ', @$shown) eq join(' ', @{ json_ops() });
 }), "the errors counted while Redis was away ($errors), as in the JSON");
+
+# Redis that answers but refuses writes (maxmemory under noeviction): the
+# page says why the node is on its own
+is($redis->cmd('CONFIG', 'SET', 'maxmemory', '1'), 'OK',
+   'Redis refuses writes');
+ok(poll_until($DEADLINE, sub {
+    text('sync-up') eq 'disconnected: Redis refuses writes'
+}), 'Redis refusing writes: "disconnected: Redis refuses writes"');
+is($redis->cmd('CONFIG', 'SET', 'maxmemory', '0'), 'OK',
+   'Redis accepts writes again');
+ok(poll_until($DEADLINE, sub { text('sync-up') eq 'connected' }),
+   'Redis accepting writes: "connected" again');
 
 is_deeply([grep { !/^http:\/\/127\.0\.0\.1:$port\/mqttapi\/status(\?format=json)?$/ }
            $c->requests], [], 'nothing requested but its own location');
