@@ -36,6 +36,7 @@
 #   FLEET_CATALOG=file (a user catalog; "" = the built-in one; default:
 #   one that raises the per-action ceiling to 65,535/s)
 #   NGINX=/usr/sbin/nginx MODULE=build/ngx_http_mqttapi_module.so
+#   FLEET_TIMEOUT=200ms: the nodes' mqttapi_sync timeout=
 #   FLEET_REDIS_CPU=1: redis-server alone on that CPU and everything else
 #   on the others (taskset), as a Redis of its own host would be: on a
 #   small machine the load otherwise starves Redis inside its scripts
@@ -52,6 +53,7 @@ MODULE=${MODULE:-$REPO/build/ngx_http_mqttapi_module.so}
 KEYS=${FLEET_KEYS:-100 1000 10000}
 DURATION=${FLEET_DURATION:-10}
 WARMUP=${FLEET_WARMUP:-3}
+TIMEOUT=${FLEET_TIMEOUT:-200ms}
 DIR=$REPO/build/bench/fleet
 TICKS=$(getconf CLK_TCK)
 
@@ -138,7 +140,7 @@ for i in 1 2 3 0; do
     # node 0: the baseline, no sync
     if [ "$i" = 0 ]; then sync=""; msync=""; else
         sync=" sync"
-        msync="mqttapi_sync redis=127.0.0.1:$RPORT interval=100ms timeout=200ms;"
+        msync="mqttapi_sync redis=127.0.0.1:$RPORT interval=100ms timeout=$TIMEOUT;"
     fi
     nginx_conf "$DIR/n$i" "$p" "
     $msync
