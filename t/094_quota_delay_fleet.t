@@ -92,12 +92,16 @@ sub per_second {
     return %s;
 }
 
-# a burst early in a second of the clock, so that its immediate part falls
+# early in a second of the clock, so that a burst's immediate part falls
 # in one second
-sub burst_two {
-    my ($k, $each) = @_;
+sub early_in_second {
     my $t = time;
     sleep(1.1 - ($t - int $t)) if $t - int $t > 0.3;
+}
+
+sub burst_two {
+    my ($k, $each) = @_;
+    early_in_second();
     my @s;
     for my $n (@nodes) {
         push @s, open_requests($n->port(0),
@@ -149,8 +153,7 @@ sub burst_two {
 # there, and B's credit would come on top (125).
 {
     my $k = 'fleet-first';
-    my $t = time;
-    sleep(1.1 - ($t - int $t)) if $t - int $t > 0.3;
+    early_in_second();
     my @s = open_requests($nodes[0]->port(0),
         map { "/?Action=ApplyToken&AccessKeyId=$k&m=a$_" } 1 .. 60);
     sleep 0.15;
