@@ -36,20 +36,7 @@ use MqttapiStatus;
 my $redis = MqttapiRedis->start;
 my $rport = $redis->port;
 
-my $up = start_nginx(workers => 1, http => <<'EOF');
-    # the time is the node's when it sent the request on (X-Admitted, the
-    # second the node counted it in): its arrival here can be a few ms
-    # later on a loaded machine, past the end of that second
-    log_format up '$arg_AccessKeyId|$arg_Action|$arg_m|$http_x_admitted';
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-        access_log %%PREFIX%%/up.log up;
-        keepalive_requests 100000;
-        default_type application/json;
-        location / { return 200 '{"RequestId":"UP-$request_id"}'; }
-    }
-EOF
-my $UP = upstream_log($up->prefix . '/up.log');
+my ($up, $UP) = admitted_upstream();
 my $uport = $up->port(0);
 
 my $node_http = <<"EOF";
